@@ -1,0 +1,80 @@
+//! `stop`, `restart`, `delete`, `kill` and `daemon`: commands that change what runs.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+
+use super::list;
+use crate::client::Client;
+use crate::home::Home;
+use crate::protocol::{Request, Response, Selection};
+
+/// Prints the process table of a successful response, or turns an error response into an error.
+pub fn expect_processes(response: Response) -> Result<()> {
+    match response {
+        Response::Processes { processes } => list::print(&processes, false),
+        Response::Ok => Ok(()),
+        Response::Error { message, .. } => bail!(message),
+    }
+}
+
+/// Sends a request that needs a running daemon. Without one, every app name or id is unknown.
+fn act(home: &Home, target: &str, request: Request) -> Result<()> {
+    let Some(mut client) = Client::connect(home)? else {
+        match Selection::parse(target) {
+            // Nothing runs, so there is nothing to act on: done.
+            Selection::All => return list::print(&[], false),
+            selection => bail!("no {selection} is known: the daemon is not running"),
+        }
+    };
+    expect_processes(client.request(&request)?)
+}
+
+pub fn stop(home: &Home, target: &str) -> Result<()> {
+    act(home, target, Request::Stop { target: Selection::parse(target) })
+}
+
+pub fn restart(home: &Home, target: &str) -> Result<()> {
+    act(home, target, Request::Restart { target: Selection::parse(target) })
+}
+
+pub fn delete(home: &Home, target: &str) -> Result<()> {
+    act(home, target, Request::Delete { target: Selection::parse(target) })
+}
+
+/// Stops every app and the daemon, and returns once the daemon has exited.
+pub fn kill(home: &Home) -> Result<()> {
+    let Some(mut client) = Client::connect(home)? else {
+        println!("herdsman: no daemon is running for {}", home.root().display());
+        return Ok(());
+    };
+    let pid = client.hello.pid as i32;
+    expect_processes(client.request(&Request::Kill)?)?;
+    drop(client);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while process_alive(pid) {
+        if Instant::now() > deadline {
+            bail!("the daemon (pid {pid}) stopped its apps but has not exited");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    println!("herdsman: every app stopped; daemon (pid {pid}) exited");
+    Ok(())
+}
+
+/// True while the process exists and is not a zombie.
+fn process_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rsplit_once(')').is_none_or(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => false,
+    }
+}
+
+pub fn daemon(home: &Home, foreground: bool) -> Result<()> {
+    if foreground {
+        return crate::daemon::run(home.clone());
+    }
+    let client = Client::connect_or_start(home)?;
+    println!("herdsman: daemon running (pid {}) for {}", client.hello.pid, home.root().display());
+    Ok(())
+}

@@ -1,0 +1,189 @@
+//! `herdsman list`: the process table, aligned, coloured on a terminal; or the JSON records.
+
+use std::io::{IsTerminal, Write};
+
+use anyhow::{bail, Result};
+
+use crate::client::Client;
+use crate::home::Home;
+use crate::protocol::{ProcessInfo, Request, Response, Status};
+
+pub fn run(home: &Home, json: bool) -> Result<()> {
+    // A read-only command: with no daemon there is nothing running, and nothing is started to say so.
+    let processes = match Client::connect(home)? {
+        None => Vec::new(),
+        Some(mut client) => match client.request(&Request::List)? {
+            Response::Processes { processes } => processes,
+            Response::Error { message, .. } => bail!(message),
+            Response::Ok => bail!("unexpected answer to list; is the CLI the same version as the daemon?"),
+        },
+    };
+    print(&processes, json)
+}
+
+/// Prints the records as JSON or as a table.
+pub fn print(processes: &[ProcessInfo], json: bool) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer(&mut out, processes)?;
+        writeln!(out)?;
+    } else {
+        let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        out.write_all(table(processes, colour).as_bytes())?;
+    }
+    Ok(())
+}
+
+const HEADERS: [&str; 10] = ["id", "name", "mode", "pid", "status", "↺", "uptime", "cpu", "memory", "listen"];
+
+/// Renders the table: one row a worker, columns padded to their widest cell.
+pub fn table(processes: &[ProcessInfo], colour: bool) -> String {
+    let rows: Vec<[String; 10]> = processes.iter().map(row).collect();
+    let mut widths = HEADERS.map(|h| h.chars().count());
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut text = String::new();
+    let line = |cells: &[String; 10], status: Option<Status>, text: &mut String| {
+        for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
+            let pad = width - cell.chars().count();
+            let painted = match (i, status) {
+                (4, Some(status)) if colour => format!("\x1b[{}m{cell}\x1b[0m", status_colour(status)),
+                _ => cell.clone(),
+            };
+            text.push_str(&painted);
+            if i + 1 < cells.len() {
+                text.push_str(&" ".repeat(pad + 2));
+            }
+        }
+        text.push('\n');
+    };
+    let headers = HEADERS.map(str::to_string);
+    if colour {
+        text.push_str("\x1b[1m");
+    }
+    line(&headers, None, &mut text);
+    if colour {
+        text.insert_str(text.len() - 1, "\x1b[0m");
+    }
+    for (process, cells) in processes.iter().zip(&rows) {
+        line(cells, Some(process.status), &mut text);
+    }
+    if processes.is_empty() {
+        text.push_str("(no apps; start one with `herdsman start app.js -i max --listen 3000`)\n");
+    }
+    text
+}
+
+fn status_colour(status: Status) -> &'static str {
+    match status {
+        Status::Online => "32",
+        Status::Launching | Status::Waiting | Status::Stopping => "33",
+        Status::Errored => "31",
+        Status::Stopped => "2",
+    }
+}
+
+fn row(p: &ProcessInfo) -> [String; 10] {
+    let status = match (p.status, p.restart_in_ms) {
+        (Status::Waiting, Some(ms)) => format!("waiting {}", duration(ms)),
+        (status, _) => status.as_str().to_string(),
+    };
+    [
+        p.id.to_string(),
+        if p.mode == crate::protocol::Mode::Cluster {
+            format!("{}:{}", p.name, p.instance)
+        } else {
+            p.name.clone()
+        },
+        match p.mode {
+            crate::protocol::Mode::Cluster => "cluster".into(),
+            crate::protocol::Mode::Fork => "fork".into(),
+        },
+        p.pid.map_or("-".into(), |pid| pid.to_string()),
+        status,
+        p.restarts.to_string(),
+        p.uptime_ms.map_or("-".into(), duration),
+        format!("{:.1}%", p.cpu),
+        bytes(p.memory),
+        p.listen.clone().unwrap_or_else(|| "-".into()),
+    ]
+}
+
+/// `850ms`, `12s`, `5m`, `3h`, `2d`.
+fn duration(ms: u64) -> String {
+    match ms {
+        0..1_000 => format!("{ms}ms"),
+        1_000..60_000 => format!("{}s", ms / 1_000),
+        60_000..3_600_000 => format!("{}m", ms / 60_000),
+        3_600_000..86_400_000 => format!("{}h", ms / 3_600_000),
+        _ => format!("{}d", ms / 86_400_000),
+    }
+}
+
+/// `0b`, `512kb`, `41.2mb`, `1.1gb`.
+fn bytes(n: u64) -> String {
+    const KIB: f64 = 1024.0;
+    let n = n as f64;
+    if n < KIB {
+        format!("{n}b")
+    } else if n < KIB * KIB {
+        format!("{:.0}kb", n / KIB)
+    } else if n < KIB * KIB * KIB {
+        format!("{:.1}mb", n / KIB / KIB)
+    } else {
+        format!("{:.1}gb", n / KIB / KIB / KIB)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Mode;
+
+    fn record(id: u32, name: &str, status: Status) -> ProcessInfo {
+        ProcessInfo {
+            id,
+            name: name.into(),
+            instance: id,
+            mode: Mode::Cluster,
+            pid: Some(4000 + id),
+            status,
+            restarts: 0,
+            uptime_ms: Some(61_000),
+            cpu: 0.5,
+            memory: 42 * 1024 * 1024,
+            listen: Some("127.0.0.1:3000".into()),
+            restart_in_ms: None,
+            last_exit: None,
+        }
+    }
+
+    #[test]
+    fn table_is_aligned_and_plain_without_colour() {
+        let text = table(&[record(0, "api", Status::Online), record(1, "api", Status::Waiting)], false);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(!text.contains('\x1b'));
+        let column = |line: &str| line.find("online").or_else(|| line.find("waiting")).or_else(|| line.find("status"));
+        assert_eq!(column(lines[0]), column(lines[1]));
+        assert_eq!(column(lines[1]), column(lines[2]));
+        assert!(lines[1].contains("api:0") && lines[1].contains("1m") && lines[1].contains("42.0mb"));
+    }
+
+    #[test]
+    fn table_colours_the_status_on_a_terminal() {
+        let text = table(&[record(0, "api", Status::Errored)], true);
+        assert!(text.contains("\x1b[31merrored\x1b[0m"));
+    }
+
+    #[test]
+    fn units() {
+        assert_eq!(duration(850), "850ms");
+        assert_eq!(duration(125_000), "2m");
+        assert_eq!(bytes(512), "512b");
+        assert_eq!(bytes(3 * 1024 * 1024 * 1024), "3.0gb");
+    }
+}

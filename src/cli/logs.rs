@@ -1,0 +1,235 @@
+//! `herdsman logs`: the last lines of apps' log files, then everything appended to them.
+//!
+//! Workers write straight to `HERDSMAN_HOME/logs/<app>-out.log` and `-err.log` (see docs/architecture.md),
+//! so this reads the files itself: it works whether or not the daemon runs and costs the daemon nothing.
+//! Following checks the files' sizes a few times a second; a file that shrinks was truncated and is read
+//! again from its start.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{IsTerminal, Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use super::LogsArgs;
+use crate::client::Client;
+use crate::home::Home;
+use crate::protocol::{Request, Response, Selection};
+
+const POLL: Duration = Duration::from_millis(100);
+
+/// One log file being read.
+struct Stream {
+    app: String,
+    err: bool,
+    path: PathBuf,
+    offset: u64,
+    /// The end of a line not yet terminated.
+    partial: Vec<u8>,
+}
+
+pub fn run(home: &Home, args: LogsArgs) -> Result<()> {
+    let apps = resolve(home, args.target.as_deref())?;
+    let mut streams = Vec::new();
+    for app in apps {
+        if !args.err {
+            streams.push(Stream::new(app.clone(), false, home.out_log(&app)));
+        }
+        if !args.out {
+            streams.push(Stream::new(app.clone(), true, home.err_log(&app)));
+        }
+    }
+    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let mut out = std::io::stdout().lock();
+    for stream in &mut streams {
+        let (lines, end) = last_lines(&stream.path, args.lines)?;
+        stream.offset = end;
+        if args.nostream || !lines.is_empty() {
+            let which = if stream.err { "err" } else { "out" };
+            writeln!(out, "==> {} ({which}), last {} lines:", stream.path.display(), lines.len())?;
+        }
+        for line in lines {
+            write_line(&mut out, stream, &line, colour)?;
+        }
+    }
+    out.flush()?;
+    if args.nostream {
+        return Ok(());
+    }
+    drop(out);
+    loop {
+        let mut out = std::io::stdout().lock();
+        for stream in &mut streams {
+            for line in stream.read_new()? {
+                write_line(&mut out, stream, &line, colour)?;
+            }
+        }
+        out.flush()?;
+        drop(out);
+        std::thread::sleep(POLL);
+    }
+}
+
+/// The app names a target selects. With the daemon running it knows; otherwise the log files tell.
+fn resolve(home: &Home, target: Option<&str>) -> Result<Vec<String>> {
+    let selection = Selection::parse(target.unwrap_or("all"));
+    let known = match Client::connect(home)? {
+        Some(mut client) => match client.request(&Request::List)? {
+            Response::Processes { processes } => Some(processes),
+            Response::Error { message, .. } => bail!(message),
+            Response::Ok => None,
+        },
+        None => None,
+    };
+    let on_disk = apps_on_disk(home)?;
+    match (selection, known) {
+        (Selection::All, known) => {
+            let mut apps = on_disk;
+            apps.extend(known.into_iter().flatten().map(|p| p.name));
+            Ok(apps.into_iter().collect())
+        }
+        (Selection::Name(name), known) => {
+            let listed = known.is_some_and(|k| k.iter().any(|p| p.name == name));
+            if listed || on_disk.contains(&name) {
+                Ok(vec![name])
+            } else {
+                bail!("no app named '{name}' and no logs for it in {}", home.logs_dir().display())
+            }
+        }
+        (Selection::Id(id), Some(known)) => match known.into_iter().find(|p| p.id == id) {
+            Some(process) => Ok(vec![process.name]),
+            None => bail!("no process with id {id} (see `herdsman list`)"),
+        },
+        (Selection::Id(id), None) => bail!("no process with id {id}: the daemon is not running"),
+    }
+}
+
+/// Apps that have log files.
+fn apps_on_disk(home: &Home) -> Result<BTreeSet<String>> {
+    let dir = home.logs_dir();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeSet::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+    };
+    Ok(entries
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter_map(|file| {
+            let stem = file.strip_suffix(".log")?;
+            let app = stem.strip_suffix("-out").or_else(|| stem.strip_suffix("-err"))?;
+            Some(app.to_string())
+        })
+        .collect())
+}
+
+/// The last `count` complete lines of a file, and the offset just past them.
+fn last_lines(path: &PathBuf, count: usize) -> Result<(Vec<Vec<u8>>, u64)> {
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let len = file.metadata()?.len();
+    // Read backwards in chunks until enough newlines are in hand.
+    let mut start = len;
+    let mut tail = Vec::new();
+    while start > 0 && tail.iter().filter(|&&b| b == b'\n').count() <= count {
+        let step = start.min(64 * 1024);
+        start -= step;
+        let mut chunk = vec![0; step as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(&mut chunk)?;
+        chunk.extend_from_slice(&tail);
+        tail = chunk;
+    }
+    // Only complete lines; a line still being written is printed when it ends.
+    let complete = tail.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let end = start + complete as u64;
+    let mut lines: Vec<Vec<u8>> = tail[..complete].split(|&b| b == b'\n').map(<[u8]>::to_vec).collect();
+    lines.pop(); // after the last newline
+    if start > 0 && !lines.is_empty() {
+        lines.remove(0); // may be cut
+    }
+    let skip = lines.len().saturating_sub(count);
+    Ok((lines.split_off(skip), end))
+}
+
+impl Stream {
+    fn new(app: String, err: bool, path: PathBuf) -> Stream {
+        Stream {
+            app,
+            err,
+            path,
+            offset: 0,
+            partial: Vec::new(),
+        }
+    }
+
+    /// The complete lines appended since the last read.
+    fn read_new(&mut self) -> Result<Vec<Vec<u8>>> {
+        let mut file = match File::open(&self.path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", self.path.display())),
+        };
+        let len = file.metadata()?.len();
+        if len < self.offset {
+            self.offset = 0;
+            self.partial.clear();
+        }
+        if len == self.offset {
+            return Ok(Vec::new());
+        }
+        file.seek(SeekFrom::Start(self.offset))?;
+        let mut fresh = Vec::new();
+        file.take(len - self.offset).read_to_end(&mut fresh)?;
+        self.offset += fresh.len() as u64;
+        self.partial.extend_from_slice(&fresh);
+        let Some(last) = self.partial.iter().rposition(|&b| b == b'\n') else {
+            return Ok(Vec::new());
+        };
+        let rest = self.partial.split_off(last + 1);
+        let complete = std::mem::replace(&mut self.partial, rest);
+        let mut lines: Vec<Vec<u8>> = complete.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect();
+        lines.pop();
+        Ok(lines)
+    }
+}
+
+fn write_line(out: &mut impl Write, stream: &Stream, line: &[u8], colour: bool) -> Result<()> {
+    let line = String::from_utf8_lossy(line);
+    match (colour, stream.err) {
+        (true, true) => writeln!(out, "\x1b[31m{} |\x1b[0m {line}", stream.app)?,
+        (true, false) => writeln!(out, "\x1b[36m{} |\x1b[0m {line}", stream.app)?,
+        (false, _) => writeln!(out, "{} | {line}", stream.app)?,
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_lines_returns_complete_lines_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a.log");
+        let mut text = String::new();
+        for i in 0..1000 {
+            text.push_str(&format!("line {i}\n"));
+        }
+        text.push_str("unfinished");
+        std::fs::write(&path, &text).expect("write");
+        let (lines, end) = last_lines(&path, 3).expect("tail");
+        assert_eq!(lines, [b"line 997".to_vec(), b"line 998".to_vec(), b"line 999".to_vec()]);
+        assert_eq!(end as usize, text.len() - "unfinished".len());
+
+        let mut stream = Stream::new("a".into(), false, path.clone());
+        stream.offset = end;
+        let mut file = std::fs::OpenOptions::new().append(true).open(&path).expect("open");
+        file.write_all(b" now\nnext\n").expect("append");
+        assert_eq!(stream.read_new().expect("read"), [b"unfinished now".to_vec(), b"next".to_vec()]);
+    }
+}

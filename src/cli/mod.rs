@@ -1,0 +1,138 @@
+//! The command line: clap definitions and the dispatch to each command family's module.
+
+mod control;
+mod list;
+mod logs;
+mod start;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+use crate::home::Home;
+
+/// A pre-fork cluster process supervisor: it binds each app's socket, starts N workers that share it,
+/// restarts them when they crash, and keeps their logs.
+#[derive(Debug, Parser)]
+#[command(name = "herdsman", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start an app (a script or program), or start again a stopped app by name, id or `all`.
+    Start(StartArgs),
+    /// List every worker.
+    #[command(visible_alias = "ls")]
+    List {
+        /// One JSON array of worker records (a stable contract).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop workers gracefully (kill signal, then SIGKILL after the kill timeout) and free the app's port.
+    Stop {
+        /// An app name, a worker id, or `all`.
+        target: String,
+    },
+    /// Stop then start workers; the listening socket stays open, so no connection is refused.
+    Restart {
+        /// An app name, a worker id, or `all`.
+        target: String,
+    },
+    /// Stop workers and forget them.
+    #[command(visible_alias = "del")]
+    Delete {
+        /// An app name, a worker id, or `all`.
+        target: String,
+    },
+    /// Print the last lines of apps' logs, then follow them.
+    Logs(LogsArgs),
+    /// Stop every app and the daemon.
+    Kill,
+    /// Run the daemon (commands start it when needed).
+    Daemon {
+        /// Stay in the foreground and log to stderr (what a systemd unit or a container runs).
+        #[arg(long)]
+        foreground: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// The script or program to run (its extension chooses the interpreter), or an existing app's name or id.
+    pub script: String,
+    /// The app's name [default: the script's file name without extension].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Workers: a number, 0 or `max` for one per logical core, -1 for one less than that.
+    #[arg(short = 'i', long = "instances", default_value = "1", allow_negative_numbers = true)]
+    pub instances: String,
+    /// Bind this address and share it with every worker (cluster mode): PORT, HOST:PORT, [V6]:PORT or
+    /// unix:PATH. Without it the app runs in fork mode.
+    #[arg(long)]
+    pub listen: Vec<String>,
+    /// The interpreter, overriding the extension's (`none`: execute the script itself).
+    #[arg(long)]
+    pub interpreter: Option<String>,
+    /// The workers' working directory [default: the current directory].
+    #[arg(long)]
+    pub cwd: Option<PathBuf>,
+    /// The signal that asks a worker to stop [default: SIGINT].
+    #[arg(long)]
+    pub kill_signal: Option<String>,
+    /// How long a worker may take to stop before its process group is killed (ms, or with a unit)
+    /// [default: 1600ms].
+    #[arg(long)]
+    pub kill_timeout: Option<String>,
+    /// A worker that runs at least this long counts as started well, which resets its backoff [default: 1s].
+    #[arg(long)]
+    pub min_uptime: Option<String>,
+    /// Give up after this many quick crashes in a row (the worker shows `errored`) [default: never].
+    #[arg(long)]
+    pub max_restarts: Option<u32>,
+    /// The delay before the second quick restart in a row; it doubles with each further one [default: 100ms].
+    #[arg(long)]
+    pub restart_backoff: Option<String>,
+    /// The longest delay between quick restarts [default: 15s].
+    #[arg(long)]
+    pub restart_backoff_max: Option<String>,
+    /// Arguments passed to the script (after `--`).
+    #[arg(last = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// An app name, a worker id, or `all` [default: all].
+    pub target: Option<String>,
+    /// How many of the last lines to print first.
+    #[arg(long, default_value_t = 15)]
+    pub lines: usize,
+    /// Print the last lines and exit instead of following.
+    #[arg(long)]
+    pub nostream: bool,
+    /// Only standard output.
+    #[arg(long, conflicts_with = "err")]
+    pub out: bool,
+    /// Only standard error.
+    #[arg(long)]
+    pub err: bool,
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    let home = Home::from_env()?;
+    match cli.command {
+        Command::Start(args) => start::run(&home, args),
+        Command::List { json } => list::run(&home, json),
+        Command::Stop { target } => control::stop(&home, &target),
+        Command::Restart { target } => control::restart(&home, &target),
+        Command::Delete { target } => control::delete(&home, &target),
+        Command::Logs(args) => logs::run(&home, args),
+        Command::Kill => control::kill(&home),
+        Command::Daemon { foreground } => control::daemon(&home, foreground),
+    }
+}

@@ -1,0 +1,120 @@
+//! The CLI's side of the control socket: connect (starting the daemon when a command needs one), check the
+//! daemon's protocol version, send a request, read the response. Blocking I/O: a CLI call is one exchange.
+
+use std::fs::OpenOptions;
+use std::io::{BufReader, ErrorKind as IoErrorKind};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use crate::home::Home;
+use crate::protocol::{self, FrameError, Hello, Request, Response, PROTOCOL_VERSION};
+
+/// How long a command waits for a daemon it started to accept connections.
+const START_DEADLINE: Duration = Duration::from_secs(10);
+
+/// A connection to the daemon.
+pub struct Client {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+    pub hello: Hello,
+}
+
+impl Client {
+    /// Connects to a running daemon; `Ok(None)` when none runs for this home.
+    pub fn connect(home: &Home) -> Result<Option<Client>> {
+        let stream = match UnixStream::connect(home.socket()) {
+            Ok(stream) => stream,
+            Err(e) if matches!(e.kind(), IoErrorKind::NotFound | IoErrorKind::ConnectionRefused) => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("cannot connect to {}", home.socket().display())),
+        };
+        let writer = stream.try_clone().context("cannot use the control socket")?;
+        let mut reader = BufReader::new(stream);
+        let hello: Hello = match protocol::read_frame(&mut reader) {
+            Ok(Some(hello)) => hello,
+            // The daemon closed at once: it is shutting down, or refused us as another user.
+            Ok(None) | Err(FrameError::Io(_)) => return Ok(None),
+            Err(e) => bail!("unexpected greeting from the daemon ({e}); is the CLI the same version as the daemon?"),
+        };
+        if hello.protocol != PROTOCOL_VERSION {
+            bail!(
+                "the daemon speaks protocol {} (herdsman {}) but this CLI speaks {} (herdsman {}); \
+                 run `herdsman kill` to restart it with this version",
+                hello.protocol,
+                hello.version,
+                PROTOCOL_VERSION,
+                env!("CARGO_PKG_VERSION")
+            );
+        }
+        Ok(Some(Client { reader, writer, hello }))
+    }
+
+    /// Connects, starting a daemon for this home first when none runs.
+    pub fn connect_or_start(home: &Home) -> Result<Client> {
+        if let Some(client) = Client::connect(home)? {
+            return Ok(client);
+        }
+        home.create()?;
+        let log_path = home.daemon_log();
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&log_path)
+            .with_context(|| format!("cannot open {}", log_path.display()))?;
+        let exe = std::env::current_exe().context("cannot find the herdsman executable")?;
+        let mut command = Command::new(exe);
+        command
+            .args(["daemon", "--foreground"])
+            .env("HERDSMAN_HOME", home.root())
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        // SAFETY: setsid is async-signal-safe; the daemon leaves the caller's session and terminal.
+        unsafe {
+            command.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().context("cannot start the daemon")?;
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            if let Some(client) = Client::connect(home)? {
+                return Ok(client);
+            }
+            // Exit status 1 is a daemon that found another one starting for the same home: keep waiting.
+            if let Some(status) = child.try_wait()?
+                && status.code() != Some(1)
+            {
+                bail!("the daemon exited at start ({status}); see {}", log_path.display());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the daemon did not answer within {} s; see {}",
+                    START_DEADLINE.as_secs(),
+                    log_path.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Sends one request and reads its response.
+    pub fn request(&mut self, request: &Request) -> Result<Response> {
+        protocol::write_frame(&mut self.writer, request).context("cannot send the request to the daemon")?;
+        match protocol::read_frame(&mut self.reader) {
+            Ok(Some(response)) => Ok(response),
+            Ok(None) => Err(anyhow!("the daemon closed the connection without answering")),
+            Err(FrameError::Decode(e)) => Err(anyhow!(
+                "cannot read the daemon's answer ({e}); is the CLI the same version as the daemon?"
+            )),
+            Err(e) => Err(anyhow!("cannot read the daemon's answer: {e}")),
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! What an app is: [`AppSpec`], the one description the CLI builds, the daemon runs, and (later) the ecosystem
+//! file and the dump hold. Everything in it is resolved: paths are absolute and defaults are filled in.
+
+mod values;
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use values::{check_name, parse_duration, Instances, ListenAddr, SignalName, ValueError};
+
+/// Defaults, PM2's where PM2 has one.
+pub mod defaults {
+    /// PM2's `kill_signal`.
+    pub const KILL_SIGNAL: nix::sys::signal::Signal = nix::sys::signal::Signal::SIGINT;
+    /// PM2's `kill_timeout`.
+    pub const KILL_TIMEOUT_MS: u64 = 1600;
+    /// PM2's `min_uptime`.
+    pub const MIN_UPTIME_MS: u64 = 1000;
+    /// PM2's `exp_backoff_restart_delay` starting value.
+    pub const RESTART_BACKOFF_MS: u64 = 100;
+    /// PM2 caps its exponential backoff at 15 s.
+    pub const RESTART_BACKOFF_MAX_MS: u64 = 15_000;
+}
+
+/// One app: what to run, how many, on which sockets, and how to treat it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppSpec {
+    pub name: String,
+    /// Absolute path of the script or program.
+    pub script: PathBuf,
+    pub args: Vec<String>,
+    /// `None`: chosen by the script's extension; `Some("none")`: the script is executed itself.
+    pub interpreter: Option<String>,
+    /// Absolute working directory of every worker.
+    pub cwd: PathBuf,
+    pub instances: Instances,
+    /// Empty: fork mode. Otherwise cluster mode; the sockets reach each worker as fds 3, 4, ...
+    pub listen: Vec<ListenAddr>,
+    /// The complete environment of the workers, before herdsman adds its own variables.
+    pub env: BTreeMap<String, String>,
+    pub kill_signal: SignalName,
+    pub kill_timeout_ms: u64,
+    pub min_uptime_ms: u64,
+    /// `None`: retried forever.
+    pub max_restarts: Option<u32>,
+    pub restart_backoff_ms: u64,
+    pub restart_backoff_max_ms: u64,
+}
+
+/// The interpreter a script gets from its extension, as PM2 chooses it.
+pub fn interpreter_for(script: &Path) -> Option<&'static str> {
+    match script.extension().and_then(OsStr::to_str) {
+        Some("js" | "mjs" | "cjs") => Some("node"),
+        Some("py") => Some("python3"),
+        Some("sh") => Some("bash"),
+        _ => None,
+    }
+}
+
+/// The name an app gets when none is given: the script's file name without its extension.
+pub fn default_name(script: &Path) -> String {
+    script
+        .file_stem()
+        .and_then(OsStr::to_str)
+        .unwrap_or("app")
+        .to_string()
+}
+
+/// Errors turning a spec into a command line.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("interpreter '{0}' not found on PATH")]
+    InterpreterNotFound(String),
+}
+
+/// The program to execute and its argv (argv[0] included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandLine {
+    pub program: PathBuf,
+    pub argv: Vec<String>,
+}
+
+impl AppSpec {
+    /// The interpreter in effect, if any (`None` when the script is executed itself).
+    pub fn effective_interpreter(&self) -> Option<&str> {
+        match self.interpreter.as_deref() {
+            Some("none") => None,
+            Some(other) => Some(other),
+            None => interpreter_for(&self.script),
+        }
+    }
+
+    /// True when the workers run under Node (so the listen preload applies).
+    pub fn is_node(&self) -> bool {
+        self.effective_interpreter()
+            .and_then(|i| Path::new(i).file_name())
+            .and_then(OsStr::to_str)
+            .is_some_and(|name| name == "node" || name.starts_with("node"))
+    }
+
+    /// Resolves the interpreter on the app's PATH and builds the argv.
+    pub fn command_line(&self) -> Result<CommandLine, CommandError> {
+        let script = self.script.to_string_lossy().into_owned();
+        match self.effective_interpreter() {
+            None => {
+                let mut argv = vec![script];
+                argv.extend(self.args.iter().cloned());
+                Ok(CommandLine {
+                    program: self.script.clone(),
+                    argv,
+                })
+            }
+            Some(interpreter) => {
+                let program = find_program(interpreter, self.env.get("PATH").map(String::as_str), &self.cwd)
+                    .ok_or_else(|| CommandError::InterpreterNotFound(interpreter.to_string()))?;
+                let mut argv = vec![interpreter.to_string(), script];
+                argv.extend(self.args.iter().cloned());
+                Ok(CommandLine { program, argv })
+            }
+        }
+    }
+}
+
+/// Finds an executable the way a shell does: a name with a slash is a path (relative to `cwd`), any other
+/// name is looked up on `path`.
+pub fn find_program(name: &str, path: Option<&str>, cwd: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |candidate: &Path| {
+        std::fs::metadata(candidate).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if name.contains('/') {
+        let candidate = cwd.join(name);
+        return executable(&candidate).then_some(candidate);
+    }
+    let path = path.unwrap_or("/usr/local/bin:/usr/bin:/bin");
+    path.split(':')
+        .filter(|dir| !dir.is_empty())
+        .map(|dir| cwd.join(dir).join(name))
+        .find(|candidate| executable(candidate))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(script: &str, interpreter: Option<&str>) -> AppSpec {
+        AppSpec {
+            name: "t".into(),
+            script: script.into(),
+            args: vec!["--flag".into()],
+            interpreter: interpreter.map(str::to_string),
+            cwd: "/".into(),
+            instances: Instances::Count(1),
+            listen: vec![],
+            env: BTreeMap::from([("PATH".to_string(), "/usr/bin:/bin".to_string())]),
+            kill_signal: SignalName(nix::sys::signal::Signal::SIGINT),
+            kill_timeout_ms: defaults::KILL_TIMEOUT_MS,
+            min_uptime_ms: defaults::MIN_UPTIME_MS,
+            max_restarts: None,
+            restart_backoff_ms: defaults::RESTART_BACKOFF_MS,
+            restart_backoff_max_ms: defaults::RESTART_BACKOFF_MAX_MS,
+        }
+    }
+
+    #[test]
+    fn interpreter_follows_the_extension_and_can_be_overridden() {
+        assert_eq!(spec("/a/app.js", None).effective_interpreter(), Some("node"));
+        assert_eq!(spec("/a/app.mjs", None).effective_interpreter(), Some("node"));
+        assert_eq!(spec("/a/app.py", None).effective_interpreter(), Some("python3"));
+        assert_eq!(spec("/a/run.sh", None).effective_interpreter(), Some("bash"));
+        assert_eq!(spec("/usr/bin/gunicorn", None).effective_interpreter(), None);
+        assert_eq!(spec("/a/app.js", Some("none")).effective_interpreter(), None);
+        assert_eq!(spec("/a/app.py", Some("pypy3")).effective_interpreter(), Some("pypy3"));
+        assert!(spec("/a/app.js", None).is_node());
+        assert!(!spec("/a/app.py", None).is_node());
+    }
+
+    #[test]
+    fn command_line_puts_the_script_after_the_interpreter() {
+        let line = spec("/a/run.sh", None).command_line().expect("bash is on PATH");
+        assert!(line.program.ends_with("bash"));
+        assert_eq!(line.argv, ["bash", "/a/run.sh", "--flag"]);
+        let direct = spec("/bin/true", None).command_line().expect("no interpreter needed");
+        assert_eq!(direct.program, PathBuf::from("/bin/true"));
+        assert_eq!(direct.argv, ["/bin/true", "--flag"]);
+        assert!(spec("/a/x.py", Some("no-such-interpreter")).command_line().is_err());
+    }
+
+    #[test]
+    fn default_name_is_the_file_stem() {
+        assert_eq!(default_name(Path::new("/srv/app.js")), "app");
+        assert_eq!(default_name(Path::new("/usr/bin/gunicorn")), "gunicorn");
+    }
+}

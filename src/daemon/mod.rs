@@ -1,0 +1,160 @@
+//! The daemon: wiring. Takes the home's lock, becomes a child subreaper, binds the control socket, runs the
+//! control server and the supervisor on one current-thread runtime, and on shutdown removes what it
+//! created.
+//!
+//! Shutdown is a value, not an exit: SIGTERM, SIGINT and a `kill` request all become one message to the
+//! supervisor, which stops every app and returns; [`run`] then removes the socket and pid file, lets
+//! connections flush their last replies, and returns to `main`.
+
+mod listener;
+mod metrics;
+mod server;
+mod spawn;
+mod supervisor;
+mod worker;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use tokio::net::UnixListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+use tracing::info;
+
+use crate::home::Home;
+use supervisor::{Message, Supervisor};
+
+/// The Node listen preload, written into the home when the daemon starts.
+const NODE_PRELOAD: &str = include_str!("node/listen.cjs");
+
+/// Runs the daemon in this process until it is told to stop.
+pub fn run(home: Home) -> Result<()> {
+    home.create()?;
+    let _lock = lock(&home)?;
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+        tracing::warn!("cannot become a child subreaper; orphaned grandchildren will not be reaped here");
+    }
+    write_private(&home.node_preload(), NODE_PRELOAD.as_bytes())?;
+    let socket_path = home.socket();
+    remove_stale_socket(&socket_path)?;
+    install_panic_cleanup(socket_path.clone(), home.pid_file());
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(home, &socket_path))
+}
+
+async fn serve(home: Home, socket_path: &Path) -> Result<()> {
+    let listener = UnixListener::bind(socket_path)
+        .with_context(|| format!("cannot bind the control socket {}", socket_path.display()))?;
+    fs::set_permissions(socket_path, fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot set the mode of {}", socket_path.display()))?;
+
+    let sigchld = signal(SignalKind::child()).context("cannot watch SIGCHLD")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    let mut sighup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+
+    let (tx, rx) = mpsc::unbounded_channel();
+    let supervisor = Supervisor::new(home.clone(), tx.clone());
+    // Each connection task holds a clone of `alive`; when the last is dropped, every reply has been flushed.
+    let (alive, mut all_closed) = mpsc::channel::<()>(1);
+    let server = tokio::spawn(server::serve(listener, tx.clone(), alive));
+    let signals = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = sigterm.recv() => info!("SIGTERM received"),
+                _ = sigint.recv() => info!("SIGINT received"),
+                _ = sighup.recv() => { info!("SIGHUP ignored"); continue; }
+            }
+            if tx.send(Message::Shutdown).is_err() {
+                return;
+            }
+        }
+    });
+    info!(pid = std::process::id(), socket = %socket_path.display(), "daemon ready");
+
+    let kill_reply = supervisor.run(rx, sigchld).await;
+
+    server.abort();
+    signals.abort();
+    let _ = server.await;
+    // Remove our files before answering `kill`, so that a daemon started right after it keeps its own.
+    let _ = fs::remove_file(socket_path);
+    let _ = fs::remove_file(home.pid_file());
+    if let Some(reply) = kill_reply {
+        let _ = reply.send(crate::protocol::Response::Ok);
+    }
+    // Let the connections write their last replies (the `kill` that stopped us is waiting for its answer).
+    let _ = tokio::time::timeout(Duration::from_secs(2), all_closed.recv()).await;
+    info!("daemon stopped");
+    Ok(())
+}
+
+/// Takes the home's exclusive lock (flock on `daemon.pid`) and writes the pid; a second daemon fails here.
+fn lock(home: &Home) -> Result<File> {
+    let path = home.pid_file();
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    // SAFETY: flock on a descriptor owned by `file`.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let mut pid = String::new();
+        let _ = file.read_to_string(&mut pid);
+        bail!(
+            "a herdsman daemon is already running for {} (pid {})",
+            home.root().display(),
+            pid.trim()
+        );
+    }
+    file.set_len(0)?;
+    writeln!(file, "{}", std::process::id())?;
+    Ok(file)
+}
+
+/// A socket file left by a daemon that died: remove it (the lock proves nobody serves it).
+fn remove_stale_socket(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("cannot remove the stale socket {}", path.display())),
+    }
+}
+
+/// Writes a file atomically (temporary file, fsync, rename) with mode 0600.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    let temporary = path.with_extension("tmp");
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temporary)
+        .with_context(|| format!("cannot write {}", temporary.display()))?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    fs::rename(&temporary, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn install_panic_cleanup(socket: PathBuf, pid_file: PathBuf) {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let _ = fs::remove_file(&socket);
+        let _ = fs::remove_file(&pid_file);
+        previous(info);
+    }));
+}

@@ -1,0 +1,89 @@
+//! The control server: accepts CLI connections on the Unix socket and relays their requests to the
+//! supervisor. One task per connection; a bad frame or a bad peer affects only that connection.
+
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, warn};
+
+use super::supervisor::Message;
+use crate::protocol::{self, ErrorKind, FrameError, Hello, Request, Response, PROTOCOL_VERSION};
+
+/// Accepts connections until the listener fails or the supervisor is gone.
+/// Each connection task holds a clone of `alive`, so the daemon can wait for the last replies to be flushed.
+pub async fn serve(listener: UnixListener, supervisor: mpsc::UnboundedSender<Message>, alive: mpsc::Sender<()>) {
+    let uid = nix::unistd::geteuid().as_raw();
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                warn!(error = %e, "accept on the control socket failed");
+                continue;
+            }
+        };
+        // Only this user, or root, may drive the daemon.
+        match stream.peer_cred() {
+            Ok(cred) if cred.uid() == uid || cred.uid() == 0 => {}
+            Ok(cred) => {
+                warn!(peer_uid = cred.uid(), "refused a control connection from another user");
+                continue;
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot read the peer's credentials: connection refused");
+                continue;
+            }
+        }
+        let (supervisor, alive) = (supervisor.clone(), alive.clone());
+        tokio::spawn(async move {
+            if let Err(e) = connection(stream, supervisor).await {
+                debug!(error = %e, "control connection ended");
+            }
+            drop(alive);
+        });
+    }
+}
+
+async fn send(writer: &mut (impl AsyncWriteExt + Unpin), value: &impl serde::Serialize) -> Result<(), FrameError> {
+    writer.write_all(&protocol::encode_frame(value)?).await?;
+    Ok(())
+}
+
+async fn connection(stream: UnixStream, supervisor: mpsc::UnboundedSender<Message>) -> Result<(), FrameError> {
+    let (reader, mut writer) = stream.into_split();
+    let mut reader = BufReader::new(reader);
+    let hello = Hello {
+        protocol: PROTOCOL_VERSION,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        pid: std::process::id(),
+    };
+    send(&mut writer, &hello).await?;
+    loop {
+        let line = match protocol::read_line_async(&mut reader).await {
+            Ok(Some(line)) => line,
+            Ok(None) => return Ok(()),
+            Err(FrameError::TooLarge) => {
+                let error = Response::error(ErrorKind::BadRequest, "request too large");
+                send(&mut writer, &error).await?;
+                return Err(FrameError::TooLarge);
+            }
+            Err(e) => return Err(e),
+        };
+        let response = match protocol::decode::<Request>(&line) {
+            Ok(request) => {
+                let (reply, answer) = oneshot::channel();
+                if supervisor.send(Message::Request { request, reply }).is_err() {
+                    return Ok(());
+                }
+                match answer.await {
+                    Ok(response) => response,
+                    Err(_) => Response::error(ErrorKind::Os, "the daemon is shutting down"),
+                }
+            }
+            Err(e) => Response::error(
+                ErrorKind::BadRequest,
+                format!("cannot decode the request ({e}); is the CLI the same version as the daemon?"),
+            ),
+        };
+        send(&mut writer, &response).await?;
+    }
+}

@@ -1,0 +1,334 @@
+//! Starting a worker: fork, set up its descriptors, environment and process group, exec.
+//!
+//! Everything the child needs is prepared before `fork`, so the child allocates nothing and calls only
+//! async-signal-safe functions. That is what lets `LISTEN_PID` (and `LISTEN_PIDFDID`) hold the worker's own
+//! pid without an exec helper: the parent reserves room in the environment block and the child writes its
+//! pid there before `execve`.
+//!
+//! In the child, in order: default signal dispositions and an empty mask; a process group of its own; stdin
+//! from /dev/null and stdout/stderr to the app's log files (opened O_APPEND by the daemon); the listening
+//! sockets moved to fds 3, 4, ...; every other descriptor marked close-on-exec (so nothing of the daemon's
+//! leaks); the pid written into the environment; `chdir`; `execve`. If a step fails the child writes the step
+//! and `errno` to a close-on-exec pipe and exits 127; an EOF on that pipe means `execve` succeeded.
+
+use std::ffi::{CString, OsStr};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::OnceLock;
+
+use libc::c_char;
+
+use crate::config::CommandLine;
+
+/// What a worker is started with.
+pub struct SpawnRequest<'a> {
+    pub command: &'a CommandLine,
+    /// The environment, without the socket-activation variables that depend on the pid.
+    pub env: Vec<(String, String)>,
+    pub cwd: &'a Path,
+    pub stdout: BorrowedFd<'a>,
+    pub stderr: BorrowedFd<'a>,
+    /// Become fds 3, 4, ...; when not empty, `LISTEN_PID` (and `LISTEN_PIDFDID`) are added.
+    pub listen_fds: &'a [BorrowedFd<'a>],
+}
+
+/// A forked worker, and the pipe that reports whether its exec succeeded.
+pub struct Spawned {
+    pub pid: i32,
+    pub exec_status: OwnedFd,
+}
+
+/// The step of the child's set-up that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Descriptors,
+    WorkingDirectory,
+    Exec,
+}
+
+/// Why a child never ran its program.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}: {}", match .step {
+    Step::Descriptors => "setting up descriptors failed",
+    Step::WorkingDirectory => "cannot enter the working directory",
+    Step::Exec => "cannot execute the program",
+}, io::Error::from_raw_os_error(*.errno))]
+pub struct ExecError {
+    pub step: Step,
+    pub errno: i32,
+}
+
+const PID_DIGITS: usize = 20;
+
+/// Whether pidfds have unique inode numbers here (pidfs, Linux 6.9+), which `LISTEN_PIDFDID` requires.
+fn pidfd_ids_supported() -> bool {
+    static SUPPORTED: OnceLock<bool> = OnceLock::new();
+    *SUPPORTED.get_or_init(|| {
+        const PID_FS_MAGIC: i64 = 0x5049_4446;
+        // SAFETY: plain syscalls on a descriptor this function owns.
+        unsafe {
+            let fd = libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) as RawFd;
+            if fd < 0 {
+                return false;
+            }
+            let mut fs: libc::statfs = std::mem::zeroed();
+            let ok = libc::fstatfs(fd, &mut fs) == 0 && fs.f_type as i64 == PID_FS_MAGIC;
+            libc::close(fd);
+            ok
+        }
+    })
+}
+
+/// The argv, environment and descriptors of one child, laid out before fork.
+struct Plan {
+    program: CString,
+    _argv: Vec<CString>,
+    argv_ptrs: Vec<*const c_char>,
+    env: Vec<Vec<u8>>,
+    env_ptrs: Vec<*const c_char>,
+    /// Index in `env` of `LISTEN_PID=`, and the offset of its digits.
+    pid_slot: Option<(usize, usize)>,
+    pidfdid_slot: Option<(usize, usize)>,
+    cwd: CString,
+    stdin: OwnedFd,
+    stdout: RawFd,
+    stderr: RawFd,
+    listen_fds: Vec<RawFd>,
+    scratch: Vec<RawFd>,
+}
+
+fn cstring(bytes: &[u8], what: &str) -> io::Result<CString> {
+    CString::new(bytes).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("{what} contains a NUL byte")))
+}
+
+impl Plan {
+    fn new(request: &SpawnRequest<'_>) -> io::Result<Plan> {
+        let program = cstring(request.command.program.as_os_str().as_bytes(), "the program path")?;
+        let argv = request
+            .command
+            .argv
+            .iter()
+            .map(|arg| cstring(arg.as_bytes(), "an argument"))
+            .collect::<io::Result<Vec<_>>>()?;
+        let mut argv_ptrs: Vec<*const c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+        argv_ptrs.push(std::ptr::null());
+
+        let mut env = Vec::with_capacity(request.env.len() + 2);
+        for (key, value) in &request.env {
+            if key.is_empty() || key.contains('=') {
+                continue;
+            }
+            let mut entry = format!("{key}={value}").into_bytes();
+            if entry.contains(&0) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("environment variable {key} contains a NUL byte"),
+                ));
+            }
+            entry.push(0);
+            env.push(entry);
+        }
+        let mut reserve = |name: &str| {
+            let mut entry = format!("{name}=").into_bytes();
+            let offset = entry.len();
+            entry.resize(offset + PID_DIGITS + 1, 0);
+            env.push(entry);
+            (env.len() - 1, offset)
+        };
+        let activated = !request.listen_fds.is_empty();
+        let pid_slot = activated.then(|| reserve("LISTEN_PID"));
+        let pidfdid_slot = (activated && pidfd_ids_supported()).then(|| reserve("LISTEN_PIDFDID"));
+        let mut env_ptrs: Vec<*const c_char> = env.iter().map(|e| e.as_ptr().cast()).collect();
+        env_ptrs.push(std::ptr::null());
+
+        let stdin = std::fs::File::open("/dev/null")?.into();
+        Ok(Plan {
+            program,
+            _argv: argv,
+            argv_ptrs,
+            env,
+            env_ptrs,
+            pid_slot,
+            pidfdid_slot,
+            cwd: cstring(request.cwd.as_os_str().as_bytes(), "the working directory")?,
+            stdin,
+            stdout: request.stdout.as_raw_fd(),
+            stderr: request.stderr.as_raw_fd(),
+            listen_fds: request.listen_fds.iter().map(|fd| fd.as_raw_fd()).collect(),
+            scratch: vec![-1; request.listen_fds.len()],
+        })
+    }
+}
+
+/// Forks and execs a worker. Returns at once; the exec result arrives on `exec_status`.
+pub fn spawn(request: &SpawnRequest<'_>) -> io::Result<Spawned> {
+    let mut plan = Plan::new(request)?;
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: pipe2 fills `fds` on success.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just created and are owned here.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: the child only runs `child`, which is async-signal-safe and never returns.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => unsafe { child(&mut plan, write.as_raw_fd()) },
+        pid => {
+            drop(write);
+            // Also set in the child; doing it here too closes the race with an early signal to the group.
+            // SAFETY: plain syscall; EACCES after the child's exec is expected and harmless.
+            unsafe { libc::setpgid(pid, pid) };
+            Ok(Spawned { pid, exec_status: read })
+        }
+    }
+}
+
+/// Waits for the child's exec: `Ok` once it succeeded (the pipe closed with nothing written).
+pub async fn exec_result(status: OwnedFd) -> Result<(), ExecError> {
+    use tokio::io::AsyncReadExt;
+    let unknown = ExecError {
+        step: Step::Exec,
+        errno: libc::EIO,
+    };
+    let mut receiver = tokio::net::unix::pipe::Receiver::from_owned_fd(status).map_err(|_| unknown.clone())?;
+    let mut report = [0u8; 5];
+    let mut filled = 0;
+    while filled < report.len() {
+        match receiver.read(&mut report[filled..]).await {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return Err(unknown),
+        }
+    }
+    match filled {
+        0 => Ok(()),
+        5 => Err(ExecError {
+            step: match report[0] {
+                0 => Step::Descriptors,
+                1 => Step::WorkingDirectory,
+                _ => Step::Exec,
+            },
+            errno: i32::from_le_bytes([report[1], report[2], report[3], report[4]]),
+        }),
+        _ => Err(unknown),
+    }
+}
+
+/// Writes `value` in decimal at `dst`, NUL-terminated. Async-signal-safe.
+unsafe fn write_decimal(dst: *mut u8, mut value: u64) {
+    let mut digits = [0u8; PID_DIGITS];
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (value % 10) as u8;
+        len += 1;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    for i in 0..len {
+        // SAFETY: the slot has room for PID_DIGITS digits and a NUL.
+        unsafe { *dst.add(i) = digits[len - 1 - i] };
+    }
+    unsafe { *dst.add(len) = 0 };
+}
+
+/// Reports a failed step to the parent and exits. Async-signal-safe.
+unsafe fn fail(status: RawFd, step: u8) -> ! {
+    unsafe {
+        let errno = *libc::__errno_location();
+        let e = errno.to_le_bytes();
+        let report = [step, e[0], e[1], e[2], e[3]];
+        libc::write(status, report.as_ptr().cast(), report.len());
+        libc::_exit(127)
+    }
+}
+
+/// The child side of [`spawn`]. Calls only async-signal-safe functions and never returns.
+unsafe fn child(plan: &mut Plan, status: RawFd) -> ! {
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        for signal in 1..32 {
+            if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+                libc::signal(signal, libc::SIG_DFL);
+            }
+        }
+        libc::setpgid(0, 0);
+
+        let first_free = 3 + plan.listen_fds.len() as RawFd;
+        // Keep the status pipe out of the range the sockets are about to take.
+        let status = libc::fcntl(status, libc::F_DUPFD_CLOEXEC, first_free);
+        if status < 0 {
+            libc::_exit(127);
+        }
+        if libc::dup2(plan.stdin.as_raw_fd(), 0) < 0
+            || libc::dup2(plan.stdout, 1) < 0
+            || libc::dup2(plan.stderr, 2) < 0
+        {
+            fail(status, 0);
+        }
+        for (i, &fd) in plan.listen_fds.iter().enumerate() {
+            plan.scratch[i] = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, first_free);
+            if plan.scratch[i] < 0 {
+                fail(status, 0);
+            }
+        }
+        for (i, &fd) in plan.scratch.iter().enumerate() {
+            if libc::dup2(fd, 3 + i as RawFd) < 0 {
+                fail(status, 0);
+            }
+        }
+        const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+        if libc::syscall(libc::SYS_close_range, first_free as libc::c_uint, libc::c_uint::MAX, CLOSE_RANGE_CLOEXEC) != 0 {
+            let mut limit: libc::rlimit = std::mem::zeroed();
+            let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+                limit.rlim_cur.min(1 << 20) as RawFd
+            } else {
+                4096
+            };
+            for fd in first_free..max {
+                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+            }
+        }
+
+        let pid = libc::getpid();
+        if let Some((index, offset)) = plan.pid_slot {
+            write_decimal(plan.env[index].as_mut_ptr().add(offset), pid as u64);
+        }
+        if let Some((index, offset)) = plan.pidfdid_slot {
+            let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0) as RawFd;
+            let mut stat: libc::stat = std::mem::zeroed();
+            if pidfd >= 0 && libc::fstat(pidfd, &mut stat) == 0 {
+                write_decimal(plan.env[index].as_mut_ptr().add(offset), stat.st_ino);
+            } else {
+                // No id to give: drop the variable rather than pass a wrong one.
+                let mut i = index;
+                while !plan.env_ptrs[i].is_null() {
+                    plan.env_ptrs[i] = plan.env_ptrs[i + 1];
+                    i += 1;
+                }
+            }
+            if pidfd >= 0 {
+                libc::close(pidfd);
+            }
+        }
+
+        if libc::chdir(plan.cwd.as_ptr()) != 0 {
+            fail(status, 1);
+        }
+        libc::execve(plan.program.as_ptr(), plan.argv_ptrs.as_ptr(), plan.env_ptrs.as_ptr());
+        fail(status, 2)
+    }
+}
+
+/// A readable description of an argv for the daemon log.
+pub fn describe(command: &CommandLine) -> String {
+    let program = OsStr::new(&command.program).to_string_lossy();
+    format!("{program} {}", command.argv.get(1..).unwrap_or_default().join(" "))
+}

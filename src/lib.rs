@@ -1,0 +1,12 @@
+//! herdsman: a pre-fork cluster process supervisor.
+//!
+//! One binary is both the CLI and the daemon. The daemon binds each app's listening socket and starts
+//! workers that inherit it (systemd socket activation), so connections go from the kernel straight to the
+//! workers. See docs/architecture.md for the shape of the whole.
+
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod daemon;
+pub mod home;
+pub mod protocol;

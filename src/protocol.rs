@@ -1,0 +1,341 @@
+//! Every type that crosses the control socket, and the framing that carries them.
+//!
+//! Framing: newline-delimited JSON over `HERDSMAN_HOME/herdsman.sock`. Each frame is one JSON value on one
+//! line, at most [`MAX_FRAME`] bytes; a longer line is refused before it is buffered further.
+//!
+//! A session: the daemon first sends a [`Hello`] carrying [`PROTOCOL_VERSION`] and its pid. The client then
+//! sends one [`Request`] and reads one [`Response`]. A malformed or unknown request gets
+//! [`Response::Error`]; the connection and the daemon live on, so a client may send further requests.
+
+use std::io::{self, BufRead, Write};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::AppSpec;
+
+/// Bumped whenever a type here changes shape; the client refuses a daemon that speaks another version.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The largest frame either side accepts (a start request carries the caller's environment).
+pub const MAX_FRAME: usize = 4 << 20;
+
+/// The daemon's first frame on every connection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Hello {
+    pub protocol: u32,
+    pub version: String,
+    pub pid: u32,
+}
+
+/// Which workers a command acts on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Selection {
+    /// Every worker of every app.
+    All,
+    /// Every worker of the app with this name.
+    Name(String),
+    /// The one worker whose slot has this id.
+    Id(u32),
+}
+
+impl Selection {
+    /// `all`, a worker id, or an app name, as typed on the command line.
+    pub fn parse(text: &str) -> Selection {
+        if text == "all" {
+            Selection::All
+        } else if let Ok(id) = text.parse::<u32>() {
+            Selection::Id(id)
+        } else {
+            Selection::Name(text.to_string())
+        }
+    }
+}
+
+impl std::fmt::Display for Selection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Selection::All => f.write_str("all"),
+            Selection::Name(name) => write!(f, "app '{name}'"),
+            Selection::Id(id) => write!(f, "id {id}"),
+        }
+    }
+}
+
+/// Start a new app from a full specification.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StartRequest {
+    pub spec: AppSpec,
+}
+
+/// One request from the CLI to the daemon.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum Request {
+    /// Answer with [`Response::Ok`]; used to check the daemon is alive.
+    Ping,
+    /// Create an app and start its workers; fails if the name is taken.
+    Start(StartRequest),
+    /// Start the selected workers of existing apps that are stopped or errored.
+    StartExisting { target: Selection },
+    /// Every worker, as [`ProcessInfo`] records.
+    List,
+    /// Stop the selected workers gracefully; an app with no running worker left closes its sockets.
+    Stop { target: Selection },
+    /// Stop then start the selected workers; the sockets stay open.
+    Restart { target: Selection },
+    /// Stop the selected workers and forget them; an app with no worker left is removed.
+    Delete { target: Selection },
+    /// Stop every app and then the daemon.
+    Kill,
+}
+
+impl From<StartRequest> for Request {
+    fn from(request: StartRequest) -> Self {
+        Request::Start(request)
+    }
+}
+
+/// What went wrong, for a client that wants to tell cases apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The request could not be decoded.
+    BadRequest,
+    /// The request names something that is not there.
+    NotFound,
+    /// The request conflicts with what exists (a duplicate name, an address in use).
+    Conflict,
+    /// The request is well formed but its content is invalid.
+    Invalid,
+    /// The operating system refused something.
+    Os,
+}
+
+/// The daemon's answer to one request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "response", rename_all = "snake_case")]
+pub enum Response {
+    /// Done, with nothing to report.
+    Ok,
+    /// The process table after the request took effect.
+    Processes { processes: Vec<ProcessInfo> },
+    /// The request failed and changed nothing.
+    Error { kind: ErrorKind, message: String },
+}
+
+impl Response {
+    pub fn error(kind: ErrorKind, message: impl Into<String>) -> Response {
+        Response::Error {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// Whether the app's workers share listening sockets held by the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Cluster,
+    Fork,
+}
+
+/// A worker's life as `list` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Spawned, not yet known to have started.
+    Launching,
+    /// Running.
+    Online,
+    /// Crashed; waiting out its backoff before the next start.
+    Waiting,
+    /// Told to stop; waiting for it to exit.
+    Stopping,
+    /// Not running, by request.
+    Stopped,
+    /// Not running, and not retried: it crashed too often or could not be started.
+    Errored,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Launching => "launching",
+            Status::Online => "online",
+            Status::Waiting => "waiting",
+            Status::Stopping => "stopping",
+            Status::Stopped => "stopped",
+            Status::Errored => "errored",
+        }
+    }
+}
+
+/// One worker, as `list --json` prints it. This record is a public contract: add fields, never rename.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessInfo {
+    /// Stable for the worker's slot across restarts.
+    pub id: u32,
+    pub name: String,
+    /// 0-based instance number within the app.
+    pub instance: u32,
+    pub mode: Mode,
+    pub pid: Option<u32>,
+    pub status: Status,
+    pub restarts: u32,
+    pub uptime_ms: Option<u64>,
+    /// Percent of one core.
+    pub cpu: f32,
+    /// Resident set size in bytes.
+    pub memory: u64,
+    pub listen: Option<String>,
+    /// While `waiting`: how long until the next start.
+    pub restart_in_ms: Option<u64>,
+    /// How the last run ended ("code 1", "signal SIGKILL"), or why it could not start.
+    pub last_exit: Option<String>,
+}
+
+/// Errors reading or writing frames.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("connection error: {0}")]
+    Io(#[from] io::Error),
+    #[error("frame larger than {MAX_FRAME} bytes")]
+    TooLarge,
+    #[error("connection closed in the middle of a frame")]
+    Truncated,
+    #[error("undecodable frame: {0}")]
+    Decode(#[from] serde_json::Error),
+}
+
+/// Reads one newline-terminated line of at most [`MAX_FRAME`] bytes, without the newline.
+/// `Ok(None)` is a clean end of stream.
+pub fn read_line(reader: &mut impl BufRead) -> Result<Option<Vec<u8>>, FrameError> {
+    let mut line = Vec::new();
+    loop {
+        let buffer = reader.fill_buf()?;
+        if buffer.is_empty() {
+            return if line.is_empty() {
+                Ok(None)
+            } else {
+                Err(FrameError::Truncated)
+            };
+        }
+        let (chunk, done) = match buffer.iter().position(|&b| b == b'\n') {
+            Some(end) => (&buffer[..end], true),
+            None => (buffer, false),
+        };
+        if line.len() + chunk.len() > MAX_FRAME {
+            return Err(FrameError::TooLarge);
+        }
+        line.extend_from_slice(chunk);
+        let used = chunk.len() + usize::from(done);
+        reader.consume(used);
+        if done {
+            return Ok(Some(line));
+        }
+    }
+}
+
+/// Reads one frame and decodes it.
+pub fn read_frame<T: for<'de> Deserialize<'de>>(reader: &mut impl BufRead) -> Result<Option<T>, FrameError> {
+    match read_line(reader)? {
+        Some(line) => Ok(Some(serde_json::from_slice(&line)?)),
+        None => Ok(None),
+    }
+}
+
+/// Encodes one frame, newline included.
+pub fn encode_frame<T: Serialize>(value: &T) -> Result<Vec<u8>, FrameError> {
+    let mut bytes = serde_json::to_vec(value)?;
+    bytes.push(b'\n');
+    if bytes.len() > MAX_FRAME {
+        return Err(FrameError::TooLarge);
+    }
+    Ok(bytes)
+}
+
+/// Encodes and writes one frame.
+pub fn write_frame<T: Serialize>(writer: &mut impl Write, value: &T) -> Result<(), FrameError> {
+    writer.write_all(&encode_frame(value)?)?;
+    writer.flush()?;
+    Ok(())
+}
+
+/// Reads one line (as [`read_line`]) from an async reader.
+pub async fn read_line_async(
+    reader: &mut (impl tokio::io::AsyncBufRead + Unpin),
+) -> Result<Option<Vec<u8>>, FrameError> {
+    use tokio::io::AsyncBufReadExt;
+    let mut line = Vec::new();
+    loop {
+        let buffer = reader.fill_buf().await?;
+        if buffer.is_empty() {
+            return if line.is_empty() {
+                Ok(None)
+            } else {
+                Err(FrameError::Truncated)
+            };
+        }
+        let (chunk, done) = match buffer.iter().position(|&b| b == b'\n') {
+            Some(end) => (&buffer[..end], true),
+            None => (buffer, false),
+        };
+        if line.len() + chunk.len() > MAX_FRAME {
+            return Err(FrameError::TooLarge);
+        }
+        line.extend_from_slice(chunk);
+        let used = chunk.len() + usize::from(done);
+        reader.consume(used);
+        if done {
+            return Ok(Some(line));
+        }
+    }
+}
+
+/// Decodes a line read by [`read_line_async`].
+pub fn decode<T: for<'de> Deserialize<'de>>(line: &[u8]) -> Result<T, FrameError> {
+    Ok(serde_json::from_slice(line)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::BufReader;
+
+    #[test]
+    fn frames_round_trip_and_split_on_newlines() {
+        let mut bytes = encode_frame(&Request::Stop {
+            target: Selection::Name("api".into()),
+        })
+        .expect("encode");
+        bytes.extend(encode_frame(&Request::List).expect("encode"));
+        let mut reader = BufReader::new(&bytes[..]);
+        let first: Request = read_frame(&mut reader).expect("read").expect("frame");
+        assert!(matches!(first, Request::Stop { target: Selection::Name(n) } if n == "api"));
+        let second: Request = read_frame(&mut reader).expect("read").expect("frame");
+        assert!(matches!(second, Request::List));
+        assert!(read_frame::<Request>(&mut reader).expect("read").is_none());
+    }
+
+    #[test]
+    fn a_frame_cut_short_is_an_error_not_a_clean_end() {
+        let mut reader = BufReader::new(&b"{\"request\":\"li"[..]);
+        assert!(matches!(read_frame::<Request>(&mut reader), Err(FrameError::Truncated)));
+    }
+
+    #[test]
+    fn an_oversized_frame_is_refused() {
+        let big = vec![b'x'; MAX_FRAME + 10];
+        let mut reader = BufReader::new(&big[..]);
+        assert!(matches!(read_line(&mut reader), Err(FrameError::TooLarge)));
+    }
+
+    #[test]
+    fn selection_parses_all_ids_and_names() {
+        assert_eq!(Selection::parse("all"), Selection::All);
+        assert_eq!(Selection::parse("3"), Selection::Id(3));
+        assert_eq!(Selection::parse("api"), Selection::Name("api".into()));
+    }
+}
