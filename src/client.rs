@@ -9,10 +9,10 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{Context, Result, anyhow, bail};
 
 use crate::home::Home;
-use crate::protocol::{self, FrameError, Hello, Request, Response, PROTOCOL_VERSION};
+use crate::protocol::{self, FrameError, Hello, PROTOCOL_VERSION, Request, Response};
 
 /// How long a command waits for a daemon it started to accept connections.
 const START_DEADLINE: Duration = Duration::from_secs(10);
@@ -29,16 +29,30 @@ impl Client {
     pub fn connect(home: &Home) -> Result<Option<Client>> {
         let stream = match UnixStream::connect(home.socket()) {
             Ok(stream) => stream,
-            Err(e) if matches!(e.kind(), IoErrorKind::NotFound | IoErrorKind::ConnectionRefused) => return Ok(None),
-            Err(e) => return Err(e).with_context(|| format!("cannot connect to {}", home.socket().display())),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    IoErrorKind::NotFound | IoErrorKind::ConnectionRefused
+                ) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot connect to {}", home.socket().display()));
+            }
         };
-        let writer = stream.try_clone().context("cannot use the control socket")?;
+        let writer = stream
+            .try_clone()
+            .context("cannot use the control socket")?;
         let mut reader = BufReader::new(stream);
         let hello: Hello = match protocol::read_frame(&mut reader) {
             Ok(Some(hello)) => hello,
             // The daemon closed at once: it is shutting down, or refused us as another user.
             Ok(None) | Err(FrameError::Io(_)) => return Ok(None),
-            Err(e) => bail!("unexpected greeting from the daemon ({e}); is the CLI the same version as the daemon?"),
+            Err(e) => bail!(
+                "unexpected greeting from the daemon ({e}); is the CLI the same version as the daemon?"
+            ),
         };
         if hello.protocol != PROTOCOL_VERSION {
             bail!(
@@ -50,7 +64,11 @@ impl Client {
                 env!("CARGO_PKG_VERSION")
             );
         }
-        Ok(Some(Client { reader, writer, hello }))
+        Ok(Some(Client {
+            reader,
+            writer,
+            hello,
+        }))
     }
 
     /// Connects, starting a daemon for this home first when none runs.
@@ -92,7 +110,10 @@ impl Client {
             if let Some(status) = child.try_wait()?
                 && status.code() != Some(1)
             {
-                bail!("the daemon exited at start ({status}); see {}", log_path.display());
+                bail!(
+                    "the daemon exited at start ({status}); see {}",
+                    log_path.display()
+                );
             }
             if Instant::now() > deadline {
                 bail!(
@@ -107,10 +128,13 @@ impl Client {
 
     /// Sends one request and reads its response.
     pub fn request(&mut self, request: &Request) -> Result<Response> {
-        protocol::write_frame(&mut self.writer, request).context("cannot send the request to the daemon")?;
+        protocol::write_frame(&mut self.writer, request)
+            .context("cannot send the request to the daemon")?;
         match protocol::read_frame(&mut self.reader) {
             Ok(Some(response)) => Ok(response),
-            Ok(None) => Err(anyhow!("the daemon closed the connection without answering")),
+            Ok(None) => Err(anyhow!(
+                "the daemon closed the connection without answering"
+            )),
             Err(FrameError::Decode(e)) => Err(anyhow!(
                 "cannot read the daemon's answer ({e}); is the CLI the same version as the daemon?"
             )),

@@ -26,7 +26,8 @@ impl Home {
                 PathBuf::from(home).join(".herdsman")
             }
         };
-        let root = std::path::absolute(&root).with_context(|| format!("cannot resolve {}", root.display()))?;
+        let root = std::path::absolute(&root)
+            .with_context(|| format!("cannot resolve {}", root.display()))?;
         Ok(Home { root })
     }
 
@@ -68,10 +69,16 @@ impl Home {
     /// Creates the home (0700) and its subdirectories. An existing home is tightened to 0700.
     pub fn create(&self) -> Result<()> {
         for dir in [self.root.clone(), self.logs_dir(), self.root.join("node")] {
-            match fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir) {
+            match fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+            {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(e).with_context(|| format!("cannot create {}", dir.display())),
+                Err(e) => {
+                    return Err(e).with_context(|| format!("cannot create {}", dir.display()));
+                }
             }
         }
         fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700))

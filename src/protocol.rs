@@ -65,7 +65,7 @@ impl std::fmt::Display for Selection {
 /// Start a new app from a full specification.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StartRequest {
-    pub spec: AppSpec,
+    pub spec: Box<AppSpec>,
 }
 
 /// One request from the CLI to the daemon.
@@ -239,7 +239,9 @@ pub fn read_line(reader: &mut impl BufRead) -> Result<Option<Vec<u8>>, FrameErro
 }
 
 /// Reads one frame and decodes it.
-pub fn read_frame<T: for<'de> Deserialize<'de>>(reader: &mut impl BufRead) -> Result<Option<T>, FrameError> {
+pub fn read_frame<T: for<'de> Deserialize<'de>>(
+    reader: &mut impl BufRead,
+) -> Result<Option<T>, FrameError> {
     match read_line(reader)? {
         Some(line) => Ok(Some(serde_json::from_slice(&line)?)),
         None => Ok(None),
@@ -322,7 +324,10 @@ mod tests {
     #[test]
     fn a_frame_cut_short_is_an_error_not_a_clean_end() {
         let mut reader = BufReader::new(&b"{\"request\":\"li"[..]);
-        assert!(matches!(read_frame::<Request>(&mut reader), Err(FrameError::Truncated)));
+        assert!(matches!(
+            read_frame::<Request>(&mut reader),
+            Err(FrameError::Truncated)
+        ));
     }
 
     #[test]

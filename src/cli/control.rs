@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{Result, bail};
 
 use super::list;
 use crate::client::Client;
@@ -31,21 +31,42 @@ fn act(home: &Home, target: &str, request: Request) -> Result<()> {
 }
 
 pub fn stop(home: &Home, target: &str) -> Result<()> {
-    act(home, target, Request::Stop { target: Selection::parse(target) })
+    act(
+        home,
+        target,
+        Request::Stop {
+            target: Selection::parse(target),
+        },
+    )
 }
 
 pub fn restart(home: &Home, target: &str) -> Result<()> {
-    act(home, target, Request::Restart { target: Selection::parse(target) })
+    act(
+        home,
+        target,
+        Request::Restart {
+            target: Selection::parse(target),
+        },
+    )
 }
 
 pub fn delete(home: &Home, target: &str) -> Result<()> {
-    act(home, target, Request::Delete { target: Selection::parse(target) })
+    act(
+        home,
+        target,
+        Request::Delete {
+            target: Selection::parse(target),
+        },
+    )
 }
 
 /// Stops every app and the daemon, and returns once the daemon has exited.
 pub fn kill(home: &Home) -> Result<()> {
     let Some(mut client) = Client::connect(home)? else {
-        println!("herdsman: no daemon is running for {}", home.root().display());
+        println!(
+            "herdsman: no daemon is running for {}",
+            home.root().display()
+        );
         return Ok(());
     };
     let pid = client.hello.pid as i32;
@@ -65,7 +86,9 @@ pub fn kill(home: &Home) -> Result<()> {
 /// True while the process exists and is not a zombie.
 fn process_alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat.rsplit_once(')').is_none_or(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_none_or(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
         Err(_) => false,
     }
 }
@@ -75,6 +98,10 @@ pub fn daemon(home: &Home, foreground: bool) -> Result<()> {
         return crate::daemon::run(home.clone());
     }
     let client = Client::connect_or_start(home)?;
-    println!("herdsman: daemon running (pid {}) for {}", client.hello.pid, home.root().display());
+    println!(
+        "herdsman: daemon running (pid {}) for {}",
+        client.hello.pid,
+        home.root().display()
+    );
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use std::io::{IsTerminal, Write};
 
-use anyhow::{bail, Result};
+use anyhow::{Result, bail};
 
 use crate::client::Client;
 use crate::home::Home;
@@ -15,7 +15,9 @@ pub fn run(home: &Home, json: bool) -> Result<()> {
         Some(mut client) => match client.request(&Request::List)? {
             Response::Processes { processes } => processes,
             Response::Error { message, .. } => bail!(message),
-            Response::Ok => bail!("unexpected answer to list; is the CLI the same version as the daemon?"),
+            Response::Ok => {
+                bail!("unexpected answer to list; is the CLI the same version as the daemon?")
+            }
         },
     };
     print(&processes, json)
@@ -28,13 +30,16 @@ pub fn print(processes: &[ProcessInfo], json: bool) -> Result<()> {
         serde_json::to_writer(&mut out, processes)?;
         writeln!(out)?;
     } else {
-        let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        let colour = std::io::stdout().is_terminal()
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
         out.write_all(table(processes, colour).as_bytes())?;
     }
     Ok(())
 }
 
-const HEADERS: [&str; 10] = ["id", "name", "mode", "pid", "status", "↺", "uptime", "cpu", "memory", "listen"];
+const HEADERS: [&str; 10] = [
+    "id", "name", "mode", "pid", "status", "↺", "uptime", "cpu", "memory", "listen",
+];
 
 /// Renders the table: one row a worker, columns padded to their widest cell.
 pub fn table(processes: &[ProcessInfo], colour: bool) -> String {
@@ -50,7 +55,9 @@ pub fn table(processes: &[ProcessInfo], colour: bool) -> String {
         for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
             let pad = width - cell.chars().count();
             let painted = match (i, status) {
-                (4, Some(status)) if colour => format!("\x1b[{}m{cell}\x1b[0m", status_colour(status)),
+                (4, Some(status)) if colour => {
+                    format!("\x1b[{}m{cell}\x1b[0m", status_colour(status))
+                }
                 _ => cell.clone(),
             };
             text.push_str(&painted);
@@ -163,14 +170,26 @@ mod tests {
 
     #[test]
     fn table_is_aligned_and_plain_without_colour() {
-        let text = table(&[record(0, "api", Status::Online), record(1, "api", Status::Waiting)], false);
+        let text = table(
+            &[
+                record(0, "api", Status::Online),
+                record(1, "api", Status::Waiting),
+            ],
+            false,
+        );
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3);
         assert!(!text.contains('\x1b'));
-        let column = |line: &str| line.find("online").or_else(|| line.find("waiting")).or_else(|| line.find("status"));
+        let column = |line: &str| {
+            line.find("online")
+                .or_else(|| line.find("waiting"))
+                .or_else(|| line.find("status"))
+        };
         assert_eq!(column(lines[0]), column(lines[1]));
         assert_eq!(column(lines[1]), column(lines[2]));
-        assert!(lines[1].contains("api:0") && lines[1].contains("1m") && lines[1].contains("42.0mb"));
+        assert!(
+            lines[1].contains("api:0") && lines[1].contains("1m") && lines[1].contains("42.0mb")
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::io::{IsTerminal, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 
 use super::LogsArgs;
 use crate::client::Client;
@@ -41,14 +41,20 @@ pub fn run(home: &Home, args: LogsArgs) -> Result<()> {
             streams.push(Stream::new(app.clone(), true, home.err_log(&app)));
         }
     }
-    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let colour = std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let mut out = std::io::stdout().lock();
     for stream in &mut streams {
         let (lines, end) = last_lines(&stream.path, args.lines)?;
         stream.offset = end;
         if args.nostream || !lines.is_empty() {
             let which = if stream.err { "err" } else { "out" };
-            writeln!(out, "==> {} ({which}), last {} lines:", stream.path.display(), lines.len())?;
+            writeln!(
+                out,
+                "==> {} ({which}), last {} lines:",
+                stream.path.display(),
+                lines.len()
+            )?;
         }
         for line in lines {
             write_line(&mut out, stream, &line, colour)?;
@@ -95,7 +101,10 @@ fn resolve(home: &Home, target: Option<&str>) -> Result<Vec<String>> {
             if listed || on_disk.contains(&name) {
                 Ok(vec![name])
             } else {
-                bail!("no app named '{name}' and no logs for it in {}", home.logs_dir().display())
+                bail!(
+                    "no app named '{name}' and no logs for it in {}",
+                    home.logs_dir().display()
+                )
             }
         }
         (Selection::Id(id), Some(known)) => match known.into_iter().find(|p| p.id == id) {
@@ -118,7 +127,9 @@ fn apps_on_disk(home: &Home) -> Result<BTreeSet<String>> {
         .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
         .filter_map(|file| {
             let stem = file.strip_suffix(".log")?;
-            let app = stem.strip_suffix("-out").or_else(|| stem.strip_suffix("-err"))?;
+            let app = stem
+                .strip_suffix("-out")
+                .or_else(|| stem.strip_suffix("-err"))?;
             Some(app.to_string())
         })
         .collect())
@@ -147,7 +158,10 @@ fn last_lines(path: &PathBuf, count: usize) -> Result<(Vec<Vec<u8>>, u64)> {
     // Only complete lines; a line still being written is printed when it ends.
     let complete = tail.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     let end = start + complete as u64;
-    let mut lines: Vec<Vec<u8>> = tail[..complete].split(|&b| b == b'\n').map(<[u8]>::to_vec).collect();
+    let mut lines: Vec<Vec<u8>> = tail[..complete]
+        .split(|&b| b == b'\n')
+        .map(<[u8]>::to_vec)
+        .collect();
     lines.pop(); // after the last newline
     if start > 0 && !lines.is_empty() {
         lines.remove(0); // may be cut
@@ -172,7 +186,9 @@ impl Stream {
         let mut file = match File::open(&self.path) {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e).with_context(|| format!("cannot read {}", self.path.display())),
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot read {}", self.path.display()));
+            }
         };
         let len = file.metadata()?.len();
         if len < self.offset {
@@ -192,7 +208,10 @@ impl Stream {
         };
         let rest = self.partial.split_off(last + 1);
         let complete = std::mem::replace(&mut self.partial, rest);
-        let mut lines: Vec<Vec<u8>> = complete.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect();
+        let mut lines: Vec<Vec<u8>> = complete
+            .split(|&b| b == b'\n')
+            .map(<[u8]>::to_vec)
+            .collect();
         lines.pop();
         Ok(lines)
     }
@@ -223,13 +242,26 @@ mod tests {
         text.push_str("unfinished");
         std::fs::write(&path, &text).expect("write");
         let (lines, end) = last_lines(&path, 3).expect("tail");
-        assert_eq!(lines, [b"line 997".to_vec(), b"line 998".to_vec(), b"line 999".to_vec()]);
+        assert_eq!(
+            lines,
+            [
+                b"line 997".to_vec(),
+                b"line 998".to_vec(),
+                b"line 999".to_vec()
+            ]
+        );
         assert_eq!(end as usize, text.len() - "unfinished".len());
 
         let mut stream = Stream::new("a".into(), false, path.clone());
         stream.offset = end;
-        let mut file = std::fs::OpenOptions::new().append(true).open(&path).expect("open");
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .expect("open");
         file.write_all(b" now\nnext\n").expect("append");
-        assert_eq!(stream.read_new().expect("read"), [b"unfinished now".to_vec(), b"next".to_vec()]);
+        assert_eq!(
+            stream.read_new().expect("read"),
+            [b"unfinished now".to_vec(), b"next".to_vec()]
+        );
     }
 }

@@ -24,7 +24,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start an app (a script or program), or start again a stopped app by name, id or `all`.
-    Start(StartArgs),
+    Start(Box<StartArgs>),
     /// List every worker.
     #[command(visible_alias = "ls")]
     List {
@@ -68,7 +68,12 @@ pub struct StartArgs {
     #[arg(long)]
     pub name: Option<String>,
     /// Workers: a number, 0 or `max` for one per logical core, -1 for one less than that.
-    #[arg(short = 'i', long = "instances", default_value = "1", allow_negative_numbers = true)]
+    #[arg(
+        short = 'i',
+        long = "instances",
+        default_value = "1",
+        allow_negative_numbers = true
+    )]
     pub instances: String,
     /// Bind this address and share it with every worker (cluster mode): PORT, HOST:PORT, [V6]:PORT or
     /// unix:PATH. Without it the app runs in fork mode.
@@ -126,7 +131,7 @@ pub struct LogsArgs {
 pub fn run(cli: Cli) -> Result<()> {
     let home = Home::from_env()?;
     match cli.command {
-        Command::Start(args) => start::run(&home, args),
+        Command::Start(args) => start::run(&home, *args),
         Command::List { json } => list::run(&home, json),
         Command::Stop { target } => control::stop(&home, &target),
         Command::Restart { target } => control::restart(&home, &target),

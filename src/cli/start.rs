@@ -3,12 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 
 use super::StartArgs;
 use super::control::expect_processes;
 use crate::client::Client;
-use crate::config::{self, defaults, parse_duration, AppSpec, Instances, ListenAddr, SignalName};
+use crate::config::{self, AppSpec, Instances, ListenAddr, SignalName, defaults, parse_duration};
 use crate::home::Home;
 use crate::protocol::{ErrorKind, Request, Response, Selection, StartRequest};
 
@@ -22,7 +22,12 @@ pub fn run(home: &Home, args: StartArgs) -> Result<()> {
         Some(script) => {
             let spec = build_spec(&args, script, cwd)?;
             let mut client = Client::connect_or_start(home)?;
-            let response = client.request(&StartRequest { spec }.into())?;
+            let response = client.request(
+                &StartRequest {
+                    spec: Box::new(spec),
+                }
+                .into(),
+            )?;
             expect_processes(response)
         }
         None => start_existing(home, &args, &here),
@@ -35,13 +40,19 @@ fn start_existing(home: &Home, args: &StartArgs, here: &Path) -> Result<()> {
     if args.script.contains('/') {
         bail!(missing());
     }
-    let Some(mut client) = Client::connect(home)? else { bail!(missing()) };
+    let Some(mut client) = Client::connect(home)? else {
+        bail!(missing())
+    };
     let target = Selection::parse(&args.script);
     match client.request(&Request::StartExisting { target })? {
         Response::Error {
             kind: ErrorKind::NotFound,
             ..
-        } => bail!("{} (and no app or id '{}' is known)", missing(), args.script),
+        } => bail!(
+            "{} (and no app or id '{}' is known)",
+            missing(),
+            args.script
+        ),
         response => expect_processes(response),
     }
 }
@@ -59,7 +70,10 @@ fn locate_script(script: &str, here: &Path, cwd: &Path) -> Option<PathBuf> {
 }
 
 fn build_spec(args: &StartArgs, script: PathBuf, cwd: PathBuf) -> Result<AppSpec> {
-    let name = args.name.clone().unwrap_or_else(|| config::default_name(&script));
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| config::default_name(&script));
     config::check_name(&name)?;
     if !cwd.is_dir() {
         bail!("working directory not found: {}", cwd.display());
@@ -77,7 +91,9 @@ fn build_spec(args: &StartArgs, script: PathBuf, cwd: PathBuf) -> Result<AppSpec
     };
     let millis = |text: &Option<String>, flag: &str, default: u64| -> Result<u64> {
         match text {
-            Some(text) => Ok(parse_duration(text).with_context(|| flag.to_string())?.as_millis() as u64),
+            Some(text) => Ok(parse_duration(text)
+                .with_context(|| flag.to_string())?
+                .as_millis() as u64),
             None => Ok(default),
         }
     };
@@ -94,10 +110,18 @@ fn build_spec(args: &StartArgs, script: PathBuf, cwd: PathBuf) -> Result<AppSpec
         listen,
         env,
         kill_signal,
-        kill_timeout_ms: millis(&args.kill_timeout, "--kill-timeout", defaults::KILL_TIMEOUT_MS)?,
+        kill_timeout_ms: millis(
+            &args.kill_timeout,
+            "--kill-timeout",
+            defaults::KILL_TIMEOUT_MS,
+        )?,
         min_uptime_ms: millis(&args.min_uptime, "--min-uptime", defaults::MIN_UPTIME_MS)?,
         max_restarts: args.max_restarts,
-        restart_backoff_ms: millis(&args.restart_backoff, "--restart-backoff", defaults::RESTART_BACKOFF_MS)?,
+        restart_backoff_ms: millis(
+            &args.restart_backoff,
+            "--restart-backoff",
+            defaults::RESTART_BACKOFF_MS,
+        )?,
         restart_backoff_max_ms: millis(
             &args.restart_backoff_max,
             "--restart-backoff-max",

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use values::{check_name, parse_duration, Instances, ListenAddr, SignalName, ValueError};
+pub use values::{Instances, ListenAddr, SignalName, ValueError, check_name, parse_duration};
 
 /// Defaults, PM2's where PM2 has one.
 pub mod defaults {
@@ -114,8 +114,12 @@ impl AppSpec {
                 })
             }
             Some(interpreter) => {
-                let program = find_program(interpreter, self.env.get("PATH").map(String::as_str), &self.cwd)
-                    .ok_or_else(|| CommandError::InterpreterNotFound(interpreter.to_string()))?;
+                let program = find_program(
+                    interpreter,
+                    self.env.get("PATH").map(String::as_str),
+                    &self.cwd,
+                )
+                .ok_or_else(|| CommandError::InterpreterNotFound(interpreter.to_string()))?;
                 let mut argv = vec![interpreter.to_string(), script];
                 argv.extend(self.args.iter().cloned());
                 Ok(CommandLine { program, argv })
@@ -129,7 +133,8 @@ impl AppSpec {
 pub fn find_program(name: &str, path: Option<&str>, cwd: &Path) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let executable = |candidate: &Path| {
-        std::fs::metadata(candidate).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        std::fs::metadata(candidate)
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
     };
     if name.contains('/') {
         let candidate = cwd.join(name);
@@ -167,26 +172,55 @@ mod tests {
 
     #[test]
     fn interpreter_follows_the_extension_and_can_be_overridden() {
-        assert_eq!(spec("/a/app.js", None).effective_interpreter(), Some("node"));
-        assert_eq!(spec("/a/app.mjs", None).effective_interpreter(), Some("node"));
-        assert_eq!(spec("/a/app.py", None).effective_interpreter(), Some("python3"));
-        assert_eq!(spec("/a/run.sh", None).effective_interpreter(), Some("bash"));
-        assert_eq!(spec("/usr/bin/gunicorn", None).effective_interpreter(), None);
-        assert_eq!(spec("/a/app.js", Some("none")).effective_interpreter(), None);
-        assert_eq!(spec("/a/app.py", Some("pypy3")).effective_interpreter(), Some("pypy3"));
+        assert_eq!(
+            spec("/a/app.js", None).effective_interpreter(),
+            Some("node")
+        );
+        assert_eq!(
+            spec("/a/app.mjs", None).effective_interpreter(),
+            Some("node")
+        );
+        assert_eq!(
+            spec("/a/app.py", None).effective_interpreter(),
+            Some("python3")
+        );
+        assert_eq!(
+            spec("/a/run.sh", None).effective_interpreter(),
+            Some("bash")
+        );
+        assert_eq!(
+            spec("/usr/bin/gunicorn", None).effective_interpreter(),
+            None
+        );
+        assert_eq!(
+            spec("/a/app.js", Some("none")).effective_interpreter(),
+            None
+        );
+        assert_eq!(
+            spec("/a/app.py", Some("pypy3")).effective_interpreter(),
+            Some("pypy3")
+        );
         assert!(spec("/a/app.js", None).is_node());
         assert!(!spec("/a/app.py", None).is_node());
     }
 
     #[test]
     fn command_line_puts_the_script_after_the_interpreter() {
-        let line = spec("/a/run.sh", None).command_line().expect("bash is on PATH");
+        let line = spec("/a/run.sh", None)
+            .command_line()
+            .expect("bash is on PATH");
         assert!(line.program.ends_with("bash"));
         assert_eq!(line.argv, ["bash", "/a/run.sh", "--flag"]);
-        let direct = spec("/bin/true", None).command_line().expect("no interpreter needed");
+        let direct = spec("/bin/true", None)
+            .command_line()
+            .expect("no interpreter needed");
         assert_eq!(direct.program, PathBuf::from("/bin/true"));
         assert_eq!(direct.argv, ["/bin/true", "--flag"]);
-        assert!(spec("/a/x.py", Some("no-such-interpreter")).command_line().is_err());
+        assert!(
+            spec("/a/x.py", Some("no-such-interpreter"))
+                .command_line()
+                .is_err()
+        );
     }
 
     #[test]

@@ -52,7 +52,8 @@ impl ListenAddr {
     }
 }
 
-const LISTEN_EXPECTED: &str = "PORT, HOST:PORT, [V6]:PORT or unix:PATH, with a port from 1 to 65535";
+const LISTEN_EXPECTED: &str =
+    "PORT, HOST:PORT, [V6]:PORT or unix:PATH, with a port from 1 to 65535";
 
 impl FromStr for ListenAddr {
     type Err = ValueError;
@@ -186,8 +187,16 @@ impl From<Instances> for String {
 
 /// Parses `1600` (milliseconds), `1600ms`, `5s`, `1.5s`, `2m` or `1h`.
 pub fn parse_duration(text: &str) -> Result<Duration, ValueError> {
-    let invalid = || ValueError::new("duration", text, "a number of milliseconds, or a number with ms, s, m or h");
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let invalid = || {
+        ValueError::new(
+            "duration",
+            text,
+            "a number of milliseconds, or a number with ms, s, m or h",
+        )
+    };
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let value: f64 = number.parse().map_err(|_| invalid())?;
     let millis = match unit.trim() {
@@ -211,9 +220,17 @@ pub struct SignalName(pub Signal);
 impl FromStr for SignalName {
     type Err = ValueError;
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let invalid = || ValueError::new("signal", text, "a signal name such as SIGINT, SIGTERM, SIGQUIT, or its number");
+        let invalid = || {
+            ValueError::new(
+                "signal",
+                text,
+                "a signal name such as SIGINT, SIGTERM, SIGQUIT, or its number",
+            )
+        };
         if let Ok(number) = text.parse::<i32>() {
-            return Signal::try_from(number).map(SignalName).map_err(|_| invalid());
+            return Signal::try_from(number)
+                .map(SignalName)
+                .map_err(|_| invalid());
         }
         let upper = text.to_ascii_uppercase();
         let name = if upper.starts_with("SIG") {
@@ -271,16 +288,33 @@ mod tests {
             "127.0.0.1:8080".parse(),
             Ok(ListenAddr::Tcp("127.0.0.1:8080".parse().expect("addr")))
         );
-        assert_eq!("[::1]:8080".parse(), Ok(ListenAddr::Tcp("[::1]:8080".parse().expect("addr"))));
+        assert_eq!(
+            "[::1]:8080".parse(),
+            Ok(ListenAddr::Tcp("[::1]:8080".parse().expect("addr")))
+        );
         assert_eq!(
             "localhost:80".parse(),
             Ok(ListenAddr::Tcp("127.0.0.1:80".parse().expect("addr")))
         );
-        assert_eq!("unix:/tmp/a.sock".parse(), Ok(ListenAddr::Unix("/tmp/a.sock".into())));
-        for bad in ["", "0", "70000", "notaport", "127.0.0.1:99999", "127.0.0.1:0", "unix:", "host:80"] {
+        assert_eq!(
+            "unix:/tmp/a.sock".parse(),
+            Ok(ListenAddr::Unix("/tmp/a.sock".into()))
+        );
+        for bad in [
+            "",
+            "0",
+            "70000",
+            "notaport",
+            "127.0.0.1:99999",
+            "127.0.0.1:0",
+            "unix:",
+            "host:80",
+        ] {
             assert!(bad.parse::<ListenAddr>().is_err(), "{bad} should not parse");
         }
-        let round: ListenAddr = String::from(ListenAddr::Port(3000)).try_into().expect("round trip");
+        let round: ListenAddr = String::from(ListenAddr::Port(3000))
+            .try_into()
+            .expect("round trip");
         assert_eq!(round, ListenAddr::Port(3000));
     }
 
@@ -323,7 +357,16 @@ mod tests {
         for good in ["api", "my-app", "app.v2", "worker_1", "a@b"] {
             assert!(check_name(good).is_ok(), "{good}");
         }
-        for bad in ["", "all", "42", ".hidden", "-x", "a/b", "a b", &"x".repeat(65)] {
+        for bad in [
+            "",
+            "all",
+            "42",
+            ".hidden",
+            "-x",
+            "a/b",
+            "a b",
+            &"x".repeat(65),
+        ] {
             assert!(check_name(bad).is_err(), "{bad}");
         }
     }

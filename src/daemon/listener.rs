@@ -55,9 +55,7 @@ impl Listener {
                         .map_err(wrap),
                 }
             }
-            ListenAddr::Tcp(sa) => bind_tcp(*sa, false)
-                .map(Listener::tcp)
-                .map_err(wrap),
+            ListenAddr::Tcp(sa) => bind_tcp(*sa, false).map(Listener::tcp).map_err(wrap),
             ListenAddr::Unix(path) => {
                 let path = cwd.join(path);
                 bind_unix(&path).map_err(wrap).map(|socket| Listener {
@@ -109,7 +107,10 @@ fn bind_unix(path: &Path) -> io::Result<Socket> {
         if std::fs::symlink_metadata(path)?.file_type().is_socket() {
             std::fs::remove_file(path)?;
         } else {
-            return Err(io::Error::new(io::ErrorKind::AlreadyExists, "a file that is not a socket is in the way"));
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "a file that is not a socket is in the way",
+            ));
         }
     }
     let socket = Socket::new(Domain::UNIX, Type::STREAM.cloexec(), None)?;
@@ -124,11 +125,23 @@ mod tests {
 
     #[test]
     fn a_bound_port_is_in_use_for_a_second_bind_and_free_after_drop() {
-        let addr: ListenAddr = "127.0.0.1:0".parse::<SocketAddr>().map(ListenAddr::Tcp).expect("addr");
+        let addr: ListenAddr = "127.0.0.1:0"
+            .parse::<SocketAddr>()
+            .map(ListenAddr::Tcp)
+            .expect("addr");
         let first = Listener::bind(&addr, Path::new("/")).expect("bind");
-        let port = first.socket.local_addr().expect("local").as_socket().expect("inet").port();
+        let port = first
+            .socket
+            .local_addr()
+            .expect("local")
+            .as_socket()
+            .expect("inet")
+            .port();
         let taken = ListenAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], port)));
-        assert!(matches!(Listener::bind(&taken, Path::new("/")), Err(BindError::InUse(_))));
+        assert!(matches!(
+            Listener::bind(&taken, Path::new("/")),
+            Err(BindError::InUse(_))
+        ));
         drop(first);
         assert!(Listener::bind(&taken, Path::new("/")).is_ok());
     }
@@ -140,7 +153,10 @@ mod tests {
         drop(std::os::unix::net::UnixListener::bind(&path).expect("stale socket"));
         let addr = ListenAddr::Unix(path.clone());
         let listener = Listener::bind(&addr, dir.path()).expect("bind over stale file");
-        assert!(matches!(Listener::bind(&addr, dir.path()), Err(BindError::InUse(_))));
+        assert!(matches!(
+            Listener::bind(&addr, dir.path()),
+            Err(BindError::InUse(_))
+        ));
         drop(listener);
         assert!(!path.exists());
     }

@@ -41,7 +41,9 @@ impl Metrics {
 
     /// (CPU % of one core, RSS bytes) for each pid that could be read.
     pub fn sample(&mut self, pids: &[i32]) -> HashMap<i32, (f32, u64)> {
-        let Some(system) = self.refresh(pids) else { return HashMap::new() };
+        let Some(system) = self.refresh(pids) else {
+            return HashMap::new();
+        };
         pids.iter()
             .filter_map(|&pid| {
                 let process = system.process(Pid::from_u32(pid as u32))?;

@@ -20,9 +20,9 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use tokio::net::UnixListener;
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tracing::info;
 
@@ -38,7 +38,9 @@ pub fn run(home: Home) -> Result<()> {
     let _lock = lock(&home)?;
     // SAFETY: prctl with integer arguments.
     if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
-        tracing::warn!("cannot become a child subreaper; orphaned grandchildren will not be reaped here");
+        tracing::warn!(
+            "cannot become a child subreaper; orphaned grandchildren will not be reaped here"
+        );
     }
     write_private(&home.node_preload(), NODE_PRELOAD.as_bytes())?;
     let socket_path = home.socket();
@@ -131,7 +133,9 @@ fn remove_stale_socket(path: &Path) -> Result<()> {
     match fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("cannot remove the stale socket {}", path.display())),
+        Err(e) => {
+            Err(e).with_context(|| format!("cannot remove the stale socket {}", path.display()))
+        }
     }
 }
 

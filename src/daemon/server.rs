@@ -7,11 +7,15 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
 use super::supervisor::Message;
-use crate::protocol::{self, ErrorKind, FrameError, Hello, Request, Response, PROTOCOL_VERSION};
+use crate::protocol::{self, ErrorKind, FrameError, Hello, PROTOCOL_VERSION, Request, Response};
 
 /// Accepts connections until the listener fails or the supervisor is gone.
 /// Each connection task holds a clone of `alive`, so the daemon can wait for the last replies to be flushed.
-pub async fn serve(listener: UnixListener, supervisor: mpsc::UnboundedSender<Message>, alive: mpsc::Sender<()>) {
+pub async fn serve(
+    listener: UnixListener,
+    supervisor: mpsc::UnboundedSender<Message>,
+    alive: mpsc::Sender<()>,
+) {
     let uid = nix::unistd::geteuid().as_raw();
     loop {
         let stream = match listener.accept().await {
@@ -25,7 +29,10 @@ pub async fn serve(listener: UnixListener, supervisor: mpsc::UnboundedSender<Mes
         match stream.peer_cred() {
             Ok(cred) if cred.uid() == uid || cred.uid() == 0 => {}
             Ok(cred) => {
-                warn!(peer_uid = cred.uid(), "refused a control connection from another user");
+                warn!(
+                    peer_uid = cred.uid(),
+                    "refused a control connection from another user"
+                );
                 continue;
             }
             Err(e) => {
@@ -43,12 +50,18 @@ pub async fn serve(listener: UnixListener, supervisor: mpsc::UnboundedSender<Mes
     }
 }
 
-async fn send(writer: &mut (impl AsyncWriteExt + Unpin), value: &impl serde::Serialize) -> Result<(), FrameError> {
+async fn send(
+    writer: &mut (impl AsyncWriteExt + Unpin),
+    value: &impl serde::Serialize,
+) -> Result<(), FrameError> {
     writer.write_all(&protocol::encode_frame(value)?).await?;
     Ok(())
 }
 
-async fn connection(stream: UnixStream, supervisor: mpsc::UnboundedSender<Message>) -> Result<(), FrameError> {
+async fn connection(
+    stream: UnixStream,
+    supervisor: mpsc::UnboundedSender<Message>,
+) -> Result<(), FrameError> {
     let (reader, mut writer) = stream.into_split();
     let mut reader = BufReader::new(reader);
     let hello = Hello {
@@ -71,7 +84,10 @@ async fn connection(stream: UnixStream, supervisor: mpsc::UnboundedSender<Messag
         let response = match protocol::decode::<Request>(&line) {
             Ok(request) => {
                 let (reply, answer) = oneshot::channel();
-                if supervisor.send(Message::Request { request, reply }).is_err() {
+                if supervisor
+                    .send(Message::Request { request, reply })
+                    .is_err()
+                {
                     return Ok(());
                 }
                 match answer.await {
@@ -81,7 +97,9 @@ async fn connection(stream: UnixStream, supervisor: mpsc::UnboundedSender<Messag
             }
             Err(e) => Response::error(
                 ErrorKind::BadRequest,
-                format!("cannot decode the request ({e}); is the CLI the same version as the daemon?"),
+                format!(
+                    "cannot decode the request ({e}); is the CLI the same version as the daemon?"
+                ),
             ),
         };
         send(&mut writer, &response).await?;

@@ -100,12 +100,20 @@ struct Plan {
 }
 
 fn cstring(bytes: &[u8], what: &str) -> io::Result<CString> {
-    CString::new(bytes).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("{what} contains a NUL byte")))
+    CString::new(bytes).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{what} contains a NUL byte"),
+        )
+    })
 }
 
 impl Plan {
     fn new(request: &SpawnRequest<'_>) -> io::Result<Plan> {
-        let program = cstring(request.command.program.as_os_str().as_bytes(), "the program path")?;
+        let program = cstring(
+            request.command.program.as_os_str().as_bytes(),
+            "the program path",
+        )?;
         let argv = request
             .command
             .argv
@@ -181,7 +189,10 @@ pub fn spawn(request: &SpawnRequest<'_>) -> io::Result<Spawned> {
             // Also set in the child; doing it here too closes the race with an early signal to the group.
             // SAFETY: plain syscall; EACCES after the child's exec is expected and harmless.
             unsafe { libc::setpgid(pid, pid) };
-            Ok(Spawned { pid, exec_status: read })
+            Ok(Spawned {
+                pid,
+                exec_status: read,
+            })
         }
     }
 }
@@ -193,7 +204,8 @@ pub async fn exec_result(status: OwnedFd) -> Result<(), ExecError> {
         step: Step::Exec,
         errno: libc::EIO,
     };
-    let mut receiver = tokio::net::unix::pipe::Receiver::from_owned_fd(status).map_err(|_| unknown.clone())?;
+    let mut receiver =
+        tokio::net::unix::pipe::Receiver::from_owned_fd(status).map_err(|_| unknown.clone())?;
     let mut report = [0u8; 5];
     let mut filled = 0;
     while filled < report.len() {
@@ -285,7 +297,13 @@ unsafe fn child(plan: &mut Plan, status: RawFd) -> ! {
             }
         }
         const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
-        if libc::syscall(libc::SYS_close_range, first_free as libc::c_uint, libc::c_uint::MAX, CLOSE_RANGE_CLOEXEC) != 0 {
+        if libc::syscall(
+            libc::SYS_close_range,
+            first_free as libc::c_uint,
+            libc::c_uint::MAX,
+            CLOSE_RANGE_CLOEXEC,
+        ) != 0
+        {
             let mut limit: libc::rlimit = std::mem::zeroed();
             let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
                 limit.rlim_cur.min(1 << 20) as RawFd
@@ -322,7 +340,11 @@ unsafe fn child(plan: &mut Plan, status: RawFd) -> ! {
         if libc::chdir(plan.cwd.as_ptr()) != 0 {
             fail(status, 1);
         }
-        libc::execve(plan.program.as_ptr(), plan.argv_ptrs.as_ptr(), plan.env_ptrs.as_ptr());
+        libc::execve(
+            plan.program.as_ptr(),
+            plan.argv_ptrs.as_ptr(),
+            plan.env_ptrs.as_ptr(),
+        );
         fail(status, 2)
     }
 }
@@ -330,5 +352,8 @@ unsafe fn child(plan: &mut Plan, status: RawFd) -> ! {
 /// A readable description of an argv for the daemon log.
 pub fn describe(command: &CommandLine) -> String {
     let program = OsStr::new(&command.program).to_string_lossy();
-    format!("{program} {}", command.argv.get(1..).unwrap_or_default().join(" "))
+    format!(
+        "{program} {}",
+        command.argv.get(1..).unwrap_or_default().join(" ")
+    )
 }

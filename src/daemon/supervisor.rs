@@ -12,8 +12,8 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{killpg, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::sys::signal::{Signal, killpg};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use tokio::signal::unix::Signal as SignalStream;
 use tokio::sync::{mpsc, oneshot};
@@ -23,7 +23,7 @@ use super::listener::Listener;
 use super::metrics::Metrics;
 use super::spawn::{self, ExecError, SpawnRequest};
 use super::worker::{self, AfterCrash, OnExit, RestartPolicy, State};
-use crate::config::{check_name, AppSpec, CommandLine};
+use crate::config::{AppSpec, CommandLine, check_name};
 use crate::home::Home;
 use crate::protocol::{ErrorKind, Mode, ProcessInfo, Request, Response, Selection};
 
@@ -158,8 +158,16 @@ impl Supervisor {
     fn handle(&mut self, message: Message) {
         match message {
             Message::Request { request, reply } => self.request(request, reply),
-            Message::Exec { worker, epoch, result } => self.exec_result(worker, epoch, result),
-            Message::Timer { worker, epoch, kind } => self.timer(worker, epoch, kind),
+            Message::Exec {
+                worker,
+                epoch,
+                result,
+            } => self.exec_result(worker, epoch, result),
+            Message::Timer {
+                worker,
+                epoch,
+                kind,
+            } => self.timer(worker, epoch, kind),
             Message::Shutdown => self.begin_shutdown(None),
         }
     }
@@ -178,11 +186,13 @@ impl Supervisor {
                 self.begin_shutdown(Some(reply));
                 return;
             }
-            Request::Start(start) => (Await::Up, self.create_app(start.spec)),
+            Request::Start(start) => (Await::Up, self.create_app(*start.spec)),
             Request::StartExisting { target } => (Await::Up, self.start_selected(&target)),
             Request::Stop { target } => (Await::Down, self.stop_selected(&target, OnExit::Stop)),
             Request::Restart { target } => (Await::Up, self.restart_selected(&target)),
-            Request::Delete { target } => (Await::Gone, self.stop_selected(&target, OnExit::Remove)),
+            Request::Delete { target } => {
+                (Await::Gone, self.stop_selected(&target, OnExit::Remove))
+            }
         };
         match outcome {
             Ok(workers) => self.pending.push(Pending {
@@ -207,13 +217,26 @@ impl Supervisor {
         if self.apps.contains_key(&spec.name) {
             return invalid(
                 ErrorKind::Conflict,
-                format!("an app named '{}' already exists; choose another --name, or restart it", spec.name),
+                format!(
+                    "an app named '{}' already exists; choose another --name, or restart it",
+                    spec.name
+                ),
             );
         }
         match std::fs::metadata(&spec.script) {
             Ok(m) if m.is_file() => {}
-            Ok(_) => return invalid(ErrorKind::Invalid, format!("script {} is not a file", spec.script.display())),
-            Err(_) => return invalid(ErrorKind::NotFound, format!("script not found: {}", spec.script.display())),
+            Ok(_) => {
+                return invalid(
+                    ErrorKind::Invalid,
+                    format!("script {} is not a file", spec.script.display()),
+                );
+            }
+            Err(_) => {
+                return invalid(
+                    ErrorKind::NotFound,
+                    format!("script not found: {}", spec.script.display()),
+                );
+            }
         }
         if !spec.cwd.is_dir() {
             return invalid(
@@ -238,7 +261,12 @@ impl Supervisor {
         }
         let listeners = match bind_all(&spec) {
             Ok(listeners) => listeners,
-            Err(message) => return invalid(ErrorKind::Conflict, format!("app '{}': {message}", spec.name)),
+            Err(message) => {
+                return invalid(
+                    ErrorKind::Conflict,
+                    format!("app '{}': {message}", spec.name),
+                );
+            }
         };
         let (out, err) = match self.open_logs(&spec.name) {
             Ok(files) => files,
@@ -306,7 +334,9 @@ impl Supervisor {
         let ids = self.select(target)?;
         self.ensure_listeners(&ids)?;
         for &id in &ids {
-            let Some(worker) = self.workers.get_mut(&id) else { continue };
+            let Some(worker) = self.workers.get_mut(&id) else {
+                continue;
+            };
             worker.unstable = 0;
             match worker.state {
                 State::Launching { .. } | State::Online { .. } | State::Stopping { .. } => {
@@ -324,9 +354,13 @@ impl Supervisor {
     fn stop_selected(&mut self, target: &Selection, on_exit: OnExit) -> Reply {
         let ids = self.select(target)?;
         for &id in &ids {
-            let Some(worker) = self.workers.get_mut(&id) else { continue };
+            let Some(worker) = self.workers.get_mut(&id) else {
+                continue;
+            };
             match worker.state {
-                State::Launching { .. } | State::Online { .. } | State::Stopping { .. } => self.signal_stop(id, on_exit),
+                State::Launching { .. } | State::Online { .. } | State::Stopping { .. } => {
+                    self.signal_stop(id, on_exit)
+                }
                 State::Waiting { .. } | State::Stopped | State::Errored => {
                     worker.epoch += 1;
                     worker.state = State::Stopped;
@@ -343,7 +377,9 @@ impl Supervisor {
         info!("shutting down: stopping every app");
         let ids: Vec<u32> = self.workers.keys().copied().collect();
         for &id in &ids {
-            let Some(worker) = self.workers.get_mut(&id) else { continue };
+            let Some(worker) = self.workers.get_mut(&id) else {
+                continue;
+            };
             if worker.state.group().is_some() {
                 self.signal_stop(id, OnExit::Stop);
             } else {
@@ -362,9 +398,16 @@ impl Supervisor {
     fn select(&self, target: &Selection) -> Reply {
         match target {
             Selection::All => Ok(self.workers.keys().copied().collect()),
-            Selection::Name(name) => self.apps.get(name).map(|app| app.workers.clone()).ok_or_else(|| {
-                Response::error(ErrorKind::NotFound, format!("no app named '{name}' (see `herdsman list`)"))
-            }),
+            Selection::Name(name) => self
+                .apps
+                .get(name)
+                .map(|app| app.workers.clone())
+                .ok_or_else(|| {
+                    Response::error(
+                        ErrorKind::NotFound,
+                        format!("no app named '{name}' (see `herdsman list`)"),
+                    )
+                }),
             Selection::Id(id) => {
                 if self.workers.contains_key(id) {
                     Ok(vec![*id])
@@ -380,12 +423,19 @@ impl Supervisor {
 
     /// Binds the sockets of the apps of these workers where they were closed (a stopped app starting again).
     fn ensure_listeners(&mut self, ids: &[u32]) -> Result<(), Response> {
-        let names: Vec<String> = ids.iter().filter_map(|id| self.workers.get(id)).map(|w| w.app.clone()).collect();
+        let names: Vec<String> = ids
+            .iter()
+            .filter_map(|id| self.workers.get(id))
+            .map(|w| w.app.clone())
+            .collect();
         for name in names {
-            let Some(app) = self.apps.get_mut(&name) else { continue };
+            let Some(app) = self.apps.get_mut(&name) else {
+                continue;
+            };
             if app.listeners.is_empty() && !app.spec.listen.is_empty() {
-                app.listeners = bind_all(&app.spec)
-                    .map_err(|message| Response::error(ErrorKind::Conflict, format!("app '{name}': {message}")))?;
+                app.listeners = bind_all(&app.spec).map_err(|message| {
+                    Response::error(ErrorKind::Conflict, format!("app '{name}': {message}"))
+                })?;
             }
         }
         Ok(())
@@ -401,8 +451,12 @@ impl Supervisor {
 
     /// Spawns the process of a slot. Never blocks: the exec result comes back as a message.
     fn start_worker(&mut self, id: u32) {
-        let Some(worker) = self.workers.get(&id) else { return };
-        let Some(app) = self.apps.get(&worker.app) else { return };
+        let Some(worker) = self.workers.get(&id) else {
+            return;
+        };
+        let Some(app) = self.apps.get(&worker.app) else {
+            return;
+        };
         let env = worker_env(&app.spec, worker.instance, &self.home.node_preload());
         let listen_fds: Vec<_> = app.listeners.iter().map(Listener::fd).collect();
         let request = SpawnRequest {
@@ -414,7 +468,9 @@ impl Supervisor {
             listen_fds: &listen_fds,
         };
         let result = spawn::spawn(&request);
-        let Some(worker) = self.workers.get_mut(&id) else { return };
+        let Some(worker) = self.workers.get_mut(&id) else {
+            return;
+        };
         worker.epoch += 1;
         worker.on_exit = OnExit::Crash;
         worker.early_exit = None;
@@ -446,11 +502,17 @@ impl Supervisor {
 
     /// Sends the kill signal to a worker's group and arms the kill timeout.
     fn signal_stop(&mut self, id: u32, on_exit: OnExit) {
-        let Some(worker) = self.workers.get_mut(&id) else { return };
-        let Some(app) = self.apps.get(&worker.app) else { return };
+        let Some(worker) = self.workers.get_mut(&id) else {
+            return;
+        };
+        let Some(app) = self.apps.get(&worker.app) else {
+            return;
+        };
         worker.on_exit = on_exit;
         let (pid, started, leader_gone) = match worker.state {
-            State::Launching { pid, started } | State::Online { pid, started } => (pid, started, false),
+            State::Launching { pid, started } | State::Online { pid, started } => {
+                (pid, started, false)
+            }
             // Already stopping: only what follows the exit changes.
             State::Stopping { .. } => return,
             _ => return,
@@ -462,11 +524,17 @@ impl Supervisor {
             leader_gone,
         };
         let _ = killpg(Pid::from_raw(pid), app.spec.kill_signal.0);
-        self.arm(id, Duration::from_millis(app.spec.kill_timeout_ms), TimerKind::Kill);
+        self.arm(
+            id,
+            Duration::from_millis(app.spec.kill_timeout_ms),
+            TimerKind::Kill,
+        );
     }
 
     fn arm(&self, id: u32, delay: Duration, kind: TimerKind) {
-        let Some(worker) = self.workers.get(&id) else { return };
+        let Some(worker) = self.workers.get(&id) else {
+            return;
+        };
         let (tx, epoch) = (self.tx.clone(), worker.epoch);
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
@@ -479,7 +547,9 @@ impl Supervisor {
     }
 
     fn timer(&mut self, id: u32, epoch: u64, kind: TimerKind) {
-        let Some(worker) = self.workers.get_mut(&id) else { return };
+        let Some(worker) = self.workers.get_mut(&id) else {
+            return;
+        };
         if worker.epoch != epoch {
             return;
         }
@@ -497,7 +567,9 @@ impl Supervisor {
     }
 
     fn exec_result(&mut self, id: u32, epoch: u64, result: Result<(), ExecError>) {
-        let Some(worker) = self.workers.get_mut(&id) else { return };
+        let Some(worker) = self.workers.get_mut(&id) else {
+            return;
+        };
         if worker.epoch != epoch {
             return;
         }
@@ -546,7 +618,15 @@ impl Supervisor {
         let waiting: Vec<u32> = self
             .workers
             .iter()
-            .filter(|(_, w)| matches!(w.state, State::Stopping { leader_gone: true, .. }))
+            .filter(|(_, w)| {
+                matches!(
+                    w.state,
+                    State::Stopping {
+                        leader_gone: true,
+                        ..
+                    }
+                )
+            })
             .map(|(&id, _)| id)
             .collect();
         for id in waiting {
@@ -556,7 +636,11 @@ impl Supervisor {
 
     /// Handles the exit of a worker; other children (adopted orphans) need nothing beyond the reaping.
     fn child_exited(&mut self, pid: i32, status: i32) {
-        let Some((&id, _)) = self.workers.iter().find(|(_, w)| w.state.pid() == Some(pid)) else {
+        let Some((&id, _)) = self
+            .workers
+            .iter()
+            .find(|(_, w)| w.state.pid() == Some(pid))
+        else {
             return;
         };
         self.metrics.forget(pid);
@@ -564,7 +648,9 @@ impl Supervisor {
     }
 
     fn exited(&mut self, id: u32, status: i32) {
-        let Some(worker) = self.workers.get_mut(&id) else { return };
+        let Some(worker) = self.workers.get_mut(&id) else {
+            return;
+        };
         match worker.state {
             State::Launching { .. } => {
                 // Whether exec even succeeded is not known yet; the exec result will replay this exit.
@@ -593,9 +679,14 @@ impl Supervisor {
     }
 
     fn crashed(&mut self, id: u32, uptime: Duration) {
-        let Some(worker) = self.workers.get_mut(&id) else { return };
-        let Some(app) = self.apps.get(&worker.app) else { return };
-        let (decision, unstable) = worker::after_crash(&restart_policy(&app.spec), uptime, worker.unstable);
+        let Some(worker) = self.workers.get_mut(&id) else {
+            return;
+        };
+        let Some(app) = self.apps.get(&worker.app) else {
+            return;
+        };
+        let (decision, unstable) =
+            worker::after_crash(&restart_policy(&app.spec), uptime, worker.unstable);
         worker.unstable = unstable;
         worker.epoch += 1;
         match decision {
@@ -618,8 +709,12 @@ impl Supervisor {
     }
 
     fn finish_stop_if_group_empty(&mut self, id: u32) {
-        let Some(worker) = self.workers.get_mut(&id) else { return };
-        let State::Stopping { pid, .. } = worker.state else { return };
+        let Some(worker) = self.workers.get_mut(&id) else {
+            return;
+        };
+        let State::Stopping { pid, .. } = worker.state else {
+            return;
+        };
         if killpg(Pid::from_raw(pid), None).is_ok() {
             return; // members of the group remain; the kill timer ends them
         }
@@ -655,7 +750,10 @@ impl Supervisor {
                 info!(app = %name, "app deleted");
                 return false;
             }
-            let all_down = app.workers.iter().all(|id| workers.get(id).is_none_or(|w| w.state.is_down()));
+            let all_down = app
+                .workers
+                .iter()
+                .all(|id| workers.get(id).is_none_or(|w| w.state.is_down()));
             if all_down && !app.listeners.is_empty() {
                 info!(app = %name, "no worker running: closing its sockets");
                 app.listeners.clear();
@@ -693,7 +791,11 @@ impl Supervisor {
     }
 
     fn processes(&mut self) -> Response {
-        let pids: Vec<i32> = self.workers.values().filter_map(|w| w.state.pid()).collect();
+        let pids: Vec<i32> = self
+            .workers
+            .values()
+            .filter_map(|w| w.state.pid())
+            .collect();
         let samples = self.metrics.sample(&pids);
         let now = Instant::now();
         let processes = self
@@ -702,22 +804,39 @@ impl Supervisor {
             .filter_map(|(&id, w)| {
                 let app = self.apps.get(&w.app)?;
                 let pid = w.state.pid();
-                let (cpu, memory) = pid.and_then(|p| samples.get(&p).copied()).unwrap_or((0.0, 0));
-                let listen = app.spec.listen.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+                let (cpu, memory) = pid
+                    .and_then(|p| samples.get(&p).copied())
+                    .unwrap_or((0.0, 0));
+                let listen = app
+                    .spec
+                    .listen
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 Some(ProcessInfo {
                     id,
                     name: w.app.clone(),
                     instance: w.instance,
-                    mode: if app.spec.listen.is_empty() { Mode::Fork } else { Mode::Cluster },
+                    mode: if app.spec.listen.is_empty() {
+                        Mode::Fork
+                    } else {
+                        Mode::Cluster
+                    },
                     pid: pid.map(|p| p as u32),
                     status: w.state.status(),
                     restarts: w.restarts,
-                    uptime_ms: w.state.started().map(|s| now.duration_since(s).as_millis() as u64),
+                    uptime_ms: w
+                        .state
+                        .started()
+                        .map(|s| now.duration_since(s).as_millis() as u64),
                     cpu,
                     memory,
                     listen: (!listen.is_empty()).then_some(listen),
                     restart_in_ms: match w.state {
-                        State::Waiting { until } => Some(until.saturating_duration_since(now).as_millis() as u64),
+                        State::Waiting { until } => {
+                            Some(until.saturating_duration_since(now).as_millis() as u64)
+                        }
                         _ => None,
                     },
                     last_exit: w.last_exit.clone(),
@@ -737,7 +856,10 @@ impl Supervisor {
                 .open(&path)
                 .map_err(|e| format!("cannot open log {}: {e}", path.display()))
         };
-        Ok((open(self.home.out_log(name))?, open(self.home.err_log(name))?))
+        Ok((
+            open(self.home.out_log(name))?,
+            open(self.home.err_log(name))?,
+        ))
     }
 }
 
@@ -782,12 +904,18 @@ fn worker_env(spec: &AppSpec, instance: u32, preload: &std::path::Path) -> Vec<(
     env.insert("NODE_APP_INSTANCE".into(), instance.to_string());
     if !spec.listen.is_empty() {
         env.insert("LISTEN_FDS".into(), spec.listen.len().to_string());
-        env.insert("LISTEN_FDNAMES".into(), vec![spec.name.as_str(); spec.listen.len()].join(":"));
+        env.insert(
+            "LISTEN_FDNAMES".into(),
+            vec![spec.name.as_str(); spec.listen.len()].join(":"),
+        );
         if let Some(port) = spec.listen.first().and_then(|a| a.port()) {
             env.insert("PORT".into(), port.to_string());
         }
         if spec.is_node() {
-            let quoted = preload.to_string_lossy().replace('\\', "\\\\").replace('"', "\\\"");
+            let quoted = preload
+                .to_string_lossy()
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"");
             let option = format!("--require \"{quoted}\"");
             let merged = match env.get("NODE_OPTIONS").filter(|v| !v.trim().is_empty()) {
                 Some(existing) => format!("{existing} {option}"),

@@ -22,12 +22,24 @@ use crate::protocol::Status;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
     /// Forked; exec not yet confirmed.
-    Launching { pid: i32, started: Instant },
-    Online { pid: i32, started: Instant },
+    Launching {
+        pid: i32,
+        started: Instant,
+    },
+    Online {
+        pid: i32,
+        started: Instant,
+    },
     /// Signalled to stop. `leader_gone`: the worker itself has exited and the rest of its group is awaited.
-    Stopping { pid: i32, started: Instant, leader_gone: bool },
+    Stopping {
+        pid: i32,
+        started: Instant,
+        leader_gone: bool,
+    },
     /// Crashed; the next start is due at `until`.
-    Waiting { until: Instant },
+    Waiting {
+        until: Instant,
+    },
     Stopped,
     Errored,
 }
@@ -48,7 +60,11 @@ impl State {
     pub fn pid(self) -> Option<i32> {
         match self {
             State::Launching { pid, .. } | State::Online { pid, .. } => Some(pid),
-            State::Stopping { pid, leader_gone: false, .. } => Some(pid),
+            State::Stopping {
+                pid,
+                leader_gone: false,
+                ..
+            } => Some(pid),
             _ => None,
         }
     }
@@ -56,16 +72,18 @@ impl State {
     /// The process group to signal, while any of it may be alive.
     pub fn group(self) -> Option<i32> {
         match self {
-            State::Launching { pid, .. } | State::Online { pid, .. } | State::Stopping { pid, .. } => Some(pid),
+            State::Launching { pid, .. }
+            | State::Online { pid, .. }
+            | State::Stopping { pid, .. } => Some(pid),
             _ => None,
         }
     }
 
     pub fn started(self) -> Option<Instant> {
         match self {
-            State::Launching { started, .. } | State::Online { started, .. } | State::Stopping { started, .. } => {
-                Some(started)
-            }
+            State::Launching { started, .. }
+            | State::Online { started, .. }
+            | State::Stopping { started, .. } => Some(started),
             _ => None,
         }
     }
@@ -137,7 +155,10 @@ pub fn backoff_delay(policy: &RestartPolicy, unstable: u32) -> Duration {
         return Duration::ZERO;
     }
     let factor = 1u32.checked_shl(unstable - 2).unwrap_or(u32::MAX);
-    policy.backoff.saturating_mul(factor).min(policy.backoff_max)
+    policy
+        .backoff
+        .saturating_mul(factor)
+        .min(policy.backoff_max)
 }
 
 /// How a process ended, as `list` and the logs say it.
@@ -170,7 +191,10 @@ mod tests {
 
     #[test]
     fn a_crash_after_a_stable_run_restarts_at_once_and_resets_the_count() {
-        assert_eq!(after_crash(&policy(None), Duration::from_secs(5), 7), (AfterCrash::Restart, 0));
+        assert_eq!(
+            after_crash(&policy(None), Duration::from_secs(5), 7),
+            (AfterCrash::Restart, 0)
+        );
     }
 
     #[test]
@@ -190,7 +214,9 @@ mod tests {
         }
         assert_eq!(
             delays,
-            [0, 100, 200, 400, 800, 1600, 3200, 6400, 12800, 15000, 15000, 15000]
+            [
+                0, 100, 200, 400, 800, 1600, 3200, 6400, 12800, 15000, 15000, 15000
+            ]
         );
     }
 
