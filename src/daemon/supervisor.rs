@@ -509,26 +509,23 @@ impl Supervisor {
             return;
         };
         worker.on_exit = on_exit;
-        let (pid, started, leader_gone) = match worker.state {
-            State::Launching { pid, started } | State::Online { pid, started } => {
-                (pid, started, false)
-            }
-            // Already stopping: only what follows the exit changes.
-            State::Stopping { .. } => return,
-            _ => return,
+        let (State::Launching { pid, started } | State::Online { pid, started }) = worker.state
+        else {
+            // Already stopping (only what follows the exit changes), or nothing runs.
+            return;
         };
         worker.epoch += 1;
+        // An exit seen before the exec result is final: the process is gone already.
+        let leader_gone = worker.early_exit.take().is_some();
         worker.state = State::Stopping {
             pid,
             started,
             leader_gone,
         };
         let _ = killpg(Pid::from_raw(pid), app.spec.kill_signal.0);
-        self.arm(
-            id,
-            Duration::from_millis(app.spec.kill_timeout_ms),
-            TimerKind::Kill,
-        );
+        let timeout = Duration::from_millis(app.spec.kill_timeout_ms);
+        self.arm(id, timeout, TimerKind::Kill);
+        self.finish_stop_if_group_empty(id);
     }
 
     fn arm(&self, id: u32, delay: Duration, kind: TimerKind) {
@@ -557,6 +554,7 @@ impl Supervisor {
             (TimerKind::Kill, State::Stopping { pid, .. }) => {
                 warn!(app = %worker.app, instance = worker.instance, pid, "kill timeout: sending SIGKILL to the group");
                 let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+                self.finish_stop_if_group_empty(id);
             }
             (TimerKind::Restart, State::Waiting { .. }) => {
                 worker.restarts += 1;
@@ -712,7 +710,12 @@ impl Supervisor {
         let Some(worker) = self.workers.get_mut(&id) else {
             return;
         };
-        let State::Stopping { pid, .. } = worker.state else {
+        let State::Stopping {
+            pid,
+            leader_gone: true,
+            ..
+        } = worker.state
+        else {
             return;
         };
         if killpg(Pid::from_raw(pid), None).is_ok() {
