@@ -551,9 +551,18 @@ impl Supervisor {
             return;
         }
         match (kind, worker.state) {
-            (TimerKind::Kill, State::Stopping { pid, .. }) => {
+            (
+                TimerKind::Kill,
+                State::Stopping {
+                    pid, leader_gone, ..
+                },
+            ) => {
                 warn!(app = %worker.app, instance = worker.instance, pid, "kill timeout: sending SIGKILL to the group");
                 let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+                if !leader_gone {
+                    // The worker itself too, in case it left its group (setsid).
+                    let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+                }
                 self.finish_stop_if_group_empty(id);
             }
             (TimerKind::Restart, State::Waiting { .. }) => {
