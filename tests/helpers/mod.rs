@@ -1,0 +1,796 @@
+//! Test fixtures for the herdsman integration tests.
+//!
+//! Everything here drives the real binary (`CARGO_BIN_EXE_herdsman`) against real apps:
+//! - [`Herdsman`] owns one temporary `HERDSMAN_HOME`. Its `Drop` runs `herdsman kill`, then
+//!   SIGKILLs every process (and process group) whose environment carries this home, then removes
+//!   the directory. Tests therefore leave nothing behind, pass or fail.
+//! - [`Herdsman::cmd`] runs the CLI with a timeout; failed expectations dump the command's output,
+//!   the daemon log and the app logs.
+//! - [`Herdsman::wait_for`] and friends poll a condition against a deadline: no test sleeps to
+//!   synchronise.
+//! - [`http_get`] and [`Probe`] are hand-written HTTP/1.1 clients on `std::net::TcpStream`.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::fs;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::{Pid, getpgrp};
+use serde::Deserialize;
+use tempfile::TempDir;
+
+/// How often every poll loop re-checks its condition.
+pub const POLL: Duration = Duration::from_millis(25);
+/// Upper bound for one CLI invocation (stop waits up to the kill timeout, 1.6 s by default).
+pub const CMD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The repository root (where `Cargo.toml` is): the default cwd of every CLI call.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `tests/apps/<name>` as an absolute path.
+pub fn app(name: &str) -> PathBuf {
+    repo_root().join("tests").join("apps").join(name)
+}
+
+/// `tests/apps/<name>` as a `String`, for argument lists.
+pub fn app_arg(name: &str) -> String {
+    app(name).display().to_string()
+}
+
+/// A program from the test venv (`$HERDSMAN_TEST_VENV/bin/<tool>`, default `<repo>/.venv`).
+pub fn venv_bin(tool: &str) -> String {
+    let venv = std::env::var_os("HERDSMAN_TEST_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".venv"));
+    let path = venv.join("bin").join(tool);
+    assert!(
+        path.is_file(),
+        "{} is missing: run .ci/run to install the test venv (or set HERDSMAN_TEST_VENV)",
+        path.display()
+    );
+    path.display().to_string()
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0 to find a free port");
+    listener
+        .local_addr()
+        .expect("local_addr of the probe listener")
+        .port()
+}
+
+/// Polls `cond` every [`POLL`] until it yields `Some`, or returns `None` after `timeout`.
+pub fn poll<T>(timeout: Duration, mut cond: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = cond() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(POLL);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// list --json
+// ---------------------------------------------------------------------------------------------
+
+/// One worker as printed by `list --json` (unknown fields are ignored).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Proc {
+    pub id: u64,
+    pub name: String,
+    pub instance: u64,
+    pub mode: String,
+    pub pid: Option<i32>,
+    pub status: String,
+    pub restarts: u64,
+    pub uptime_ms: Option<u64>,
+    pub listen: Option<String>,
+    pub restart_in_ms: Option<u64>,
+    pub last_exit: Option<String>,
+}
+
+/// What must not change when a command fails: `(id, name, pid, status)` per worker.
+pub fn snapshot(list: &[Proc]) -> Vec<(u64, String, Option<i32>, String)> {
+    let mut v: Vec<_> = list
+        .iter()
+        .map(|p| (p.id, p.name.clone(), p.pid, p.status.clone()))
+        .collect();
+    v.sort();
+    v
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running the CLI
+// ---------------------------------------------------------------------------------------------
+
+/// The outcome of one CLI call.
+pub struct Output {
+    pub args: Vec<String>,
+    pub status: Option<ExitStatus>,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Output {
+    pub fn code(&self) -> Option<i32> {
+        self.status.and_then(|s| s.code())
+    }
+
+    pub fn success(&self) -> bool {
+        self.status.is_some_and(|s| s.success())
+    }
+}
+
+impl fmt::Display for Output {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let status = match self.status {
+            Some(s) => format!("{s}"),
+            None => "TIMED OUT (killed)".to_string(),
+        };
+        write!(
+            f,
+            "$ herdsman {}\n  status: {status} after {:?}\n  --- stdout ---\n{}\n  --- stderr ---\n{}",
+            self.args.join(" "),
+            self.elapsed,
+            self.stdout.trim_end(),
+            self.stderr.trim_end()
+        )
+    }
+}
+
+/// A CLI call being built: `h.cmd(&["start", ...]).env("K", "v").cwd(dir).ok()`.
+pub struct Cmd<'a> {
+    h: &'a Herdsman,
+    args: Vec<String>,
+    envs: Vec<(String, String)>,
+    cwd: PathBuf,
+    timeout: Duration,
+}
+
+impl Cmd<'_> {
+    pub fn env(mut self, key: &str, value: impl AsRef<str>) -> Self {
+        self.envs
+            .push((key.to_string(), value.as_ref().to_string()));
+        self
+    }
+
+    pub fn cwd(mut self, dir: impl AsRef<Path>) -> Self {
+        self.cwd = dir.as_ref().to_path_buf();
+        self
+    }
+
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Runs the command to completion (killed after the timeout) and returns its output.
+    pub fn run(self) -> Output {
+        let mut command = self.h.command();
+        command.args(&self.args).current_dir(&self.cwd);
+        for (k, v) in &self.envs {
+            command.env(k, v);
+        }
+        run_with_timeout(command, self.args, self.timeout)
+    }
+
+    /// Runs the command and panics (with the diagnostics) unless it exits 0.
+    #[track_caller]
+    pub fn ok(self) -> Output {
+        let h = self.h;
+        let out = self.run();
+        if !out.success() {
+            h.fail(&format!("expected success\n{out}"));
+        }
+        out
+    }
+
+    /// Runs the command and panics unless it exits 1 with `error: ` and `needle` on stderr.
+    #[track_caller]
+    pub fn fails_with(self, needle: &str) -> Output {
+        let h = self.h;
+        let out = self.run();
+        if out.code() != Some(1) {
+            h.fail(&format!("expected exit code 1\n{out}"));
+        }
+        if !out.stderr.contains("error: ") || !out.stderr.contains(needle) {
+            h.fail(&format!(
+                "expected stderr to start with `error: ` and name {needle:?}\n{out}"
+            ));
+        }
+        out
+    }
+}
+
+/// Runs `command` with stdout/stderr going to anonymous files (so a daemon that inherits them can
+/// never block us), waits at most `timeout`, then SIGKILLs it.
+fn run_with_timeout(mut command: Command, args: Vec<String>, timeout: Duration) -> Output {
+    let mut out_file = tempfile::tempfile().expect("create a temp file for stdout");
+    let mut err_file = tempfile::tempfile().expect("create a temp file for stderr");
+    command
+        .stdin(Stdio::null())
+        .stdout(out_file.try_clone().expect("clone the stdout temp file"))
+        .stderr(err_file.try_clone().expect("clone the stderr temp file"));
+    let started = Instant::now();
+    let mut child = command.spawn().expect("spawn the herdsman binary");
+    let status = wait_child(&mut child, timeout);
+    let elapsed = started.elapsed();
+    let read = |f: &mut fs::File| {
+        let mut s = String::new();
+        f.seek(SeekFrom::Start(0)).expect("rewind an output file");
+        f.read_to_string(&mut s).expect("read an output file");
+        s
+    };
+    Output {
+        args,
+        status,
+        stdout: read(&mut out_file),
+        stderr: read(&mut err_file),
+        elapsed,
+    }
+}
+
+/// Waits for `child` at most `timeout`; on timeout SIGKILLs and reaps it and returns `None`.
+pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let status = poll(timeout, || child.try_wait().expect("try_wait on a child"));
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    status
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fixture
+// ---------------------------------------------------------------------------------------------
+
+/// One isolated herdsman installation: a temporary `HERDSMAN_HOME` and everything started in it.
+pub struct Herdsman {
+    /// Holds the home and scratch directories; removed on drop, after the processes are gone.
+    dir: TempDir,
+    home: PathBuf,
+}
+
+impl Herdsman {
+    /// A fresh fixture. The home directory itself does not exist yet: herdsman creates it.
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("herdsman-test-")
+            .tempdir()
+            .expect("create the test's temp dir");
+        let home = dir.path().join("home");
+        Herdsman { dir, home }
+    }
+
+    /// `HERDSMAN_HOME` of this test.
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
+    /// A fresh scratch directory for the test's own files (outside the home).
+    pub fn scratch(&self, name: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        fs::create_dir_all(&p).expect("create a scratch directory");
+        p
+    }
+
+    /// A `Command` for the binary with this test's `HERDSMAN_HOME`.
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_herdsman"));
+        c.env("HERDSMAN_HOME", &self.home).current_dir(repo_root());
+        c
+    }
+
+    /// A CLI call with this home, run from the repository root.
+    pub fn cmd<S: AsRef<str>>(&self, args: &[S]) -> Cmd<'_> {
+        Cmd {
+            h: self,
+            args: args.iter().map(|a| a.as_ref().to_string()).collect(),
+            envs: Vec::new(),
+            cwd: repo_root(),
+            timeout: CMD_TIMEOUT,
+        }
+    }
+
+    /// `list --json`, parsed.
+    #[track_caller]
+    pub fn list(&self) -> Vec<Proc> {
+        let out = self.cmd(&["list", "--json"]).ok();
+        match serde_json::from_str::<Vec<Proc>>(&out.stdout) {
+            Ok(list) => list,
+            Err(e) => self.fail(&format!(
+                "`list --json` is not the documented JSON: {e}\n{out}"
+            )),
+        }
+    }
+
+    /// The workers of app `name`, by instance.
+    #[track_caller]
+    pub fn workers(&self, name: &str) -> Vec<Proc> {
+        let mut v: Vec<Proc> = self.list().into_iter().filter(|p| p.name == name).collect();
+        v.sort_by_key(|p| p.instance);
+        v
+    }
+
+    /// Waits until app `name` has exactly `n` workers, all `online` with a pid; returns them.
+    #[track_caller]
+    pub fn wait_online(&self, name: &str, n: usize) -> Vec<Proc> {
+        self.wait_value(
+            &format!("{n} worker(s) of `{name}` online with a pid"),
+            Duration::from_secs(10),
+            || {
+                let w = self.workers(name);
+                (w.len() == n && w.iter().all(|p| p.status == "online" && p.pid.is_some()))
+                    .then_some(w)
+            },
+        )
+    }
+
+    /// The daemon's pid from `$HOME/daemon.pid`.
+    #[track_caller]
+    pub fn daemon_pid(&self) -> i32 {
+        let path = self.home.join("daemon.pid");
+        let text = fs::read_to_string(&path)
+            .unwrap_or_else(|e| self.fail(&format!("cannot read {}: {e}", path.display())));
+        text.trim()
+            .parse()
+            .unwrap_or_else(|e| self.fail(&format!("daemon.pid holds {text:?}: {e}")))
+    }
+
+    /// `$HOME/logs/<name>-out.log` (empty if absent).
+    pub fn out_log(&self, name: &str) -> String {
+        fs::read_to_string(self.home.join("logs").join(format!("{name}-out.log")))
+            .unwrap_or_default()
+    }
+
+    /// Everything useful when a test fails: daemon log, app logs, `list --json`.
+    pub fn diagnostics(&self) -> String {
+        let mut s = String::new();
+        let daemon_log = self.home.join("daemon.log");
+        s.push_str(&format!(
+            "=== {} ===\n{}\n",
+            daemon_log.display(),
+            tail(
+                &fs::read_to_string(&daemon_log).unwrap_or_else(|e| format!("<{e}>")),
+                80
+            )
+        ));
+        if let Ok(entries) = fs::read_dir(self.home.join("logs")) {
+            let mut paths: Vec<PathBuf> =
+                entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            paths.sort();
+            for p in paths {
+                let text = fs::read_to_string(&p).unwrap_or_else(|e| format!("<{e}>"));
+                s.push_str(&format!("=== {} ===\n{}\n", p.display(), tail(&text, 40)));
+            }
+        }
+        let mut c = self.command();
+        c.args(["list", "--json"]);
+        let out = run_with_timeout(
+            c,
+            vec!["list".into(), "--json".into()],
+            Duration::from_secs(5),
+        );
+        s.push_str(&format!("=== list --json ===\n{out}\n"));
+        s
+    }
+
+    /// Panics with `msg` followed by the diagnostics.
+    #[track_caller]
+    pub fn fail(&self, msg: &str) -> ! {
+        panic!("{msg}\n\n{}", self.diagnostics());
+    }
+
+    /// Polls `cond` until true; panics after `timeout` naming `what`, with the diagnostics.
+    #[track_caller]
+    pub fn wait_for(&self, what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+        self.wait_value(what, timeout, || cond().then_some(()));
+    }
+
+    /// Polls `cond` until it yields a value; panics after `timeout` naming `what`.
+    #[track_caller]
+    pub fn wait_value<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        cond: impl FnMut() -> Option<T>,
+    ) -> T {
+        match poll(timeout, cond) {
+            Some(v) => v,
+            None => self.fail(&format!("timed out after {timeout:?} waiting for: {what}")),
+        }
+    }
+
+    /// Asserts that `cond` holds at every poll until `window` has passed (something that must
+    /// NOT happen, observed over a bounded window).
+    #[track_caller]
+    pub fn assert_stays(&self, what: &str, window: Duration, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + window;
+        loop {
+            if !cond() {
+                self.fail(&format!("expected to stay true for {window:?}: {what}"));
+            }
+            if Instant::now() >= deadline {
+                return;
+            }
+            thread::sleep(POLL);
+        }
+    }
+
+    /// Pids of live processes whose environment holds `HERDSMAN_HOME=<this home>`.
+    pub fn marked_pids(&self) -> Vec<i32> {
+        marked_pids(&self.home)
+    }
+
+    /// Runs `herdsman kill`, then SIGKILLs whatever still carries this home's marker.
+    fn cleanup(&self) {
+        let mut c = self.command();
+        c.arg("kill");
+        let _ = run_with_timeout(c, vec!["kill".into()], Duration::from_secs(15));
+        let own_group = getpgrp();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let pids = self.marked_pids();
+            if pids.is_empty() || Instant::now() >= deadline {
+                break;
+            }
+            for pid in pids {
+                if let Some(stat) = proc_stat(pid) {
+                    let pgid = Pid::from_raw(stat.pgrp);
+                    if stat.pgrp > 1 && pgid != own_group {
+                        let _ = killpg(pgid, Signal::SIGKILL);
+                    }
+                }
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            thread::sleep(POLL);
+        }
+    }
+}
+
+impl Drop for Herdsman {
+    fn drop(&mut self) {
+        self.cleanup();
+        // `dir` (the TempDir) is removed after this, once nothing runs in it any more.
+    }
+}
+
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.len().saturating_sub(n);
+    lines[start..].join("\n")
+}
+
+// ---------------------------------------------------------------------------------------------
+// /proc
+// ---------------------------------------------------------------------------------------------
+
+/// The fields of `/proc/<pid>/stat` the tests use.
+pub struct Stat {
+    pub state: char,
+    pub ppid: i32,
+    pub pgrp: i32,
+    /// utime + stime, in clock ticks.
+    pub cpu_ticks: u64,
+}
+
+/// Parses `/proc/<pid>/stat`; `None` if the process does not exist.
+pub fn proc_stat(pid: i32) -> Option<Stat> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses: split after the last ')'.
+    let rest = &text[text.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // f[0] is field 3 (state), so field N is f[N - 3].
+    Some(Stat {
+        state: f.first()?.chars().next()?,
+        ppid: f.get(1)?.parse().ok()?,
+        pgrp: f.get(2)?.parse().ok()?,
+        cpu_ticks: f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?,
+    })
+}
+
+/// True while `pid` exists and is not a zombie.
+pub fn alive(pid: i32) -> bool {
+    proc_stat(pid).is_some_and(|s| s.state != 'Z' && s.state != 'X')
+}
+
+/// The open fd numbers of `pid`.
+pub fn fds(pid: i32) -> BTreeSet<u32> {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The target of `/proc/<pid>/fd/<fd>` (e.g. `socket:[1234]`).
+pub fn fd_link(pid: i32, fd: u32) -> Option<String> {
+    fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+        .ok()
+        .map(|p| p.display().to_string())
+}
+
+/// `/proc/<pid>/comm` without the newline.
+pub fn comm(pid: i32) -> Option<String> {
+    fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// Live (non-zombie) processes whose environment holds exactly `HERDSMAN_HOME=<home>`.
+pub fn marked_pids(home: &Path) -> Vec<i32> {
+    let marker = format!("HERDSMAN_HOME={}", home.display());
+    let me = std::process::id() as i32;
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid != me)
+        .filter(|&pid| {
+            fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
+                env.split(|&b| b == 0)
+                    .any(|entry| entry == marker.as_bytes())
+            })
+        })
+        .filter(|&pid| alive(pid))
+        .collect()
+}
+
+/// File mode bits (`& 0o777`) of `path`, `None` if it does not exist.
+pub fn mode(path: &Path) -> Option<u32> {
+    fs::metadata(path)
+        .ok()
+        .map(|m| m.permissions().mode() & 0o777)
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP
+// ---------------------------------------------------------------------------------------------
+
+/// A parsed HTTP response.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub pid: Option<i32>,
+    pub body: String,
+}
+
+/// An HTTP failure, keeping the I/O error kind (e.g. `ConnectionRefused`).
+#[derive(Debug)]
+pub struct HttpError {
+    pub kind: std::io::ErrorKind,
+    pub message: String,
+}
+
+impl fmt::Display for HttpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}: {}", self.kind, self.message)
+    }
+}
+
+fn http_err(kind: std::io::ErrorKind, message: impl Into<String>) -> HttpError {
+    HttpError {
+        kind,
+        message: message.into(),
+    }
+}
+
+/// `GET path` on 127.0.0.1:port over a new connection with `Connection: close`; every socket
+/// operation is bounded by `timeout`.
+pub fn http_get(port: u16, path: &str, timeout: Duration) -> Result<HttpResponse, HttpError> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let io = |what: &str| {
+        let what = what.to_string();
+        move |e: std::io::Error| http_err(e.kind(), format!("{what}: {e}"))
+    };
+    let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(io("connect"))?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(io("set_read_timeout"))?;
+    stream
+        .set_write_timeout(Some(timeout))
+        .map_err(io("set_write_timeout"))?;
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).map_err(io("write"))?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).map_err(io("read"))?;
+    parse_response(&raw)
+}
+
+fn parse_response(raw: &[u8]) -> Result<HttpResponse, HttpError> {
+    let bad = |m: &str| http_err(std::io::ErrorKind::InvalidData, m);
+    let text = String::from_utf8_lossy(raw);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| bad(&format!("no end of headers in {text:?}")))?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad(&format!("bad status line {status_line:?}")))?;
+    let pid = lines
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("x-pid"))
+        .and_then(|(_, v)| v.trim().parse().ok());
+    Ok(HttpResponse {
+        status,
+        pid,
+        body: body.to_string(),
+    })
+}
+
+/// A 200 response's `X-Pid`, or `None` on any failure (for polling).
+pub fn served_pid(port: u16) -> Option<i32> {
+    match http_get(port, "/", Duration::from_secs(2)) {
+        Ok(r) if r.status == 200 => r.pid,
+        _ => None,
+    }
+}
+
+/// What a [`Probe`] saw.
+#[derive(Debug, Default)]
+pub struct ProbeReport {
+    pub ok: usize,
+    pub failures: Vec<String>,
+    pub pids: BTreeSet<i32>,
+}
+
+/// A thread opening a new connection to 127.0.0.1:port every ~5 ms until stopped (bounded: at
+/// most 60 s and 20 000 requests). Each request may take up to 5 s before it counts as failed.
+pub struct Probe {
+    stop: Arc<AtomicBool>,
+    gate: Arc<Mutex<()>>,
+    report: Arc<Mutex<ProbeReport>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Probe {
+    pub fn start(port: u16) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let gate = Arc::new(Mutex::new(()));
+        let report = Arc::new(Mutex::new(ProbeReport::default()));
+        let handle = {
+            let (stop, gate, report) = (stop.clone(), gate.clone(), report.clone());
+            thread::spawn(move || {
+                let started = Instant::now();
+                let mut count = 0;
+                while !stop.load(Ordering::SeqCst)
+                    && started.elapsed() < Duration::from_secs(60)
+                    && count < 20_000
+                {
+                    count += 1;
+                    let result = {
+                        let _in_flight = gate.lock().expect("probe gate poisoned");
+                        http_get(port, "/probe", Duration::from_secs(5))
+                    };
+                    let mut r = report.lock().expect("probe report poisoned");
+                    match result {
+                        Ok(resp) if resp.status == 200 => {
+                            r.ok += 1;
+                            r.pids.extend(resp.pid);
+                        }
+                        Ok(resp) => r.failures.push(format!(
+                            "at {:?}: status {} body {:?}",
+                            started.elapsed(),
+                            resp.status,
+                            resp.body
+                        )),
+                        Err(e) => r.failures.push(format!("at {:?}: {e}", started.elapsed())),
+                    }
+                    drop(r);
+                    // Pacing between requests, not synchronisation.
+                    thread::sleep(Duration::from_millis(5));
+                }
+            })
+        };
+        Probe {
+            stop,
+            gate,
+            report,
+            handle: Some(handle),
+        }
+    }
+
+    /// Successful requests so far.
+    pub fn ok_count(&self) -> usize {
+        self.report.lock().expect("probe report poisoned").ok
+    }
+
+    /// Holds the probe between two requests while the guard lives (no request in flight).
+    pub fn quiesce(&self) -> MutexGuard<'_, ()> {
+        self.gate.lock().expect("probe gate poisoned")
+    }
+
+    /// Stops the thread and returns what it saw.
+    pub fn finish(mut self) -> ProbeReport {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            h.join().expect("probe thread panicked");
+        }
+        std::mem::take(&mut *self.report.lock().expect("probe report poisoned"))
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// A `herdsman` child process kept running (e.g. `logs` streaming), its stdout collected by a
+/// thread. Killed and reaped on drop.
+pub struct Streaming {
+    child: Child,
+    stdout: Arc<Mutex<String>>,
+}
+
+impl Streaming {
+    pub fn spawn(mut command: Command) -> Self {
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = command.spawn().expect("spawn a streaming herdsman command");
+        let mut pipe = child.stdout.take().expect("the child's stdout pipe");
+        let stdout = Arc::new(Mutex::new(String::new()));
+        {
+            let stdout = stdout.clone();
+            // Detached: it ends when the pipe closes (the child is killed on drop).
+            thread::spawn(move || {
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    stdout
+                        .lock()
+                        .expect("stream buffer poisoned")
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            });
+        }
+        Streaming { child, stdout }
+    }
+
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().expect("stream buffer poisoned").clone()
+    }
+
+    /// True while the process has not exited.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Streaming {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
