@@ -445,6 +445,50 @@ fn uvicorn_two_instances_serve_on_fd_3() {
     wait_served_by(&h, port, &pids(&workers), 30 * SECOND);
 }
 
+/// `tests/apps/node/<file>`, after checking that `.ci/run` installed the frameworks it uses.
+fn node_framework_app(file: &str) -> String {
+    let dir = helpers::app("node");
+    assert!(
+        dir.join("node_modules").is_dir(),
+        "{}/node_modules is missing: run .ci/run to install the test apps' npm packages",
+        dir.display()
+    );
+    dir.join(file).display().to_string()
+}
+
+#[test]
+fn express_and_fastify_apps_serve_unmodified_from_the_shared_socket() {
+    let h = Herdsman::new();
+    for (name, file) in [("express", "express.js"), ("fastify", "fastify.js")] {
+        let port = free_port();
+        let script = node_framework_app(file);
+        h.cmd(&[
+            "start",
+            script.as_str(),
+            "-i",
+            "2",
+            "--listen",
+            &listen_addr(port),
+        ])
+        .ok();
+        let workers = h.wait_online(name, 2);
+        wait_served_by(&h, port, &pids(&workers), 30 * SECOND);
+        let links: BTreeSet<Option<String>> = workers
+            .iter()
+            .map(|w| fd_link(w.pid.expect("online worker has a pid"), 3))
+            .collect();
+        if links.len() != 1
+            || !links
+                .iter()
+                .all(|l| l.as_deref().is_some_and(|l| l.starts_with("socket:[")))
+        {
+            h.fail(&format!(
+                "{name}: both workers' fd 3 must be the one shared socket, got {links:?}"
+            ));
+        }
+    }
+}
+
 // =============================================================================================
 // 6. Environment, fds and cwd of workers
 // =============================================================================================
