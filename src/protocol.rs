@@ -205,37 +205,57 @@ pub enum FrameError {
     TooLarge,
     #[error("connection closed in the middle of a frame")]
     Truncated,
+    #[error("connection closed")]
+    Closed,
     #[error("undecodable frame: {0}")]
     Decode(#[from] serde_json::Error),
+}
+
+/// Moves the next part of a line from a reader's buffer into `line`: how many bytes to consume, and whether
+/// the line is complete. An empty buffer is the end of the stream: clean between lines, truncated within one.
+fn take_chunk(buffer: &[u8], line: &mut Vec<u8>) -> Result<(usize, bool), FrameError> {
+    if buffer.is_empty() {
+        return Err(if line.is_empty() {
+            FrameError::Closed
+        } else {
+            FrameError::Truncated
+        });
+    }
+    let (chunk, done) = match buffer.iter().position(|&b| b == b'\n') {
+        Some(end) => (&buffer[..end], true),
+        None => (buffer, false),
+    };
+    if line.len() + chunk.len() > MAX_FRAME {
+        return Err(FrameError::TooLarge);
+    }
+    line.extend_from_slice(chunk);
+    Ok((chunk.len() + usize::from(done), done))
+}
+
+/// Maps the clean end of a stream to `None`.
+fn line_or_end(result: Result<Vec<u8>, FrameError>) -> Result<Option<Vec<u8>>, FrameError> {
+    match result {
+        Ok(line) => Ok(Some(line)),
+        Err(FrameError::Closed) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Reads one newline-terminated line of at most [`MAX_FRAME`] bytes, without the newline.
 /// `Ok(None)` is a clean end of stream.
 pub fn read_line(reader: &mut impl BufRead) -> Result<Option<Vec<u8>>, FrameError> {
     let mut line = Vec::new();
-    loop {
-        let buffer = reader.fill_buf()?;
-        if buffer.is_empty() {
-            return if line.is_empty() {
-                Ok(None)
-            } else {
-                Err(FrameError::Truncated)
-            };
+    line_or_end(loop {
+        match take_chunk(reader.fill_buf()?, &mut line) {
+            Ok((used, done)) => {
+                reader.consume(used);
+                if done {
+                    break Ok(line);
+                }
+            }
+            Err(e) => break Err(e),
         }
-        let (chunk, done) = match buffer.iter().position(|&b| b == b'\n') {
-            Some(end) => (&buffer[..end], true),
-            None => (buffer, false),
-        };
-        if line.len() + chunk.len() > MAX_FRAME {
-            return Err(FrameError::TooLarge);
-        }
-        line.extend_from_slice(chunk);
-        let used = chunk.len() + usize::from(done);
-        reader.consume(used);
-        if done {
-            return Ok(Some(line));
-        }
-    }
+    })
 }
 
 /// Reads one frame and decodes it.
@@ -271,29 +291,17 @@ pub async fn read_line_async(
 ) -> Result<Option<Vec<u8>>, FrameError> {
     use tokio::io::AsyncBufReadExt;
     let mut line = Vec::new();
-    loop {
-        let buffer = reader.fill_buf().await?;
-        if buffer.is_empty() {
-            return if line.is_empty() {
-                Ok(None)
-            } else {
-                Err(FrameError::Truncated)
-            };
+    line_or_end(loop {
+        match take_chunk(reader.fill_buf().await?, &mut line) {
+            Ok((used, done)) => {
+                reader.consume(used);
+                if done {
+                    break Ok(line);
+                }
+            }
+            Err(e) => break Err(e),
         }
-        let (chunk, done) = match buffer.iter().position(|&b| b == b'\n') {
-            Some(end) => (&buffer[..end], true),
-            None => (buffer, false),
-        };
-        if line.len() + chunk.len() > MAX_FRAME {
-            return Err(FrameError::TooLarge);
-        }
-        line.extend_from_slice(chunk);
-        let used = chunk.len() + usize::from(done);
-        reader.consume(used);
-        if done {
-            return Ok(Some(line));
-        }
-    }
+    })
 }
 
 /// Decodes a line read by [`read_line_async`].
