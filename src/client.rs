@@ -126,10 +126,29 @@ impl Client {
         }
     }
 
-    /// Sends one request and reads its response.
+    /// Sends one request and reads its final response, ignoring progress frames.
     pub fn request(&mut self, request: &Request) -> Result<Response> {
+        self.request_with_progress(request, |_| {})
+    }
+
+    /// Sends one request; each progress frame goes to `progress` until the final response arrives.
+    pub fn request_with_progress(
+        &mut self,
+        request: &Request,
+        mut progress: impl FnMut(&Response),
+    ) -> Result<Response> {
         protocol::write_frame(&mut self.writer, request)
             .context("cannot send the request to the daemon")?;
+        loop {
+            let response = self.read_response()?;
+            if !matches!(response, Response::Progress { .. }) {
+                return Ok(response);
+            }
+            progress(&response);
+        }
+    }
+
+    fn read_response(&mut self) -> Result<Response> {
         match protocol::read_frame(&mut self.reader) {
             Ok(Some(response)) => Ok(response),
             Ok(None) => Err(anyhow!(

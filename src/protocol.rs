@@ -11,10 +11,12 @@ use std::io::{self, BufRead, Write};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::AppSpec;
+use std::collections::BTreeMap;
+
+use crate::config::{AppSpec, SignalName};
 
 /// Bumped whenever a type here changes shape; the client refuses a daemon that speaks another version.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The largest frame either side accepts (a start request carries the caller's environment).
 pub const MAX_FRAME: usize = 4 << 20;
@@ -86,6 +88,20 @@ pub enum Request {
     Restart { target: Selection },
     /// Stop the selected workers and forget them; an app with no worker left is removed.
     Delete { target: Selection },
+    /// Replace the selected workers one at a time, each only once its replacement is ready. Answered with
+    /// [`Response::Progress`] frames, one per worker replaced, then [`Response::Reloaded`]. With `env`, the
+    /// apps' environment is replaced by it first (`--update-env`).
+    Reload {
+        target: Selection,
+        env: Option<BTreeMap<String, String>>,
+    },
+    /// Add workers to an app, or remove its highest instances gracefully.
+    Scale { name: String, to: ScaleTo },
+    /// Send a signal to the selected workers (each worker's own pid, not its group).
+    Signal {
+        target: Selection,
+        signal: SignalName,
+    },
     /// Stop every app and then the daemon.
     Kill,
 }
@@ -122,6 +138,13 @@ pub enum Response {
     Processes { processes: Vec<ProcessInfo> },
     /// The request failed and changed nothing.
     Error { kind: ErrorKind, message: String },
+    /// Not a final answer: one worker of a reload was replaced. More frames follow.
+    Progress { step: ReloadStep },
+    /// A reload finished: every worker replaced.
+    Reloaded {
+        steps: Vec<ReloadStep>,
+        processes: Vec<ProcessInfo>,
+    },
 }
 
 impl Response {
@@ -131,6 +154,53 @@ impl Response {
             message: message.into(),
         }
     }
+}
+
+/// The size `scale` sets: `4`, `+2` or `-1`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScaleTo {
+    Exactly(u32),
+    More(u32),
+    Fewer(u32),
+}
+
+impl ScaleTo {
+    /// The new number of workers for an app that has `current`; `None` below 1.
+    pub fn resolve(self, current: u32) -> Option<u32> {
+        let n = match self {
+            ScaleTo::Exactly(n) => n,
+            ScaleTo::More(n) => current.saturating_add(n),
+            ScaleTo::Fewer(n) => current.checked_sub(n)?,
+        };
+        (1..=4096).contains(&n).then_some(n)
+    }
+}
+
+impl std::str::FromStr for ScaleTo {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let invalid = || format!("invalid worker count '{text}': expected N, +N or -N");
+        let number = |digits: &str| digits.parse::<u32>().map_err(|_| invalid());
+        match text.as_bytes().first() {
+            Some(b'+') => number(&text[1..]).map(ScaleTo::More),
+            Some(b'-') => number(&text[1..]).map(ScaleTo::Fewer),
+            _ => number(text).map(ScaleTo::Exactly),
+        }
+    }
+}
+
+/// One worker replaced by a reload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReloadStep {
+    pub id: u32,
+    pub name: String,
+    pub instance: u32,
+    /// The process replaced, if one ran.
+    pub old_pid: Option<u32>,
+    pub new_pid: u32,
+    /// From the replacement's start to its readiness.
+    pub ready_ms: u64,
 }
 
 /// Whether the app's workers share listening sockets held by the daemon.
@@ -343,6 +413,16 @@ mod tests {
         let big = vec![b'x'; MAX_FRAME + 10];
         let mut reader = BufReader::new(&big[..]);
         assert!(matches!(read_line(&mut reader), Err(FrameError::TooLarge)));
+    }
+
+    #[test]
+    fn scale_sizes() {
+        assert_eq!("4".parse::<ScaleTo>().map(|s| s.resolve(2)), Ok(Some(4)));
+        assert_eq!("+2".parse::<ScaleTo>().map(|s| s.resolve(2)), Ok(Some(4)));
+        assert_eq!("-1".parse::<ScaleTo>().map(|s| s.resolve(2)), Ok(Some(1)));
+        assert_eq!("-2".parse::<ScaleTo>().map(|s| s.resolve(2)), Ok(None));
+        assert_eq!("0".parse::<ScaleTo>().map(|s| s.resolve(2)), Ok(None));
+        assert!("many".parse::<ScaleTo>().is_err());
     }
 
     #[test]

@@ -6,14 +6,17 @@ use anyhow::{Result, bail};
 
 use super::list;
 use crate::client::Client;
+use crate::config::SignalName;
 use crate::home::Home;
-use crate::protocol::{Request, Response, Selection};
+use crate::protocol::{Request, Response, ScaleTo, Selection};
 
 /// Prints the process table of a successful response, or turns an error response into an error.
 pub fn expect_processes(response: Response) -> Result<()> {
     match response {
-        Response::Processes { processes } => list::print(&processes, false),
-        Response::Ok => Ok(()),
+        Response::Processes { processes } | Response::Reloaded { processes, .. } => {
+            list::print(&processes, false)
+        }
+        Response::Ok | Response::Progress { .. } => Ok(()),
         Response::Error { message, .. } => bail!(message),
     }
 }
@@ -58,6 +61,71 @@ pub fn delete(home: &Home, target: &str) -> Result<()> {
             target: Selection::parse(target),
         },
     )
+}
+
+/// Replaces workers one at a time, printing a line as each one is replaced.
+pub fn reload(home: &Home, target: &str, update_env: bool, json: bool) -> Result<()> {
+    let env = update_env.then(|| {
+        std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect()
+    });
+    let request = Request::Reload {
+        target: Selection::parse(target),
+        env,
+    };
+    let Some(mut client) = Client::connect(home)? else {
+        bail!(
+            "no {} is known: the daemon is not running",
+            Selection::parse(target)
+        );
+    };
+    let response = client.request_with_progress(&request, |frame| {
+        if let Response::Progress { step } = frame
+            && !json
+        {
+            let old = step.old_pid.map_or("-".to_string(), |pid| pid.to_string());
+            println!(
+                "{}:{}  pid {old} -> {}  ready after {} ms",
+                step.name, step.instance, step.new_pid, step.ready_ms
+            );
+        }
+    })?;
+    match response {
+        Response::Reloaded { steps, processes } if json => {
+            let summary = serde_json::json!({ "reloaded": steps, "processes": processes });
+            println!("{summary}");
+            Ok(())
+        }
+        Response::Reloaded { steps, processes } => {
+            println!("reloaded {} worker(s)", steps.len());
+            list::print(&processes, false)
+        }
+        other => expect_processes(other),
+    }
+}
+
+pub fn scale(home: &Home, name: &str, count: &str) -> Result<()> {
+    let to: ScaleTo = count.parse().map_err(anyhow::Error::msg)?;
+    let request = Request::Scale {
+        name: name.to_string(),
+        to,
+    };
+    act(home, name, request)
+}
+
+pub fn signal(home: &Home, signal: &str, target: &str) -> Result<()> {
+    let signal: SignalName = signal.parse().or_else(|e| {
+        match signal.to_ascii_uppercase().trim_start_matches("SIG") {
+            "KILL" => Ok(SignalName(nix::sys::signal::Signal::SIGKILL)),
+            _ => Err(e),
+        }
+    })?;
+    let request = Request::Signal {
+        target: Selection::parse(target),
+        signal,
+    };
+    act(home, target, request)
 }
 
 /// Stops every app and the daemon, and returns once the daemon has exited.

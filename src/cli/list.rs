@@ -15,9 +15,7 @@ pub fn run(home: &Home, json: bool) -> Result<()> {
         Some(mut client) => match client.request(&Request::List)? {
             Response::Processes { processes } => processes,
             Response::Error { message, .. } => bail!(message),
-            Response::Ok => {
-                bail!("unexpected answer to list; is the CLI the same version as the daemon?")
-            }
+            _ => bail!("unexpected answer to list; is the CLI the same version as the daemon?"),
         },
     };
     print(&processes, json)

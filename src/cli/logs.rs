@@ -85,7 +85,7 @@ fn resolve(home: &Home, target: Option<&str>) -> Result<Vec<String>> {
         Some(mut client) => match client.request(&Request::List)? {
             Response::Processes { processes } => Some(processes),
             Response::Error { message, .. } => bail!(message),
-            Response::Ok => None,
+            _ => None,
         },
         None => None,
     };

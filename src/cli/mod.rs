@@ -42,6 +42,33 @@ pub enum Command {
         /// An app name, a worker id, or `all`.
         target: String,
     },
+    /// Replace workers one at a time with no downtime: each new worker is ready before the old one stops.
+    Reload {
+        /// An app name, a worker id, or `all`.
+        target: String,
+        /// Give the workers this command's environment (variables it lacks are removed).
+        #[arg(long)]
+        update_env: bool,
+        /// Print the replacements as one JSON object instead of a line each.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set an app's number of workers: N, +N or -N. New workers share the app's sockets; removed ones
+    /// (the highest instances) stop gracefully.
+    Scale {
+        /// The app's name.
+        name: String,
+        /// N, +N or -N.
+        #[arg(allow_hyphen_values = true)]
+        count: String,
+    },
+    /// Send a signal to every worker of an app (each worker's own pid).
+    Signal {
+        /// SIGHUP, HUP, USR2, 10, ...
+        signal: String,
+        /// An app name, a worker id, or `all`.
+        target: String,
+    },
     /// Stop workers and forget them.
     #[command(visible_alias = "del")]
     Delete {
@@ -104,6 +131,17 @@ pub struct StartArgs {
     /// The longest delay between quick restarts [default: 15s].
     #[arg(long)]
     pub restart_backoff_max: Option<String>,
+    /// A worker is ready only when the app says so (sd_notify READY=1, Node's process.send('ready'), or
+    /// a Node server listening), within --listen-timeout; otherwise once it has run for --min-uptime.
+    #[arg(long)]
+    pub wait_ready: bool,
+    /// With --wait-ready: how long a worker may take to get ready before it counts as failed
+    /// [default: 3000ms].
+    #[arg(long)]
+    pub listen_timeout: Option<String>,
+    /// Only one copy of each worker may run at a time: reload stops the old one before starting the new.
+    #[arg(long)]
+    pub no_overlap: bool,
     /// Arguments passed to the script (after `--`).
     #[arg(last = true)]
     pub args: Vec<String>,
@@ -136,6 +174,13 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Stop { target } => control::stop(&home, &target),
         Command::Restart { target } => control::restart(&home, &target),
         Command::Delete { target } => control::delete(&home, &target),
+        Command::Reload {
+            target,
+            update_env,
+            json,
+        } => control::reload(&home, &target, update_env, json),
+        Command::Scale { name, count } => control::scale(&home, &name, &count),
+        Command::Signal { signal, target } => control::signal(&home, &signal, &target),
         Command::Logs(args) => logs::run(&home, args),
         Command::Kill => control::kill(&home),
         Command::Daemon { foreground } => control::daemon(&home, foreground),

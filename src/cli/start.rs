@@ -127,6 +127,13 @@ fn build_spec(args: &StartArgs, script: PathBuf, cwd: PathBuf) -> Result<AppSpec
             "--restart-backoff-max",
             defaults::RESTART_BACKOFF_MAX_MS,
         )?,
+        wait_ready: args.wait_ready,
+        listen_timeout_ms: millis(
+            &args.listen_timeout,
+            "--listen-timeout",
+            defaults::LISTEN_TIMEOUT_MS,
+        )?,
+        no_overlap: args.no_overlap,
     };
     if let Err(e) = spec.command_line() {
         bail!("app '{}': {e}", spec.name);

@@ -23,6 +23,8 @@ pub mod defaults {
     pub const RESTART_BACKOFF_MS: u64 = 100;
     /// PM2 caps its exponential backoff at 15 s.
     pub const RESTART_BACKOFF_MAX_MS: u64 = 15_000;
+    /// PM2's `listen_timeout`.
+    pub const LISTEN_TIMEOUT_MS: u64 = 3000;
 }
 
 /// One app: what to run, how many, on which sockets, and how to treat it.
@@ -48,6 +50,12 @@ pub struct AppSpec {
     pub max_restarts: Option<u32>,
     pub restart_backoff_ms: u64,
     pub restart_backoff_max_ms: u64,
+    /// Only an explicit signal from the app makes a worker ready (sd_notify `READY=1`, Node's
+    /// `process.send('ready')`, the Node preload's listening event), within `listen_timeout_ms`.
+    pub wait_ready: bool,
+    pub listen_timeout_ms: u64,
+    /// Only one copy of each worker may run at a time: a reload stops the old one before it starts the new.
+    pub no_overlap: bool,
 }
 
 /// The interpreter a script gets from its extension, as PM2 chooses it.
@@ -167,6 +175,9 @@ mod tests {
             max_restarts: None,
             restart_backoff_ms: defaults::RESTART_BACKOFF_MS,
             restart_backoff_max_ms: defaults::RESTART_BACKOFF_MAX_MS,
+            wait_ready: false,
+            listen_timeout_ms: defaults::LISTEN_TIMEOUT_MS,
+            no_overlap: false,
         }
     }
 

@@ -8,6 +8,7 @@
 
 mod listener;
 mod metrics;
+mod ready;
 mod server;
 mod spawn;
 mod supervisor;
@@ -65,8 +66,10 @@ async fn serve(home: Home, socket_path: &Path) -> Result<()> {
     let mut sigint = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let mut sighup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
 
+    let notify = ready::NotifySocket::bind().context("cannot bind the notify socket")?;
     let (tx, rx) = mpsc::unbounded_channel();
-    let supervisor = Supervisor::new(home.clone(), tx.clone());
+    let supervisor = Supervisor::new(home.clone(), tx.clone(), notify.address.clone());
+    let notify = tokio::spawn(notify.serve(tx.clone()));
     // Each connection task holds a clone of `alive`; when the last is dropped, every reply has been flushed.
     let (alive, mut all_closed) = mpsc::channel::<()>(1);
     let server = tokio::spawn(server::serve(listener, tx.clone(), alive));
@@ -88,6 +91,7 @@ async fn serve(home: Home, socket_path: &Path) -> Result<()> {
 
     server.abort();
     signals.abort();
+    notify.abort();
     let _ = server.await;
     // Remove our files before answering `kill`, so that a daemon started right after it keeps its own.
     let _ = fs::remove_file(socket_path);

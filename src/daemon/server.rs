@@ -3,7 +3,7 @@
 
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::supervisor::Message;
@@ -81,27 +81,36 @@ async fn connection(
             }
             Err(e) => return Err(e),
         };
-        let response = match protocol::decode::<Request>(&line) {
+        match protocol::decode::<Request>(&line) {
             Ok(request) => {
-                let (reply, answer) = oneshot::channel();
+                let (reply, mut answers) = mpsc::unbounded_channel();
                 if supervisor
                     .send(Message::Request { request, reply })
                     .is_err()
                 {
                     return Ok(());
                 }
-                match answer.await {
-                    Ok(response) => response,
-                    Err(_) => Response::error(ErrorKind::Os, "the daemon is shutting down"),
+                // Progress frames first, then one final answer.
+                loop {
+                    let response = answers.recv().await.unwrap_or_else(|| {
+                        Response::error(ErrorKind::Os, "the daemon is shutting down")
+                    });
+                    send(&mut writer, &response).await?;
+                    if !matches!(response, Response::Progress { .. }) {
+                        break;
+                    }
                 }
             }
-            Err(e) => Response::error(
-                ErrorKind::BadRequest,
-                format!(
+            Err(e) => {
+                let message = format!(
                     "cannot decode the request ({e}); is the CLI the same version as the daemon?"
-                ),
-            ),
-        };
-        send(&mut writer, &response).await?;
+                );
+                send(
+                    &mut writer,
+                    &Response::error(ErrorKind::BadRequest, message),
+                )
+                .await?;
+            }
+        }
     }
 }

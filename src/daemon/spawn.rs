@@ -7,11 +7,11 @@
 //!
 //! In the child, in order: default signal dispositions and an empty mask; a process group of its own; stdin
 //! from /dev/null and stdout/stderr to the app's log files (opened O_APPEND by the daemon); the listening
-//! sockets moved to fds 3, 4, ...; every other descriptor marked close-on-exec (so nothing of the daemon's
+//! sockets (and a Node worker's IPC channel) moved to fds 3, 4, ...; every other descriptor marked close-on-exec (so nothing of the daemon's
 //! leaks); the pid written into the environment; `chdir`; `execve`. If a step fails the child writes the step
 //! and `errno` to a close-on-exec pipe and exits 127; an EOF on that pipe means `execve` succeeded.
 
-use std::ffi::{CString, OsStr};
+use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
@@ -30,8 +30,10 @@ pub struct SpawnRequest<'a> {
     pub cwd: &'a Path,
     pub stdout: BorrowedFd<'a>,
     pub stderr: BorrowedFd<'a>,
-    /// Become fds 3, 4, ...; when not empty, `LISTEN_PID` (and `LISTEN_PIDFDID`) are added.
-    pub listen_fds: &'a [BorrowedFd<'a>],
+    /// Become fds 3, 4, ... in this order: the listening sockets first, then any other channel.
+    pub inherit: &'a [BorrowedFd<'a>],
+    /// Add `LISTEN_PID` (and `LISTEN_PIDFDID`): the first fds are listening sockets.
+    pub activation: bool,
 }
 
 /// A forked worker, and the pipe that reports whether its exec succeeded.
@@ -95,7 +97,7 @@ struct Plan {
     stdin: OwnedFd,
     stdout: RawFd,
     stderr: RawFd,
-    listen_fds: Vec<RawFd>,
+    inherit: Vec<RawFd>,
     scratch: Vec<RawFd>,
 }
 
@@ -145,7 +147,7 @@ impl Plan {
             env.push(entry);
             (env.len() - 1, offset)
         };
-        let activated = !request.listen_fds.is_empty();
+        let activated = request.activation;
         let pid_slot = activated.then(|| reserve("LISTEN_PID"));
         let pidfdid_slot = (activated && pidfd_ids_supported()).then(|| reserve("LISTEN_PIDFDID"));
         let mut env_ptrs: Vec<*const c_char> = env.iter().map(|e| e.as_ptr().cast()).collect();
@@ -164,8 +166,8 @@ impl Plan {
             stdin,
             stdout: request.stdout.as_raw_fd(),
             stderr: request.stderr.as_raw_fd(),
-            listen_fds: request.listen_fds.iter().map(|fd| fd.as_raw_fd()).collect(),
-            scratch: vec![-1; request.listen_fds.len()],
+            inherit: request.inherit.iter().map(|fd| fd.as_raw_fd()).collect(),
+            scratch: vec![-1; request.inherit.len()],
         })
     }
 }
@@ -273,7 +275,7 @@ unsafe fn child(plan: &mut Plan, status: RawFd) -> ! {
         }
         libc::setpgid(0, 0);
 
-        let first_free = 3 + plan.listen_fds.len() as RawFd;
+        let first_free = 3 + plan.inherit.len() as RawFd;
         // Keep the status pipe out of the range the sockets are about to take.
         let status = libc::fcntl(status, libc::F_DUPFD_CLOEXEC, first_free);
         if status < 0 {
@@ -285,7 +287,7 @@ unsafe fn child(plan: &mut Plan, status: RawFd) -> ! {
         {
             fail(status, 0);
         }
-        for (i, &fd) in plan.listen_fds.iter().enumerate() {
+        for (i, &fd) in plan.inherit.iter().enumerate() {
             plan.scratch[i] = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, first_free);
             if plan.scratch[i] < 0 {
                 fail(status, 0);
@@ -347,13 +349,4 @@ unsafe fn child(plan: &mut Plan, status: RawFd) -> ! {
         );
         fail(status, 2)
     }
-}
-
-/// A readable description of an argv for the daemon log.
-pub fn describe(command: &CommandLine) -> String {
-    let program = OsStr::new(&command.program).to_string_lossy();
-    format!(
-        "{program} {}",
-        command.argv.get(1..).unwrap_or_default().join(" ")
-    )
 }

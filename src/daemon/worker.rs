@@ -3,8 +3,8 @@
 //! A slot keeps its id and instance number for its whole life; the processes in it come and go.
 //!
 //! ```text
-//!            spawn            exec ok                  exit (unexpected)
-//!  Stopped ───────► Launching ───────► Online ─────────────────────────► [restart_decision]
+//!            spawn             ready                   exit (unexpected)
+//!  Stopped ───────► Launching ───────► Online ─────────────────────────► [after_crash]
 //!     ▲                                  │ stop/restart/delete                 │
 //!     │              exit (by request)   ▼                     now ┌───────────┼──────────┐ later
 //!     └──────────────────────────── Stopping                       ▼           ▼          ▼
@@ -18,22 +18,42 @@ use std::time::{Duration, Instant};
 
 use crate::protocol::Status;
 
+/// One process started in a slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Process {
+    pub pid: i32,
+    /// Unique for the daemon's life: timers and exec results name the process by it.
+    pub serial: u64,
+    pub started: Instant,
+    /// `execve` is known to have succeeded.
+    pub exec_ok: bool,
+    /// The app said it is ready, or it stayed up for the grace period.
+    pub ready: bool,
+    /// An exit seen before the exec result, handled once that result is known.
+    pub early_exit: Option<i32>,
+}
+
+impl Process {
+    pub fn new(pid: i32, serial: u64) -> Process {
+        Process {
+            pid,
+            serial,
+            started: Instant::now(),
+            exec_ok: false,
+            ready: false,
+            early_exit: None,
+        }
+    }
+}
+
 /// What the process in a slot is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
-    /// Forked; exec not yet confirmed.
-    Launching {
-        pid: i32,
-        started: Instant,
-    },
-    Online {
-        pid: i32,
-        started: Instant,
-    },
+    /// Started: `launching` until ready, then `online`.
+    Running(Process),
     /// Signalled to stop. `leader_gone`: the worker itself has exited and the rest of its group is awaited.
     Stopping {
-        pid: i32,
-        started: Instant,
+        process: Process,
         leader_gone: bool,
     },
     /// Crashed; the next start is due at `until`.
@@ -47,8 +67,8 @@ pub enum State {
 impl State {
     pub fn status(self) -> Status {
         match self {
-            State::Launching { .. } => Status::Launching,
-            State::Online { .. } => Status::Online,
+            State::Running(p) if p.ready => Status::Online,
+            State::Running(_) => Status::Launching,
             State::Stopping { .. } => Status::Stopping,
             State::Waiting { .. } => Status::Waiting,
             State::Stopped => Status::Stopped,
@@ -56,15 +76,14 @@ impl State {
         }
     }
 
-    /// The worker's pid while a process runs in the slot.
-    pub fn pid(self) -> Option<i32> {
+    /// The process, while one runs in the slot (a stopping one whose leader exited does not count).
+    pub fn process(self) -> Option<Process> {
         match self {
-            State::Launching { pid, .. } | State::Online { pid, .. } => Some(pid),
+            State::Running(p) => Some(p),
             State::Stopping {
-                pid,
+                process,
                 leader_gone: false,
-                ..
-            } => Some(pid),
+            } => Some(process),
             _ => None,
         }
     }
@@ -72,18 +91,14 @@ impl State {
     /// The process group to signal, while any of it may be alive.
     pub fn group(self) -> Option<i32> {
         match self {
-            State::Launching { pid, .. }
-            | State::Online { pid, .. }
-            | State::Stopping { pid, .. } => Some(pid),
+            State::Running(p) | State::Stopping { process: p, .. } => Some(p.pid),
             _ => None,
         }
     }
 
     pub fn started(self) -> Option<Instant> {
         match self {
-            State::Launching { started, .. }
-            | State::Online { started, .. }
-            | State::Stopping { started, .. } => Some(started),
+            State::Running(p) | State::Stopping { process: p, .. } => Some(p.started),
             _ => None,
         }
     }
@@ -91,11 +106,6 @@ impl State {
     /// Not running and not about to: stopped or errored.
     pub fn is_down(self) -> bool {
         matches!(self, State::Stopped | State::Errored)
-    }
-
-    /// In the middle of a change that a command waits for.
-    pub fn is_transient(self) -> bool {
-        matches!(self, State::Launching { .. } | State::Stopping { .. })
     }
 }
 
@@ -132,10 +142,16 @@ pub enum AfterCrash {
     GiveUp,
 }
 
-/// Decides what follows a crash. `unstable` counts the quick crashes in a row before this one; the returned
-/// count includes this one (0 when the run was long enough to count as stable).
-pub fn after_crash(policy: &RestartPolicy, uptime: Duration, unstable: u32) -> (AfterCrash, u32) {
-    if uptime >= policy.min_uptime {
+/// Decides what follows a crash. A run was stable when the worker got ready and stayed up `min_uptime`.
+/// `unstable` counts the quick crashes in a row before this one; the returned count includes this one (0
+/// after a stable run).
+pub fn after_crash(
+    policy: &RestartPolicy,
+    uptime: Duration,
+    ready: bool,
+    unstable: u32,
+) -> (AfterCrash, u32) {
+    if ready && uptime >= policy.min_uptime {
         return (AfterCrash::Restart, 0);
     }
     let unstable = unstable.saturating_add(1);
@@ -192,8 +208,17 @@ mod tests {
     #[test]
     fn a_crash_after_a_stable_run_restarts_at_once_and_resets_the_count() {
         assert_eq!(
-            after_crash(&policy(None), Duration::from_secs(5), 7),
+            after_crash(&policy(None), Duration::from_secs(5), true, 7),
             (AfterCrash::Restart, 0)
+        );
+    }
+
+    #[test]
+    fn a_long_run_that_never_got_ready_is_not_stable() {
+        let (decision, unstable) = after_crash(&policy(None), Duration::from_secs(5), false, 1);
+        assert_eq!(
+            (decision, unstable),
+            (AfterCrash::Wait(Duration::from_millis(100)), 2)
         );
     }
 
@@ -204,7 +229,7 @@ mod tests {
         let mut unstable = 0;
         let mut delays = Vec::new();
         for _ in 0..12 {
-            let (decision, count) = after_crash(&p, quick, unstable);
+            let (decision, count) = after_crash(&p, quick, true, unstable);
             unstable = count;
             delays.push(match decision {
                 AfterCrash::Restart => 0,
@@ -226,7 +251,7 @@ mod tests {
         let p = policy(None);
         let (mut elapsed, mut restarts, mut unstable) = (Duration::ZERO, 0, 0);
         loop {
-            let (decision, count) = after_crash(&p, Duration::ZERO, unstable);
+            let (decision, count) = after_crash(&p, Duration::ZERO, false, unstable);
             unstable = count;
             if let AfterCrash::Wait(d) = decision {
                 elapsed += d;
@@ -243,11 +268,11 @@ mod tests {
     fn max_restarts_gives_up_after_that_many_quick_crashes() {
         let p = policy(Some(2));
         let quick = Duration::from_millis(10);
-        let (first, n) = after_crash(&p, quick, 0);
+        let (first, n) = after_crash(&p, quick, true, 0);
         assert_eq!(first, AfterCrash::Restart);
-        let (second, n) = after_crash(&p, quick, n);
+        let (second, n) = after_crash(&p, quick, true, n);
         assert_eq!(second, AfterCrash::Wait(Duration::from_millis(100)));
-        assert_eq!(after_crash(&p, quick, n).0, AfterCrash::GiveUp);
+        assert_eq!(after_crash(&p, quick, true, n).0, AfterCrash::GiveUp);
     }
 
     #[test]

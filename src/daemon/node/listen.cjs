@@ -1,28 +1,41 @@
-// herdsman's listen preload for Node apps (loaded with NODE_OPTIONS=--require).
+// herdsman's preload for Node workers (loaded with NODE_OPTIONS=--require).
 //
-// herdsman binds the app's socket itself and passes it to every worker as fd 3 (systemd socket activation:
-// LISTEN_FDS, LISTEN_PID). This makes an unmodified app's `server.listen(PORT)` (plain http, express,
-// fastify, koa, ...) listen on that inherited socket instead of binding the port again, so all workers
-// share one socket and the kernel hands each connection to one of them.
-//
-// Covered: net.Server#listen (and so http, https, http2 servers) called with the port herdsman was told to
-// listen on (the PORT variable), as a number, a numeric string or an options object with `port`. The
-// first such call takes the socket; a later one on the same port binds normally.
-// Not covered: listen on another port (binds normally: every worker then needs its own port), on a path
-// (Unix sockets), or a process that is not the worker herdsman started (LISTEN_PID is checked, so child
-// processes are left alone).
+// 1. Shared socket. herdsman binds the app's socket itself and passes it to every worker as fd 3 (systemd
+//    socket activation: LISTEN_FDS, LISTEN_PID). This makes an unmodified app's `server.listen(PORT)`
+//    (plain http, express, fastify, koa, ...) listen on that inherited socket instead of binding the port
+//    again, so all workers share one socket and the kernel hands each connection to one of them.
+//    Covered: net.Server#listen (and so http, https, http2 servers) called with the port herdsman was told
+//    to listen on (the PORT variable), as a number, a numeric string or an options object with `port`. The
+//    first such call takes the socket; a later one binds normally.
+//    Not covered: listen on another port (binds normally), on a path (Unix sockets), or in a process that
+//    is not the worker herdsman started (LISTEN_PID is checked, so child processes are left alone).
+// 2. Readiness. When that server is listening (or, without a shared socket, the first server the worker
+//    starts), the worker tells herdsman over its IPC channel, as PM2's cluster mode counts a worker online.
 'use strict';
 
-(function herdsmanListen() {
+(function herdsman() {
   const env = process.env;
-  const fds = Number.parseInt(env.LISTEN_FDS, 10);
-  if (!(fds > 0) || Number.parseInt(env.LISTEN_PID, 10) !== process.pid) return;
-  const port = Number.parseInt(env.PORT, 10);
-  if (!(port > 0)) return;
+  // The IPC channel is the worker's own only in the process herdsman started; children must not use it.
+  const ours = env.HERDSMAN_IPC === '1';
+  delete env.HERDSMAN_IPC;
 
-  const net = require('net');
-  const listen = net.Server.prototype.listen;
-  let taken = false;
+  const activated =
+    Number.parseInt(env.LISTEN_FDS, 10) > 0 &&
+    Number.parseInt(env.LISTEN_PID, 10) === process.pid &&
+    Number.parseInt(env.PORT, 10) > 0;
+  const port = Number.parseInt(env.PORT, 10);
+  if (!activated && !ours) return;
+
+  let reported = false;
+  function reportListening() {
+    if (reported || !ours || typeof process.send !== 'function' || !process.connected) return;
+    reported = true;
+    try {
+      process.send({ herdsman: 'listening' }, undefined, undefined, () => {});
+    } catch (_) {
+      // The daemon is gone; the worker goes on serving.
+    }
+  }
 
   function requestedPort(args) {
     const first = args[0];
@@ -36,10 +49,17 @@
     return null;
   }
 
-  net.Server.prototype.listen = function herdsmanListenOnInheritedSocket(...args) {
-    if (taken || requestedPort(args) !== port) return listen.apply(this, args);
-    taken = true;
-    const callback = typeof args[args.length - 1] === 'function' ? args[args.length - 1] : undefined;
-    return callback === undefined ? listen.call(this, { fd: 3 }) : listen.call(this, { fd: 3 }, callback);
+  const net = require('net');
+  const listen = net.Server.prototype.listen;
+  let taken = false;
+  net.Server.prototype.listen = function herdsmanListen(...args) {
+    if (activated && !taken && requestedPort(args) === port) {
+      taken = true;
+      this.once('listening', reportListening);
+      const callback = typeof args[args.length - 1] === 'function' ? args[args.length - 1] : undefined;
+      return callback === undefined ? listen.call(this, { fd: 3 }) : listen.call(this, { fd: 3 }, callback);
+    }
+    if (!activated) this.once('listening', reportListening);
+    return listen.apply(this, args);
   };
 })();

@@ -1,0 +1,613 @@
+//! One process's life: spawn, exec result, readiness, stop, exit, and the crash policy.
+//!
+//! A process is in exactly one place: a slot's current process, a slot's successor (during a reload), or
+//! the retiring list (replaced, being stopped). Timers and exec results name it by serial, readiness and
+//! exits by pid; [`Supervisor::locate`] finds it, and anything about a process that has moved on is
+//! ignored.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+use tracing::{info, warn};
+
+use super::{EnvContext, Message, Retiring, Supervisor, Timer, grace, worker_env};
+use crate::daemon::listener::Listener;
+use crate::daemon::ready::{self, Source};
+use crate::daemon::spawn::{self, ExecError, SpawnRequest};
+use crate::daemon::worker::{self, AfterCrash, OnExit, Process, RestartPolicy, State};
+
+/// Where a process is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Loc {
+    /// The current process of this slot.
+    Slot(u32),
+    /// The successor being brought up in this slot by a reload.
+    Successor(u32),
+    /// This entry of the retiring list.
+    Retiring(usize),
+}
+
+impl Supervisor {
+    /// Finds the process with this serial.
+    pub(super) fn locate(&self, serial: u64) -> Option<Loc> {
+        self.find(|p| p.serial == serial, false)
+    }
+
+    /// Finds the process with this pid, among those whose leader has not been reaped.
+    fn locate_pid(&self, pid: i32) -> Option<Loc> {
+        self.find(|p| p.pid == pid, true)
+    }
+
+    fn find(&self, matches: impl Fn(&Process) -> bool, alive_only: bool) -> Option<Loc> {
+        for (&id, w) in &self.workers {
+            let current = match w.state {
+                State::Running(p) => Some(p),
+                State::Stopping {
+                    process,
+                    leader_gone,
+                } if !(alive_only && leader_gone) => Some(process),
+                _ => None,
+            };
+            if current.as_ref().is_some_and(&matches) {
+                return Some(Loc::Slot(id));
+            }
+            if w.successor.as_ref().is_some_and(&matches) {
+                return Some(Loc::Successor(id));
+            }
+        }
+        self.retiring
+            .iter()
+            .position(|r| !(alive_only && r.leader_gone) && matches(&r.process))
+            .map(Loc::Retiring)
+    }
+
+    /// The process at a location, to be updated with [`Supervisor::put`].
+    fn process_at(&self, loc: Loc) -> Option<Process> {
+        match loc {
+            Loc::Slot(id) => match self.workers.get(&id)?.state {
+                State::Running(p) | State::Stopping { process: p, .. } => Some(p),
+                _ => None,
+            },
+            Loc::Successor(id) => self.workers.get(&id)?.successor,
+            Loc::Retiring(i) => self.retiring.get(i).map(|r| r.process),
+        }
+    }
+
+    fn put(&mut self, loc: Loc, process: Process) {
+        match loc {
+            Loc::Slot(id) => {
+                if let Some(w) = self.workers.get_mut(&id) {
+                    match &mut w.state {
+                        State::Running(p) | State::Stopping { process: p, .. } => *p = process,
+                        _ => {}
+                    }
+                }
+            }
+            Loc::Successor(id) => {
+                if let Some(w) = self.workers.get_mut(&id) {
+                    w.successor = Some(process);
+                }
+            }
+            Loc::Retiring(i) => {
+                if let Some(r) = self.retiring.get_mut(i) {
+                    r.process = process;
+                }
+            }
+        }
+    }
+
+    // ----- spawning -------------------------------------------------------------------------------------
+
+    /// Starts a new process for a slot and arms its readiness timer. Never blocks: the exec result and the
+    /// readiness signals come back as messages.
+    pub(super) fn spawn_process(&mut self, id: u32) -> Result<Process, String> {
+        let worker = self.workers.get(&id).ok_or("no such worker")?;
+        let app = self.apps.get(&worker.app).ok_or("no such app")?;
+        let channel = if app.spec.is_node() {
+            Some(ready::node_channel().map_err(|e| format!("cannot create the IPC channel: {e}"))?)
+        } else {
+            None
+        };
+        let preload = self.home.node_preload();
+        let mut inherit: Vec<BorrowedFd<'_>> = app.listeners.iter().map(Listener::fd).collect();
+        let node_channel = channel.as_ref().map(|(_, theirs)| {
+            inherit.push(theirs.as_fd());
+            2 + inherit.len()
+        });
+        let context = EnvContext {
+            instance: worker.instance,
+            preload: &preload,
+            notify_socket: &self.notify_socket,
+            node_channel,
+        };
+        let request = SpawnRequest {
+            command: &app.command,
+            env: worker_env(&app.spec, &context),
+            cwd: &app.spec.cwd,
+            stdout: app.out.as_fd(),
+            stderr: app.err.as_fd(),
+            inherit: &inherit,
+            activation: !app.listeners.is_empty(),
+        };
+        let spawned = spawn::spawn(&request).map_err(|e| e.to_string())?;
+        let (wait_ready, listen_timeout, grace) = (
+            app.spec.wait_ready,
+            Duration::from_millis(app.spec.listen_timeout_ms),
+            grace(&app.spec),
+        );
+        info!(app = %worker.app, instance = worker.instance, pid = spawned.pid, "process spawned");
+        let ours: Option<OwnedFd> = channel.map(|(ours, _theirs)| ours);
+
+        self.next_serial += 1;
+        let process = Process::new(spawned.pid, self.next_serial);
+        let (tx, serial, pid) = (self.tx.clone(), process.serial, process.pid);
+        tokio::spawn(async move {
+            let result = spawn::exec_result(spawned.exec_status).await;
+            let _ = tx.send(Message::Exec { serial, result });
+        });
+        if let Some(ours) = ours {
+            tokio::spawn(ready::serve_node_channel(ours, pid, self.tx.clone()));
+        }
+        if wait_ready {
+            self.arm(listen_timeout, Timer::ListenTimeout { serial });
+        } else {
+            self.arm(grace, Timer::Grace { serial });
+        }
+        self.metrics.track(pid);
+        Ok(process)
+    }
+
+    /// Starts a slot's process.
+    pub(super) fn start_worker(&mut self, id: u32) {
+        let result = self.spawn_process(id);
+        let Some(worker) = self.workers.get_mut(&id) else {
+            return;
+        };
+        worker.epoch += 1;
+        worker.on_exit = OnExit::Crash;
+        match result {
+            Ok(process) => worker.state = State::Running(process),
+            Err(e) => {
+                warn!(app = %worker.app, instance = worker.instance, error = %e, "cannot spawn worker");
+                worker.last_exit = Some(format!("cannot spawn: {e}"));
+                worker.state = State::Errored;
+            }
+        }
+    }
+
+    pub(super) fn arm(&self, delay: Duration, timer: Timer) {
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = tx.send(Message::Timer(timer));
+        });
+    }
+
+    // ----- stopping -------------------------------------------------------------------------------------
+
+    /// Sends the kill signal to a slot's process group and arms the kill timeout. A successor being brought
+    /// up by a reload is stopped too, and the reload of that slot fails.
+    pub(super) fn signal_stop(&mut self, id: u32, on_exit: OnExit) {
+        let Some(worker) = self.workers.get_mut(&id) else {
+            return;
+        };
+        worker.on_exit = on_exit;
+        if let Some(successor) = worker.successor.take() {
+            worker.reload_failure = Some("interrupted: the worker was stopped".into());
+            let app = worker.app.clone();
+            self.retire(&app, successor, Signal::SIGKILL);
+        }
+        let Some(worker) = self.workers.get_mut(&id) else {
+            return;
+        };
+        let State::Running(process) = worker.state else {
+            // Already stopping (only what follows the exit changes), or nothing runs.
+            return;
+        };
+        let Some(app) = self.apps.get(&worker.app) else {
+            return;
+        };
+        worker.epoch += 1;
+        // An exit seen before the exec result is final: the process is gone already.
+        let leader_gone = process.early_exit.is_some();
+        worker.state = State::Stopping {
+            process,
+            leader_gone,
+        };
+        let _ = killpg(Pid::from_raw(process.pid), app.spec.kill_signal.0);
+        let timeout = Duration::from_millis(app.spec.kill_timeout_ms);
+        self.arm(
+            timeout,
+            Timer::Kill {
+                serial: process.serial,
+            },
+        );
+        self.finish_stop_if_group_empty(id);
+    }
+
+    /// Stops a process that is no longer in a slot: `signal` to its group, SIGKILL after the kill timeout.
+    pub(super) fn retire(&mut self, app: &str, process: Process, signal: Signal) {
+        let timeout = self.apps.get(app).map_or(Duration::ZERO, |a| {
+            Duration::from_millis(a.spec.kill_timeout_ms)
+        });
+        let _ = killpg(Pid::from_raw(process.pid), signal);
+        self.retiring.push(Retiring {
+            app: app.to_string(),
+            process,
+            leader_gone: process.early_exit.is_some(),
+        });
+        self.arm(
+            timeout,
+            Timer::Kill {
+                serial: process.serial,
+            },
+        );
+        self.finish_retiring(self.retiring.len() - 1);
+    }
+
+    fn finish_stop_if_group_empty(&mut self, id: u32) {
+        let Some(worker) = self.workers.get_mut(&id) else {
+            return;
+        };
+        let State::Stopping {
+            process,
+            leader_gone: true,
+        } = worker.state
+        else {
+            return;
+        };
+        if killpg(Pid::from_raw(process.pid), None).is_ok() {
+            return; // members of the group remain; the kill timer ends them
+        }
+        worker.epoch += 1;
+        match worker.on_exit {
+            OnExit::Restart => {
+                worker.restarts += 1;
+                self.start_worker(id);
+            }
+            OnExit::Remove => {
+                worker.state = State::Stopped;
+                self.remove_worker(id);
+            }
+            OnExit::Stop | OnExit::Crash => worker.state = State::Stopped,
+        }
+    }
+
+    fn finish_retiring(&mut self, index: usize) {
+        let Some(r) = self.retiring.get(index) else {
+            return;
+        };
+        if r.leader_gone && killpg(Pid::from_raw(r.process.pid), None).is_err() {
+            self.retiring.remove(index);
+        }
+    }
+
+    // ----- events ---------------------------------------------------------------------------------------
+
+    pub(super) fn timer(&mut self, timer: Timer) {
+        match timer {
+            Timer::Restart { worker: id, epoch } => {
+                let Some(worker) = self.workers.get_mut(&id) else {
+                    return;
+                };
+                if worker.epoch == epoch && matches!(worker.state, State::Waiting { .. }) {
+                    worker.restarts += 1;
+                    self.start_worker(id);
+                }
+            }
+            Timer::Kill { serial } => {
+                let Some(loc) = self.locate(serial) else {
+                    return;
+                };
+                let (pid, leader_gone) = match loc {
+                    Loc::Slot(id) => match self.workers.get(&id).map(|w| w.state) {
+                        Some(State::Stopping {
+                            process,
+                            leader_gone,
+                        }) => (process.pid, leader_gone),
+                        _ => return,
+                    },
+                    Loc::Retiring(i) => {
+                        (self.retiring[i].process.pid, self.retiring[i].leader_gone)
+                    }
+                    Loc::Successor(_) => return,
+                };
+                warn!(pid, "kill timeout: sending SIGKILL to the process group");
+                let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+                if !leader_gone {
+                    // The process itself too, in case it left its group (setsid).
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                }
+                match loc {
+                    Loc::Slot(id) => self.finish_stop_if_group_empty(id),
+                    Loc::Retiring(i) => self.finish_retiring(i),
+                    Loc::Successor(_) => {}
+                }
+            }
+            Timer::Grace { serial } => {
+                if let Some(loc) = self.locate(serial)
+                    && self.process_at(loc).is_some_and(|p| p.exec_ok && !p.ready)
+                {
+                    self.mark_ready(loc);
+                }
+            }
+            Timer::ListenTimeout { serial } => {
+                let Some(loc) = self.locate(serial) else {
+                    return;
+                };
+                let Some(process) = self.process_at(loc).filter(|p| !p.ready) else {
+                    return;
+                };
+                let timeout = self.timeout_of(loc);
+                let reason = format!("not ready within {timeout} ms (--listen-timeout)");
+                match loc {
+                    Loc::Slot(id) => {
+                        if let Some(worker) = self.workers.get_mut(&id)
+                            && matches!(worker.state, State::Running(_))
+                        {
+                            warn!(app = %worker.app, instance = worker.instance, %reason, "worker failed");
+                            worker.last_exit = Some(reason);
+                            let _ = killpg(Pid::from_raw(process.pid), Signal::SIGKILL);
+                        }
+                    }
+                    Loc::Successor(id) => self.fail_successor(id, reason),
+                    Loc::Retiring(_) => {}
+                }
+            }
+        }
+    }
+
+    fn timeout_of(&self, loc: Loc) -> u64 {
+        let app = match loc {
+            Loc::Slot(id) | Loc::Successor(id) => self.workers.get(&id).map(|w| w.app.as_str()),
+            Loc::Retiring(i) => self.retiring.get(i).map(|r| r.app.as_str()),
+        };
+        app.and_then(|a| self.apps.get(a))
+            .map_or(0, |a| a.spec.listen_timeout_ms)
+    }
+
+    pub(super) fn exec_result(&mut self, serial: u64, result: Result<(), ExecError>) {
+        let Some(loc) = self.locate(serial) else {
+            return;
+        };
+        let Some(mut process) = self.process_at(loc) else {
+            return;
+        };
+        if let Err(e) = result {
+            match loc {
+                Loc::Slot(id) => {
+                    if let Some(worker) = self.workers.get_mut(&id)
+                        && matches!(worker.state, State::Running(_))
+                    {
+                        warn!(app = %worker.app, instance = worker.instance, error = %e, "worker did not start");
+                        worker.last_exit = Some(e.to_string());
+                        let _ = killpg(Pid::from_raw(process.pid), Signal::SIGKILL);
+                        worker.epoch += 1;
+                        worker.state = State::Errored;
+                        return;
+                    }
+                }
+                Loc::Successor(id) => return self.fail_successor(id, e.to_string()),
+                Loc::Retiring(_) => {}
+            }
+        }
+        // The outcome is known; an exit that arrived first is handled now.
+        process.exec_ok = true;
+        let early_exit = process.early_exit.take();
+        self.put(loc, process);
+        if let Some(status) = early_exit {
+            self.process_exited(loc, status);
+        }
+    }
+
+    /// `READY=1` or a Node readiness message, from a process or a member of its group.
+    pub(super) fn ready_signal(&mut self, pid: i32, source: Source) {
+        let loc = self.locate_pid(pid).or_else(|| {
+            let group = nix::unistd::getpgid(Some(Pid::from_raw(pid))).ok()?;
+            self.locate_pid(group.as_raw())
+        });
+        let Some(loc @ (Loc::Slot(_) | Loc::Successor(_))) = loc else {
+            return;
+        };
+        if let Some(mut process) = self.process_at(loc).filter(|p| !p.ready) {
+            info!(pid = process.pid, ?source, "ready");
+            process.exec_ok = true;
+            self.put(loc, process);
+            self.mark_ready(loc);
+        }
+    }
+
+    /// A process is ready: a slot's goes online; a successor takes over its slot and the old one retires.
+    fn mark_ready(&mut self, loc: Loc) {
+        let Some(mut process) = self.process_at(loc) else {
+            return;
+        };
+        process.ready = true;
+        match loc {
+            Loc::Slot(id) => {
+                if let Some(w) = self.workers.get_mut(&id)
+                    && let State::Running(p) = &mut w.state
+                {
+                    *p = process;
+                }
+            }
+            Loc::Successor(id) => {
+                let Some(worker) = self.workers.get_mut(&id) else {
+                    return;
+                };
+                worker.successor = None;
+                let old = std::mem::replace(&mut worker.state, State::Running(process));
+                worker.epoch += 1;
+                worker.on_exit = OnExit::Crash;
+                if let State::Running(old) = old {
+                    let app = worker.app.clone();
+                    let signal = self
+                        .apps
+                        .get(&app)
+                        .map_or(Signal::SIGTERM, |a| a.spec.kill_signal.0);
+                    self.retire(&app, old, signal);
+                }
+            }
+            Loc::Retiring(_) => {}
+        }
+    }
+
+    // ----- exits ----------------------------------------------------------------------------------------
+
+    /// Reaps every exited child: workers, and the orphans the daemon adopts as a subreaper.
+    pub(super) fn reap(&mut self) {
+        loop {
+            let (pid, status) = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => (pid, code << 8),
+                Ok(WaitStatus::Signaled(pid, signal, core)) => {
+                    (pid, signal as i32 | if core { 0x80 } else { 0 })
+                }
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(_) => continue,
+            };
+            if let Some(loc) = self.locate_pid(pid.as_raw()) {
+                self.metrics.forget(pid.as_raw());
+                self.process_exited(loc, status);
+            }
+        }
+        // A group member's exit may have emptied a group whose leader was gone already.
+        let stopping: Vec<u32> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| {
+                matches!(
+                    w.state,
+                    State::Stopping {
+                        leader_gone: true,
+                        ..
+                    }
+                )
+            })
+            .map(|(&id, _)| id)
+            .collect();
+        for id in stopping {
+            self.finish_stop_if_group_empty(id);
+        }
+        for index in (0..self.retiring.len()).rev() {
+            self.finish_retiring(index);
+        }
+    }
+
+    fn process_exited(&mut self, loc: Loc, status: i32) {
+        let Some(mut process) = self.process_at(loc) else {
+            return;
+        };
+        if !process.exec_ok && matches!(loc, Loc::Slot(_) | Loc::Successor(_)) {
+            // Whether exec even succeeded is not known yet; the exec result will replay this exit.
+            process.early_exit = Some(status);
+            self.put(loc, process);
+            return;
+        }
+        match loc {
+            Loc::Slot(id) => self.slot_exited(id, process, status),
+            Loc::Successor(id) => {
+                // Marked gone, so that retiring it waits only for the rest of its group.
+                process.early_exit = Some(status);
+                self.put(loc, process);
+                let how = worker::describe_exit(status);
+                let reason = format!(
+                    "replacement pid {} exited ({how}) before it was ready",
+                    process.pid
+                );
+                self.fail_successor(id, reason);
+            }
+            Loc::Retiring(index) => {
+                if let Some(r) = self.retiring.get_mut(index) {
+                    r.leader_gone = true;
+                }
+                self.finish_retiring(index);
+            }
+        }
+    }
+
+    fn slot_exited(&mut self, id: u32, process: Process, status: i32) {
+        let Some(worker) = self.workers.get_mut(&id) else {
+            return;
+        };
+        let how = worker::describe_exit(status);
+        match worker.state {
+            State::Running(_) => {
+                let uptime = process.started.elapsed();
+                warn!(app = %worker.app, instance = worker.instance, pid = process.pid, exit = %how, ?uptime, "worker exited unexpectedly");
+                worker.last_exit = Some(how);
+                // What the worker left running in its group goes with it.
+                let _ = killpg(Pid::from_raw(process.pid), Signal::SIGKILL);
+                if let Some(successor) = worker.successor.take() {
+                    // A reload was bringing up its replacement: that one takes the slot now.
+                    worker.epoch += 1;
+                    worker.state = State::Running(successor);
+                    return;
+                }
+                self.crashed(id, uptime, process.ready);
+            }
+            State::Stopping { process, .. } => {
+                worker.last_exit = Some(how);
+                worker.state = State::Stopping {
+                    process,
+                    leader_gone: true,
+                };
+                self.finish_stop_if_group_empty(id);
+            }
+            _ => {}
+        }
+    }
+
+    /// A reload's replacement failed: kill it, and leave the slot's current process serving.
+    fn fail_successor(&mut self, id: u32, reason: String) {
+        let Some(worker) = self.workers.get_mut(&id) else {
+            return;
+        };
+        let Some(successor) = worker.successor.take() else {
+            return;
+        };
+        warn!(app = %worker.app, instance = worker.instance, %reason, "reload of this worker failed");
+        worker.last_exit = Some(reason.clone());
+        worker.reload_failure = Some(reason);
+        let app = worker.app.clone();
+        self.retire(&app, successor, Signal::SIGKILL);
+    }
+
+    fn crashed(&mut self, id: u32, uptime: Duration, ready: bool) {
+        let Some(worker) = self.workers.get_mut(&id) else {
+            return;
+        };
+        let Some(app) = self.apps.get(&worker.app) else {
+            return;
+        };
+        let policy = RestartPolicy {
+            min_uptime: Duration::from_millis(app.spec.min_uptime_ms),
+            max_restarts: app.spec.max_restarts,
+            backoff: Duration::from_millis(app.spec.restart_backoff_ms),
+            backoff_max: Duration::from_millis(app.spec.restart_backoff_max_ms),
+        };
+        let (decision, unstable) = worker::after_crash(&policy, uptime, ready, worker.unstable);
+        worker.unstable = unstable;
+        worker.epoch += 1;
+        match decision {
+            AfterCrash::Restart => {
+                worker.restarts += 1;
+                self.start_worker(id);
+            }
+            AfterCrash::Wait(delay) => {
+                info!(app = %worker.app, instance = worker.instance, ?delay, "backing off before the next start");
+                worker.state = State::Waiting {
+                    until: std::time::Instant::now() + delay,
+                };
+                let epoch = worker.epoch;
+                self.arm(delay, Timer::Restart { worker: id, epoch });
+            }
+            AfterCrash::GiveUp => {
+                warn!(app = %worker.app, instance = worker.instance, unstable, "too many quick crashes: errored");
+                worker.state = State::Errored;
+            }
+        }
+    }
+}

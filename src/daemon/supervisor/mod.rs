@@ -1,0 +1,724 @@
+//! The supervisor: the one task that owns the apps, their worker slots, their sockets and every process.
+//!
+//! Everything that happens reaches it as a [`Message`] (a CLI request with its reply channel, an exec
+//! result, a readiness signal, a timer) or as SIGCHLD, which it answers by reaping. It never blocks:
+//! spawning returns at once, exec results, readiness and timers come back as messages, and a request whose
+//! answer must wait (a stop waits for exits, a reload for readiness) is parked and answered once its workers
+//! have settled.
+//!
+//! - `mod.rs`: the state, the loop, requests, settling, `list`.
+//! - `lifecycle.rs`: one process's life: spawn, readiness, stop, exit, crash policy.
+//! - `rollout.rs`: reload (one worker at a time, each replaced only once its successor is ready) and scale.
+
+mod lifecycle;
+mod rollout;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::kill;
+use nix::unistd::Pid;
+use tokio::signal::unix::Signal as SignalStream;
+use tokio::sync::mpsc;
+use tracing::info;
+
+use super::listener::Listener;
+use super::metrics::Metrics;
+use super::ready::Source;
+use super::spawn::ExecError;
+use super::worker::{OnExit, Process, State};
+use crate::config::{AppSpec, CommandLine, check_name};
+use crate::protocol::{ErrorKind, Mode, ProcessInfo, Request, Response, Selection};
+use rollout::Rollout;
+
+/// Where a request's answers go: any number of [`Response::Progress`] frames, then one final response.
+pub type Replier = mpsc::UnboundedSender<Response>;
+
+/// What the supervisor is told.
+pub enum Message {
+    Request {
+        request: Request,
+        reply: Replier,
+    },
+    Exec {
+        serial: u64,
+        result: Result<(), ExecError>,
+    },
+    /// A process (or a member of its group) said it is ready.
+    Ready {
+        pid: i32,
+        source: Source,
+    },
+    Timer(Timer),
+    /// SIGTERM or SIGINT to the daemon: stop every app, then return.
+    Shutdown,
+}
+
+/// Timers, each naming what it is about so a stale one is recognised and ignored.
+#[derive(Debug, Clone, Copy)]
+pub enum Timer {
+    /// The kill timeout of a stopping process ran out: SIGKILL its group.
+    Kill { serial: u64 },
+    /// A process stayed up for the grace period: it counts as ready (unless the app waits for a signal).
+    Grace { serial: u64 },
+    /// A process of an app that waits for readiness did not get ready in time.
+    ListenTimeout { serial: u64 },
+    /// A slot's backoff ran out: start it again.
+    Restart { worker: u32, epoch: u64 },
+}
+
+/// An app: its spec, the sockets it holds and its log files.
+struct App {
+    spec: AppSpec,
+    command: CommandLine,
+    listeners: Vec<Listener>,
+    out: File,
+    err: File,
+    /// Its worker slots, in instance order.
+    workers: Vec<u32>,
+}
+
+/// One worker slot (see `worker.rs` for its state machine).
+struct Worker {
+    app: String,
+    instance: u32,
+    state: State,
+    on_exit: OnExit,
+    restarts: u32,
+    /// Quick crashes in a row.
+    unstable: u32,
+    last_exit: Option<String>,
+    /// Bumped whenever the slot's backoff timer becomes stale.
+    epoch: u64,
+    /// During a reload: the process that will take over once ready.
+    successor: Option<Process>,
+    /// Set when a reload of this slot failed; taken by the rollout that waits on it.
+    reload_failure: Option<String>,
+}
+
+/// A process no longer in any slot (replaced by a reload) that is being stopped.
+struct Retiring {
+    app: String,
+    process: Process,
+    leader_gone: bool,
+}
+
+/// What a parked reply waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Await {
+    /// Every worker started (exec succeeded; ready too, for apps that wait for readiness) or settled.
+    Up,
+    /// Every worker stopped (stop).
+    Down,
+    /// Every worker gone (delete, scale down).
+    Gone,
+    /// Every worker of every app stopped; then the daemon exits (kill, signals).
+    Shutdown,
+}
+
+struct Pending {
+    until: Await,
+    workers: Vec<u32>,
+    reply: Option<Replier>,
+}
+
+pub struct Supervisor {
+    home: crate::home::Home,
+    apps: BTreeMap<String, App>,
+    workers: BTreeMap<u32, Worker>,
+    retiring: Vec<Retiring>,
+    next_id: u32,
+    next_serial: u64,
+    pending: Vec<Pending>,
+    rollouts: Vec<Rollout>,
+    tx: mpsc::UnboundedSender<Message>,
+    metrics: Metrics,
+    cores: u32,
+    notify_socket: String,
+    done: bool,
+    /// The `kill` request to answer once the daemon has cleaned up.
+    kill_reply: Option<Replier>,
+}
+
+type Reply = Result<Vec<u32>, Response>;
+
+impl Supervisor {
+    pub fn new(
+        home: crate::home::Home,
+        tx: mpsc::UnboundedSender<Message>,
+        notify_socket: String,
+    ) -> Supervisor {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+        Supervisor {
+            home,
+            apps: BTreeMap::new(),
+            workers: BTreeMap::new(),
+            retiring: Vec::new(),
+            next_id: 0,
+            next_serial: 0,
+            pending: Vec::new(),
+            rollouts: Vec::new(),
+            tx,
+            metrics: Metrics::new(),
+            cores,
+            notify_socket,
+            done: false,
+            kill_reply: None,
+        }
+    }
+
+    /// Runs until a shutdown has stopped every app. Returns the reply channel of the `kill` that asked for it,
+    /// to be answered once the daemon has removed its files.
+    pub async fn run(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<Message>,
+        mut sigchld: SignalStream,
+    ) -> Option<Replier> {
+        self.reap();
+        while !self.done {
+            tokio::select! {
+                message = rx.recv() => match message {
+                    Some(message) => self.handle(message),
+                    None => self.begin_shutdown(None),
+                },
+                _ = sigchld.recv() => self.reap(),
+            }
+            self.settle();
+        }
+        self.kill_reply.take()
+    }
+
+    fn handle(&mut self, message: Message) {
+        match message {
+            Message::Request { request, reply } => self.request(request, reply),
+            Message::Exec { serial, result } => self.exec_result(serial, result),
+            Message::Ready { pid, source } => self.ready_signal(pid, source),
+            Message::Timer(timer) => self.timer(timer),
+            Message::Shutdown => self.begin_shutdown(None),
+        }
+    }
+
+    fn request(&mut self, request: Request, reply: Replier) {
+        let (until, outcome) = match request {
+            Request::Ping => {
+                let _ = reply.send(Response::Ok);
+                return;
+            }
+            Request::List => {
+                let _ = reply.send(self.processes());
+                return;
+            }
+            Request::Kill => {
+                self.begin_shutdown(Some(reply));
+                return;
+            }
+            Request::Reload { target, env } => {
+                if let Err(response) = self.reload(&target, env, reply.clone()) {
+                    let _ = reply.send(response);
+                }
+                return;
+            }
+            Request::Signal { target, signal } => {
+                let _ = reply.send(self.send_signal(&target, signal.0));
+                return;
+            }
+            Request::Start(start) => (Await::Up, self.create_app(*start.spec)),
+            Request::StartExisting { target } => (Await::Up, self.start_selected(&target)),
+            Request::Stop { target } => (Await::Down, self.stop_selected(&target, OnExit::Stop)),
+            Request::Restart { target } => (Await::Up, self.restart_selected(&target)),
+            Request::Delete { target } => {
+                (Await::Gone, self.stop_selected(&target, OnExit::Remove))
+            }
+            Request::Scale { name, to } => match self.scale(&name, to) {
+                Ok((until, ids)) => (until, Ok(ids)),
+                Err(response) => (Await::Up, Err(response)),
+            },
+        };
+        match outcome {
+            Ok(workers) => self.pending.push(Pending {
+                until,
+                workers,
+                reply: Some(reply),
+            }),
+            Err(response) => {
+                let _ = reply.send(response);
+            }
+        }
+    }
+
+    // ----- requests -------------------------------------------------------------------------------------
+
+    /// Checks everything about a new app before anything changes, then binds, opens logs and spawns.
+    fn create_app(&mut self, spec: AppSpec) -> Reply {
+        let invalid = |kind, message: String| Err(Response::error(kind, message));
+        if let Err(e) = check_name(&spec.name) {
+            return invalid(ErrorKind::Invalid, e.to_string());
+        }
+        if self.apps.contains_key(&spec.name) {
+            return invalid(
+                ErrorKind::Conflict,
+                format!(
+                    "an app named '{}' already exists; choose another --name, or restart it",
+                    spec.name
+                ),
+            );
+        }
+        match std::fs::metadata(&spec.script) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => {
+                let message = format!("script {} is not a file", spec.script.display());
+                return invalid(ErrorKind::Invalid, message);
+            }
+            Err(_) => {
+                let message = format!("script not found: {}", spec.script.display());
+                return invalid(ErrorKind::NotFound, message);
+            }
+        }
+        if !spec.cwd.is_dir() {
+            let message = format!("working directory not found: {}", spec.cwd.display());
+            return invalid(ErrorKind::NotFound, message);
+        }
+        let command = match spec.command_line() {
+            Ok(command) => command,
+            Err(e) => return invalid(ErrorKind::NotFound, format!("app '{}': {e}", spec.name)),
+        };
+        if spec.effective_interpreter().is_none()
+            && std::fs::metadata(&spec.script).is_ok_and(|m| m.permissions().mode() & 0o111 == 0)
+        {
+            return invalid(
+                ErrorKind::Invalid,
+                format!(
+                    "script {} is not executable and has no known interpreter; make it executable or give --interpreter",
+                    spec.script.display()
+                ),
+            );
+        }
+        let listeners = match bind_all(&spec) {
+            Ok(listeners) => listeners,
+            Err(message) => {
+                return invalid(
+                    ErrorKind::Conflict,
+                    format!("app '{}': {message}", spec.name),
+                );
+            }
+        };
+        let (out, err) = match self.open_logs(&spec.name) {
+            Ok(files) => files,
+            Err(message) => return invalid(ErrorKind::Os, message),
+        };
+
+        let count = spec.instances.resolve(self.cores);
+        let name = spec.name.clone();
+        info!(app = %name, workers = count, command = ?command.argv, "app created");
+        self.apps.insert(
+            name.clone(),
+            App {
+                spec,
+                command,
+                listeners,
+                out,
+                err,
+                workers: Vec::new(),
+            },
+        );
+        let ids: Vec<u32> = (0..count).map(|i| self.add_slot(&name, i)).collect();
+        for &id in &ids {
+            self.start_worker(id);
+        }
+        Ok(ids)
+    }
+
+    /// Creates a stopped slot for an instance of an app.
+    fn add_slot(&mut self, app: &str, instance: u32) -> u32 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.workers.insert(
+            id,
+            Worker {
+                app: app.to_string(),
+                instance,
+                state: State::Stopped,
+                on_exit: OnExit::Crash,
+                restarts: 0,
+                unstable: 0,
+                last_exit: None,
+                epoch: 0,
+                successor: None,
+                reload_failure: None,
+            },
+        );
+        if let Some(app) = self.apps.get_mut(app) {
+            app.workers.push(id);
+        }
+        id
+    }
+
+    fn start_selected(&mut self, target: &Selection) -> Reply {
+        let ids: Vec<u32> = self
+            .select(target)?
+            .into_iter()
+            .filter(|id| {
+                self.workers
+                    .get(id)
+                    .is_some_and(|w| w.state.is_down() || matches!(w.state, State::Waiting { .. }))
+            })
+            .collect();
+        self.ensure_listeners(&ids)?;
+        for &id in &ids {
+            if let Some(worker) = self.workers.get_mut(&id) {
+                worker.unstable = 0;
+            }
+            self.start_worker(id);
+        }
+        Ok(ids)
+    }
+
+    fn restart_selected(&mut self, target: &Selection) -> Reply {
+        let ids = self.select(target)?;
+        self.ensure_listeners(&ids)?;
+        for &id in &ids {
+            let Some(worker) = self.workers.get_mut(&id) else {
+                continue;
+            };
+            worker.unstable = 0;
+            match worker.state {
+                State::Running(_) | State::Stopping { .. } => self.signal_stop(id, OnExit::Restart),
+                State::Waiting { .. } | State::Stopped | State::Errored => {
+                    worker.restarts += 1;
+                    self.start_worker(id);
+                }
+            }
+        }
+        Ok(ids)
+    }
+
+    fn stop_selected(&mut self, target: &Selection, on_exit: OnExit) -> Reply {
+        let ids = self.select(target)?;
+        for &id in &ids {
+            let Some(worker) = self.workers.get_mut(&id) else {
+                continue;
+            };
+            match worker.state {
+                State::Running(_) | State::Stopping { .. } => self.signal_stop(id, on_exit),
+                State::Waiting { .. } | State::Stopped | State::Errored => {
+                    worker.epoch += 1;
+                    worker.state = State::Stopped;
+                    if on_exit == OnExit::Remove {
+                        self.remove_worker(id);
+                    }
+                }
+            }
+        }
+        Ok(ids)
+    }
+
+    fn send_signal(&mut self, target: &Selection, signal: nix::sys::signal::Signal) -> Response {
+        let ids = match self.select(target) {
+            Ok(ids) => ids,
+            Err(response) => return response,
+        };
+        let pids: Vec<i32> = ids
+            .iter()
+            .filter_map(|id| self.workers.get(id)?.state.process())
+            .map(|p| p.pid)
+            .collect();
+        if pids.is_empty() {
+            let message = format!("no running worker of {target} to send {signal} to");
+            return Response::error(ErrorKind::NotFound, message);
+        }
+        for pid in pids {
+            let _ = kill(Pid::from_raw(pid), signal);
+        }
+        self.processes()
+    }
+
+    fn begin_shutdown(&mut self, reply: Option<Replier>) {
+        info!("shutting down: stopping every app");
+        let ids: Vec<u32> = self.workers.keys().copied().collect();
+        for &id in &ids {
+            let Some(worker) = self.workers.get_mut(&id) else {
+                continue;
+            };
+            if worker.state.group().is_some() {
+                self.signal_stop(id, OnExit::Stop);
+            } else {
+                worker.epoch += 1;
+                worker.state = State::Stopped;
+            }
+        }
+        self.pending.push(Pending {
+            until: Await::Shutdown,
+            workers: ids,
+            reply,
+        });
+    }
+
+    /// Resolves a selection to worker ids, or an error naming what is missing.
+    fn select(&self, target: &Selection) -> Reply {
+        match target {
+            Selection::All => Ok(self.workers.keys().copied().collect()),
+            Selection::Name(name) => self
+                .apps
+                .get(name)
+                .map(|app| app.workers.clone())
+                .ok_or_else(|| {
+                    let message = format!("no app named '{name}' (see `herdsman list`)");
+                    Response::error(ErrorKind::NotFound, message)
+                }),
+            Selection::Id(id) => {
+                if self.workers.contains_key(id) {
+                    Ok(vec![*id])
+                } else {
+                    let message = format!("no process with id {id} (see `herdsman list`)");
+                    Err(Response::error(ErrorKind::NotFound, message))
+                }
+            }
+        }
+    }
+
+    /// Binds the sockets of the apps of these workers where they were closed (a stopped app starting again).
+    fn ensure_listeners(&mut self, ids: &[u32]) -> Result<(), Response> {
+        let names: Vec<String> = ids
+            .iter()
+            .filter_map(|id| self.workers.get(id))
+            .map(|w| w.app.clone())
+            .collect();
+        for name in names {
+            let Some(app) = self.apps.get_mut(&name) else {
+                continue;
+            };
+            if app.listeners.is_empty() && !app.spec.listen.is_empty() {
+                app.listeners = bind_all(&app.spec).map_err(|message| {
+                    Response::error(ErrorKind::Conflict, format!("app '{name}': {message}"))
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn remove_worker(&mut self, id: u32) {
+        if let Some(worker) = self.workers.remove(&id)
+            && let Some(app) = self.apps.get_mut(&worker.app)
+        {
+            app.workers.retain(|&w| w != id);
+        }
+    }
+
+    // ----- settling -------------------------------------------------------------------------------------
+
+    /// Closes the sockets of apps with nothing running, forgets apps with no slot, advances reloads, and
+    /// sends the replies whose workers have settled.
+    fn settle(&mut self) {
+        let workers = &self.workers;
+        self.apps.retain(|name, app| {
+            if app.workers.is_empty() {
+                info!(app = %name, "app deleted");
+                return false;
+            }
+            let all_down = app
+                .workers
+                .iter()
+                .all(|id| workers.get(id).is_none_or(|w| w.state.is_down()));
+            if all_down && !app.listeners.is_empty() {
+                info!(app = %name, "no worker running: closing its sockets");
+                app.listeners.clear();
+            }
+            true
+        });
+        self.advance_rollouts();
+
+        let mut index = 0;
+        while index < self.pending.len() {
+            if !self.settled(&self.pending[index]) {
+                index += 1;
+                continue;
+            }
+            let mut pending = self.pending.remove(index);
+            let Some(reply) = pending.reply.take() else {
+                self.done |= pending.until == Await::Shutdown;
+                continue;
+            };
+            if pending.until == Await::Shutdown {
+                self.done = true;
+                self.kill_reply = Some(reply);
+            } else {
+                let _ = reply.send(self.processes());
+            }
+        }
+    }
+
+    fn settled(&self, pending: &Pending) -> bool {
+        let retiring_done = |app: &str| !self.retiring.iter().any(|r| r.app == app);
+        match pending.until {
+            Await::Shutdown => {
+                self.workers.values().all(|w| w.state.is_down()) && self.retiring.is_empty()
+            }
+            until => pending.workers.iter().all(|id| match self.workers.get(id) {
+                None => true,
+                Some(w) => match until {
+                    Await::Up => match w.state {
+                        State::Running(p) => {
+                            let wait_ready =
+                                self.apps.get(&w.app).is_some_and(|a| a.spec.wait_ready);
+                            if wait_ready { p.ready } else { p.exec_ok }
+                        }
+                        State::Stopping { .. } => false,
+                        _ => true,
+                    },
+                    Await::Down => w.state.is_down() && retiring_done(&w.app),
+                    Await::Gone | Await::Shutdown => false,
+                },
+            }),
+        }
+    }
+
+    fn processes(&mut self) -> Response {
+        let pids: Vec<i32> = self
+            .workers
+            .values()
+            .filter_map(|w| w.state.process())
+            .map(|p| p.pid)
+            .collect();
+        let samples = self.metrics.sample(&pids);
+        let now = Instant::now();
+        let processes = self
+            .workers
+            .iter()
+            .filter_map(|(&id, w)| {
+                let app = self.apps.get(&w.app)?;
+                let pid = w.state.process().map(|p| p.pid);
+                let (cpu, memory) = pid
+                    .and_then(|p| samples.get(&p).copied())
+                    .unwrap_or((0.0, 0));
+                let listen: Vec<String> = app.spec.listen.iter().map(ToString::to_string).collect();
+                Some(ProcessInfo {
+                    id,
+                    name: w.app.clone(),
+                    instance: w.instance,
+                    mode: if listen.is_empty() {
+                        Mode::Fork
+                    } else {
+                        Mode::Cluster
+                    },
+                    pid: pid.map(|p| p as u32),
+                    status: w.state.status(),
+                    restarts: w.restarts,
+                    uptime_ms: w
+                        .state
+                        .started()
+                        .map(|s| now.duration_since(s).as_millis() as u64),
+                    cpu,
+                    memory,
+                    listen: (!listen.is_empty()).then(|| listen.join(", ")),
+                    restart_in_ms: match w.state {
+                        State::Waiting { until } => {
+                            Some(until.saturating_duration_since(now).as_millis() as u64)
+                        }
+                        _ => None,
+                    },
+                    last_exit: w.last_exit.clone(),
+                })
+            })
+            .collect();
+        Response::Processes { processes }
+    }
+
+    fn open_logs(&self, name: &str) -> Result<(File, File), String> {
+        let open = |path: PathBuf| {
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(&path)
+                .map_err(|e| format!("cannot open log {}: {e}", path.display()))
+        };
+        Ok((
+            open(self.home.out_log(name))?,
+            open(self.home.err_log(name))?,
+        ))
+    }
+}
+
+fn bind_all(spec: &AppSpec) -> Result<Vec<Listener>, String> {
+    spec.listen
+        .iter()
+        .map(|addr| Listener::bind(addr, &spec.cwd).map_err(|e| e.to_string()))
+        .collect()
+}
+
+/// Variables herdsman sets itself; any value inherited from the caller is dropped.
+const RESERVED: &[&str] = &[
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "LISTEN_PIDFDID",
+    "NOTIFY_SOCKET",
+    "NODE_CHANNEL_FD",
+    "NODE_CHANNEL_SERIALIZATION_MODE",
+    "HERDSMAN_IPC",
+    "HERDSMAN_APP",
+    "HERDSMAN_INSTANCE",
+    "NODE_APP_INSTANCE",
+];
+
+/// What a worker's environment is built from, besides the app's spec.
+struct EnvContext<'a> {
+    instance: u32,
+    preload: &'a Path,
+    notify_socket: &'a str,
+    /// The fd of the Node IPC channel, for Node workers.
+    node_channel: Option<usize>,
+}
+
+/// A worker's environment: the app's, plus the socket-activation variables (but the pid-dependent ones,
+/// which the child writes itself), `NOTIFY_SOCKET`, the instance variables, and for Node the preload and
+/// the IPC channel.
+fn worker_env(spec: &AppSpec, context: &EnvContext<'_>) -> Vec<(String, String)> {
+    let mut env: HashMap<String, String> = spec
+        .env
+        .iter()
+        .filter(|(k, _)| !RESERVED.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let instance = context.instance.to_string();
+    env.insert("HERDSMAN_APP".into(), spec.name.clone());
+    env.insert("HERDSMAN_INSTANCE".into(), instance.clone());
+    env.insert("NODE_APP_INSTANCE".into(), instance);
+    env.insert("NOTIFY_SOCKET".into(), context.notify_socket.to_string());
+    if !spec.listen.is_empty() {
+        env.insert("LISTEN_FDS".into(), spec.listen.len().to_string());
+        let names = vec![spec.name.as_str(); spec.listen.len()].join(":");
+        env.insert("LISTEN_FDNAMES".into(), names);
+        if let Some(port) = spec.listen.first().and_then(|a| a.port()) {
+            env.insert("PORT".into(), port.to_string());
+        }
+    }
+    if let Some(fd) = context.node_channel {
+        env.insert("NODE_CHANNEL_FD".into(), fd.to_string());
+        env.insert("NODE_CHANNEL_SERIALIZATION_MODE".into(), "json".into());
+        env.insert("HERDSMAN_IPC".into(), "1".into());
+        let quoted = context
+            .preload
+            .to_string_lossy()
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"");
+        let option = format!("--require \"{quoted}\"");
+        let merged = match env.get("NODE_OPTIONS").filter(|v| !v.trim().is_empty()) {
+            Some(existing) => format!("{existing} {option}"),
+            None => option,
+        };
+        env.insert("NODE_OPTIONS".into(), merged);
+    }
+    let mut env: Vec<(String, String)> = env.into_iter().collect();
+    env.sort();
+    env
+}
+
+/// How long after its start a process counts as ready when the app gives no signal: its `min_uptime`.
+fn grace(spec: &AppSpec) -> Duration {
+    Duration::from_millis(spec.min_uptime_ms)
+}

@@ -1,0 +1,296 @@
+//! Reload and scale.
+//!
+//! A reload walks each selected app's slots in instance order, one at a time (apps in parallel). For a slot
+//! whose worker is online it spawns a successor on the same sockets and waits for it to be ready; only then
+//! does the successor take the slot and the old process get the kill signal (`mark_ready` in
+//! `lifecycle.rs`). So an app never has fewer ready workers than before, and an app of one worker keeps
+//! serving until its replacement is ready. If the successor exits, fails to exec or misses its listen
+//! timeout, the reload of that app stops there and the old workers keep serving; the answer says which
+//! worker, why, and where its log is. A slot that is not online, or an app that allows only one copy at a
+//! time (`no_overlap`), is restarted in place instead (stop, then start), and the step ends when it is
+//! online again.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Instant;
+
+use tracing::info;
+
+use super::{Await, Replier, Supervisor};
+use crate::config::Instances;
+use crate::daemon::worker::{OnExit, State};
+use crate::protocol::{ErrorKind, ReloadStep, Response, ScaleTo, Selection};
+
+/// One reload request in progress.
+pub(super) struct Rollout {
+    lanes: Vec<Lane>,
+    reply: Replier,
+    steps: Vec<ReloadStep>,
+    failures: Vec<String>,
+}
+
+/// The slots of one app, replaced one after the other.
+struct Lane {
+    app: String,
+    queue: VecDeque<u32>,
+    current: Option<Step>,
+}
+
+/// The slot being replaced, and what ran in it before.
+struct Step {
+    id: u32,
+    old: Option<(i32, u64)>,
+    began: Instant,
+}
+
+/// Where a step stands.
+enum Progress {
+    Waiting,
+    Done(ReloadStep),
+    Failed(String),
+    Skipped,
+}
+
+impl Supervisor {
+    /// Starts a reload of the selected workers. Progress and the final answer go to `reply`.
+    pub(super) fn reload(
+        &mut self,
+        target: &Selection,
+        env: Option<BTreeMap<String, String>>,
+        reply: Replier,
+    ) -> Result<(), Response> {
+        let ids = self.select(target)?;
+        self.ensure_listeners(&ids)?;
+        let mut lanes: Vec<Lane> = Vec::new();
+        for id in ids {
+            let Some(worker) = self.workers.get(&id) else {
+                continue;
+            };
+            match lanes.iter_mut().find(|l| l.app == worker.app) {
+                Some(lane) => lane.queue.push_back(id),
+                None => lanes.push(Lane {
+                    app: worker.app.clone(),
+                    queue: VecDeque::from([id]),
+                    current: None,
+                }),
+            }
+        }
+        if let Some(env) = env {
+            for lane in &lanes {
+                if let Some(app) = self.apps.get_mut(&lane.app) {
+                    app.spec.env = env.clone();
+                }
+            }
+        }
+        for lane in &mut lanes {
+            lane.queue
+                .make_contiguous()
+                .sort_by_key(|id| self.workers.get(id).map(|w| w.instance));
+        }
+        self.rollouts.push(Rollout {
+            lanes,
+            reply,
+            steps: Vec::new(),
+            failures: Vec::new(),
+        });
+        Ok(())
+    }
+
+    /// Moves every reload forward as far as it can go now, and answers the finished ones.
+    pub(super) fn advance_rollouts(&mut self) {
+        let mut rollouts = std::mem::take(&mut self.rollouts);
+        for rollout in &mut rollouts {
+            for lane in &mut rollout.lanes {
+                loop {
+                    if let Some(step) = &lane.current {
+                        match self.progress(step) {
+                            Progress::Waiting => break,
+                            Progress::Skipped => lane.current = None,
+                            Progress::Done(done) => {
+                                if let Some(worker) = self.workers.get_mut(&done.id) {
+                                    worker.restarts += 1;
+                                }
+                                info!(app = %done.name, instance = done.instance, old = ?done.old_pid, new = done.new_pid, ready_ms = done.ready_ms, "worker replaced");
+                                let _ = rollout
+                                    .reply
+                                    .send(Response::Progress { step: done.clone() });
+                                rollout.steps.push(done);
+                                lane.current = None;
+                            }
+                            Progress::Failed(reason) => {
+                                let log = self.home.err_log(&lane.app);
+                                rollout.failures.push(format!(
+                                    "reload of app '{}' stopped at worker {} (instance {}): {reason}; \
+                                     the workers not yet replaced keep serving; see {}",
+                                    lane.app,
+                                    step.id,
+                                    self.workers.get(&step.id).map_or(0, |w| w.instance),
+                                    log.display()
+                                ));
+                                lane.queue.clear();
+                                lane.current = None;
+                                break;
+                            }
+                        }
+                    }
+                    let Some(id) = lane.queue.pop_front() else {
+                        break;
+                    };
+                    lane.current = Some(self.begin_step(id));
+                }
+            }
+        }
+        let (finished, running): (Vec<Rollout>, Vec<Rollout>) =
+            rollouts.into_iter().partition(|r| {
+                r.lanes
+                    .iter()
+                    .all(|l| l.current.is_none() && l.queue.is_empty())
+            });
+        self.rollouts.extend(running);
+        for rollout in finished {
+            let response = if rollout.failures.is_empty() {
+                let Response::Processes { processes } = self.processes() else {
+                    continue;
+                };
+                Response::Reloaded {
+                    steps: rollout.steps,
+                    processes,
+                }
+            } else {
+                Response::error(ErrorKind::Os, rollout.failures.join("\n"))
+            };
+            let _ = rollout.reply.send(response);
+        }
+    }
+
+    /// Begins replacing one slot.
+    fn begin_step(&mut self, id: u32) -> Step {
+        let began = Instant::now();
+        let Some(worker) = self.workers.get_mut(&id) else {
+            return Step {
+                id,
+                old: None,
+                began,
+            };
+        };
+        worker.reload_failure = None;
+        let no_overlap = self
+            .apps
+            .get(&worker.app)
+            .is_some_and(|a| a.spec.no_overlap);
+        match worker.state {
+            State::Running(p) if p.ready && !no_overlap => {
+                let old = Some((p.pid, p.serial));
+                match self.spawn_process(id) {
+                    Ok(successor) => {
+                        if let Some(worker) = self.workers.get_mut(&id) {
+                            worker.successor = Some(successor);
+                        }
+                    }
+                    Err(e) => {
+                        if let Some(worker) = self.workers.get_mut(&id) {
+                            worker.reload_failure =
+                                Some(format!("cannot spawn the replacement: {e}"));
+                        }
+                    }
+                }
+                Step { id, old, began }
+            }
+            State::Running(p) => {
+                self.signal_stop(id, OnExit::Restart);
+                Step {
+                    id,
+                    old: Some((p.pid, p.serial)),
+                    began,
+                }
+            }
+            State::Stopping { process, .. } => {
+                worker.on_exit = OnExit::Restart;
+                Step {
+                    id,
+                    old: Some((process.pid, process.serial)),
+                    began,
+                }
+            }
+            State::Waiting { .. } | State::Stopped | State::Errored => {
+                worker.unstable = 0;
+                self.start_worker(id);
+                Step {
+                    id,
+                    old: None,
+                    began,
+                }
+            }
+        }
+    }
+
+    fn progress(&mut self, step: &Step) -> Progress {
+        let Some(worker) = self.workers.get_mut(&step.id) else {
+            return Progress::Skipped;
+        };
+        if let Some(reason) = worker.reload_failure.take() {
+            return Progress::Failed(reason);
+        }
+        match worker.state {
+            State::Running(p) if p.ready && worker.successor.is_none() => {
+                if step.old.is_some_and(|(_, serial)| serial == p.serial) {
+                    return Progress::Waiting;
+                }
+                Progress::Done(ReloadStep {
+                    id: step.id,
+                    name: worker.app.clone(),
+                    instance: worker.instance,
+                    old_pid: step.old.map(|(pid, _)| pid as u32),
+                    new_pid: p.pid as u32,
+                    ready_ms: step.began.elapsed().as_millis() as u64,
+                })
+            }
+            State::Waiting { .. } | State::Errored => Progress::Failed(format!(
+                "the new process did not stay up ({})",
+                worker.last_exit.as_deref().unwrap_or("it exited")
+            )),
+            State::Stopped => Progress::Skipped,
+            _ => Progress::Waiting,
+        }
+    }
+
+    /// Adds workers (new slots on the same sockets) or removes the highest instances gracefully.
+    pub(super) fn scale(&mut self, name: &str, to: ScaleTo) -> Result<(Await, Vec<u32>), Response> {
+        let Some(app) = self.apps.get_mut(name) else {
+            let message = format!("no app named '{name}' (see `herdsman list`)");
+            return Err(Response::error(ErrorKind::NotFound, message));
+        };
+        let current = app.workers.len() as u32;
+        let Some(target) = to.resolve(current) else {
+            let message = format!(
+                "app '{name}' has {current} workers: scale keeps at least 1 (use `herdsman stop {name}` to stop them all)"
+            );
+            return Err(Response::error(ErrorKind::Invalid, message));
+        };
+        app.spec.instances = Instances::Count(target);
+        let mut slots: Vec<(u32, u32)> = app
+            .workers
+            .iter()
+            .filter_map(|id| Some((self.workers.get(id)?.instance, *id)))
+            .collect();
+        slots.sort();
+        if target <= current {
+            let remove: Vec<u32> = slots[target as usize..].iter().map(|&(_, id)| id).collect();
+            for &id in &remove {
+                self.stop_selected(&Selection::Id(id), OnExit::Remove)?;
+            }
+            return Ok((Await::Gone, remove));
+        }
+        let existing: Vec<u32> = slots.iter().map(|&(_, id)| id).collect();
+        self.ensure_listeners(&existing)?;
+        let mut used: Vec<u32> = slots.iter().map(|&(instance, _)| instance).collect();
+        let mut added = Vec::new();
+        for _ in current..target {
+            let instance = (0..).find(|i| !used.contains(i)).unwrap_or(0);
+            used.push(instance);
+            let id = self.add_slot(name, instance);
+            self.start_worker(id);
+            added.push(id);
+        }
+        Ok((Await::Up, added))
+    }
+}
