@@ -141,7 +141,7 @@ impl Client {
             .context("cannot send the request to the daemon")?;
         loop {
             let response = self.read_response()?;
-            if !matches!(response, Response::Progress { .. }) {
+            if !response.is_progress() {
                 return Ok(response);
             }
             progress(&response);

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use crate::config::{AppSpec, SignalName};
 
 /// Bumped whenever a type here changes shape; the client refuses a daemon that speaks another version.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The largest frame either side accepts (a start request carries the caller's environment).
 pub const MAX_FRAME: usize = 4 << 20;
@@ -95,6 +95,10 @@ pub enum Request {
         target: Selection,
         env: Option<BTreeMap<String, String>>,
     },
+    /// Apply an ecosystem file's apps (already checked and resolved by the CLI). Answered with a
+    /// [`Response::Note`] per app and a [`Response::Progress`] per worker started or replaced, then a final
+    /// [`Response::Reloaded`] (or an error naming every app that failed).
+    Apply(ApplyRequest),
     /// Add workers to an app, or remove its highest instances gracefully.
     Scale { name: String, to: ScaleTo },
     /// Send a signal to the selected workers (each worker's own pid, not its group).
@@ -110,6 +114,31 @@ impl From<StartRequest> for Request {
     fn from(request: StartRequest) -> Self {
         Request::Start(request)
     }
+}
+
+/// What to do with an ecosystem file's apps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApplyAction {
+    /// Start the apps that do not run; leave the others as they are.
+    Start,
+    /// Start new apps, reload the apps whose definition changed (taking every change), leave the same ones.
+    Reload,
+    /// Stop the apps, dependents first.
+    Stop,
+    /// Stop and forget the apps, dependents first.
+    Delete,
+}
+
+/// An ecosystem file's apps and what to do with them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApplyRequest {
+    pub apps: Vec<AppSpec>,
+    pub action: ApplyAction,
+    /// With `Reload`: delete the running apps the file no longer defines.
+    pub prune: bool,
+    /// Every app the file defines (`apps` may be fewer, with `--only`): the others are "not in the file".
+    pub file_apps: Vec<String>,
 }
 
 /// What went wrong, for a client that wants to tell cases apart.
@@ -140,6 +169,8 @@ pub enum Response {
     Error { kind: ErrorKind, message: String },
     /// Not a final answer: one worker of a reload was replaced. More frames follow.
     Progress { step: ReloadStep },
+    /// Not a final answer: what happens to one app of an ecosystem file. More frames follow.
+    Note { message: String },
     /// A reload finished: every worker replaced.
     Reloaded {
         steps: Vec<ReloadStep>,
@@ -148,6 +179,11 @@ pub enum Response {
 }
 
 impl Response {
+    /// Progress frames come before the final answer of a request.
+    pub fn is_progress(&self) -> bool {
+        matches!(self, Response::Progress { .. } | Response::Note { .. })
+    }
+
     pub fn error(kind: ErrorKind, message: impl Into<String>) -> Response {
         Response::Error {
             kind,
@@ -264,6 +300,9 @@ pub struct ProcessInfo {
     pub restart_in_ms: Option<u64>,
     /// How the last run ended ("code 1", "signal SIGKILL"), or why it could not start.
     pub last_exit: Option<String>,
+    /// The app's log files.
+    pub out_file: Option<String>,
+    pub error_file: Option<String>,
 }
 
 /// Errors reading or writing frames.

@@ -16,7 +16,7 @@ pub fn expect_processes(response: Response) -> Result<()> {
         Response::Processes { processes } | Response::Reloaded { processes, .. } => {
             list::print(&processes, false)
         }
-        Response::Ok | Response::Progress { .. } => Ok(()),
+        Response::Ok | Response::Progress { .. } | Response::Note { .. } => Ok(()),
         Response::Error { message, .. } => bail!(message),
     }
 }

@@ -163,6 +163,8 @@ mod tests {
             listen: Some("127.0.0.1:3000".into()),
             restart_in_ms: None,
             last_exit: None,
+            out_file: None,
+            error_file: None,
         }
     }
 

@@ -1,6 +1,7 @@
 //! The command line: clap definitions and the dispatch to each command family's module.
 
 mod control;
+mod ecosystem;
 mod list;
 mod logs;
 mod start;
@@ -11,6 +12,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
 use crate::home::Home;
+use crate::protocol::ApplyAction;
 
 /// A pre-fork cluster process supervisor: it binds each app's socket, starts N workers that share it,
 /// restarts them when they crash, and keeps their logs.
@@ -34,7 +36,7 @@ pub enum Command {
     },
     /// Stop workers gracefully (kill signal, then SIGKILL after the kill timeout) and free the app's port.
     Stop {
-        /// An app name, a worker id, or `all`.
+        /// An app name, a worker id, `all`, or an ecosystem file (`*.toml`): its apps, dependents first.
         target: String,
     },
     /// Stop then start workers; the listening socket stays open, so no connection is refused.
@@ -43,9 +45,19 @@ pub enum Command {
         target: String,
     },
     /// Replace workers one at a time with no downtime: each new worker is ready before the old one stops.
+    /// With an ecosystem file: start its new apps and reload only the apps whose definition changed.
     Reload {
-        /// An app name, a worker id, or `all`.
+        /// An app name, a worker id, `all`, or an ecosystem file (`*.toml`).
         target: String,
+        /// With an ecosystem file: also delete the running apps that it no longer defines.
+        #[arg(long)]
+        prune: bool,
+        /// With an ecosystem file: only these apps, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// With an ecosystem file: add the `env_<PROFILE>` variables of each app.
+        #[arg(long = "env", value_name = "PROFILE")]
+        profile: Option<String>,
         /// Give the workers this command's environment (variables it lacks are removed).
         #[arg(long)]
         update_env: bool,
@@ -72,13 +84,24 @@ pub enum Command {
     /// Stop workers and forget them.
     #[command(visible_alias = "del")]
     Delete {
-        /// An app name, a worker id, or `all`.
+        /// An app name, a worker id, `all`, or an ecosystem file (`*.toml`): its apps, dependents first.
         target: String,
     },
     /// Print the last lines of apps' logs, then follow them.
     Logs(LogsArgs),
     /// Stop every app and the daemon.
     Kill,
+    /// Write a commented ecosystem.toml to start from.
+    Init {
+        /// Where to write it.
+        #[arg(default_value = "ecosystem.toml")]
+        path: std::path::PathBuf,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the JSON Schema of ecosystem.toml (for editor completion and checks).
+    Schema,
     /// Run the daemon (commands start it when needed).
     Daemon {
         /// Stay in the foreground and log to stderr (what a systemd unit or a container runs).
@@ -87,28 +110,28 @@ pub enum Command {
     },
 }
 
+/// The options of `start`: one per app option of the ecosystem file (`--kill-timeout` is `kill_timeout`).
 #[derive(Debug, Args)]
 pub struct StartArgs {
-    /// The script or program to run (its extension chooses the interpreter), or an existing app's name or id.
+    /// The script or program to run (its extension chooses the interpreter), an ecosystem file
+    /// (`*.toml`), or an existing app's name or id.
     pub script: String,
     /// The app's name [default: the script's file name without extension].
     #[arg(long)]
     pub name: Option<String>,
-    /// Workers: a number, 0 or `max` for one per logical core, -1 for one less than that.
-    #[arg(
-        short = 'i',
-        long = "instances",
-        default_value = "1",
-        allow_negative_numbers = true
-    )]
-    pub instances: String,
+    /// Workers: a number, 0 or `max` for one per logical core, -1 for one less than that [default: 1].
+    #[arg(short = 'i', long = "instances", allow_negative_numbers = true)]
+    pub instances: Option<String>,
     /// Bind this address and share it with every worker (cluster mode): PORT, HOST:PORT, [V6]:PORT or
-    /// unix:PATH. Without it the app runs in fork mode.
+    /// unix:PATH; repeat for several (fds 3, 4, ...). Without it the app runs in fork mode.
     #[arg(long)]
     pub listen: Vec<String>,
     /// The interpreter, overriding the extension's (`none`: execute the script itself).
     #[arg(long)]
     pub interpreter: Option<String>,
+    /// Arguments for the interpreter, before the script (e.g. `--interpreter-args=--max-old-space-size=512`).
+    #[arg(long, allow_hyphen_values = true, value_delimiter = ' ')]
+    pub interpreter_args: Vec<String>,
     /// The workers' working directory [default: the current directory].
     #[arg(long)]
     pub cwd: Option<PathBuf>,
@@ -142,6 +165,36 @@ pub struct StartArgs {
     /// Only one copy of each worker may run at a time: reload stops the old one before starting the new.
     #[arg(long)]
     pub no_overlap: bool,
+    /// Do not restart workers that exit unexpectedly.
+    #[arg(long)]
+    pub no_autorestart: bool,
+    /// Exit codes that mean a worker finished (it is left stopped), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub stop_exit_codes: Vec<i32>,
+    /// Where stdout goes [default: HERDSMAN_HOME/logs/<name>-out.log].
+    #[arg(short = 'o', long = "output")]
+    pub out_file: Option<String>,
+    /// Where stderr goes [default: HERDSMAN_HOME/logs/<name>-err.log].
+    #[arg(short = 'e', long = "error")]
+    pub error_file: Option<String>,
+    /// A variable that counts up per instance (its value plus the instance number).
+    #[arg(long)]
+    pub increment_var: Option<String>,
+    /// Apps that must be ready before this one starts, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub depends_on: Vec<String>,
+    /// Run the workers as this user (the daemon must run as root).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Run the workers with this group (the daemon must run as root).
+    #[arg(long)]
+    pub group: Option<String>,
+    /// With an ecosystem file: only these apps, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// With an ecosystem file: add the `env_<PROFILE>` variables of each app.
+    #[arg(long = "env", value_name = "PROFILE")]
+    pub profile: Option<String>,
     /// Arguments passed to the script (after `--`).
     #[arg(last = true)]
     pub args: Vec<String>,
@@ -171,18 +224,47 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Start(args) => start::run(&home, *args),
         Command::List { json } => list::run(&home, json),
+        Command::Stop { target } if ecosystem::is_file(&target) => {
+            let path = std::env::current_dir()?.join(&target);
+            ecosystem::apply(&home, &path, ApplyAction::Stop, &[], None)
+        }
         Command::Stop { target } => control::stop(&home, &target),
         Command::Restart { target } => control::restart(&home, &target),
+        Command::Delete { target } if ecosystem::is_file(&target) => {
+            let path = std::env::current_dir()?.join(&target);
+            ecosystem::apply(&home, &path, ApplyAction::Delete, &[], None)
+        }
         Command::Delete { target } => control::delete(&home, &target),
         Command::Reload {
             target,
             update_env,
             json,
-        } => control::reload(&home, &target, update_env, json),
+            prune,
+            only,
+            profile,
+        } => {
+            if ecosystem::is_file(&target) {
+                let path = std::env::current_dir()?.join(&target);
+                ecosystem::apply_file(
+                    &home,
+                    &path,
+                    ApplyAction::Reload,
+                    &only,
+                    profile.as_deref(),
+                    prune,
+                )
+            } else if prune || !only.is_empty() || profile.is_some() {
+                anyhow::bail!("--prune, --only and --env apply to an ecosystem file (*.toml)")
+            } else {
+                control::reload(&home, &target, update_env, json)
+            }
+        }
         Command::Scale { name, count } => control::scale(&home, &name, &count),
         Command::Signal { signal, target } => control::signal(&home, &signal, &target),
         Command::Logs(args) => logs::run(&home, args),
         Command::Kill => control::kill(&home),
+        Command::Init { path, force } => ecosystem::init(&path, force),
+        Command::Schema => ecosystem::schema(),
         Command::Daemon { foreground } => control::daemon(&home, foreground),
     }
 }

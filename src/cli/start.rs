@@ -1,37 +1,77 @@
-//! `herdsman start`: turn the flags into an [`AppSpec`] (every value checked here, before the daemon is
-//! even asked), or start an existing app again.
+//! `herdsman start`: turn the flags into a [`RawApp`] and resolve it exactly as an ecosystem file's app is
+//! resolved (every value checked here, before the daemon is even asked); or apply an ecosystem file; or
+//! start an existing app again.
 
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context as _, Result, bail};
 
 use super::StartArgs;
 use super::control::expect_processes;
+use super::ecosystem;
 use crate::client::Client;
-use crate::config::{self, AppSpec, Instances, ListenAddr, SignalName, defaults, parse_duration};
+use crate::config::{self, Context, Item, ListenAddr, RawApp, parse_duration};
 use crate::home::Home;
-use crate::protocol::{ErrorKind, Request, Response, Selection, StartRequest};
+use crate::protocol::{ApplyAction, ErrorKind, Request, Response, Selection, StartRequest};
 
 pub fn run(home: &Home, args: StartArgs) -> Result<()> {
     let here = std::env::current_dir().context("cannot read the current directory")?;
-    let cwd = match &args.cwd {
-        Some(dir) => here.join(dir),
-        None => here.clone(),
-    };
-    match locate_script(&args.script, &here, &cwd) {
-        Some(script) => {
-            let spec = build_spec(&args, script, cwd)?;
-            let mut client = Client::connect_or_start(home)?;
-            let response = client.request(
-                &StartRequest {
-                    spec: Box::new(spec),
-                }
-                .into(),
-            )?;
-            expect_processes(response)
-        }
-        None => start_existing(home, &args, &here),
+    if ecosystem::is_file(&args.script) {
+        let path = here.join(&args.script);
+        return ecosystem::apply(
+            home,
+            &path,
+            ApplyAction::Start,
+            &args.only,
+            args.profile.as_deref(),
+        );
     }
+    if !args.only.is_empty() || args.profile.is_some() {
+        bail!("--only and --env choose apps and profiles of an ecosystem file (*.toml)");
+    }
+    let cwd = args.cwd.as_ref().map_or(here.clone(), |dir| here.join(dir));
+    if !runnable(&args.script, &here, &cwd) {
+        return start_existing(home, &args, &here);
+    }
+    let caller_env = caller_env();
+    let context = Context {
+        base: &here,
+        caller_env: &caller_env,
+        profile: None,
+    };
+    let spec = raw_from_args(&args)?
+        .resolve(&context)
+        .map_err(|problems| {
+            let lines: Vec<String> = problems
+                .into_iter()
+                .map(|p| format!("--{}: {}", p.key.replace('_', "-"), p.message))
+                .collect();
+            anyhow::anyhow!(lines.join("\n"))
+        })?;
+    let mut client = Client::connect_or_start(home)?;
+    let response = client.request(
+        &StartRequest {
+            spec: Box::new(spec),
+        }
+        .into(),
+    )?;
+    expect_processes(response)
+}
+
+/// The environment of this command: what the workers of an app it creates inherit.
+pub fn caller_env() -> BTreeMap<String, String> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect()
+}
+
+/// True when the argument is a file (here or in the app's directory) or a program on PATH.
+fn runnable(script: &str, here: &Path, cwd: &Path) -> bool {
+    here.join(script).is_file()
+        || cwd.join(script).is_file()
+        || (!script.contains('/')
+            && config::find_program(script, std::env::var("PATH").ok().as_deref(), here).is_some())
 }
 
 /// `start NAME`: there is no such file, so it may name an app the daemon knows.
@@ -57,86 +97,68 @@ fn start_existing(home: &Home, args: &StartArgs, here: &Path) -> Result<()> {
     }
 }
 
-/// The script as a path: relative to where `start` ran, then to `--cwd`, then a program on PATH.
-fn locate_script(script: &str, here: &Path, cwd: &Path) -> Option<PathBuf> {
-    let candidates = [here.join(script), cwd.join(script)];
-    if let Some(found) = candidates.into_iter().find(|p| p.is_file()) {
-        return Some(found);
+/// The flags as an app's options; each value is parsed here, so a bad one names its flag.
+fn raw_from_args(args: &StartArgs) -> Result<RawApp> {
+    fn flag<T>(value: T) -> Item<T> {
+        Item::flag(value)
     }
-    if script.contains('/') {
-        return None;
-    }
-    config::find_program(script, std::env::var("PATH").ok().as_deref(), here)
-}
-
-fn build_spec(args: &StartArgs, script: PathBuf, cwd: PathBuf) -> Result<AppSpec> {
-    let name = args
-        .name
-        .clone()
-        .unwrap_or_else(|| config::default_name(&script));
-    config::check_name(&name)?;
-    if !cwd.is_dir() {
-        bail!("working directory not found: {}", cwd.display());
-    }
-    let instances: Instances = args.instances.parse().context("-i")?;
+    let duration =
+        |text: &Option<String>, name: &str| -> Result<Option<Item<std::time::Duration>>> {
+            text.as_deref()
+                .map(|t| {
+                    parse_duration(t)
+                        .map(flag)
+                        .with_context(|| format!("--{name}"))
+                })
+                .transpose()
+        };
     let listen = args
         .listen
         .iter()
         .map(|text| text.parse::<ListenAddr>())
         .collect::<Result<Vec<_>, _>>()
         .context("--listen")?;
-    let kill_signal: SignalName = match &args.kill_signal {
-        Some(text) => text.parse().context("--kill-signal")?,
-        None => SignalName(defaults::KILL_SIGNAL),
-    };
-    let millis = |text: &Option<String>, flag: &str, default: u64| -> Result<u64> {
-        match text {
-            Some(text) => Ok(parse_duration(text)
-                .with_context(|| flag.to_string())?
-                .as_millis() as u64),
-            None => Ok(default),
-        }
-    };
-    let env = std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-        .collect();
-    let spec = AppSpec {
-        name,
-        script,
-        args: args.args.clone(),
-        interpreter: args.interpreter.clone(),
-        cwd,
-        instances,
-        listen,
-        env,
-        kill_signal,
-        kill_timeout_ms: millis(
-            &args.kill_timeout,
-            "--kill-timeout",
-            defaults::KILL_TIMEOUT_MS,
-        )?,
-        min_uptime_ms: millis(&args.min_uptime, "--min-uptime", defaults::MIN_UPTIME_MS)?,
-        max_restarts: args.max_restarts,
-        restart_backoff_ms: millis(
-            &args.restart_backoff,
-            "--restart-backoff",
-            defaults::RESTART_BACKOFF_MS,
-        )?,
-        restart_backoff_max_ms: millis(
-            &args.restart_backoff_max,
-            "--restart-backoff-max",
-            defaults::RESTART_BACKOFF_MAX_MS,
-        )?,
-        wait_ready: args.wait_ready,
-        listen_timeout_ms: millis(
-            &args.listen_timeout,
-            "--listen-timeout",
-            defaults::LISTEN_TIMEOUT_MS,
-        )?,
-        no_overlap: args.no_overlap,
-    };
-    if let Err(e) = spec.command_line() {
-        bail!("app '{}': {e}", spec.name);
-    }
-    Ok(spec)
+    let list = |values: &Vec<String>| (!values.is_empty()).then(|| flag(values.clone()));
+    Ok(RawApp {
+        at: None,
+        name: args.name.clone().map(flag),
+        script: Some(flag(args.script.clone())),
+        args: list(&args.args),
+        interpreter: args.interpreter.clone().map(flag),
+        interpreter_args: list(&args.interpreter_args),
+        cwd: args
+            .cwd
+            .as_ref()
+            .map(|c| flag(c.to_string_lossy().into_owned())),
+        instances: args
+            .instances
+            .as_deref()
+            .map(|i| i.parse().map(flag).context("--instances"))
+            .transpose()?,
+        listen: (!listen.is_empty()).then(|| flag(listen)),
+        env: BTreeMap::new(),
+        env_profiles: BTreeMap::new(),
+        kill_signal: args
+            .kill_signal
+            .as_deref()
+            .map(|s| s.parse().map(flag).context("--kill-signal"))
+            .transpose()?,
+        kill_timeout: duration(&args.kill_timeout, "kill-timeout")?,
+        wait_ready: args.wait_ready.then(|| flag(true)),
+        listen_timeout: duration(&args.listen_timeout, "listen-timeout")?,
+        min_uptime: duration(&args.min_uptime, "min-uptime")?,
+        max_restarts: args.max_restarts.map(flag),
+        restart_backoff: duration(&args.restart_backoff, "restart-backoff")?,
+        restart_backoff_max: duration(&args.restart_backoff_max, "restart-backoff-max")?,
+        autorestart: args.no_autorestart.then(|| flag(false)),
+        stop_exit_codes: (!args.stop_exit_codes.is_empty())
+            .then(|| flag(args.stop_exit_codes.clone())),
+        out_file: args.out_file.clone().map(flag),
+        error_file: args.error_file.clone().map(flag),
+        increment_var: args.increment_var.clone().map(flag),
+        depends_on: list(&args.depends_on),
+        user: args.user.clone().map(flag),
+        group: args.group.clone().map(flag),
+        no_overlap: args.no_overlap.then(|| flag(true)),
+    })
 }

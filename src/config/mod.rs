@@ -1,6 +1,8 @@
 //! What an app is: [`AppSpec`], the one description the CLI builds, the daemon runs, and (later) the ecosystem
 //! file and the dump hold. Everything in it is resolved: paths are absolute and defaults are filled in.
 
+pub mod file;
+mod raw;
 mod values;
 
 use std::collections::BTreeMap;
@@ -9,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use raw::{Context, Item, Location, Problem, RawApp};
 pub use values::{Instances, ListenAddr, SignalName, ValueError, check_name, parse_duration};
 
 /// Defaults, PM2's where PM2 has one.
@@ -56,6 +59,37 @@ pub struct AppSpec {
     pub listen_timeout_ms: u64,
     /// Only one copy of each worker may run at a time: a reload stops the old one before it starts the new.
     pub no_overlap: bool,
+    /// Arguments for the interpreter, before the script.
+    pub interpreter_args: Vec<String>,
+    /// The variables the app's definition sets (its `env` and the chosen `env_<profile>`), already part of
+    /// `env`. Comparing definitions compares these, not the caller's whole environment.
+    pub defined_env: BTreeMap<String, String>,
+    /// Restart a worker that exits unexpectedly (PM2's `autorestart`).
+    pub autorestart: bool,
+    /// Exit codes that mean the worker finished: it is left stopped, not restarted.
+    pub stop_exit_codes: Vec<i32>,
+    /// Where stdout and stderr go; `None`: `HERDSMAN_HOME/logs/<name>-out.log` and `-err.log`.
+    pub out_file: Option<PathBuf>,
+    pub error_file: Option<PathBuf>,
+    /// A variable whose value counts up per instance (PM2's `increment_var`), for apps that cannot share a
+    /// socket: instance `i` gets the app's value plus `i`.
+    pub increment_var: Option<String>,
+    /// Apps that must be ready before this one starts; it is stopped before them.
+    pub depends_on: Vec<String>,
+    /// Run the workers as this user and group (the daemon must run as root).
+    pub user: Option<String>,
+    pub group: Option<String>,
+}
+
+impl AppSpec {
+    /// The same app by definition: everything but the environment inherited from the caller.
+    pub fn same_definition(&self, other: &AppSpec) -> bool {
+        let strip = |spec: &AppSpec| AppSpec {
+            env: BTreeMap::new(),
+            ..spec.clone()
+        };
+        strip(self) == strip(other)
+    }
 }
 
 /// The interpreter a script gets from its extension, as PM2 chooses it.
@@ -128,7 +162,9 @@ impl AppSpec {
                     &self.cwd,
                 )
                 .ok_or_else(|| CommandError::InterpreterNotFound(interpreter.to_string()))?;
-                let mut argv = vec![interpreter.to_string(), script];
+                let mut argv = vec![interpreter.to_string()];
+                argv.extend(self.interpreter_args.iter().cloned());
+                argv.push(script);
                 argv.extend(self.args.iter().cloned());
                 Ok(CommandLine { program, argv })
             }
@@ -178,6 +214,16 @@ mod tests {
             wait_ready: false,
             listen_timeout_ms: defaults::LISTEN_TIMEOUT_MS,
             no_overlap: false,
+            interpreter_args: vec![],
+            defined_env: BTreeMap::new(),
+            autorestart: true,
+            stop_exit_codes: vec![],
+            out_file: None,
+            error_file: None,
+            increment_var: None,
+            depends_on: vec![],
+            user: None,
+            group: None,
         }
     }
 

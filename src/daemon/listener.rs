@@ -20,6 +20,7 @@ pub const BACKLOG: i32 = 4096;
 #[derive(Debug)]
 pub struct Listener {
     socket: Socket,
+    addr: ListenAddr,
     unix_path: Option<PathBuf>,
 }
 
@@ -48,29 +49,38 @@ impl Listener {
                 // host has no IPv6.
                 let any6 = SocketAddr::from((Ipv6Addr::UNSPECIFIED, *port));
                 match bind_tcp(any6, true) {
-                    Ok(socket) => Ok(Listener::tcp(socket)),
+                    Ok(socket) => Ok(Listener::tcp(socket, addr)),
                     Err(e) if e.kind() == io::ErrorKind::AddrInUse => Err(wrap(e)),
                     Err(_) => bind_tcp(SocketAddr::from((Ipv4Addr::UNSPECIFIED, *port)), false)
-                        .map(Listener::tcp)
+                        .map(|socket| Listener::tcp(socket, addr))
                         .map_err(wrap),
                 }
             }
-            ListenAddr::Tcp(sa) => bind_tcp(*sa, false).map(Listener::tcp).map_err(wrap),
+            ListenAddr::Tcp(sa) => bind_tcp(*sa, false)
+                .map(|socket| Listener::tcp(socket, addr))
+                .map_err(wrap),
             ListenAddr::Unix(path) => {
                 let path = cwd.join(path);
                 bind_unix(&path).map_err(wrap).map(|socket| Listener {
                     socket,
+                    addr: addr.clone(),
                     unix_path: Some(path),
                 })
             }
         }
     }
 
-    fn tcp(socket: Socket) -> Listener {
+    fn tcp(socket: Socket, addr: &ListenAddr) -> Listener {
         Listener {
             socket,
+            addr: addr.clone(),
             unix_path: None,
         }
+    }
+
+    /// The address as the app's spec gives it.
+    pub fn addr(&self) -> &ListenAddr {
+        &self.addr
     }
 
     pub fn fd(&self) -> BorrowedFd<'_> {

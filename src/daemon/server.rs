@@ -96,7 +96,7 @@ async fn connection(
                         Response::error(ErrorKind::Os, "the daemon is shutting down")
                     });
                     send(&mut writer, &response).await?;
-                    if !matches!(response, Response::Progress { .. }) {
+                    if !response.is_progress() {
                         break;
                     }
                 }

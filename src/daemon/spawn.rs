@@ -8,7 +8,7 @@
 //! In the child, in order: default signal dispositions and an empty mask; a process group of its own; stdin
 //! from /dev/null and stdout/stderr to the app's log files (opened O_APPEND by the daemon); the listening
 //! sockets (and a Node worker's IPC channel) moved to fds 3, 4, ...; every other descriptor marked close-on-exec (so nothing of the daemon's
-//! leaks); the pid written into the environment; `chdir`; `execve`. If a step fails the child writes the step
+//! leaks); the pid written into the environment; the app's user and group, if any; `chdir`; `execve`. If a step fails the child writes the step
 //! and `errno` to a close-on-exec pipe and exits 127; an EOF on that pipe means `execve` succeeded.
 
 use std::ffi::CString;
@@ -34,6 +34,8 @@ pub struct SpawnRequest<'a> {
     pub inherit: &'a [BorrowedFd<'a>],
     /// Add `LISTEN_PID` (and `LISTEN_PIDFDID`): the first fds are listening sockets.
     pub activation: bool,
+    /// Run as this (uid, gid), with no supplementary groups.
+    pub credentials: Option<(u32, u32)>,
 }
 
 /// A forked worker, and the pipe that reports whether its exec succeeded.
@@ -48,6 +50,7 @@ pub enum Step {
     Descriptors,
     WorkingDirectory,
     Exec,
+    Credentials,
 }
 
 /// Why a child never ran its program.
@@ -56,6 +59,7 @@ pub enum Step {
     Step::Descriptors => "setting up descriptors failed",
     Step::WorkingDirectory => "cannot enter the working directory",
     Step::Exec => "cannot execute the program",
+    Step::Credentials => "cannot switch to the app's user and group",
 }, io::Error::from_raw_os_error(*.errno))]
 pub struct ExecError {
     pub step: Step,
@@ -98,6 +102,7 @@ struct Plan {
     stdout: RawFd,
     stderr: RawFd,
     inherit: Vec<RawFd>,
+    credentials: Option<(u32, u32)>,
     scratch: Vec<RawFd>,
 }
 
@@ -167,6 +172,7 @@ impl Plan {
             stdout: request.stdout.as_raw_fd(),
             stderr: request.stderr.as_raw_fd(),
             inherit: request.inherit.iter().map(|fd| fd.as_raw_fd()).collect(),
+            credentials: request.credentials,
             scratch: vec![-1; request.inherit.len()],
         })
     }
@@ -224,6 +230,7 @@ pub async fn exec_result(status: OwnedFd) -> Result<(), ExecError> {
             step: match report[0] {
                 0 => Step::Descriptors,
                 1 => Step::WorkingDirectory,
+                3 => Step::Credentials,
                 _ => Step::Exec,
             },
             errno: i32::from_le_bytes([report[1], report[2], report[3], report[4]]),
@@ -339,6 +346,11 @@ unsafe fn child(plan: &mut Plan, status: RawFd) -> ! {
             }
         }
 
+        if let Some((uid, gid)) = plan.credentials
+            && (libc::setgroups(1, &gid) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0)
+        {
+            fail(status, 3);
+        }
         if libc::chdir(plan.cwd.as_ptr()) != 0 {
             fail(status, 1);
         }

@@ -111,7 +111,6 @@ impl Supervisor {
         } else {
             None
         };
-        let preload = self.home.node_preload();
         let mut inherit: Vec<BorrowedFd<'_>> = app.listeners.iter().map(Listener::fd).collect();
         let node_channel = channel.as_ref().map(|(_, theirs)| {
             inherit.push(theirs.as_fd());
@@ -119,7 +118,7 @@ impl Supervisor {
         });
         let context = EnvContext {
             instance: worker.instance,
-            preload: &preload,
+            preload: &app.preload,
             notify_socket: &self.notify_socket,
             node_channel,
         };
@@ -131,6 +130,7 @@ impl Supervisor {
             stderr: app.err.as_fd(),
             inherit: &inherit,
             activation: !app.listeners.is_empty(),
+            credentials: app.credentials,
         };
         let spawned = spawn::spawn(&request).map_err(|e| e.to_string())?;
         let (wait_ready, listen_timeout, grace) = (
@@ -160,9 +160,17 @@ impl Supervisor {
         Ok(process)
     }
 
-    /// Starts a slot's process.
+    /// Starts a slot's process, binding the app's sockets again if they were closed.
     pub(super) fn start_worker(&mut self, id: u32) {
-        let result = self.spawn_process(id);
+        let bound = match self
+            .workers
+            .get(&id)
+            .and_then(|w| self.apps.get_mut(&w.app))
+        {
+            Some(app) => app.ensure_listeners(),
+            None => return,
+        };
+        let result = bound.and_then(|()| self.spawn_process(id));
         let Some(worker) = self.workers.get_mut(&id) else {
             return;
         };
@@ -544,6 +552,29 @@ impl Supervisor {
                     // A reload was bringing up its replacement: that one takes the slot now.
                     worker.epoch += 1;
                     worker.state = State::Running(successor);
+                    return;
+                }
+                let Some(app) = self.apps.get(&worker.app) else {
+                    return;
+                };
+                let finished = libc::WIFEXITED(status)
+                    && app
+                        .spec
+                        .stop_exit_codes
+                        .contains(&libc::WEXITSTATUS(status));
+                if finished || !app.spec.autorestart {
+                    let why = if finished {
+                        "a stop exit code"
+                    } else {
+                        "autorestart is off"
+                    };
+                    info!(app = %worker.app, instance = worker.instance, "not restarted: {why}");
+                    worker.last_exit = worker
+                        .last_exit
+                        .take()
+                        .map(|e| format!("{e} ({why}: not restarted)"));
+                    worker.epoch += 1;
+                    worker.state = State::Stopped;
                     return;
                 }
                 self.crashed(id, uptime, process.ready);

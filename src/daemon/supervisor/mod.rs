@@ -10,13 +10,13 @@
 //! - `lifecycle.rs`: one process's life: spawn, readiness, stop, exit, crash policy.
 //! - `rollout.rs`: reload (one worker at a time, each replaced only once its successor is ready) and scale.
 
+mod app;
+mod apply;
 mod lifecycle;
 mod rollout;
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::kill;
@@ -25,13 +25,15 @@ use tokio::signal::unix::Signal as SignalStream;
 use tokio::sync::mpsc;
 use tracing::info;
 
-use super::listener::Listener;
 use super::metrics::Metrics;
 use super::ready::Source;
 use super::spawn::ExecError;
 use super::worker::{OnExit, Process, State};
-use crate::config::{AppSpec, CommandLine, check_name};
-use crate::protocol::{ErrorKind, Mode, ProcessInfo, Request, Response, Selection};
+use crate::config::AppSpec;
+use crate::protocol::{
+    ApplyAction, ApplyRequest, ErrorKind, Mode, ProcessInfo, Request, Response, Selection,
+};
+use app::App;
 use rollout::Rollout;
 
 /// Where a request's answers go: any number of [`Response::Progress`] frames, then one final response.
@@ -68,17 +70,6 @@ pub enum Timer {
     ListenTimeout { serial: u64 },
     /// A slot's backoff ran out: start it again.
     Restart { worker: u32, epoch: u64 },
-}
-
-/// An app: its spec, the sockets it holds and its log files.
-struct App {
-    spec: AppSpec,
-    command: CommandLine,
-    listeners: Vec<Listener>,
-    out: File,
-    err: File,
-    /// Its worker slots, in instance order.
-    workers: Vec<u32>,
 }
 
 /// One worker slot (see `worker.rs` for its state machine).
@@ -225,6 +216,25 @@ impl Supervisor {
                 let _ = reply.send(self.send_signal(&target, signal.0));
                 return;
             }
+            Request::Start(start) if !start.spec.depends_on.is_empty() => {
+                // An app that depends on others starts like an ecosystem file's: once they are ready.
+                let request = ApplyRequest {
+                    file_apps: vec![start.spec.name.clone()],
+                    apps: vec![*start.spec],
+                    action: ApplyAction::Start,
+                    prune: false,
+                };
+                if let Err(response) = self.apply(request, reply.clone()) {
+                    let _ = reply.send(response);
+                }
+                return;
+            }
+            Request::Apply(request) => {
+                if let Err(response) = self.apply(request, reply.clone()) {
+                    let _ = reply.send(response);
+                }
+                return;
+            }
             Request::Start(start) => (Await::Up, self.create_app(*start.spec)),
             Request::StartExisting { target } => (Await::Up, self.start_selected(&target)),
             Request::Stop { target } => (Await::Down, self.stop_selected(&target, OnExit::Stop)),
@@ -253,82 +263,29 @@ impl Supervisor {
 
     /// Checks everything about a new app before anything changes, then binds, opens logs and spawns.
     fn create_app(&mut self, spec: AppSpec) -> Reply {
-        let invalid = |kind, message: String| Err(Response::error(kind, message));
-        if let Err(e) = check_name(&spec.name) {
-            return invalid(ErrorKind::Invalid, e.to_string());
-        }
-        if self.apps.contains_key(&spec.name) {
-            return invalid(
-                ErrorKind::Conflict,
-                format!(
-                    "an app named '{}' already exists; choose another --name, or restart it",
-                    spec.name
-                ),
-            );
-        }
-        match std::fs::metadata(&spec.script) {
-            Ok(m) if m.is_file() => {}
-            Ok(_) => {
-                let message = format!("script {} is not a file", spec.script.display());
-                return invalid(ErrorKind::Invalid, message);
-            }
-            Err(_) => {
-                let message = format!("script not found: {}", spec.script.display());
-                return invalid(ErrorKind::NotFound, message);
-            }
-        }
-        if !spec.cwd.is_dir() {
-            let message = format!("working directory not found: {}", spec.cwd.display());
-            return invalid(ErrorKind::NotFound, message);
-        }
-        let command = match spec.command_line() {
-            Ok(command) => command,
-            Err(e) => return invalid(ErrorKind::NotFound, format!("app '{}': {e}", spec.name)),
-        };
-        if spec.effective_interpreter().is_none()
-            && std::fs::metadata(&spec.script).is_ok_and(|m| m.permissions().mode() & 0o111 == 0)
-        {
-            return invalid(
-                ErrorKind::Invalid,
-                format!(
-                    "script {} is not executable and has no known interpreter; make it executable or give --interpreter",
-                    spec.script.display()
-                ),
-            );
-        }
-        let listeners = match bind_all(&spec) {
-            Ok(listeners) => listeners,
-            Err(message) => {
-                return invalid(
-                    ErrorKind::Conflict,
-                    format!("app '{}': {message}", spec.name),
-                );
-            }
-        };
-        let (out, err) = match self.open_logs(&spec.name) {
-            Ok(files) => files,
-            Err(message) => return invalid(ErrorKind::Os, message),
-        };
-
-        let count = spec.instances.resolve(self.cores);
-        let name = spec.name.clone();
-        info!(app = %name, workers = count, command = ?command.argv, "app created");
-        self.apps.insert(
-            name.clone(),
-            App {
-                spec,
-                command,
-                listeners,
-                out,
-                err,
-                workers: Vec::new(),
-            },
-        );
-        let ids: Vec<u32> = (0..count).map(|i| self.add_slot(&name, i)).collect();
+        let ids = self.add_app(spec)?;
         for &id in &ids {
             self.start_worker(id);
         }
         Ok(ids)
+    }
+
+    /// Creates an app with its slots stopped, or says why it cannot be created (and changes nothing).
+    fn add_app(&mut self, spec: AppSpec) -> Reply {
+        if self.apps.contains_key(&spec.name) {
+            let message = format!(
+                "an app named '{}' already exists; choose another --name, or restart it",
+                spec.name
+            );
+            return Err(Response::error(ErrorKind::Conflict, message));
+        }
+        let name = spec.name.clone();
+        let app = App::prepare(spec, &self.home, &mut Vec::new())
+            .map_err(|e| Response::error(ErrorKind::Invalid, format!("app '{name}': {e}")))?;
+        let count = app.spec.instances.resolve(self.cores);
+        info!(app = %name, workers = count, command = ?app.command.argv, "app created");
+        self.apps.insert(name.clone(), app);
+        Ok((0..count).map(|i| self.add_slot(&name, i)).collect())
     }
 
     /// Creates a stopped slot for an instance of an app.
@@ -487,11 +444,8 @@ impl Supervisor {
             .map(|w| w.app.clone())
             .collect();
         for name in names {
-            let Some(app) = self.apps.get_mut(&name) else {
-                continue;
-            };
-            if app.listeners.is_empty() && !app.spec.listen.is_empty() {
-                app.listeners = bind_all(&app.spec).map_err(|message| {
+            if let Some(app) = self.apps.get_mut(&name) {
+                app.ensure_listeners().map_err(|message| {
                     Response::error(ErrorKind::Conflict, format!("app '{name}': {message}"))
                 })?;
             }
@@ -512,6 +466,7 @@ impl Supervisor {
     /// Closes the sockets of apps with nothing running, forgets apps with no slot, advances reloads, and
     /// sends the replies whose workers have settled.
     fn settle(&mut self) {
+        self.advance_rollouts();
         let workers = &self.workers;
         self.apps.retain(|name, app| {
             if app.workers.is_empty() {
@@ -528,7 +483,6 @@ impl Supervisor {
             }
             true
         });
-        self.advance_rollouts();
 
         let mut index = 0;
         while index < self.pending.len() {
@@ -620,34 +574,13 @@ impl Supervisor {
                         _ => None,
                     },
                     last_exit: w.last_exit.clone(),
+                    out_file: Some(app.out_path.display().to_string()),
+                    error_file: Some(app.err_path.display().to_string()),
                 })
             })
             .collect();
         Response::Processes { processes }
     }
-
-    fn open_logs(&self, name: &str) -> Result<(File, File), String> {
-        let open = |path: PathBuf| {
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .mode(0o600)
-                .custom_flags(libc::O_CLOEXEC)
-                .open(&path)
-                .map_err(|e| format!("cannot open log {}: {e}", path.display()))
-        };
-        Ok((
-            open(self.home.out_log(name))?,
-            open(self.home.err_log(name))?,
-        ))
-    }
-}
-
-fn bind_all(spec: &AppSpec) -> Result<Vec<Listener>, String> {
-    spec.listen
-        .iter()
-        .map(|addr| Listener::bind(addr, &spec.cwd).map_err(|e| e.to_string()))
-        .collect()
 }
 
 /// Variables herdsman sets itself; any value inherited from the caller is dropped.
@@ -712,6 +645,14 @@ fn worker_env(spec: &AppSpec, context: &EnvContext<'_>) -> Vec<(String, String)>
             None => option,
         };
         env.insert("NODE_OPTIONS".into(), merged);
+    }
+    if let Some(var) = &spec.increment_var
+        && let Some(base) = env.get(var).and_then(|v| v.parse::<i64>().ok())
+    {
+        env.insert(
+            var.clone(),
+            (base + i64::from(context.instance)).to_string(),
+        );
     }
     let mut env: Vec<(String, String)> = env.into_iter().collect();
     env.sort();

@@ -20,19 +20,69 @@ use crate::config::Instances;
 use crate::daemon::worker::{OnExit, State};
 use crate::protocol::{ErrorKind, ReloadStep, Response, ScaleTo, Selection};
 
-/// One reload request in progress.
+/// One reload (or ecosystem file) request in progress.
 pub(super) struct Rollout {
-    lanes: Vec<Lane>,
-    reply: Replier,
-    steps: Vec<ReloadStep>,
-    failures: Vec<String>,
+    pub lanes: Vec<Lane>,
+    pub reply: Replier,
+    pub steps: Vec<ReloadStep>,
+    pub failures: Vec<String>,
 }
 
-/// The slots of one app, replaced one after the other.
-struct Lane {
+/// What a lane does to each of its slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum LaneAction {
+    /// Start it, or replace it with no downtime, and wait until it is ready.
+    Replace,
+    /// Stop it.
+    Stop,
+    /// Stop it and forget it.
+    Remove,
+}
+
+/// The slots of one app, handled one after the other.
+pub(super) struct Lane {
     app: String,
     queue: VecDeque<u32>,
-    current: Option<Step>,
+    current: Vec<Step>,
+    /// Handle every slot at once (a new app has no old workers to keep serving), or one at a time.
+    parallel: bool,
+    action: LaneAction,
+    /// Apps whose lanes must have finished (and, for `Replace`, which must be ready) before this one begins.
+    needs: Vec<String>,
+    started: bool,
+    failed: bool,
+}
+
+impl Lane {
+    pub fn new(app: &str, slots: Vec<u32>, action: LaneAction, needs: Vec<String>) -> Lane {
+        Lane {
+            app: app.to_string(),
+            queue: slots.into(),
+            current: Vec::new(),
+            parallel: false,
+            action,
+            needs,
+            started: false,
+            failed: false,
+        }
+    }
+
+    /// Handles every slot at once.
+    pub fn parallel(mut self) -> Lane {
+        self.parallel = true;
+        self
+    }
+
+    fn finished(&self) -> bool {
+        self.current.is_empty() && self.queue.is_empty()
+    }
+}
+
+/// Whether a lane may begin.
+enum Gate {
+    Open,
+    Wait,
+    Fail(String),
 }
 
 /// The slot being replaced, and what ran in it before.
@@ -67,11 +117,12 @@ impl Supervisor {
             };
             match lanes.iter_mut().find(|l| l.app == worker.app) {
                 Some(lane) => lane.queue.push_back(id),
-                None => lanes.push(Lane {
-                    app: worker.app.clone(),
-                    queue: VecDeque::from([id]),
-                    current: None,
-                }),
+                None => lanes.push(Lane::new(
+                    &worker.app,
+                    vec![id],
+                    LaneAction::Replace,
+                    Vec::new(),
+                )),
             }
         }
         if let Some(env) = env {
@@ -99,52 +150,28 @@ impl Supervisor {
     pub(super) fn advance_rollouts(&mut self) {
         let mut rollouts = std::mem::take(&mut self.rollouts);
         for rollout in &mut rollouts {
-            for lane in &mut rollout.lanes {
-                loop {
-                    if let Some(step) = &lane.current {
-                        match self.progress(step) {
-                            Progress::Waiting => break,
-                            Progress::Skipped => lane.current = None,
-                            Progress::Done(done) => {
-                                if let Some(worker) = self.workers.get_mut(&done.id) {
-                                    worker.restarts += 1;
-                                }
-                                info!(app = %done.name, instance = done.instance, old = ?done.old_pid, new = done.new_pid, ready_ms = done.ready_ms, "worker replaced");
-                                let _ = rollout
-                                    .reply
-                                    .send(Response::Progress { step: done.clone() });
-                                rollout.steps.push(done);
-                                lane.current = None;
-                            }
-                            Progress::Failed(reason) => {
-                                let log = self.home.err_log(&lane.app);
-                                rollout.failures.push(format!(
-                                    "reload of app '{}' stopped at worker {} (instance {}): {reason}; \
-                                     the workers not yet replaced keep serving; see {}",
-                                    lane.app,
-                                    step.id,
-                                    self.workers.get(&step.id).map_or(0, |w| w.instance),
-                                    log.display()
-                                ));
-                                lane.queue.clear();
-                                lane.current = None;
-                                break;
-                            }
+            for index in 0..rollout.lanes.len() {
+                if !rollout.lanes[index].started {
+                    match self.gate(&rollout.lanes, index) {
+                        Gate::Wait => continue,
+                        Gate::Fail(reason) => {
+                            let lane = &mut rollout.lanes[index];
+                            rollout
+                                .failures
+                                .push(format!("app '{}': {reason}", lane.app));
+                            lane.queue.clear();
+                            lane.failed = true;
+                            continue;
                         }
+                        Gate::Open => rollout.lanes[index].started = true,
                     }
-                    let Some(id) = lane.queue.pop_front() else {
-                        break;
-                    };
-                    lane.current = Some(self.begin_step(id));
                 }
+                self.advance_lane(rollout, index);
             }
         }
-        let (finished, running): (Vec<Rollout>, Vec<Rollout>) =
-            rollouts.into_iter().partition(|r| {
-                r.lanes
-                    .iter()
-                    .all(|l| l.current.is_none() && l.queue.is_empty())
-            });
+        let (finished, running): (Vec<Rollout>, Vec<Rollout>) = rollouts
+            .into_iter()
+            .partition(|r| r.lanes.iter().all(Lane::finished));
         self.rollouts.extend(running);
         for rollout in finished {
             let response = if rollout.failures.is_empty() {
@@ -159,6 +186,118 @@ impl Supervisor {
                 Response::error(ErrorKind::Os, rollout.failures.join("\n"))
             };
             let _ = rollout.reply.send(response);
+        }
+    }
+
+    /// A lane begins once the lanes it needs have finished and, for starts, the apps it needs are ready.
+    fn gate(&self, lanes: &[Lane], index: usize) -> Gate {
+        let lane = &lanes[index];
+        for need in &lane.needs {
+            if let Some(other) = lanes.iter().find(|l| &l.app == need) {
+                if other.failed {
+                    return Gate::Fail(format!(
+                        "not started: '{need}', which it depends on, failed"
+                    ));
+                }
+                if !other.finished() {
+                    return Gate::Wait;
+                }
+            }
+            if lane.action != LaneAction::Replace {
+                continue;
+            }
+            let Some(app) = self.apps.get(need) else {
+                return Gate::Fail(format!("depends on '{need}', which is not running"));
+            };
+            let states: Vec<State> = app
+                .workers
+                .iter()
+                .filter_map(|id| Some(self.workers.get(id)?.state))
+                .collect();
+            if states.iter().any(|s| s.is_down()) {
+                return Gate::Fail(format!("depends on '{need}', which is not running"));
+            }
+            if !states
+                .iter()
+                .all(|s| matches!(s, State::Running(p) if p.ready))
+            {
+                return Gate::Wait;
+            }
+        }
+        Gate::Open
+    }
+
+    fn advance_lane(&mut self, rollout: &mut Rollout, index: usize) {
+        let lane = &mut rollout.lanes[index];
+        loop {
+            let mut index = 0;
+            while index < lane.current.len() {
+                let step = &lane.current[index];
+                match self.progress(step, lane.action) {
+                    Progress::Waiting => index += 1,
+                    Progress::Skipped => {
+                        lane.current.remove(index);
+                    }
+                    Progress::Done(done) => {
+                        if let Some(worker) = self.workers.get_mut(&done.id)
+                            && done.old_pid.is_some()
+                        {
+                            worker.restarts += 1;
+                        }
+                        info!(app = %done.name, instance = done.instance, old = ?done.old_pid, new = done.new_pid, ready_ms = done.ready_ms, "worker ready");
+                        let _ = rollout
+                            .reply
+                            .send(Response::Progress { step: done.clone() });
+                        rollout.steps.push(done);
+                        lane.current.remove(index);
+                    }
+                    Progress::Failed(reason) => {
+                        let log = self
+                            .apps
+                            .get(&lane.app)
+                            .map_or_else(|| self.home.err_log(&lane.app), |a| a.err_path.clone());
+                        let what = if step.old.is_some() {
+                            "reload"
+                        } else {
+                            "start"
+                        };
+                        rollout.failures.push(format!(
+                            "{what} of app '{}' stopped at worker {} (instance {}): {reason}; \
+                             the workers not yet replaced keep serving; see {}",
+                            lane.app,
+                            step.id,
+                            self.workers.get(&step.id).map_or(0, |w| w.instance),
+                            log.display()
+                        ));
+                        lane.current.remove(index);
+                        lane.queue.clear();
+                        lane.failed = true;
+                    }
+                }
+            }
+            let limit = if lane.parallel { usize::MAX } else { 1 };
+            if lane.current.len() >= limit {
+                break;
+            }
+            let Some(id) = lane.queue.pop_front() else {
+                break;
+            };
+            lane.current.push(match lane.action {
+                LaneAction::Replace => self.begin_step(id),
+                LaneAction::Stop | LaneAction::Remove => {
+                    let on_exit = if lane.action == LaneAction::Stop {
+                        OnExit::Stop
+                    } else {
+                        OnExit::Remove
+                    };
+                    let _ = self.stop_selected(&Selection::Id(id), on_exit);
+                    Step {
+                        id,
+                        old: None,
+                        began: Instant::now(),
+                    }
+                }
+            });
         }
     }
 
@@ -223,10 +362,15 @@ impl Supervisor {
         }
     }
 
-    fn progress(&mut self, step: &Step) -> Progress {
+    fn progress(&mut self, step: &Step, action: LaneAction) -> Progress {
         let Some(worker) = self.workers.get_mut(&step.id) else {
             return Progress::Skipped;
         };
+        match action {
+            LaneAction::Replace => {}
+            LaneAction::Stop if worker.state.is_down() => return Progress::Skipped,
+            LaneAction::Stop | LaneAction::Remove => return Progress::Waiting,
+        }
         if let Some(reason) = worker.reload_failure.take() {
             return Progress::Failed(reason);
         }

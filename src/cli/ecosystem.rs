@@ -1,0 +1,123 @@
+//! Ecosystem files on the command line: `start|reload|stop|delete ecosystem.toml`, `init` and `schema`.
+//!
+//! The file is read and checked here, completely, before the daemon is asked anything: if anything is
+//! wrong, every problem is printed (`file:line:column: ...`) and nothing is started, stopped or changed.
+
+use std::path::Path;
+
+use anyhow::{Result, anyhow, bail};
+
+use super::control::expect_processes;
+use super::list;
+use super::start::caller_env;
+use crate::client::Client;
+use crate::config::file;
+use crate::home::Home;
+use crate::protocol::{ApplyAction, ApplyRequest, Request, Response};
+
+/// The commented file `herdsman init` writes.
+pub const TEMPLATE: &str = include_str!("ecosystem.template.toml");
+
+/// True when a command's target is an ecosystem file rather than an app.
+pub fn is_file(target: &str) -> bool {
+    target.ends_with(".toml")
+}
+
+/// Checks the file and asks the daemon to apply it, printing what happens to each app as it happens.
+pub fn apply(
+    home: &Home,
+    path: &Path,
+    action: ApplyAction,
+    only: &[String],
+    profile: Option<&str>,
+) -> Result<()> {
+    apply_file(home, path, action, only, profile, false)
+}
+
+pub fn apply_file(
+    home: &Home,
+    path: &Path,
+    action: ApplyAction,
+    only: &[String],
+    profile: Option<&str>,
+    prune: bool,
+) -> Result<()> {
+    if prune && !only.is_empty() {
+        bail!(
+            "--prune deletes the apps the file does not define; it cannot be combined with --only"
+        );
+    }
+    let loaded = file::load(path, only, profile, &caller_env()).map_err(|problems| {
+        let count = problems.len();
+        let plural = if count == 1 { "problem" } else { "problems" };
+        anyhow!(
+            "{}\n{count} {plural} in {}; nothing was changed",
+            problems.join("\n"),
+            path.display()
+        )
+    })?;
+    let mut client = match action {
+        ApplyAction::Stop | ApplyAction::Delete => match Client::connect(home)? {
+            Some(client) => client,
+            None => {
+                println!("herdsman: the daemon is not running: nothing to stop");
+                return Ok(());
+            }
+        },
+        ApplyAction::Start | ApplyAction::Reload => Client::connect_or_start(home)?,
+    };
+    let request = Request::Apply(ApplyRequest {
+        apps: loaded.apps,
+        action,
+        prune,
+        file_apps: loaded.names,
+    });
+    let response = client.request_with_progress(&request, |frame| match frame {
+        Response::Note { message } => println!("{message}"),
+        Response::Progress { step } => {
+            let old = step.old_pid.map_or("-".to_string(), |pid| pid.to_string());
+            println!(
+                "  {}:{}  pid {old} -> {}  ready after {} ms",
+                step.name, step.instance, step.new_pid, step.ready_ms
+            );
+        }
+        _ => {}
+    })?;
+    match response {
+        Response::Reloaded { processes, .. } => list::print(&processes, false),
+        other => expect_processes(other),
+    }
+}
+
+/// `herdsman init`: writes the commented starting file.
+pub fn init(path: &Path, force: bool) -> Result<()> {
+    if path.exists() && !force {
+        bail!(
+            "{} already exists; use --force to overwrite it",
+            path.display()
+        );
+    }
+    std::fs::write(path, TEMPLATE).map_err(|e| anyhow!("cannot write {}: {e}", path.display()))?;
+    println!(
+        "wrote {}; start it with `herdsman start {}`",
+        path.display(),
+        path.display()
+    );
+    Ok(())
+}
+
+/// `herdsman schema`: the JSON Schema of ecosystem files.
+pub fn schema() -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(&file::schema())?);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_init_template_is_a_valid_file() {
+        file::parse(TEMPLATE).expect("the template parses without problems");
+    }
+}

@@ -1,0 +1,238 @@
+//! The low form of an app: every option as given, nothing resolved. The command line and the ecosystem file
+//! both fill a [`RawApp`]; [`RawApp::resolve`] checks it and turns it into the [`AppSpec`] the daemon runs,
+//! so every option means the same in both places. Each value remembers where it came from (a file
+//! position, or none for a flag) so a problem found while resolving still points at its line and column.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::{AppSpec, Instances, ListenAddr, SignalName, check_name, defaults, find_program};
+
+/// A line and column (1-based) in a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Location {
+    pub line: usize,
+    pub column: usize,
+}
+
+/// A value and where it was written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item<T> {
+    pub value: T,
+    pub at: Option<Location>,
+}
+
+impl<T> Item<T> {
+    pub fn flag(value: T) -> Item<T> {
+        Item { value, at: None }
+    }
+}
+
+/// Something wrong with an app's options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub at: Option<Location>,
+    /// The option's key in the file (`instances`), which is also its flag (`--instances`).
+    pub key: String,
+    pub message: String,
+}
+
+/// One app's options as written.
+#[derive(Debug, Clone, Default)]
+pub struct RawApp {
+    /// Where the app's table starts.
+    pub at: Option<Location>,
+    pub name: Option<Item<String>>,
+    pub script: Option<Item<String>>,
+    pub args: Option<Item<Vec<String>>>,
+    pub interpreter: Option<Item<String>>,
+    pub interpreter_args: Option<Item<Vec<String>>>,
+    pub cwd: Option<Item<String>>,
+    pub instances: Option<Item<Instances>>,
+    pub listen: Option<Item<Vec<ListenAddr>>>,
+    pub env: BTreeMap<String, String>,
+    /// `env_<profile>` tables, by profile.
+    pub env_profiles: BTreeMap<String, BTreeMap<String, String>>,
+    pub kill_signal: Option<Item<SignalName>>,
+    pub kill_timeout: Option<Item<Duration>>,
+    pub wait_ready: Option<Item<bool>>,
+    pub listen_timeout: Option<Item<Duration>>,
+    pub min_uptime: Option<Item<Duration>>,
+    pub max_restarts: Option<Item<u32>>,
+    pub restart_backoff: Option<Item<Duration>>,
+    pub restart_backoff_max: Option<Item<Duration>>,
+    pub autorestart: Option<Item<bool>>,
+    pub stop_exit_codes: Option<Item<Vec<i32>>>,
+    pub out_file: Option<Item<String>>,
+    pub error_file: Option<Item<String>>,
+    pub increment_var: Option<Item<String>>,
+    pub depends_on: Option<Item<Vec<String>>>,
+    pub user: Option<Item<String>>,
+    pub group: Option<Item<String>>,
+    pub no_overlap: Option<Item<bool>>,
+}
+
+/// What resolving needs besides the options.
+pub struct Context<'a> {
+    /// Relative paths are taken from here: the file's directory, or where the command ran.
+    pub base: &'a Path,
+    /// The environment of the command that starts the app.
+    pub caller_env: &'a BTreeMap<String, String>,
+    /// The `--env` profile.
+    pub profile: Option<&'a str>,
+}
+
+fn value<T: Clone>(item: &Option<Item<T>>) -> Option<T> {
+    item.as_ref().map(|i| i.value.clone())
+}
+
+fn millis(item: &Option<Item<Duration>>, default: u64) -> u64 {
+    item.as_ref()
+        .map_or(default, |i| i.value.as_millis() as u64)
+}
+
+impl RawApp {
+    /// The name the app gets: its `name`, or the script's file name without extension.
+    pub fn name(&self) -> Option<String> {
+        match (&self.name, &self.script) {
+            (Some(name), _) => Some(name.value.clone()),
+            (None, Some(script)) => Some(super::default_name(Path::new(&script.value))),
+            (None, None) => None,
+        }
+    }
+
+    /// Checks every option and resolves paths and defaults. Reports every problem, not just the first.
+    pub fn resolve(&self, context: &Context<'_>) -> Result<AppSpec, Vec<Problem>> {
+        let mut problems = Vec::new();
+        let mut problem = |at: Option<Location>, key: &str, message: String| {
+            problems.push(Problem {
+                at,
+                key: key.to_string(),
+                message,
+            });
+        };
+        let Some(script) = &self.script else {
+            problem(
+                self.at,
+                "script",
+                "missing key `script`: the program or script to run".into(),
+            );
+            return Err(problems);
+        };
+        let name = self.name().unwrap_or_default();
+        if let Err(e) = check_name(&name) {
+            let at = self.name.as_ref().and_then(|n| n.at).or(script.at);
+            problem(at, "name", e.to_string());
+        }
+        let cwd = match &self.cwd {
+            Some(dir) => context.base.join(&dir.value),
+            None => context.base.to_path_buf(),
+        };
+        if !cwd.is_dir() {
+            let at = self.cwd.as_ref().and_then(|c| c.at);
+            problem(
+                at,
+                "cwd",
+                format!("working directory not found: {}", cwd.display()),
+            );
+        }
+        let script_path = locate_script(&script.value, context, &cwd);
+        if script_path.is_none() {
+            let path = cwd.join(&script.value);
+            problem(
+                script.at,
+                "script",
+                format!("script not found: {}", path.display()),
+            );
+        }
+        let mut env = context.caller_env.clone();
+        let mut defined_env = self.env.clone();
+        if let Some(profile) = context.profile
+            && let Some(extra) = self.env_profiles.get(profile)
+        {
+            defined_env.extend(extra.clone());
+        }
+        env.extend(defined_env.clone());
+        let out_file = self.out_file.as_ref().map(|f| cwd.join(&f.value));
+        let error_file = self.error_file.as_ref().map(|f| cwd.join(&f.value));
+        if let (Some(out), Some(err)) = (&out_file, &error_file)
+            && out == err
+        {
+            let at = self.error_file.as_ref().and_then(|f| f.at);
+            problem(at, "error_file", "must differ from out_file".into());
+        }
+        if let Some(deps) = &self.depends_on
+            && deps.value.contains(&name)
+        {
+            problem(
+                deps.at,
+                "depends_on",
+                format!("app '{name}' cannot depend on itself"),
+            );
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let spec = AppSpec {
+            name,
+            script: script_path.unwrap_or_default(),
+            args: value(&self.args).unwrap_or_default(),
+            interpreter: value(&self.interpreter),
+            interpreter_args: value(&self.interpreter_args).unwrap_or_default(),
+            cwd,
+            instances: value(&self.instances).unwrap_or(Instances::Count(1)),
+            listen: value(&self.listen).unwrap_or_default(),
+            env,
+            defined_env,
+            kill_signal: value(&self.kill_signal).unwrap_or(SignalName(defaults::KILL_SIGNAL)),
+            kill_timeout_ms: millis(&self.kill_timeout, defaults::KILL_TIMEOUT_MS),
+            min_uptime_ms: millis(&self.min_uptime, defaults::MIN_UPTIME_MS),
+            max_restarts: value(&self.max_restarts),
+            restart_backoff_ms: millis(&self.restart_backoff, defaults::RESTART_BACKOFF_MS),
+            restart_backoff_max_ms: millis(
+                &self.restart_backoff_max,
+                defaults::RESTART_BACKOFF_MAX_MS,
+            ),
+            wait_ready: value(&self.wait_ready).unwrap_or(false),
+            listen_timeout_ms: millis(&self.listen_timeout, defaults::LISTEN_TIMEOUT_MS),
+            no_overlap: value(&self.no_overlap).unwrap_or(false),
+            autorestart: value(&self.autorestart).unwrap_or(true),
+            stop_exit_codes: value(&self.stop_exit_codes).unwrap_or_default(),
+            out_file,
+            error_file,
+            increment_var: value(&self.increment_var),
+            depends_on: value(&self.depends_on).unwrap_or_default(),
+            user: value(&self.user),
+            group: value(&self.group),
+        };
+        match spec.command_line() {
+            Ok(_) => Ok(spec),
+            Err(e) => {
+                let at = self.interpreter.as_ref().and_then(|i| i.at).or(script.at);
+                Err(vec![Problem {
+                    at,
+                    key: "interpreter".into(),
+                    message: e.to_string(),
+                }])
+            }
+        }
+    }
+}
+
+/// The script as a path: relative to the base (where the command ran, or the file's directory), then to the
+/// app's working directory, then a program on PATH.
+fn locate_script(script: &str, context: &Context<'_>, cwd: &Path) -> Option<PathBuf> {
+    let candidates = [context.base.join(script), cwd.join(script)];
+    if let Some(found) = candidates.into_iter().find(|p| p.is_file()) {
+        return Some(found);
+    }
+    if script.contains('/') {
+        return None;
+    }
+    find_program(
+        script,
+        context.caller_env.get("PATH").map(String::as_str),
+        context.base,
+    )
+}

@@ -1,0 +1,204 @@
+//! An app as the supervisor holds it: its spec, the command it runs, the sockets it holds, its log files, and
+//! the user it runs as. [`App::prepare`] checks everything about a spec and acquires what it needs before
+//! the app exists, so a bad spec changes nothing.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::config::{AppSpec, CommandLine, check_name};
+use crate::daemon::listener::Listener;
+use crate::home::Home;
+
+pub(super) struct App {
+    pub spec: AppSpec,
+    pub command: CommandLine,
+    pub listeners: Vec<Listener>,
+    pub out: File,
+    pub err: File,
+    pub out_path: PathBuf,
+    pub err_path: PathBuf,
+    /// Run the workers as (uid, gid).
+    pub credentials: Option<(u32, u32)>,
+    /// The Node preload the workers load (readable by the app's user).
+    pub preload: PathBuf,
+    /// Its worker slots, in instance order.
+    pub workers: Vec<u32>,
+}
+
+impl App {
+    /// Checks a spec and acquires its sockets and log files. `previous` are sockets an earlier definition of
+    /// the same app holds: an address kept by the new definition keeps its socket (it is never closed,
+    /// so no connection is refused while the app changes).
+    pub fn prepare(
+        spec: AppSpec,
+        home: &Home,
+        previous: &mut Vec<Listener>,
+    ) -> Result<App, String> {
+        check_name(&spec.name).map_err(|e| e.to_string())?;
+        match std::fs::metadata(&spec.script) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => return Err(format!("script {} is not a file", spec.script.display())),
+            Err(_) => return Err(format!("script not found: {}", spec.script.display())),
+        }
+        if !spec.cwd.is_dir() {
+            return Err(format!(
+                "working directory not found: {}",
+                spec.cwd.display()
+            ));
+        }
+        let command = spec.command_line().map_err(|e| e.to_string())?;
+        if spec.effective_interpreter().is_none()
+            && std::fs::metadata(&spec.script).is_ok_and(|m| m.permissions().mode() & 0o111 == 0)
+        {
+            return Err(format!(
+                "script {} is not executable and has no known interpreter; make it executable or give --interpreter",
+                spec.script.display()
+            ));
+        }
+        if let Some(var) = &spec.increment_var
+            && spec
+                .env
+                .get(var)
+                .and_then(|v| v.parse::<i64>().ok())
+                .is_none()
+        {
+            return Err(format!(
+                "increment_var {var} needs a number to count from: set {var} in the app's env"
+            ));
+        }
+        let credentials = credentials(&spec)?;
+        let preload = match credentials {
+            Some((uid, _)) if spec.is_node() && uid != nix::unistd::geteuid().as_raw() => {
+                shared_preload(home)?
+            }
+            _ => home.node_preload(),
+        };
+        let out_path = spec
+            .out_file
+            .clone()
+            .unwrap_or_else(|| home.out_log(&spec.name));
+        let err_path = spec
+            .error_file
+            .clone()
+            .unwrap_or_else(|| home.err_log(&spec.name));
+        let out = open_log(&out_path)?;
+        let err = open_log(&err_path)?;
+        let listeners = bind(&spec, previous)?;
+        Ok(App {
+            spec,
+            command,
+            listeners,
+            out,
+            err,
+            out_path,
+            err_path,
+            credentials,
+            preload,
+            workers: Vec::new(),
+        })
+    }
+
+    /// Binds the app's sockets again after they were closed (a stopped app starting).
+    pub fn ensure_listeners(&mut self) -> Result<(), String> {
+        if self.listeners.is_empty() && !self.spec.listen.is_empty() {
+            self.listeners = bind(&self.spec, &mut Vec::new())?;
+        }
+        Ok(())
+    }
+}
+
+/// The spec's sockets: taken from `previous` where the address is the same, bound anew otherwise. On an
+/// error nothing is taken from `previous`.
+fn bind(spec: &AppSpec, previous: &mut Vec<Listener>) -> Result<Vec<Listener>, String> {
+    let mut fresh = Vec::new();
+    for addr in &spec.listen {
+        if !previous.iter().any(|l| l.addr() == addr) {
+            fresh.push(Listener::bind(addr, &spec.cwd).map_err(|e| e.to_string())?);
+        }
+    }
+    Ok(spec
+        .listen
+        .iter()
+        .filter_map(|addr| {
+            let from = if previous.iter().any(|l| l.addr() == addr) {
+                &mut *previous
+            } else {
+                &mut fresh
+            };
+            let index = from.iter().position(|l| l.addr() == addr)?;
+            Some(from.swap_remove(index))
+        })
+        .collect())
+}
+
+fn open_log(path: &Path) -> Result<File, String> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| format!("cannot open log {}: {e}", path.display()))
+}
+
+/// The uid and gid of the spec's user and group. Switching needs root, unless it is the daemon's own.
+fn credentials(spec: &AppSpec) -> Result<Option<(u32, u32)>, String> {
+    use nix::unistd::{Group, User, getegid, geteuid};
+    if spec.user.is_none() && spec.group.is_none() {
+        return Ok(None);
+    }
+    let user = match &spec.user {
+        Some(name) => Some(
+            User::from_name(name)
+                .ok()
+                .flatten()
+                .ok_or_else(|| format!("user '{name}' does not exist"))?,
+        ),
+        None => None,
+    };
+    let gid = match &spec.group {
+        Some(name) => {
+            Group::from_name(name)
+                .ok()
+                .flatten()
+                .ok_or_else(|| format!("group '{name}' does not exist"))?
+                .gid
+        }
+        None => user.as_ref().map_or(getegid(), |u| u.gid),
+    };
+    let uid = user.map_or(geteuid(), |u| u.uid);
+    if !geteuid().is_root() && (uid != geteuid() || gid != getegid()) {
+        return Err("user and group need the daemon to run as root".into());
+    }
+    Ok(Some((uid.as_raw(), gid.as_raw())))
+}
+
+/// A copy of the Node preload that another user can read (the home is 0700): in a root-owned directory.
+fn shared_preload(home: &Home) -> Result<PathBuf, String> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = std::env::temp_dir().join(format!("herdsman-preload-{}", nix::unistd::geteuid()));
+    let _ = std::fs::create_dir(&dir);
+    let meta = std::fs::symlink_metadata(&dir)
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    if !meta.is_dir() || meta.uid() != nix::unistd::geteuid().as_raw() || meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "{} is not a directory that only herdsman's user can write",
+            dir.display()
+        ));
+    }
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| e.to_string())?;
+    let path = dir.join("listen.cjs");
+    let source = std::fs::read(home.node_preload()).map_err(|e| e.to_string())?;
+    let temporary = dir.join("listen.cjs.tmp");
+    std::fs::write(&temporary, source).map_err(|e| e.to_string())?;
+    std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o644))
+        .map_err(|e| e.to_string())?;
+    std::fs::rename(&temporary, &path).map_err(|e| e.to_string())?;
+    Ok(path)
+}
