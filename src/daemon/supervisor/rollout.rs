@@ -40,6 +40,8 @@ struct Step {
     id: u32,
     old: Option<(i32, u64)>,
     began: Instant,
+    /// Replaced by a successor (counted as a restart here); an in-place restart counts itself.
+    successor: bool,
 }
 
 /// Where a step stands.
@@ -106,7 +108,9 @@ impl Supervisor {
                             Progress::Waiting => break,
                             Progress::Skipped => lane.current = None,
                             Progress::Done(done) => {
-                                if let Some(worker) = self.workers.get_mut(&done.id) {
+                                if let Some(worker) = self.workers.get_mut(&done.id)
+                                    && step.successor
+                                {
                                     worker.restarts += 1;
                                 }
                                 info!(app = %done.name, instance = done.instance, old = ?done.old_pid, new = done.new_pid, ready_ms = done.ready_ms, "worker replaced");
@@ -170,6 +174,7 @@ impl Supervisor {
                 id,
                 old: None,
                 began,
+                successor: false,
             };
         };
         worker.reload_failure = None;
@@ -193,7 +198,12 @@ impl Supervisor {
                         }
                     }
                 }
-                Step { id, old, began }
+                Step {
+                    id,
+                    old,
+                    began,
+                    successor: true,
+                }
             }
             State::Running(p) => {
                 self.signal_stop(id, OnExit::Restart);
@@ -201,6 +211,7 @@ impl Supervisor {
                     id,
                     old: Some((p.pid, p.serial)),
                     began,
+                    successor: false,
                 }
             }
             State::Stopping { process, .. } => {
@@ -209,6 +220,7 @@ impl Supervisor {
                     id,
                     old: Some((process.pid, process.serial)),
                     began,
+                    successor: false,
                 }
             }
             State::Waiting { .. } | State::Stopped | State::Errored => {
@@ -218,6 +230,7 @@ impl Supervisor {
                     id,
                     old: None,
                     began,
+                    successor: false,
                 }
             }
         }
