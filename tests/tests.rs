@@ -3,6 +3,7 @@
 //! and its [`Herdsman`] fixture leaves no process behind. See `helpers` for the fixtures.
 
 mod helpers;
+mod reload;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;

@@ -2,6 +2,7 @@
 
 mod control;
 mod ecosystem;
+mod import;
 mod list;
 mod logs;
 mod start;
@@ -102,6 +103,17 @@ pub enum Command {
     },
     /// Print the JSON Schema of ecosystem.toml (for editor completion and checks).
     Schema,
+    /// Convert a PM2 ecosystem file (ecosystem.config.js, evaluated with node, or JSON) to ecosystem.toml.
+    Import {
+        /// The PM2 file.
+        file: std::path::PathBuf,
+        /// Write the TOML here instead of to stdout.
+        #[arg(short, long)]
+        output: Option<std::path::PathBuf>,
+        /// Overwrite the output file.
+        #[arg(long)]
+        force: bool,
+    },
     /// Run the daemon (commands start it when needed).
     Daemon {
         /// Stay in the foreground and log to stderr (what a systemd unit or a container runs).
@@ -265,6 +277,11 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Kill => control::kill(&home),
         Command::Init { path, force } => ecosystem::init(&path, force),
         Command::Schema => ecosystem::schema(),
+        Command::Import {
+            file,
+            output,
+            force,
+        } => import::run(&file, output.as_deref(), force),
         Command::Daemon { foreground } => control::daemon(&home, foreground),
     }
 }

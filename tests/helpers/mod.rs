@@ -10,7 +10,7 @@
 //!   synchronise.
 //! - [`http_get`] and [`Probe`] are hand-written HTTP/1.1 clients on `std::net::TcpStream`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -160,6 +160,7 @@ pub struct Cmd<'a> {
     h: &'a Herdsman,
     args: Vec<String>,
     envs: Vec<(String, String)>,
+    removed: Vec<String>,
     cwd: PathBuf,
     timeout: Duration,
 }
@@ -168,6 +169,12 @@ impl Cmd<'_> {
     pub fn env(mut self, key: &str, value: impl AsRef<str>) -> Self {
         self.envs
             .push((key.to_string(), value.as_ref().to_string()));
+        self
+    }
+
+    /// Removes `key` from the command's environment (inherited from the test process otherwise).
+    pub fn env_remove(mut self, key: &str) -> Self {
+        self.removed.push(key.to_string());
         self
     }
 
@@ -185,6 +192,9 @@ impl Cmd<'_> {
     pub fn run(self) -> Output {
         let mut command = self.h.command();
         command.args(&self.args).current_dir(&self.cwd);
+        for k in &self.removed {
+            command.env_remove(k);
+        }
         for (k, v) in &self.envs {
             command.env(k, v);
         }
@@ -304,6 +314,7 @@ impl Herdsman {
             h: self,
             args: args.iter().map(|a| a.as_ref().to_string()).collect(),
             envs: Vec::new(),
+            removed: Vec::new(),
             cwd: repo_root(),
             timeout: CMD_TIMEOUT,
         }
@@ -650,12 +661,324 @@ pub fn served_pid(port: u16) -> Option<i32> {
     }
 }
 
+/// Failed requests by kind, as load generators count them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorCounts {
+    /// Connection refused (nothing listening).
+    pub refused: usize,
+    /// Reset, aborted, broken pipe or closed before a complete response.
+    pub reset: usize,
+    /// No answer within the timeout.
+    pub timed_out: usize,
+    /// A response that is not 2xx.
+    pub bad_status: usize,
+    /// Anything else (e.g. a malformed response).
+    pub other: usize,
+}
+
+impl ErrorCounts {
+    /// Counts one I/O failure by its kind.
+    pub fn count(&mut self, kind: std::io::ErrorKind) {
+        use std::io::ErrorKind as K;
+        match kind {
+            K::ConnectionRefused => self.refused += 1,
+            K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof => {
+                self.reset += 1
+            }
+            K::TimedOut | K::WouldBlock => self.timed_out += 1,
+            _ => self.other += 1,
+        }
+    }
+
+    pub fn total(&self) -> usize {
+        self.refused + self.reset + self.timed_out + self.bad_status + self.other
+    }
+}
+
+/// What a [`KeepAliveLoad`] saw.
+#[derive(Debug, Default, Clone)]
+pub struct LoadReport {
+    /// 2xx responses.
+    pub ok: usize,
+    /// Responses by status code (2xx included).
+    pub statuses: BTreeMap<u16, usize>,
+    /// Responses by `X-Pid`.
+    pub pids: BTreeMap<i32, usize>,
+    /// Connections opened (the first of each thread included).
+    pub connections: usize,
+    /// Requests on a reused connection that the server closed before any response byte, sent
+    /// again once on a new connection (what HTTP clients do for idempotent requests): not failures.
+    pub retried: usize,
+    /// Failures by kind: any error on a fresh connection, a retry that failed, an error after
+    /// part of a response, a timeout, any non-2xx.
+    pub errors: ErrorCounts,
+    /// One line per failure, with the time since the load started.
+    pub failures: Vec<String>,
+}
+
+/// A keep-alive HTTP/1.1 load: `threads` threads, each with a persistent connection to
+/// 127.0.0.1:port sending `GET /` one request after the other (Content-Length framed), until
+/// stopped, for at most 60 s and 15 000 requests per thread. Every socket operation times out
+/// after 5 s. Failures are recorded, never retried, except a request on a reused connection that
+/// got no response byte at all, not even a timeout (see [`LoadReport::retried`]).
+pub struct KeepAliveLoad {
+    stop: Arc<AtomicBool>,
+    report: Arc<Mutex<LoadReport>>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+/// One persistent client connection.
+struct KeepAliveConn {
+    reader: std::io::BufReader<TcpStream>,
+}
+
+/// Why a request on a connection failed, and whether any byte of the response had arrived.
+struct RequestError {
+    error: HttpError,
+    got_bytes: bool,
+}
+
+const LOAD_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl KeepAliveConn {
+    fn connect(port: u16) -> Result<Self, HttpError> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let io = |what: &'static str| {
+            move |e: std::io::Error| http_err(e.kind(), format!("{what}: {e}"))
+        };
+        let stream = TcpStream::connect_timeout(&addr, LOAD_TIMEOUT).map_err(io("connect"))?;
+        stream
+            .set_read_timeout(Some(LOAD_TIMEOUT))
+            .map_err(io("set_read_timeout"))?;
+        stream
+            .set_write_timeout(Some(LOAD_TIMEOUT))
+            .map_err(io("set_write_timeout"))?;
+        stream.set_nodelay(true).map_err(io("set_nodelay"))?;
+        Ok(KeepAliveConn {
+            reader: std::io::BufReader::new(stream),
+        })
+    }
+
+    /// Sends `GET /` and reads one response; returns it and whether the connection stays open.
+    fn request(&mut self, port: u16) -> Result<(HttpResponse, bool), RequestError> {
+        use std::io::BufRead;
+        let fail = |got_bytes: bool, what: &str, e: std::io::Error| RequestError {
+            error: http_err(e.kind(), format!("{what}: {e}")),
+            got_bytes,
+        };
+        let request = format!("GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+        self.reader
+            .get_mut()
+            .write_all(request.as_bytes())
+            .map_err(|e| fail(false, "write", e))?;
+        let mut status_line = String::new();
+        match self.reader.read_line(&mut status_line) {
+            Ok(0) => {
+                return Err(RequestError {
+                    error: http_err(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "closed by the server before any response byte",
+                    ),
+                    got_bytes: false,
+                });
+            }
+            Ok(_) => {}
+            Err(e) => return Err(fail(!status_line.is_empty(), "read status line", e)),
+        }
+        let bad = |m: String| RequestError {
+            error: http_err(std::io::ErrorKind::InvalidData, m),
+            got_bytes: true,
+        };
+        let status: u16 = status_line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| bad(format!("bad status line {status_line:?}")))?;
+        let (mut length, mut pid, mut close) = (None, None, false);
+        loop {
+            let mut line = String::new();
+            match self.reader.read_line(&mut line) {
+                Ok(0) => {
+                    return Err(fail(
+                        true,
+                        "read headers",
+                        std::io::ErrorKind::UnexpectedEof.into(),
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) => return Err(fail(true, "read headers", e)),
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':') {
+                let (k, v) = (k.trim(), v.trim());
+                if k.eq_ignore_ascii_case("content-length") {
+                    length = v.parse::<usize>().ok();
+                } else if k.eq_ignore_ascii_case("x-pid") {
+                    pid = v.parse().ok();
+                } else if k.eq_ignore_ascii_case("connection") {
+                    close = v.eq_ignore_ascii_case("close");
+                }
+            }
+        }
+        let length =
+            length.ok_or_else(|| bad(format!("no Content-Length after {status_line:?}")))?;
+        let mut body = vec![0; length];
+        self.reader
+            .read_exact(&mut body)
+            .map_err(|e| fail(true, "read body", e))?;
+        Ok((
+            HttpResponse {
+                status,
+                pid,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            },
+            !close,
+        ))
+    }
+}
+
+impl KeepAliveLoad {
+    pub fn start(port: u16, threads: usize) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let report = Arc::new(Mutex::new(LoadReport::default()));
+        let started = Instant::now();
+        let handles = (0..threads)
+            .map(|_| {
+                let (stop, report) = (stop.clone(), report.clone());
+                thread::spawn(move || keep_alive_thread(port, &stop, &report, started))
+            })
+            .collect();
+        KeepAliveLoad {
+            stop,
+            report,
+            handles,
+        }
+    }
+
+    /// 2xx responses so far.
+    pub fn ok_count(&self) -> usize {
+        self.report.lock().expect("load report poisoned").ok
+    }
+
+    /// Stops the threads and returns what they saw.
+    pub fn finish(mut self) -> LoadReport {
+        self.stop_threads();
+        std::mem::take(&mut *self.report.lock().expect("load report poisoned"))
+    }
+
+    fn stop_threads(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for h in self.handles.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for KeepAliveLoad {
+    fn drop(&mut self) {
+        self.stop_threads();
+    }
+}
+
+fn keep_alive_thread(port: u16, stop: &AtomicBool, report: &Mutex<LoadReport>, started: Instant) {
+    let record_failure = |e: &HttpError, what: &str| {
+        let mut r = report.lock().expect("load report poisoned");
+        r.errors.count(e.kind);
+        r.failures
+            .push(format!("at {:?}: {what}: {e}", started.elapsed()));
+    };
+    let connect = || {
+        let c = KeepAliveConn::connect(port);
+        if c.is_ok() {
+            report.lock().expect("load report poisoned").connections += 1;
+        }
+        c
+    };
+    let mut conn: Option<KeepAliveConn> = None;
+    let mut count = 0;
+    while !stop.load(Ordering::SeqCst)
+        && started.elapsed() < Duration::from_secs(60)
+        && count < 15_000
+    {
+        count += 1;
+        let reused = conn.is_some();
+        let mut c = match conn.take() {
+            Some(c) => c,
+            None => match connect() {
+                Ok(c) => c,
+                Err(e) => {
+                    record_failure(&e, "new connection");
+                    thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
+            },
+        };
+        let mut result = c.request(port);
+        if let Err(RequestError {
+            got_bytes: false,
+            error,
+        }) = &result
+            && reused
+            && !matches!(
+                error.kind,
+                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+            )
+        {
+            // The server closed the idle keep-alive connection (graceful shutdown): send the
+            // request again, once, on a new connection.
+            report.lock().expect("load report poisoned").retried += 1;
+            match connect() {
+                Ok(fresh) => {
+                    c = fresh;
+                    result = c.request(port);
+                }
+                Err(e) => {
+                    record_failure(&e, "new connection for a retry");
+                    thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
+            }
+        }
+        match result {
+            Ok((resp, keep)) => {
+                let mut r = report.lock().expect("load report poisoned");
+                *r.statuses.entry(resp.status).or_default() += 1;
+                if let Some(pid) = resp.pid {
+                    *r.pids.entry(pid).or_default() += 1;
+                }
+                if (200..300).contains(&resp.status) {
+                    r.ok += 1;
+                } else {
+                    r.errors.bad_status += 1;
+                    r.failures.push(format!(
+                        "at {:?}: status {} body {:?}",
+                        started.elapsed(),
+                        resp.status,
+                        resp.body
+                    ));
+                }
+                if keep {
+                    conn = Some(c);
+                }
+            }
+            Err(e) => record_failure(&e.error, "request"),
+        }
+        // Pacing between requests (bounded load on a shared CI machine), not synchronisation.
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// What a [`Probe`] saw.
 #[derive(Debug, Default)]
 pub struct ProbeReport {
     pub ok: usize,
     pub failures: Vec<String>,
     pub pids: BTreeSet<i32>,
+    /// The failures by kind (refused, reset, timed out, non-2xx, ...).
+    pub errors: ErrorCounts,
 }
 
 /// A thread opening a new connection to 127.0.0.1:port every ~5 ms until stopped (bounded: at
@@ -692,13 +1015,19 @@ impl Probe {
                             r.ok += 1;
                             r.pids.extend(resp.pid);
                         }
-                        Ok(resp) => r.failures.push(format!(
-                            "at {:?}: status {} body {:?}",
-                            started.elapsed(),
-                            resp.status,
-                            resp.body
-                        )),
-                        Err(e) => r.failures.push(format!("at {:?}: {e}", started.elapsed())),
+                        Ok(resp) => {
+                            r.errors.bad_status += 1;
+                            r.failures.push(format!(
+                                "at {:?}: status {} body {:?}",
+                                started.elapsed(),
+                                resp.status,
+                                resp.body
+                            ))
+                        }
+                        Err(e) => {
+                            r.errors.count(e.kind);
+                            r.failures.push(format!("at {:?}: {e}", started.elapsed()))
+                        }
                     }
                     drop(r);
                     // Pacing between requests, not synchronisation.

@@ -659,7 +659,13 @@ fn worker_env(spec: &AppSpec, context: &EnvContext<'_>) -> Vec<(String, String)>
     env
 }
 
-/// How long after its start a process counts as ready when the app gives no signal: its `min_uptime`.
+/// How long after its start a process counts as ready when the app gives no signal: its `min_uptime`. A Node
+/// worker in cluster mode reports the moment it listens, so it gets until its listen timeout instead, as
+/// under PM2 (which also counts it ready when that runs out).
 fn grace(spec: &AppSpec) -> Duration {
-    Duration::from_millis(spec.min_uptime_ms)
+    if spec.is_node() && !spec.listen.is_empty() {
+        Duration::from_millis(spec.listen_timeout_ms)
+    } else {
+        Duration::from_millis(spec.min_uptime_ms)
+    }
 }

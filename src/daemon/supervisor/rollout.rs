@@ -90,6 +90,8 @@ struct Step {
     id: u32,
     old: Option<(i32, u64)>,
     began: Instant,
+    /// Replaced by a successor (counted as a restart here); an in-place restart counts itself.
+    successor: bool,
 }
 
 /// Where a step stands.
@@ -240,7 +242,7 @@ impl Supervisor {
                     }
                     Progress::Done(done) => {
                         if let Some(worker) = self.workers.get_mut(&done.id)
-                            && done.old_pid.is_some()
+                            && step.successor
                         {
                             worker.restarts += 1;
                         }
@@ -295,6 +297,7 @@ impl Supervisor {
                         id,
                         old: None,
                         began: Instant::now(),
+                        successor: false,
                     }
                 }
             });
@@ -309,6 +312,7 @@ impl Supervisor {
                 id,
                 old: None,
                 began,
+                successor: false,
             };
         };
         worker.reload_failure = None;
@@ -332,7 +336,12 @@ impl Supervisor {
                         }
                     }
                 }
-                Step { id, old, began }
+                Step {
+                    id,
+                    old,
+                    began,
+                    successor: true,
+                }
             }
             State::Running(p) => {
                 self.signal_stop(id, OnExit::Restart);
@@ -340,6 +349,7 @@ impl Supervisor {
                     id,
                     old: Some((p.pid, p.serial)),
                     began,
+                    successor: false,
                 }
             }
             State::Stopping { process, .. } => {
@@ -348,6 +358,7 @@ impl Supervisor {
                     id,
                     old: Some((process.pid, process.serial)),
                     began,
+                    successor: false,
                 }
             }
             State::Waiting { .. } | State::Stopped | State::Errored => {
@@ -357,6 +368,7 @@ impl Supervisor {
                     id,
                     old: None,
                     began,
+                    successor: false,
                 }
             }
         }

@@ -1,0 +1,322 @@
+//! `herdsman import`: a PM2 ecosystem file (`ecosystem.config.js`, evaluated with node; or JSON) turned into
+//! an `ecosystem.toml`. Every PM2 option herdsman supports is mapped; each one it cannot map is printed with
+//! the reason, and nothing is silently dropped.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+use toml::{Table, Value as Toml};
+
+/// Reads a PM2 file and writes the TOML (to `output`, or stdout). Unmapped options go to stderr.
+pub fn run(input: &Path, output: Option<&Path>, force: bool) -> Result<()> {
+    let config = read_pm2(input)?;
+    let apps = match &config {
+        Value::Object(map) => map.get("apps").cloned().unwrap_or(Value::Null),
+        Value::Array(_) => config.clone(),
+        _ => Value::Null,
+    };
+    let Value::Array(apps) = apps else {
+        bail!(
+            "{}: no `apps` array found (expected module.exports = {{ apps: [...] }})",
+            input.display()
+        );
+    };
+    let mut converted = Vec::new();
+    let mut skipped = Vec::new();
+    for (index, app) in apps.iter().enumerate() {
+        let Value::Object(app) = app else {
+            bail!("{}: apps[{index}] is not an object", input.display());
+        };
+        let label = match app.get("name").and_then(Value::as_str) {
+            Some(name) => format!("apps[{index}] ({name})"),
+            None => format!("apps[{index}]"),
+        };
+        let (table, notes) = convert(app);
+        skipped.extend(notes.into_iter().map(|note| format!("{label}: {note}")));
+        converted.push(Toml::Table(table));
+    }
+    let mut root = Table::new();
+    root.insert("apps".into(), Toml::Array(converted));
+    let text = format!(
+        "# Converted from {} by `herdsman import`.\n# Paths are relative to this file; check them if it is not next to the original.\n\n{}",
+        input.display(),
+        toml::to_string_pretty(&root).context("cannot write TOML")?
+    );
+    for note in &skipped {
+        eprintln!("not imported: {note}");
+    }
+    match output {
+        Some(path) => {
+            if path.exists() && !force {
+                bail!(
+                    "{} already exists; use --force to overwrite it",
+                    path.display()
+                );
+            }
+            std::fs::write(path, text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!(
+                "wrote {} ({} app(s), {} option(s) not imported)",
+                path.display(),
+                apps.len(),
+                skipped.len()
+            );
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
+/// The file's value: JSON read directly, JavaScript evaluated by node (as PM2 does).
+fn read_pm2(input: &Path) -> Result<Value> {
+    let text = if input.extension().is_some_and(|e| e == "json") {
+        std::fs::read_to_string(input)
+            .with_context(|| format!("cannot read {}", input.display()))?
+    } else {
+        let absolute = std::path::absolute(input)?;
+        let script = "const c = require(process.argv[1]); \
+                      process.stdout.write(JSON.stringify(c && c.default ? c.default : c));";
+        let out = Command::new("node")
+            .args(["-e", script])
+            .arg(&absolute)
+            .output()
+            .context("cannot run node to read the PM2 file (is node on PATH?)")?;
+        if !out.status.success() {
+            bail!(
+                "node could not load {}: {}",
+                input.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        String::from_utf8(out.stdout).context("node printed something that is not UTF-8")?
+    };
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a PM2 ecosystem file", input.display()))
+}
+
+/// PM2 options with no herdsman equivalent, and why.
+const UNSUPPORTED: &[(&str, &str)] = &[
+    (
+        "watch",
+        "herdsman does not watch files; reload from your deploy instead",
+    ),
+    ("ignore_watch", "herdsman does not watch files"),
+    ("watch_options", "herdsman does not watch files"),
+    (
+        "cron_restart",
+        "herdsman has no cron restarts; use a systemd timer or cron calling `herdsman reload`",
+    ),
+    (
+        "restart_delay",
+        "herdsman backs off exponentially instead (restart_backoff)",
+    ),
+    ("max_memory_restart", "not supported yet"),
+    ("log_date_format", "herdsman does not prefix log lines"),
+    ("time", "herdsman does not prefix log lines"),
+    (
+        "combine_logs",
+        "each app's workers always share one out and one error log",
+    ),
+    (
+        "merge_logs",
+        "each app's workers always share one out and one error log",
+    ),
+    (
+        "log_file",
+        "herdsman keeps stdout and stderr apart (out_file, error_file)",
+    ),
+    (
+        "pid_file",
+        "herdsman keeps no pid files; `herdsman list --json` has the pids",
+    ),
+    ("source_map_support", "no equivalent"),
+    (
+        "instance_var",
+        "herdsman sets HERDSMAN_INSTANCE and NODE_APP_INSTANCE",
+    ),
+    ("vizion", "no equivalent"),
+    ("post_update", "no equivalent"),
+    ("force", "no equivalent: an app name is unique"),
+    (
+        "shutdown_with_message",
+        "herdsman stops workers with a signal (kill_signal)",
+    ),
+    (
+        "treekill",
+        "herdsman always stops a worker's whole process group",
+    ),
+    ("namespace", "no equivalent"),
+    ("automation", "no equivalent"),
+    ("pmx", "no equivalent"),
+    ("disable_trace", "no equivalent"),
+    (
+        "filter_env",
+        "no equivalent: workers get the environment of the command that starts them",
+    ),
+    ("append_env_to_name", "no equivalent"),
+    ("exec_interpreter", "use `interpreter`"),
+];
+
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn words(value: &Value) -> Option<Vec<String>> {
+    match value {
+        Value::String(s) => Some(s.split_whitespace().map(str::to_string).collect()),
+        Value::Array(items) => items.iter().map(text).collect(),
+        _ => None,
+    }
+}
+
+fn env_table(value: &Value) -> Option<Toml> {
+    let Value::Object(map) = value else {
+        return None;
+    };
+    let table: Table = map
+        .iter()
+        .filter_map(|(k, v)| Some((k.clone(), Toml::String(text(v)?))))
+        .collect();
+    Some(Toml::Table(table))
+}
+
+/// Maps one PM2 app; returns the table and a note for each option not mapped.
+fn convert(app: &serde_json::Map<String, Value>) -> (Table, Vec<String>) {
+    let mut table = Table::new();
+    let mut notes = Vec::new();
+    let mut port = None;
+    let cluster = app
+        .get("exec_mode")
+        .and_then(Value::as_str)
+        .is_some_and(|m| m.contains("cluster"))
+        || app
+            .get("instances")
+            .is_some_and(|i| i.as_i64() != Some(1) && !i.is_null());
+    for (key, value) in app {
+        let mut put = |name: &str, v: Option<Toml>| match v {
+            Some(v) => {
+                table.insert(name.into(), v);
+            }
+            None => notes.push(format!("`{key}`: cannot read the value {value}")),
+        };
+        match key.as_str() {
+            "name" | "script" | "cwd" | "interpreter" | "increment_var" | "user" | "group" => {
+                put(key, text(value).map(Toml::String))
+            }
+            "uid" => put("user", text(value).map(Toml::String)),
+            "gid" => put("group", text(value).map(Toml::String)),
+            "args" => put(
+                "args",
+                words(value).map(|w| Toml::Array(w.into_iter().map(Toml::String).collect())),
+            ),
+            "interpreter_args" | "node_args" => put(
+                "interpreter_args",
+                words(value).map(|w| Toml::Array(w.into_iter().map(Toml::String).collect())),
+            ),
+            "instances" => put(
+                "instances",
+                match value {
+                    Value::Number(n) => n.as_i64().map(Toml::Integer),
+                    Value::String(s) if s == "max" => Some(Toml::String("max".into())),
+                    Value::String(s) => s.parse::<i64>().ok().map(Toml::Integer),
+                    _ => None,
+                },
+            ),
+            "exec_mode" => {}
+            "kill_timeout" | "listen_timeout" | "min_uptime" => put(
+                key,
+                match value {
+                    Value::Number(n) => n.as_i64().map(Toml::Integer),
+                    Value::String(s) => Some(Toml::String(s.clone())),
+                    _ => None,
+                },
+            ),
+            "exp_backoff_restart_delay" => {
+                put("restart_backoff", value.as_i64().map(Toml::Integer))
+            }
+            "max_restarts" => put("max_restarts", value.as_i64().map(Toml::Integer)),
+            "wait_ready" | "autorestart" => put(key, value.as_bool().map(Toml::Boolean)),
+            "stop_exit_codes" => put(
+                "stop_exit_codes",
+                match value {
+                    Value::Array(codes) => codes
+                        .iter()
+                        .map(|c| c.as_i64().map(Toml::Integer))
+                        .collect::<Option<Vec<_>>>()
+                        .map(Toml::Array),
+                    Value::Number(n) => n.as_i64().map(|c| Toml::Array(vec![Toml::Integer(c)])),
+                    _ => None,
+                },
+            ),
+            "out_file" | "output" => put("out_file", text(value).map(Toml::String)),
+            "error_file" | "error" | "err_file" => put("error_file", text(value).map(Toml::String)),
+            "env" => {
+                port = value.get("PORT").and_then(text);
+                put("env", env_table(value));
+            }
+            profile if profile.starts_with("env_") => put(profile, env_table(value)),
+            other => {
+                let reason = UNSUPPORTED
+                    .iter()
+                    .find(|(name, _)| *name == other)
+                    .map_or("not a herdsman option", |(_, why)| why);
+                notes.push(format!("`{other}`: {reason}"));
+            }
+        }
+    }
+    if cluster {
+        match port {
+            // PM2's cluster mode shares the port the app listens on; herdsman binds it itself.
+            Some(port) if port.parse::<u16>().is_ok() => {
+                table.insert("listen".into(), Toml::String(port));
+            }
+            _ => notes.push(
+                "`exec_mode: cluster`: herdsman binds the socket itself and needs its address: add `listen` \
+                 (the app's env has no PORT to take it from); the app runs in fork mode until then"
+                    .into(),
+            ),
+        }
+    }
+    (table, notes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pm2_cluster_app_maps_to_a_listen_address_and_reports_what_it_cannot_map() {
+        let app = serde_json::json!({
+            "name": "api", "script": "server.js", "exec_mode": "cluster", "instances": "max",
+            "env": { "PORT": 3000, "NODE_ENV": "dev" }, "env_production": { "NODE_ENV": "production" },
+            "kill_timeout": 3000, "watch": true, "node_args": "--max-old-space-size=512",
+            "error_file": "logs/api.err"
+        });
+        let (table, notes) = convert(app.as_object().expect("object"));
+        assert_eq!(table["listen"].as_str(), Some("3000"));
+        assert_eq!(table["instances"].as_str(), Some("max"));
+        assert_eq!(table["env"]["PORT"].as_str(), Some("3000"));
+        assert_eq!(
+            table["env_production"]["NODE_ENV"].as_str(),
+            Some("production")
+        );
+        assert_eq!(table["interpreter_args"].as_array().map(Vec::len), Some(1));
+        assert_eq!(table["error_file"].as_str(), Some("logs/api.err"));
+        assert_eq!(notes.len(), 1);
+        assert!(
+            notes[0].contains("`watch`") && notes[0].contains("does not watch"),
+            "{notes:?}"
+        );
+        let mut root = Table::new();
+        root.insert("apps".into(), Toml::Array(vec![Toml::Table(table)]));
+        let root = toml::to_string(&root).expect("serialise");
+        crate::config::file::parse(&root).expect("the converted app is a valid herdsman app");
+    }
+}
