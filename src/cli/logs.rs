@@ -5,7 +5,7 @@
 //! Following checks the files' sizes a few times a second; a file that shrinks was truncated and is read
 //! again from its start.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{IsTerminal, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail};
 use super::LogsArgs;
 use crate::client::Client;
 use crate::home::Home;
-use crate::protocol::{Request, Response, Selection};
+use crate::protocol::{ProcessInfo, Request, Response, Selection};
 
 const POLL: Duration = Duration::from_millis(100);
 
@@ -33,12 +33,12 @@ struct Stream {
 pub fn run(home: &Home, args: LogsArgs) -> Result<()> {
     let apps = resolve(home, args.target.as_deref())?;
     let mut streams = Vec::new();
-    for app in apps {
+    for (app, (out, err)) in apps {
         if !args.err {
-            streams.push(Stream::new(app.clone(), false, home.out_log(&app)));
+            streams.push(Stream::new(app.clone(), false, out));
         }
         if !args.out {
-            streams.push(Stream::new(app.clone(), true, home.err_log(&app)));
+            streams.push(Stream::new(app, true, err));
         }
     }
     let colour = std::io::stdout().is_terminal()
@@ -78,8 +78,9 @@ pub fn run(home: &Home, args: LogsArgs) -> Result<()> {
     }
 }
 
-/// The app names a target selects. With the daemon running it knows; otherwise the log files tell.
-fn resolve(home: &Home, target: Option<&str>) -> Result<Vec<String>> {
+/// The apps a target selects, with their log files. With the daemon running it knows (an app may have its
+/// own log paths); otherwise the files in the home's logs directory tell.
+fn resolve(home: &Home, target: Option<&str>) -> Result<BTreeMap<String, (PathBuf, PathBuf)>> {
     let selection = Selection::parse(target.unwrap_or("all"));
     let known = match Client::connect(home)? {
         Some(mut client) => match client.request(&Request::List)? {
@@ -89,17 +90,25 @@ fn resolve(home: &Home, target: Option<&str>) -> Result<Vec<String>> {
         },
         None => None,
     };
+    let defaults = |name: &str| (name.to_string(), (home.out_log(name), home.err_log(name)));
+    let paths = |p: &ProcessInfo| {
+        let (out, err) = defaults(&p.name).1;
+        let out = p.out_file.as_ref().map_or(out, PathBuf::from);
+        let err = p.error_file.as_ref().map_or(err, PathBuf::from);
+        (p.name.clone(), (out, err))
+    };
     let on_disk = apps_on_disk(home)?;
     match (selection, known) {
         (Selection::All, known) => {
-            let mut apps = on_disk;
-            apps.extend(known.into_iter().flatten().map(|p| p.name));
-            Ok(apps.into_iter().collect())
+            let mut apps: BTreeMap<_, _> = on_disk.iter().map(|name| defaults(name)).collect();
+            apps.extend(known.iter().flatten().map(paths));
+            Ok(apps)
         }
         (Selection::Name(name), known) => {
-            let listed = known.is_some_and(|k| k.iter().any(|p| p.name == name));
-            if listed || on_disk.contains(&name) {
-                Ok(vec![name])
+            if let Some(process) = known.iter().flatten().find(|p| p.name == name) {
+                Ok(BTreeMap::from([paths(process)]))
+            } else if on_disk.contains(&name) {
+                Ok(BTreeMap::from([defaults(&name)]))
             } else {
                 bail!(
                     "no app named '{name}' and no logs for it in {}",
@@ -107,8 +116,8 @@ fn resolve(home: &Home, target: Option<&str>) -> Result<Vec<String>> {
                 )
             }
         }
-        (Selection::Id(id), Some(known)) => match known.into_iter().find(|p| p.id == id) {
-            Some(process) => Ok(vec![process.name]),
+        (Selection::Id(id), Some(known)) => match known.iter().find(|p| p.id == id) {
+            Some(process) => Ok(BTreeMap::from([paths(process)])),
             None => bail!("no process with id {id} (see `herdsman list`)"),
         },
         (Selection::Id(id), None) => bail!("no process with id {id}: the daemon is not running"),

@@ -162,6 +162,19 @@ impl RawApp {
             let at = self.error_file.as_ref().and_then(|f| f.at);
             problem(at, "error_file", "must differ from out_file".into());
         }
+        if let Some(listen) = &self.listen
+            && let Some(twice) = listen
+                .value
+                .iter()
+                .enumerate()
+                .find(|(i, a)| listen.value[..*i].contains(a))
+        {
+            problem(
+                listen.at,
+                "listen",
+                format!("address {} is given twice", twice.1),
+            );
+        }
         if let Some(deps) = &self.depends_on
             && deps.value.contains(&name)
         {
