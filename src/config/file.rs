@@ -190,14 +190,29 @@ pub const FIELDS: &[Field] = &[
 
 /// Reads a file's apps, checking every key and value. `Err` lists every problem found.
 pub fn parse(text: &str) -> Result<Vec<RawApp>, Vec<Problem>> {
+    let (apps, problems) = read(text);
+    if problems.is_empty() {
+        Ok(apps)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Reads what it can of a file's apps (a key with a bad value is left out of its app), and every problem.
+/// No app at all when the file is not TOML.
+fn read(text: &str) -> (Vec<RawApp>, Vec<Problem>) {
     let lines = Lines::new(text);
-    let root = DeTable::parse(text).map_err(|e| {
-        vec![Problem {
-            at: e.span().map(|s| lines.locate(s.start)),
-            key: String::new(),
-            message: format!("not valid TOML: {}", e.message().trim()),
-        }]
-    })?;
+    let root = match DeTable::parse(text) {
+        Ok(root) => root,
+        Err(e) => {
+            let problem = Problem {
+                at: e.span().map(|s| lines.locate(s.start)),
+                key: String::new(),
+                message: format!("not valid TOML: {}", e.message().trim()),
+            };
+            return (Vec::new(), vec![problem]);
+        }
+    };
     let mut problems = Vec::new();
     let mut apps = Vec::new();
     for (key, value) in root.get_ref() {
@@ -262,11 +277,7 @@ pub fn parse(text: &str) -> Result<Vec<RawApp>, Vec<Problem>> {
             seen.insert(name, at);
         }
     }
-    if problems.is_empty() {
-        Ok(apps)
-    } else {
-        Err(problems)
-    }
+    (apps, problems)
 }
 
 /// A file's apps, resolved.
@@ -296,14 +307,16 @@ pub fn load(
         (Some(at), true) => format!("{shown}:{}:{}: {}", at.line, at.column, p.message),
         (None, _) => format!("{shown}: {}", p.message),
     };
-    let raw =
-        parse(&text).map_err(|problems| problems.into_iter().map(format).collect::<Vec<_>>())?;
+    let (raw, problems) = read(&text);
+    let mut messages: Vec<String> = problems.into_iter().map(format).collect();
+    if raw.is_empty() {
+        return Err(messages);
+    }
     let base = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let base = std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
-    let mut messages = Vec::new();
     let names: Vec<String> = raw.iter().filter_map(RawApp::name).collect();
     for wanted in only {
         if !names.contains(wanted) {
