@@ -88,14 +88,6 @@ impl State {
         }
     }
 
-    /// The process group to signal, while any of it may be alive.
-    pub fn group(self) -> Option<i32> {
-        match self {
-            State::Running(p) | State::Stopping { process: p, .. } => Some(p.pid),
-            _ => None,
-        }
-    }
-
     pub fn started(self) -> Option<Instant> {
         match self {
             State::Running(p) | State::Stopping { process: p, .. } => Some(p.started),

@@ -34,7 +34,7 @@ use crate::protocol::{
     ApplyAction, ApplyRequest, ErrorKind, Mode, ProcessInfo, Request, Response, Selection,
 };
 use app::App;
-use rollout::Rollout;
+use rollout::{Lane, LaneAction, Rollout};
 
 /// Where a request's answers go: any number of [`Response::Progress`] frames, then one final response.
 pub type Replier = mpsc::UnboundedSender<Response>;
@@ -237,10 +237,12 @@ impl Supervisor {
             }
             Request::Start(start) => (Await::Up, self.create_app(*start.spec)),
             Request::StartExisting { target } => (Await::Up, self.start_selected(&target)),
-            Request::Stop { target } => (Await::Down, self.stop_selected(&target, OnExit::Stop)),
+            Request::Stop { target } => {
+                (Await::Down, self.stop_in_order(&target, LaneAction::Stop))
+            }
             Request::Restart { target } => (Await::Up, self.restart_selected(&target)),
             Request::Delete { target } => {
-                (Await::Gone, self.stop_selected(&target, OnExit::Remove))
+                (Await::Gone, self.stop_in_order(&target, LaneAction::Remove))
             }
             Request::Scale { name, to } => match self.scale(&name, to) {
                 Ok((until, ids)) => (until, Ok(ids)),
@@ -392,20 +394,46 @@ impl Supervisor {
         self.processes()
     }
 
-    fn begin_shutdown(&mut self, reply: Option<Replier>) {
-        info!("shutting down: stopping every app");
-        let ids: Vec<u32> = self.workers.keys().copied().collect();
-        for &id in &ids {
-            let Some(worker) = self.workers.get_mut(&id) else {
-                continue;
-            };
-            if worker.state.group().is_some() {
-                self.signal_stop(id, OnExit::Stop);
-            } else {
-                worker.epoch += 1;
-                worker.state = State::Stopped;
-            }
+    /// Stops the selected workers, each app only after the apps that depend on it (`depends_on`).
+    fn stop_in_order(&mut self, target: &Selection, action: LaneAction) -> Reply {
+        let ids = self.select(target)?;
+        let mut lanes: Vec<Lane> = Vec::new();
+        let apps: Vec<String> = ids
+            .iter()
+            .filter_map(|id| Some(self.workers.get(id)?.app.clone()))
+            .collect();
+        for name in apps.iter().collect::<std::collections::BTreeSet<_>>() {
+            let slots: Vec<u32> = ids
+                .iter()
+                .copied()
+                .filter(|id| self.workers.get(id).is_some_and(|w| &w.app == name))
+                .collect();
+            let needs: Vec<String> = apps
+                .iter()
+                .filter(|other| {
+                    self.apps
+                        .get(*other)
+                        .is_some_and(|a| a.spec.depends_on.contains(name))
+                })
+                .cloned()
+                .collect();
+            lanes.push(Lane::new(name, slots, action, needs).parallel());
         }
+        // Nobody reads this rollout's answer: the request waits on the workers themselves.
+        let (reply, _) = mpsc::unbounded_channel();
+        self.rollouts.push(Rollout {
+            lanes,
+            reply,
+            steps: Vec::new(),
+            failures: Vec::new(),
+        });
+        Ok(ids)
+    }
+
+    fn begin_shutdown(&mut self, reply: Option<Replier>) {
+        info!("shutting down: stopping every app, dependents first");
+        let ids: Vec<u32> = self.workers.keys().copied().collect();
+        let _ = self.stop_in_order(&Selection::All, LaneAction::Stop);
         self.pending.push(Pending {
             until: Await::Shutdown,
             workers: ids,
