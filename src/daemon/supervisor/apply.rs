@@ -147,12 +147,7 @@ impl Supervisor {
                 }
             }
         }
-        self.rollouts.push(Rollout {
-            lanes,
-            reply,
-            steps: Vec::new(),
-            failures: Vec::new(),
-        });
+        self.rollouts.push(Rollout::new(lanes, reply));
         Ok(())
     }
 

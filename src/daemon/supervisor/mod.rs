@@ -421,12 +421,7 @@ impl Supervisor {
         }
         // Nobody reads this rollout's answer: the request waits on the workers themselves.
         let (reply, _) = mpsc::unbounded_channel();
-        self.rollouts.push(Rollout {
-            lanes,
-            reply,
-            steps: Vec::new(),
-            failures: Vec::new(),
-        });
+        self.rollouts.push(Rollout::new(lanes, reply));
         Ok(ids)
     }
 

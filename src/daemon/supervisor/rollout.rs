@@ -22,10 +22,21 @@ use crate::protocol::{ErrorKind, ReloadStep, Response, ScaleTo, Selection};
 
 /// One reload (or ecosystem file) request in progress.
 pub(super) struct Rollout {
-    pub lanes: Vec<Lane>,
-    pub reply: Replier,
-    pub steps: Vec<ReloadStep>,
-    pub failures: Vec<String>,
+    lanes: Vec<Lane>,
+    reply: Replier,
+    steps: Vec<ReloadStep>,
+    failures: Vec<String>,
+}
+
+impl Rollout {
+    pub fn new(lanes: Vec<Lane>, reply: Replier) -> Rollout {
+        Rollout {
+            lanes,
+            reply,
+            steps: Vec::new(),
+            failures: Vec::new(),
+        }
+    }
 }
 
 /// What a lane does to each of its slots.
@@ -139,12 +150,7 @@ impl Supervisor {
                 .make_contiguous()
                 .sort_by_key(|id| self.workers.get(id).map(|w| w.instance));
         }
-        self.rollouts.push(Rollout {
-            lanes,
-            reply,
-            steps: Vec::new(),
-            failures: Vec::new(),
-        });
+        self.rollouts.push(Rollout::new(lanes, reply));
         Ok(())
     }
 
