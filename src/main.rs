@@ -17,6 +17,12 @@ fn main() -> ExitCode {
             };
         }
     };
+    if !matches!(cli.command, herdsman::cli::Command::Daemon { .. }) {
+        // A client writing to a closed pipe (`herdsman schema | head`) ends quietly, as Unix tools do. The
+        // daemon keeps SIGPIPE ignored: a client that goes away must not kill it.
+        // SAFETY: setting a signal disposition before any thread is started.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("HERDSMAN_LOG").unwrap_or_else(|_| EnvFilter::new("info")),

@@ -75,7 +75,7 @@ impl Supervisor {
                     }
                     Plan::Same(name) => {
                         let down = self.down_slots(&name);
-                        if action == ApplyAction::Start && !down.is_empty() {
+                        if !down.is_empty() {
                             note(format!("{name}: stopped: starting it"));
                             let needs = self
                                 .apps

@@ -264,19 +264,23 @@ impl Supervisor {
                             .apps
                             .get(&lane.app)
                             .map_or_else(|| self.home.err_log(&lane.app), |a| a.err_path.clone());
-                        let what = if step.old.is_some() {
-                            "reload"
+                        let instance = self.workers.get(&step.id).map_or(0, |w| w.instance);
+                        rollout.failures.push(if step.old.is_some() {
+                            format!(
+                                "reload of app '{}' stopped at worker {} (instance {instance}): {reason}; \
+                                 the workers not yet replaced keep serving; see {}",
+                                lane.app,
+                                step.id,
+                                log.display()
+                            )
                         } else {
-                            "start"
-                        };
-                        rollout.failures.push(format!(
-                            "{what} of app '{}' stopped at worker {} (instance {}): {reason}; \
-                             the workers not yet replaced keep serving; see {}",
-                            lane.app,
-                            step.id,
-                            self.workers.get(&step.id).map_or(0, |w| w.instance),
-                            log.display()
-                        ));
+                            format!(
+                                "app '{}' worker {} (instance {instance}) did not start: {reason}; see {}",
+                                lane.app,
+                                step.id,
+                                log.display()
+                            )
+                        });
                         lane.current.remove(index);
                         lane.queue.clear();
                         lane.failed = true;
