@@ -43,6 +43,11 @@ impl Home {
         self.root.join("daemon.pid")
     }
 
+    /// What `save` writes and `resurrect` reads.
+    pub fn dump(&self) -> PathBuf {
+        self.root.join("dump.json")
+    }
+
     pub fn daemon_log(&self) -> PathBuf {
         self.root.join("daemon.log")
     }

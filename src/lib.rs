@@ -10,3 +10,4 @@ pub mod config;
 pub mod daemon;
 pub mod home;
 pub mod protocol;
+pub mod systemd;

@@ -17,7 +17,10 @@ fn main() -> ExitCode {
             };
         }
     };
-    if !matches!(cli.command, herdsman::cli::Command::Daemon { .. }) {
+    if !matches!(
+        cli.command,
+        herdsman::cli::Command::Daemon { .. } | herdsman::cli::Command::Run { .. }
+    ) {
         // A client writing to a closed pipe (`herdsman schema | head`) ends quietly, as Unix tools do. The
         // daemon keeps SIGPIPE ignored: a client that goes away must not kill it.
         // SAFETY: setting a signal disposition before any thread is started.

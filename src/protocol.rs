@@ -108,6 +108,10 @@ pub enum Request {
     },
     /// Stop every app and then the daemon.
     Kill,
+    /// Write every app's spec to the dump (`HERDSMAN_HOME/dump.json`).
+    Save,
+    /// Start the dump's apps that do not run (answered as [`Request::Apply`]).
+    Resurrect,
 }
 
 impl From<StartRequest> for Request {

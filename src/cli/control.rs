@@ -160,16 +160,3 @@ fn process_alive(pid: i32) -> bool {
         Err(_) => false,
     }
 }
-
-pub fn daemon(home: &Home, foreground: bool) -> Result<()> {
-    if foreground {
-        return crate::daemon::run(home.clone());
-    }
-    let client = Client::connect_or_start(home)?;
-    println!(
-        "herdsman: daemon running (pid {}) for {}",
-        client.hello.pid,
-        home.root().display()
-    );
-    Ok(())
-}

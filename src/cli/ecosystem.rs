@@ -72,7 +72,12 @@ pub fn apply_file(
         prune,
         file_apps: loaded.names,
     });
-    let response = client.request_with_progress(&request, |frame| match frame {
+    print_apply(client.request_with_progress(&request, print_frame)?)
+}
+
+/// Prints a progress frame of an apply, reload or resurrect: a note per app, a line per worker.
+pub fn print_frame(frame: &Response) {
+    match frame {
         Response::Note { message } => println!("{message}"),
         Response::Progress { step } => {
             let old = step.old_pid.map_or("-".to_string(), |pid| pid.to_string());
@@ -82,7 +87,11 @@ pub fn apply_file(
             );
         }
         _ => {}
-    })?;
+    }
+}
+
+/// Prints the final answer of an apply: the table, or the error.
+pub fn print_apply(response: Response) -> Result<()> {
     match response {
         Response::Reloaded { processes, .. } => list::print(&processes, false),
         other => expect_processes(other),

@@ -18,7 +18,7 @@ use crate::client::Client;
 use crate::home::Home;
 use crate::protocol::{ProcessInfo, Request, Response, Selection};
 
-const POLL: Duration = Duration::from_millis(100);
+pub const POLL: Duration = Duration::from_millis(100);
 
 /// One log file being read.
 struct Stream {
@@ -30,21 +30,73 @@ struct Stream {
     partial: Vec<u8>,
 }
 
-pub fn run(home: &Home, args: LogsArgs) -> Result<()> {
-    let apps = resolve(home, args.target.as_deref())?;
-    let mut streams = Vec::new();
-    for (app, (out, err)) in apps {
-        if !args.err {
-            streams.push(Stream::new(app.clone(), false, out));
+/// How a line is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `app | line`, the name coloured by stream on a terminal.
+    Prefixed { colour: bool },
+    /// The line alone.
+    Raw,
+    /// One JSON object a line: `{"app": ..., "stream": "out"|"err", "line": ...}`.
+    Json,
+}
+
+/// Follows a set of log files, printing complete lines as they are appended.
+pub struct Follower {
+    streams: Vec<Stream>,
+    format: Format,
+}
+
+impl Follower {
+    /// Follows each app's out and/or err file from its current end.
+    pub fn new(
+        apps: BTreeMap<String, (PathBuf, PathBuf)>,
+        out: bool,
+        err: bool,
+        format: Format,
+    ) -> Follower {
+        let mut streams = Vec::new();
+        for (app, (out_path, err_path)) in apps {
+            if out {
+                streams.push(Stream::new(app.clone(), false, out_path));
+            }
+            if err {
+                streams.push(Stream::new(app, true, err_path));
+            }
         }
-        if !args.out {
-            streams.push(Stream::new(app, true, err));
+        for stream in &mut streams {
+            stream.offset = std::fs::metadata(&stream.path).map_or(0, |m| m.len());
+        }
+        Follower { streams, format }
+    }
+
+    /// Reads every file from its beginning on the next poll.
+    pub fn rewind(&mut self) {
+        for stream in &mut self.streams {
+            stream.offset = 0;
         }
     }
+
+    /// Prints what was appended since the last call.
+    pub fn poll(&mut self, out: &mut impl Write) -> Result<()> {
+        for stream in &mut self.streams {
+            for line in stream.read_new()? {
+                write_line(out, stream, &line, self.format)?;
+            }
+        }
+        out.flush()?;
+        Ok(())
+    }
+}
+
+pub fn run(home: &Home, args: LogsArgs) -> Result<()> {
+    let apps = resolve(home, args.target.as_deref())?;
     let colour = std::io::stdout().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let format = Format::Prefixed { colour };
+    let mut follower = Follower::new(apps, !args.err, !args.out, format);
     let mut out = std::io::stdout().lock();
-    for stream in &mut streams {
+    for stream in &mut follower.streams {
         let (lines, end) = last_lines(&stream.path, args.lines)?;
         stream.offset = end;
         if args.nostream || !lines.is_empty() {
@@ -57,7 +109,7 @@ pub fn run(home: &Home, args: LogsArgs) -> Result<()> {
             )?;
         }
         for line in lines {
-            write_line(&mut out, stream, &line, colour)?;
+            write_line(&mut out, stream, &line, format)?;
         }
     }
     out.flush()?;
@@ -66,21 +118,14 @@ pub fn run(home: &Home, args: LogsArgs) -> Result<()> {
     }
     drop(out);
     loop {
-        let mut out = std::io::stdout().lock();
-        for stream in &mut streams {
-            for line in stream.read_new()? {
-                write_line(&mut out, stream, &line, colour)?;
-            }
-        }
-        out.flush()?;
-        drop(out);
+        follower.poll(&mut std::io::stdout().lock())?;
         std::thread::sleep(POLL);
     }
 }
 
 /// The apps a target selects, with their log files. With the daemon running it knows (an app may have its
 /// own log paths); otherwise the files in the home's logs directory tell.
-fn resolve(home: &Home, target: Option<&str>) -> Result<BTreeMap<String, (PathBuf, PathBuf)>> {
+pub fn resolve(home: &Home, target: Option<&str>) -> Result<BTreeMap<String, (PathBuf, PathBuf)>> {
     let selection = Selection::parse(target.unwrap_or("all"));
     let known = match Client::connect(home)? {
         Some(mut client) => match client.request(&Request::List)? {
@@ -226,12 +271,21 @@ impl Stream {
     }
 }
 
-fn write_line(out: &mut impl Write, stream: &Stream, line: &[u8], colour: bool) -> Result<()> {
+fn write_line(out: &mut impl Write, stream: &Stream, line: &[u8], format: Format) -> Result<()> {
     let line = String::from_utf8_lossy(line);
-    match (colour, stream.err) {
-        (true, true) => writeln!(out, "\x1b[31m{} |\x1b[0m {line}", stream.app)?,
-        (true, false) => writeln!(out, "\x1b[36m{} |\x1b[0m {line}", stream.app)?,
-        (false, _) => writeln!(out, "{} | {line}", stream.app)?,
+    match format {
+        Format::Prefixed { colour: true } => {
+            let paint = if stream.err { "31" } else { "36" };
+            writeln!(out, "\x1b[{paint}m{} |\x1b[0m {line}", stream.app)?
+        }
+        Format::Prefixed { colour: false } => writeln!(out, "{} | {line}", stream.app)?,
+        Format::Raw => writeln!(out, "{line}")?,
+        Format::Json => {
+            let stream_name = if stream.err { "err" } else { "out" };
+            let record =
+                serde_json::json!({ "app": stream.app, "stream": stream_name, "line": line });
+            writeln!(out, "{record}")?
+        }
     }
     Ok(())
 }

@@ -5,6 +5,7 @@ mod ecosystem;
 mod import;
 mod list;
 mod logs;
+mod service;
 mod start;
 
 use std::path::PathBuf;
@@ -119,7 +120,55 @@ pub enum Command {
         /// Stay in the foreground and log to stderr (what a systemd unit or a container runs).
         #[arg(long)]
         foreground: bool,
+        /// Start the saved apps once up (see `save`).
+        #[arg(long)]
+        resurrect: bool,
     },
+    /// Remember the apps that run now (their specs and environments) in HERDSMAN_HOME/dump.json.
+    Save,
+    /// Start the saved apps that do not run.
+    Resurrect,
+    /// Print a systemd unit that runs the daemon for this home at boot (Type=notify).
+    Startup {
+        /// A user unit (`systemctl --user`) instead of a system unit.
+        #[arg(long)]
+        user: bool,
+        /// Write the unit and enable it.
+        #[arg(long)]
+        install: bool,
+    },
+    /// Disable and remove the unit `startup --install` wrote.
+    Unstartup {
+        /// The user unit.
+        #[arg(long)]
+        user: bool,
+    },
+    /// Run an ecosystem file in the foreground: the container entry point (logs to stdout, PID 1 duties,
+    /// SIGTERM stops every app).
+    Run {
+        /// The ecosystem file.
+        file: std::path::PathBuf,
+        /// Lines without the app prefix.
+        #[arg(long, conflicts_with = "json")]
+        raw: bool,
+        /// One JSON object per line: app, stream, line.
+        #[arg(long)]
+        json: bool,
+        /// Only these apps, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Add the `env_<PROFILE>` variables of each app.
+        #[arg(long = "env", value_name = "PROFILE")]
+        profile: Option<String>,
+    },
+    /// Print a shell completion script.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    #[command(hide = true)]
+    Man,
 }
 
 /// The options of `start`: one per app option of the ecosystem file (`--kill-timeout` is `kill_timeout`).
@@ -282,6 +331,32 @@ pub fn run(cli: Cli) -> Result<()> {
             output,
             force,
         } => import::run(&file, output.as_deref(), force),
-        Command::Daemon { foreground } => control::daemon(&home, foreground),
+        Command::Daemon {
+            foreground,
+            resurrect,
+        } => service::daemon(&home, foreground, resurrect),
+        Command::Save => service::save(&home),
+        Command::Resurrect => service::resurrect(&home),
+        Command::Startup { user, install } => service::startup(&home, user, install),
+        Command::Unstartup { user } => service::unstartup(user),
+        Command::Run {
+            file,
+            raw,
+            json,
+            only,
+            profile,
+        } => {
+            let format = match (raw, json) {
+                (true, _) => logs::Format::Raw,
+                (_, true) => logs::Format::Json,
+                _ => logs::Format::Prefixed {
+                    colour: std::io::IsTerminal::is_terminal(&std::io::stdout())
+                        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+                },
+            };
+            service::run(&home, &file, &only, profile.as_deref(), format)
+        }
+        Command::Completions { shell } => service::completions(shell, &mut std::io::stdout()),
+        Command::Man => service::man(&mut std::io::stdout()),
     }
 }

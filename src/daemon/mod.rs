@@ -8,6 +8,7 @@
 
 mod listener;
 mod metrics;
+pub mod persist;
 mod ready;
 mod server;
 mod spawn;
@@ -33,8 +34,25 @@ use supervisor::{Message, Supervisor};
 /// The Node listen preload, written into the home when the daemon starts.
 const NODE_PRELOAD: &str = include_str!("node/listen.cjs");
 
+/// How the daemon runs.
+#[derive(Clone, Default)]
+pub struct Options {
+    /// Start the apps of the dump once up (`--resurrect`).
+    pub resurrect: bool,
+    /// Stop everything when a worker cannot be kept running (errored): the container entry point's rule.
+    pub exit_when_errored: bool,
+    /// systemd's notification socket, when systemd started the daemon.
+    pub notifier: Option<crate::systemd::Notifier>,
+}
+
+/// What the daemon's run came to.
+pub struct Outcome {
+    /// An app could not be kept running (with `exit_when_errored`), or the resurrection failed.
+    pub failed: bool,
+}
+
 /// Runs the daemon in this process until it is told to stop.
-pub fn run(home: Home) -> Result<()> {
+pub fn run(home: Home, options: Options) -> Result<Outcome> {
     home.create()?;
     let _lock = lock(&home)?;
     // SAFETY: prctl with integer arguments.
@@ -52,10 +70,10 @@ pub fn run(home: Home) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(home, &socket_path))
+    runtime.block_on(serve(home, &socket_path, options))
 }
 
-async fn serve(home: Home, socket_path: &Path) -> Result<()> {
+async fn serve(home: Home, socket_path: &Path, options: Options) -> Result<Outcome> {
     let listener = UnixListener::bind(socket_path)
         .with_context(|| format!("cannot bind the control socket {}", socket_path.display()))?;
     fs::set_permissions(socket_path, fs::Permissions::from_mode(0o600))
@@ -68,11 +86,15 @@ async fn serve(home: Home, socket_path: &Path) -> Result<()> {
 
     let notify = ready::NotifySocket::bind().context("cannot bind the notify socket")?;
     let (tx, rx) = mpsc::unbounded_channel();
-    let supervisor = Supervisor::new(home.clone(), tx.clone(), notify.address.clone());
+    let mut supervisor = Supervisor::new(home.clone(), tx.clone(), notify.address.clone());
+    supervisor.exit_when_errored = options.exit_when_errored;
     let notify = tokio::spawn(notify.serve(tx.clone()));
     // Each connection task holds a clone of `alive`; when the last is dropped, every reply has been flushed.
     let (alive, mut all_closed) = mpsc::channel::<()>(1);
-    let server = tokio::spawn(server::serve(listener, tx.clone(), alive));
+    let notifier = options.notifier.clone();
+    let server = tokio::spawn(server::serve(listener, tx.clone(), alive, notifier.clone()));
+    let signal_tx = tx.clone();
+    let signal_notifier = notifier.clone();
     let signals = tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -80,18 +102,25 @@ async fn serve(home: Home, socket_path: &Path) -> Result<()> {
                 _ = sigint.recv() => info!("SIGINT received"),
                 _ = sighup.recv() => { info!("SIGHUP ignored"); continue; }
             }
-            if tx.send(Message::Shutdown).is_err() {
+            if let Some(notifier) = &signal_notifier {
+                notifier.notify("STOPPING=1");
+            }
+            if signal_tx.send(Message::Shutdown).is_err() {
                 return;
             }
         }
     });
-    info!(pid = std::process::id(), socket = %socket_path.display(), "daemon ready");
+    let watchdog = tokio::spawn(watchdog(notifier.clone()));
+    info!(pid = std::process::id(), socket = %socket_path.display(), "daemon serving");
+    let startup = tokio::spawn(announce_ready(tx.clone(), options.resurrect, notifier));
 
-    let kill_reply = supervisor.run(rx, sigchld).await;
+    let (kill_reply, mut failed) = supervisor.run(rx, sigchld).await;
+    failed |= startup.is_finished() && matches!(startup.await, Ok(false));
 
     server.abort();
     signals.abort();
     notify.abort();
+    watchdog.abort();
     let _ = server.await;
     // Remove our files before answering `kill`, so that a daemon started right after it keeps its own.
     let _ = fs::remove_file(socket_path);
@@ -102,7 +131,51 @@ async fn serve(home: Home, socket_path: &Path) -> Result<()> {
     // Let the connections write their last replies (the `kill` that stopped us is waiting for its answer).
     let _ = tokio::time::timeout(Duration::from_secs(2), all_closed.recv()).await;
     info!("daemon stopped");
-    Ok(())
+    Ok(Outcome { failed })
+}
+
+/// Resurrects the dump's apps if asked, then tells systemd the daemon is ready. Returns false when the
+/// resurrection failed.
+async fn announce_ready(
+    tx: mpsc::UnboundedSender<Message>,
+    resurrect: bool,
+    notifier: Option<crate::systemd::Notifier>,
+) -> bool {
+    let mut ok = true;
+    if resurrect {
+        let (reply, mut answers) = mpsc::unbounded_channel();
+        let request = crate::protocol::Request::Resurrect;
+        if tx.send(Message::Request { request, reply }).is_err() {
+            return false;
+        }
+        while let Some(answer) = answers.recv().await {
+            if answer.is_progress() {
+                continue;
+            }
+            if let crate::protocol::Response::Error { message, .. } = &answer {
+                tracing::error!(%message, "resurrect failed");
+                ok = false;
+            }
+            break;
+        }
+    }
+    if let Some(notifier) = notifier {
+        notifier.notify("READY=1");
+    }
+    info!("daemon ready");
+    ok
+}
+
+/// Sends `WATCHDOG=1` at half the interval systemd asks for, while the daemon's loop runs.
+async fn watchdog(notifier: Option<crate::systemd::Notifier>) {
+    let (Some(notifier), Some(interval)) = (notifier, crate::systemd::watchdog_interval()) else {
+        return;
+    };
+    let mut ticks = tokio::time::interval(interval);
+    loop {
+        ticks.tick().await;
+        notifier.notify("WATCHDOG=1");
+    }
 }
 
 /// Takes the home's exclusive lock (flock on `daemon.pid`) and writes the pid; a second daemon fails here.

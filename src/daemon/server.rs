@@ -7,14 +7,20 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::supervisor::Message;
-use crate::protocol::{self, ErrorKind, FrameError, Hello, PROTOCOL_VERSION, Request, Response};
+use crate::protocol::{
+    self, ErrorKind, FrameError, Hello, PROTOCOL_VERSION, Request, Response, Selection,
+};
+use crate::systemd::Notifier;
 
 /// Accepts connections until the listener fails or the supervisor is gone.
 /// Each connection task holds a clone of `alive`, so the daemon can wait for the last replies to be flushed.
+/// With systemd watching, `reload all` is announced (`RELOADING=1`, then `READY=1`) and `kill` too
+/// (`STOPPING=1`).
 pub async fn serve(
     listener: UnixListener,
     supervisor: mpsc::UnboundedSender<Message>,
     alive: mpsc::Sender<()>,
+    notifier: Option<Notifier>,
 ) {
     let uid = nix::unistd::geteuid().as_raw();
     loop {
@@ -40,9 +46,9 @@ pub async fn serve(
                 continue;
             }
         }
-        let (supervisor, alive) = (supervisor.clone(), alive.clone());
+        let (supervisor, alive, notifier) = (supervisor.clone(), alive.clone(), notifier.clone());
         tokio::spawn(async move {
-            if let Err(e) = connection(stream, supervisor).await {
+            if let Err(e) = connection(stream, supervisor, notifier).await {
                 debug!(error = %e, "control connection ended");
             }
             drop(alive);
@@ -61,6 +67,7 @@ async fn send(
 async fn connection(
     stream: UnixStream,
     supervisor: mpsc::UnboundedSender<Message>,
+    notifier: Option<Notifier>,
 ) -> Result<(), FrameError> {
     let (reader, mut writer) = stream.into_split();
     let mut reader = BufReader::new(reader);
@@ -83,6 +90,20 @@ async fn connection(
         };
         match protocol::decode::<Request>(&line) {
             Ok(request) => {
+                let reload_all = matches!(
+                    request,
+                    Request::Reload {
+                        target: Selection::All,
+                        ..
+                    }
+                );
+                if let Some(notifier) = &notifier {
+                    if reload_all {
+                        notifier.reloading();
+                    } else if matches!(request, Request::Kill) {
+                        notifier.notify("STOPPING=1");
+                    }
+                }
                 let (reply, mut answers) = mpsc::unbounded_channel();
                 if supervisor
                     .send(Message::Request { request, reply })
@@ -95,10 +116,14 @@ async fn connection(
                     let response = answers.recv().await.unwrap_or_else(|| {
                         Response::error(ErrorKind::Os, "the daemon is shutting down")
                     });
-                    send(&mut writer, &response).await?;
                     if !response.is_progress() {
+                        if let (Some(notifier), true) = (&notifier, reload_all) {
+                            notifier.notify("READY=1");
+                        }
+                        send(&mut writer, &response).await?;
                         break;
                     }
+                    send(&mut writer, &response).await?;
                 }
             }
             Err(e) => {

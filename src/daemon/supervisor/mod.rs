@@ -26,6 +26,7 @@ use tokio::sync::mpsc;
 use tracing::info;
 
 use super::metrics::Metrics;
+use super::persist;
 use super::ready::Source;
 use super::spawn::ExecError;
 use super::worker::{OnExit, Process, State};
@@ -132,6 +133,11 @@ pub struct Supervisor {
     done: bool,
     /// The `kill` request to answer once the daemon has cleaned up.
     kill_reply: Option<Replier>,
+    /// Stop everything when a worker becomes errored (the container entry point).
+    pub exit_when_errored: bool,
+    /// A worker became errored while `exit_when_errored`.
+    failed: bool,
+    shutting_down: bool,
 }
 
 type Reply = Result<Vec<u32>, Response>;
@@ -158,16 +164,19 @@ impl Supervisor {
             notify_socket,
             done: false,
             kill_reply: None,
+            exit_when_errored: false,
+            failed: false,
+            shutting_down: false,
         }
     }
 
     /// Runs until a shutdown has stopped every app. Returns the reply channel of the `kill` that asked for it,
-    /// to be answered once the daemon has removed its files.
+    /// to be answered once the daemon has removed its files, and whether an app could not be kept running.
     pub async fn run(
         mut self,
         mut rx: mpsc::UnboundedReceiver<Message>,
         mut sigchld: SignalStream,
-    ) -> Option<Replier> {
+    ) -> (Option<Replier>, bool) {
         self.reap();
         while !self.done {
             tokio::select! {
@@ -178,8 +187,16 @@ impl Supervisor {
                 _ = sigchld.recv() => self.reap(),
             }
             self.settle();
+            if self.exit_when_errored
+                && !self.shutting_down
+                && self.workers.values().any(|w| w.state == State::Errored)
+            {
+                tracing::error!("an app could not be kept running: stopping everything");
+                self.failed = true;
+                self.begin_shutdown(None);
+            }
         }
-        self.kill_reply.take()
+        (self.kill_reply.take(), self.failed)
     }
 
     fn handle(&mut self, message: Message) {
@@ -208,6 +225,47 @@ impl Supervisor {
             }
             Request::Reload { target, env } => {
                 if let Err(response) = self.reload(&target, env, reply.clone()) {
+                    let _ = reply.send(response);
+                }
+                return;
+            }
+            Request::Save => {
+                let specs: Vec<AppSpec> = self.apps.values().map(|a| a.spec.clone()).collect();
+                let path = self.home.dump();
+                let response = match persist::save(&path, &specs) {
+                    Ok(()) => {
+                        info!(apps = specs.len(), path = %path.display(), "saved");
+                        self.processes()
+                    }
+                    Err(message) => Response::error(ErrorKind::Os, message),
+                };
+                let _ = reply.send(response);
+                return;
+            }
+            Request::Resurrect => {
+                let path = self.home.dump();
+                let apps = match persist::load(&path) {
+                    Ok(Some(apps)) => apps,
+                    Ok(None) => {
+                        let message = format!(
+                            "no dump at {}: save one with `herdsman save`",
+                            path.display()
+                        );
+                        let _ = reply.send(Response::error(ErrorKind::NotFound, message));
+                        return;
+                    }
+                    Err(message) => {
+                        let _ = reply.send(Response::error(ErrorKind::Invalid, message));
+                        return;
+                    }
+                };
+                let request = ApplyRequest {
+                    file_apps: apps.iter().map(|a| a.name.clone()).collect(),
+                    apps,
+                    action: ApplyAction::Start,
+                    prune: false,
+                };
+                if let Err(response) = self.apply(request, reply.clone()) {
                     let _ = reply.send(response);
                 }
                 return;
@@ -426,6 +484,7 @@ impl Supervisor {
     }
 
     fn begin_shutdown(&mut self, reply: Option<Replier>) {
+        self.shutting_down = true;
         info!("shutting down: stopping every app, dependents first");
         let ids: Vec<u32> = self.workers.keys().copied().collect();
         let _ = self.stop_in_order(&Selection::All, LaneAction::Stop);

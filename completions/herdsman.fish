@@ -1,0 +1,168 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_herdsman_global_optspecs
+    string join \n h/help V/version
+end
+
+function __fish_herdsman_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_herdsman_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_herdsman_using_subcommand
+    set -l cmd (__fish_herdsman_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c herdsman -n "__fish_herdsman_needs_command" -s h -l help -d 'Print help'
+complete -c herdsman -n "__fish_herdsman_needs_command" -s V -l version -d 'Print version'
+complete -c herdsman -n "__fish_herdsman_needs_command" -f -a "start" -d 'Start an app (a script or program), or start again a stopped app by name, id or `all`'
+complete -c herdsman -n "__fish_herdsman_needs_command" -f -a "list" -d 'List every worker'
+complete -c herdsman -n "__fish_herdsman_needs_command" -f -a "ls" -d 'List every worker'
+complete -c herdsman -n "__fish_herdsman_needs_command" -f -a "stop" -d 'Stop workers gracefully (kill signal, then SIGKILL after the kill timeout) and free the app\'s port'
+complete -c herdsman -n "__fish_herdsman_needs_command" -f -a "restart" -d 'Stop then start workers; the listening socket stays open, so no connection is refused'
+complete -c herdsman -n "__fish_herdsman_needs_command" -f -a "reload" -d 'Replace workers one at a time with no downtime: each new worker is ready before the old one stops. With an ecosystem file: start its new apps and reload only the apps whose definition changed'
+complete -c herdsman -n "__fish_herdsman_needs_command" -f -a "scale" -d 'Set an app\'s number of workers: N, +N or -N. New workers share the app\'s sockets; removed ones (the highest instances) stop gracefully'
+complete -c herdsman -n "__fish_herdsman_needs_command" -f -a "signal" -d 'Send a signal to every worker of an app (each worker\'s own pid)'
+complete -c herdsman -n "__fish_herdsman_needs_command" -f -a "delete" -d 'Stop workers and forget them'
+complete -c herdsman -n "__fish_herdsman_needs_command" -f -a "del" -d 'Stop workers and forget them'
+complete -c herdsman -n "__fish_herdsman_needs_command" -f -a "logs" -d 'Print the last lines of apps\' logs, then follow them'
+complete -c herdsman -n "__fish_herdsman_needs_command" -f -a "kill" -d 'Stop every app and the daemon'
+complete -c herdsman -n "__fish_herdsman_needs_command" -f -a "init" -d 'Write a commented ecosystem.toml to start from'
+complete -c herdsman -n "__fish_herdsman_needs_command" -f -a "schema" -d 'Print the JSON Schema of ecosystem.toml (for editor completion and checks)'
+complete -c herdsman -n "__fish_herdsman_needs_command" -f -a "import" -d 'Convert a PM2 ecosystem file (ecosystem.config.js, evaluated with node, or JSON) to ecosystem.toml'
+complete -c herdsman -n "__fish_herdsman_needs_command" -f -a "daemon" -d 'Run the daemon (commands start it when needed)'
+complete -c herdsman -n "__fish_herdsman_needs_command" -f -a "save" -d 'Remember the apps that run now (their specs and environments) in HERDSMAN_HOME/dump.json'
+complete -c herdsman -n "__fish_herdsman_needs_command" -f -a "resurrect" -d 'Start the saved apps that do not run'
+complete -c herdsman -n "__fish_herdsman_needs_command" -f -a "startup" -d 'Print a systemd unit that runs the daemon for this home at boot (Type=notify)'
+complete -c herdsman -n "__fish_herdsman_needs_command" -f -a "unstartup" -d 'Disable and remove the unit `startup --install` wrote'
+complete -c herdsman -n "__fish_herdsman_needs_command" -f -a "run" -d 'Run an ecosystem file in the foreground: the container entry point (logs to stdout, PID 1 duties, SIGTERM stops every app)'
+complete -c herdsman -n "__fish_herdsman_needs_command" -f -a "completions" -d 'Print a shell completion script'
+complete -c herdsman -n "__fish_herdsman_needs_command" -f -a "man" -d 'Print the man page (roff)'
+complete -c herdsman -n "__fish_herdsman_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l name -d 'The app\'s name [default: the script\'s file name without extension]' -r
+complete -c herdsman -n "__fish_herdsman_using_subcommand start" -s i -l instances -d 'Workers: a number, 0 or `max` for one per logical core, -1 for one less than that [default: 1]' -r
+complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l listen -d 'Bind this address and share it with every worker (cluster mode): PORT, HOST:PORT, [V6]:PORT or unix:PATH; repeat for several (fds 3, 4, ...). Without it the app runs in fork mode' -r
+complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l interpreter -d 'The interpreter, overriding the extension\'s (`none`: execute the script itself)' -r
+complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l interpreter-args -d 'Arguments for the interpreter, before the script (e.g. `--interpreter-args=--max-old-space-size=512`)' -r
+complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l cwd -d 'The workers\' working directory [default: the current directory]' -r -F
+complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l kill-signal -d 'The signal that asks a worker to stop [default: SIGINT]' -r
+complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l kill-timeout -d 'How long a worker may take to stop before its process group is killed (ms, or with a unit) [default: 1600ms]' -r
+complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l min-uptime -d 'A worker that runs at least this long counts as started well, which resets its backoff [default: 1s]' -r
+complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l max-restarts -d 'Give up after this many quick crashes in a row (the worker shows `errored`) [default: never]' -r
+complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l restart-backoff -d 'The delay before the second quick restart in a row; it doubles with each further one [default: 100ms]' -r
+complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l restart-backoff-max -d 'The longest delay between quick restarts [default: 15s]' -r
+complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l listen-timeout -d 'With --wait-ready: how long a worker may take to get ready before it counts as failed [default: 3000ms]' -r
+complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l stop-exit-codes -d 'Exit codes that mean a worker finished (it is left stopped), comma-separated' -r
+complete -c herdsman -n "__fish_herdsman_using_subcommand start" -s o -l output -d 'Where stdout goes [default: HERDSMAN_HOME/logs/<name>-out.log]' -r
+complete -c herdsman -n "__fish_herdsman_using_subcommand start" -s e -l error -d 'Where stderr goes [default: HERDSMAN_HOME/logs/<name>-err.log]' -r
+complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l increment-var -d 'A variable that counts up per instance (its value plus the instance number)' -r
+complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l depends-on -d 'Apps that must be ready before this one starts, comma-separated' -r
+complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l user -d 'Run the workers as this user (the daemon must run as root)' -r
+complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l group -d 'Run the workers with this group (the daemon must run as root)' -r
+complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l only -d 'With an ecosystem file: only these apps, comma-separated' -r
+complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l env -d 'With an ecosystem file: add the `env_<PROFILE>` variables of each app' -r
+complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l wait-ready -d 'A worker is ready only when the app says so (sd_notify READY=1, Node\'s process.send(\'ready\'), or a Node server listening), within --listen-timeout; otherwise once it has run for --min-uptime'
+complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l no-overlap -d 'Only one copy of each worker may run at a time: reload stops the old one before starting the new'
+complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l no-autorestart -d 'Do not restart workers that exit unexpectedly'
+complete -c herdsman -n "__fish_herdsman_using_subcommand start" -s h -l help -d 'Print help'
+complete -c herdsman -n "__fish_herdsman_using_subcommand start" -s V -l version -d 'Print version'
+complete -c herdsman -n "__fish_herdsman_using_subcommand list" -l json -d 'One JSON array of worker records (a stable contract)'
+complete -c herdsman -n "__fish_herdsman_using_subcommand list" -s h -l help -d 'Print help'
+complete -c herdsman -n "__fish_herdsman_using_subcommand list" -s V -l version -d 'Print version'
+complete -c herdsman -n "__fish_herdsman_using_subcommand ls" -l json -d 'One JSON array of worker records (a stable contract)'
+complete -c herdsman -n "__fish_herdsman_using_subcommand ls" -s h -l help -d 'Print help'
+complete -c herdsman -n "__fish_herdsman_using_subcommand ls" -s V -l version -d 'Print version'
+complete -c herdsman -n "__fish_herdsman_using_subcommand stop" -s h -l help -d 'Print help'
+complete -c herdsman -n "__fish_herdsman_using_subcommand stop" -s V -l version -d 'Print version'
+complete -c herdsman -n "__fish_herdsman_using_subcommand restart" -s h -l help -d 'Print help'
+complete -c herdsman -n "__fish_herdsman_using_subcommand restart" -s V -l version -d 'Print version'
+complete -c herdsman -n "__fish_herdsman_using_subcommand reload" -l only -d 'With an ecosystem file: only these apps, comma-separated' -r
+complete -c herdsman -n "__fish_herdsman_using_subcommand reload" -l env -d 'With an ecosystem file: add the `env_<PROFILE>` variables of each app' -r
+complete -c herdsman -n "__fish_herdsman_using_subcommand reload" -l prune -d 'With an ecosystem file: also delete the running apps that it no longer defines'
+complete -c herdsman -n "__fish_herdsman_using_subcommand reload" -l update-env -d 'Give the workers this command\'s environment (variables it lacks are removed)'
+complete -c herdsman -n "__fish_herdsman_using_subcommand reload" -l json -d 'Print the replacements as one JSON object instead of a line each'
+complete -c herdsman -n "__fish_herdsman_using_subcommand reload" -s h -l help -d 'Print help'
+complete -c herdsman -n "__fish_herdsman_using_subcommand reload" -s V -l version -d 'Print version'
+complete -c herdsman -n "__fish_herdsman_using_subcommand scale" -s h -l help -d 'Print help'
+complete -c herdsman -n "__fish_herdsman_using_subcommand scale" -s V -l version -d 'Print version'
+complete -c herdsman -n "__fish_herdsman_using_subcommand signal" -s h -l help -d 'Print help'
+complete -c herdsman -n "__fish_herdsman_using_subcommand signal" -s V -l version -d 'Print version'
+complete -c herdsman -n "__fish_herdsman_using_subcommand delete" -s h -l help -d 'Print help'
+complete -c herdsman -n "__fish_herdsman_using_subcommand delete" -s V -l version -d 'Print version'
+complete -c herdsman -n "__fish_herdsman_using_subcommand del" -s h -l help -d 'Print help'
+complete -c herdsman -n "__fish_herdsman_using_subcommand del" -s V -l version -d 'Print version'
+complete -c herdsman -n "__fish_herdsman_using_subcommand logs" -l lines -d 'How many of the last lines to print first' -r
+complete -c herdsman -n "__fish_herdsman_using_subcommand logs" -l nostream -d 'Print the last lines and exit instead of following'
+complete -c herdsman -n "__fish_herdsman_using_subcommand logs" -l out -d 'Only standard output'
+complete -c herdsman -n "__fish_herdsman_using_subcommand logs" -l err -d 'Only standard error'
+complete -c herdsman -n "__fish_herdsman_using_subcommand logs" -s h -l help -d 'Print help'
+complete -c herdsman -n "__fish_herdsman_using_subcommand logs" -s V -l version -d 'Print version'
+complete -c herdsman -n "__fish_herdsman_using_subcommand kill" -s h -l help -d 'Print help'
+complete -c herdsman -n "__fish_herdsman_using_subcommand kill" -s V -l version -d 'Print version'
+complete -c herdsman -n "__fish_herdsman_using_subcommand init" -l force -d 'Overwrite an existing file'
+complete -c herdsman -n "__fish_herdsman_using_subcommand init" -s h -l help -d 'Print help'
+complete -c herdsman -n "__fish_herdsman_using_subcommand init" -s V -l version -d 'Print version'
+complete -c herdsman -n "__fish_herdsman_using_subcommand schema" -s h -l help -d 'Print help'
+complete -c herdsman -n "__fish_herdsman_using_subcommand schema" -s V -l version -d 'Print version'
+complete -c herdsman -n "__fish_herdsman_using_subcommand import" -s o -l output -d 'Write the TOML here instead of to stdout' -r -F
+complete -c herdsman -n "__fish_herdsman_using_subcommand import" -l force -d 'Overwrite the output file'
+complete -c herdsman -n "__fish_herdsman_using_subcommand import" -s h -l help -d 'Print help'
+complete -c herdsman -n "__fish_herdsman_using_subcommand import" -s V -l version -d 'Print version'
+complete -c herdsman -n "__fish_herdsman_using_subcommand daemon" -l foreground -d 'Stay in the foreground and log to stderr (what a systemd unit or a container runs)'
+complete -c herdsman -n "__fish_herdsman_using_subcommand daemon" -l resurrect -d 'Start the saved apps once up (see `save`)'
+complete -c herdsman -n "__fish_herdsman_using_subcommand daemon" -s h -l help -d 'Print help'
+complete -c herdsman -n "__fish_herdsman_using_subcommand daemon" -s V -l version -d 'Print version'
+complete -c herdsman -n "__fish_herdsman_using_subcommand save" -s h -l help -d 'Print help'
+complete -c herdsman -n "__fish_herdsman_using_subcommand save" -s V -l version -d 'Print version'
+complete -c herdsman -n "__fish_herdsman_using_subcommand resurrect" -s h -l help -d 'Print help'
+complete -c herdsman -n "__fish_herdsman_using_subcommand resurrect" -s V -l version -d 'Print version'
+complete -c herdsman -n "__fish_herdsman_using_subcommand startup" -l user -d 'A user unit (`systemctl --user`) instead of a system unit'
+complete -c herdsman -n "__fish_herdsman_using_subcommand startup" -l install -d 'Write the unit and enable it'
+complete -c herdsman -n "__fish_herdsman_using_subcommand startup" -s h -l help -d 'Print help'
+complete -c herdsman -n "__fish_herdsman_using_subcommand startup" -s V -l version -d 'Print version'
+complete -c herdsman -n "__fish_herdsman_using_subcommand unstartup" -l user -d 'The user unit'
+complete -c herdsman -n "__fish_herdsman_using_subcommand unstartup" -s h -l help -d 'Print help'
+complete -c herdsman -n "__fish_herdsman_using_subcommand unstartup" -s V -l version -d 'Print version'
+complete -c herdsman -n "__fish_herdsman_using_subcommand run" -l only -d 'Only these apps, comma-separated' -r
+complete -c herdsman -n "__fish_herdsman_using_subcommand run" -l env -d 'Add the `env_<PROFILE>` variables of each app' -r
+complete -c herdsman -n "__fish_herdsman_using_subcommand run" -l raw -d 'Lines without the app prefix'
+complete -c herdsman -n "__fish_herdsman_using_subcommand run" -l json -d 'One JSON object per line: app, stream, line'
+complete -c herdsman -n "__fish_herdsman_using_subcommand run" -s h -l help -d 'Print help'
+complete -c herdsman -n "__fish_herdsman_using_subcommand run" -s V -l version -d 'Print version'
+complete -c herdsman -n "__fish_herdsman_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c herdsman -n "__fish_herdsman_using_subcommand completions" -s V -l version -d 'Print version'
+complete -c herdsman -n "__fish_herdsman_using_subcommand man" -s h -l help -d 'Print help'
+complete -c herdsman -n "__fish_herdsman_using_subcommand man" -s V -l version -d 'Print version'
+complete -c herdsman -n "__fish_herdsman_using_subcommand help; and not __fish_seen_subcommand_from start list stop restart reload scale signal delete logs kill init schema import daemon save resurrect startup unstartup run completions man help" -f -a "start" -d 'Start an app (a script or program), or start again a stopped app by name, id or `all`'
+complete -c herdsman -n "__fish_herdsman_using_subcommand help; and not __fish_seen_subcommand_from start list stop restart reload scale signal delete logs kill init schema import daemon save resurrect startup unstartup run completions man help" -f -a "list" -d 'List every worker'
+complete -c herdsman -n "__fish_herdsman_using_subcommand help; and not __fish_seen_subcommand_from start list stop restart reload scale signal delete logs kill init schema import daemon save resurrect startup unstartup run completions man help" -f -a "stop" -d 'Stop workers gracefully (kill signal, then SIGKILL after the kill timeout) and free the app\'s port'
+complete -c herdsman -n "__fish_herdsman_using_subcommand help; and not __fish_seen_subcommand_from start list stop restart reload scale signal delete logs kill init schema import daemon save resurrect startup unstartup run completions man help" -f -a "restart" -d 'Stop then start workers; the listening socket stays open, so no connection is refused'
+complete -c herdsman -n "__fish_herdsman_using_subcommand help; and not __fish_seen_subcommand_from start list stop restart reload scale signal delete logs kill init schema import daemon save resurrect startup unstartup run completions man help" -f -a "reload" -d 'Replace workers one at a time with no downtime: each new worker is ready before the old one stops. With an ecosystem file: start its new apps and reload only the apps whose definition changed'
+complete -c herdsman -n "__fish_herdsman_using_subcommand help; and not __fish_seen_subcommand_from start list stop restart reload scale signal delete logs kill init schema import daemon save resurrect startup unstartup run completions man help" -f -a "scale" -d 'Set an app\'s number of workers: N, +N or -N. New workers share the app\'s sockets; removed ones (the highest instances) stop gracefully'
+complete -c herdsman -n "__fish_herdsman_using_subcommand help; and not __fish_seen_subcommand_from start list stop restart reload scale signal delete logs kill init schema import daemon save resurrect startup unstartup run completions man help" -f -a "signal" -d 'Send a signal to every worker of an app (each worker\'s own pid)'
+complete -c herdsman -n "__fish_herdsman_using_subcommand help; and not __fish_seen_subcommand_from start list stop restart reload scale signal delete logs kill init schema import daemon save resurrect startup unstartup run completions man help" -f -a "delete" -d 'Stop workers and forget them'
+complete -c herdsman -n "__fish_herdsman_using_subcommand help; and not __fish_seen_subcommand_from start list stop restart reload scale signal delete logs kill init schema import daemon save resurrect startup unstartup run completions man help" -f -a "logs" -d 'Print the last lines of apps\' logs, then follow them'
+complete -c herdsman -n "__fish_herdsman_using_subcommand help; and not __fish_seen_subcommand_from start list stop restart reload scale signal delete logs kill init schema import daemon save resurrect startup unstartup run completions man help" -f -a "kill" -d 'Stop every app and the daemon'
+complete -c herdsman -n "__fish_herdsman_using_subcommand help; and not __fish_seen_subcommand_from start list stop restart reload scale signal delete logs kill init schema import daemon save resurrect startup unstartup run completions man help" -f -a "init" -d 'Write a commented ecosystem.toml to start from'
+complete -c herdsman -n "__fish_herdsman_using_subcommand help; and not __fish_seen_subcommand_from start list stop restart reload scale signal delete logs kill init schema import daemon save resurrect startup unstartup run completions man help" -f -a "schema" -d 'Print the JSON Schema of ecosystem.toml (for editor completion and checks)'
+complete -c herdsman -n "__fish_herdsman_using_subcommand help; and not __fish_seen_subcommand_from start list stop restart reload scale signal delete logs kill init schema import daemon save resurrect startup unstartup run completions man help" -f -a "import" -d 'Convert a PM2 ecosystem file (ecosystem.config.js, evaluated with node, or JSON) to ecosystem.toml'
+complete -c herdsman -n "__fish_herdsman_using_subcommand help; and not __fish_seen_subcommand_from start list stop restart reload scale signal delete logs kill init schema import daemon save resurrect startup unstartup run completions man help" -f -a "daemon" -d 'Run the daemon (commands start it when needed)'
+complete -c herdsman -n "__fish_herdsman_using_subcommand help; and not __fish_seen_subcommand_from start list stop restart reload scale signal delete logs kill init schema import daemon save resurrect startup unstartup run completions man help" -f -a "save" -d 'Remember the apps that run now (their specs and environments) in HERDSMAN_HOME/dump.json'
+complete -c herdsman -n "__fish_herdsman_using_subcommand help; and not __fish_seen_subcommand_from start list stop restart reload scale signal delete logs kill init schema import daemon save resurrect startup unstartup run completions man help" -f -a "resurrect" -d 'Start the saved apps that do not run'
+complete -c herdsman -n "__fish_herdsman_using_subcommand help; and not __fish_seen_subcommand_from start list stop restart reload scale signal delete logs kill init schema import daemon save resurrect startup unstartup run completions man help" -f -a "startup" -d 'Print a systemd unit that runs the daemon for this home at boot (Type=notify)'
+complete -c herdsman -n "__fish_herdsman_using_subcommand help; and not __fish_seen_subcommand_from start list stop restart reload scale signal delete logs kill init schema import daemon save resurrect startup unstartup run completions man help" -f -a "unstartup" -d 'Disable and remove the unit `startup --install` wrote'
+complete -c herdsman -n "__fish_herdsman_using_subcommand help; and not __fish_seen_subcommand_from start list stop restart reload scale signal delete logs kill init schema import daemon save resurrect startup unstartup run completions man help" -f -a "run" -d 'Run an ecosystem file in the foreground: the container entry point (logs to stdout, PID 1 duties, SIGTERM stops every app)'
+complete -c herdsman -n "__fish_herdsman_using_subcommand help; and not __fish_seen_subcommand_from start list stop restart reload scale signal delete logs kill init schema import daemon save resurrect startup unstartup run completions man help" -f -a "completions" -d 'Print a shell completion script'
+complete -c herdsman -n "__fish_herdsman_using_subcommand help; and not __fish_seen_subcommand_from start list stop restart reload scale signal delete logs kill init schema import daemon save resurrect startup unstartup run completions man help" -f -a "man" -d 'Print the man page (roff)'
+complete -c herdsman -n "__fish_herdsman_using_subcommand help; and not __fish_seen_subcommand_from start list stop restart reload scale signal delete logs kill init schema import daemon save resurrect startup unstartup run completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

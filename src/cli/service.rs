@@ -1,0 +1,303 @@
+//! Running where production runs: `daemon`, `save`/`resurrect`, `startup`/`unstartup` (systemd),
+//! `run` (the container entry point) and `completions`.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::CommandFactory;
+
+use super::Cli;
+use super::ecosystem::print_apply;
+use super::logs::{Follower, Format, POLL};
+use super::start::caller_env;
+use crate::client::Client;
+use crate::config::file;
+use crate::daemon::{self, Options};
+use crate::home::Home;
+use crate::protocol::{ApplyAction, ApplyRequest, Request, Response};
+use crate::systemd::{self, Notifier, UnitOptions};
+
+/// `herdsman daemon`: in the foreground (what systemd and containers run), or started in the background.
+pub fn daemon(home: &Home, foreground: bool, resurrect: bool) -> Result<()> {
+    if foreground {
+        let options = Options {
+            resurrect,
+            exit_when_errored: false,
+            notifier: Notifier::from_env(),
+        };
+        let outcome = daemon::run(home.clone(), options)?;
+        if outcome.failed {
+            bail!("the daemon stopped, but some apps could not be started; see the log above");
+        }
+        return Ok(());
+    }
+    let mut client = Client::connect_or_start(home)?;
+    println!(
+        "herdsman: daemon running (pid {}) for {}",
+        client.hello.pid,
+        home.root().display()
+    );
+    if resurrect {
+        print_apply(client.request_with_progress(&Request::Resurrect, print_progress)?)?;
+    }
+    Ok(())
+}
+
+fn print_progress(frame: &Response) {
+    super::ecosystem::print_frame(frame);
+}
+
+/// `herdsman save`: every app's spec to the dump.
+pub fn save(home: &Home) -> Result<()> {
+    let Some(mut client) = Client::connect(home)? else {
+        bail!(
+            "no daemon is running for {}: nothing to save (the dump was left as it is)",
+            home.root().display()
+        );
+    };
+    match client.request(&Request::Save)? {
+        Response::Processes { processes } => {
+            let apps: std::collections::BTreeSet<&str> =
+                processes.iter().map(|p| p.name.as_str()).collect();
+            println!("saved {} app(s) to {}", apps.len(), home.dump().display());
+            Ok(())
+        }
+        Response::Error { message, .. } => bail!(message),
+        _ => bail!("unexpected answer to save; is the CLI the same version as the daemon?"),
+    }
+}
+
+/// `herdsman resurrect`: start the dump's apps that do not run.
+pub fn resurrect(home: &Home) -> Result<()> {
+    let mut client = Client::connect_or_start(home)?;
+    print_apply(client.request_with_progress(&Request::Resurrect, print_progress)?)
+}
+
+fn current_user() -> Result<nix::unistd::User> {
+    let uid = nix::unistd::geteuid();
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .ok_or_else(|| anyhow!("cannot find the name of user {uid}"))
+}
+
+/// `herdsman startup`: print (or install) a systemd unit for this user's home.
+pub fn startup(home: &Home, user_unit: bool, install: bool) -> Result<()> {
+    let executable = std::env::current_exe().context("cannot find the herdsman executable")?;
+    let user = current_user()?;
+    let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
+    let unit = systemd::render_unit(&UnitOptions {
+        executable: &executable,
+        home: home.root(),
+        user: (!user_unit).then_some(user.name.as_str()),
+        path: &path,
+    });
+    if !install {
+        print!("{unit}");
+        eprintln!(
+            "# install it with `herdsman startup{} --install`; `herdsman save` first, so it has apps to resurrect",
+            if user_unit { " --user" } else { "" }
+        );
+        return Ok(());
+    }
+    let target = systemd::unit_path(user_unit, &user.name, &user.dir);
+    if let Some(dir) = target.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    std::fs::write(&target, unit).with_context(|| format!("cannot write {}", target.display()))?;
+    let name = target
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("herdsman.service");
+    systemctl(user_unit, &["daemon-reload"])?;
+    systemctl(user_unit, &["enable", name])?;
+    println!(
+        "installed and enabled {}; start it now with `systemctl{} start {name}`",
+        target.display(),
+        if user_unit { " --user" } else { "" }
+    );
+    Ok(())
+}
+
+/// `herdsman unstartup`: disable and remove the unit.
+pub fn unstartup(user_unit: bool) -> Result<()> {
+    let user = current_user()?;
+    let target = systemd::unit_path(user_unit, &user.name, &user.dir);
+    if !target.exists() {
+        bail!("no unit at {}: nothing to remove", target.display());
+    }
+    let name = target
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("herdsman.service");
+    systemctl(user_unit, &["disable", name])?;
+    std::fs::remove_file(&target).with_context(|| format!("cannot remove {}", target.display()))?;
+    systemctl(user_unit, &["daemon-reload"])?;
+    println!("disabled and removed {}", target.display());
+    Ok(())
+}
+
+fn systemctl(user_unit: bool, args: &[&str]) -> Result<()> {
+    let mut command = Command::new("systemctl");
+    if user_unit {
+        command.arg("--user");
+    }
+    let status = command
+        .args(args)
+        .status()
+        .context("cannot run systemctl")?;
+    if !status.success() {
+        bail!("`systemctl {}` failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+/// `herdsman run FILE`: the container entry point. The daemon runs in this process (so it is PID 1's
+/// reaper when herdsman is PID 1), the file's apps start, and their logs go to this process's stdout until
+/// SIGTERM or SIGINT stops every app. Exits 0 when they stopped cleanly, non-zero when an app could not be
+/// kept running (then every app is stopped too, so the orchestrator restarts the container).
+pub fn run(
+    home: &Home,
+    path: &Path,
+    only: &[String],
+    profile: Option<&str>,
+    format: Format,
+) -> Result<()> {
+    let loaded = file::load(path, only, profile, &caller_env()).map_err(|problems| {
+        anyhow!(
+            "{}\n{} problem(s) in {}; nothing was started",
+            problems.join("\n"),
+            problems.len(),
+            path.display()
+        )
+    })?;
+    home.create()?;
+    let daemon_home = home.clone();
+    let daemon = std::thread::spawn(move || {
+        let options = Options {
+            resurrect: false,
+            exit_when_errored: true,
+            notifier: None,
+        };
+        daemon::run(daemon_home, options)
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut client = loop {
+        if let Some(client) = Client::connect(home)? {
+            break client;
+        }
+        if daemon.is_finished() || Instant::now() > deadline {
+            let result = daemon
+                .join()
+                .map_err(|_| anyhow!("the daemon thread panicked"))?;
+            result?;
+            bail!("the daemon did not start");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let request = Request::Apply(ApplyRequest {
+        apps: loaded.apps,
+        action: ApplyAction::Start,
+        prune: false,
+        file_apps: loaded.names,
+    });
+    let started = client.request_with_progress(&request, |frame| {
+        if let Response::Note { message } = frame {
+            eprintln!("herdsman: {message}");
+        }
+    })?;
+    let processes = match started {
+        Response::Reloaded { processes, .. } => processes,
+        Response::Error { message, .. } => {
+            eprintln!("herdsman: {message}");
+            let _ = client.request(&Request::Kill);
+            let _ = daemon.join();
+            bail!("the apps could not be started");
+        }
+        _ => Vec::new(),
+    };
+    drop(client);
+    let apps = processes
+        .iter()
+        .map(|p| {
+            let out = p
+                .out_file
+                .clone()
+                .map(Into::into)
+                .unwrap_or_else(|| home.out_log(&p.name));
+            let err = p
+                .error_file
+                .clone()
+                .map(Into::into)
+                .unwrap_or_else(|| home.err_log(&p.name));
+            (p.name.clone(), (out, err))
+        })
+        .collect();
+    let mut follower = Follower::new(apps, true, true, format);
+    // Lines written before the follower opened the files are not lost: start from each file's beginning.
+    follower.rewind();
+    while !daemon.is_finished() {
+        follower.poll(&mut std::io::stdout().lock())?;
+        std::thread::sleep(POLL);
+    }
+    follower.poll(&mut std::io::stdout().lock())?;
+    let outcome = daemon
+        .join()
+        .map_err(|_| anyhow!("the daemon thread panicked"))??;
+    if outcome.failed {
+        bail!("an app could not be kept running: every app was stopped");
+    }
+    eprintln!("herdsman: every app stopped");
+    Ok(())
+}
+
+/// `herdsman completions SHELL`: the completion script, generated from the command-line definitions.
+pub fn completions(shell: clap_complete::Shell, out: &mut impl Write) -> Result<()> {
+    clap_complete::generate(shell, &mut Cli::command(), "herdsman", out);
+    Ok(())
+}
+
+/// The man page, generated from the command-line definitions.
+pub fn man(out: &mut impl Write) -> Result<()> {
+    clap_mangen::Man::new(Cli::command()).render(out)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The checked-in completions and man page are what the current definitions generate. To refresh them:
+    /// `scripts/completions.sh`.
+    #[test]
+    fn checked_in_completions_and_man_page_are_current() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let files = [
+            (
+                Some(clap_complete::Shell::Bash),
+                "completions/herdsman.bash",
+            ),
+            (Some(clap_complete::Shell::Zsh), "completions/_herdsman"),
+            (
+                Some(clap_complete::Shell::Fish),
+                "completions/herdsman.fish",
+            ),
+            (None, "completions/herdsman.1"),
+        ];
+        for (shell, file) in files {
+            let mut generated = Vec::new();
+            match shell {
+                Some(shell) => completions(shell, &mut generated).expect("generate"),
+                None => man(&mut generated).expect("render"),
+            }
+            let checked_in = std::fs::read(root.join(file)).unwrap_or_default();
+            assert!(
+                generated == checked_in,
+                "{file} is out of date: run scripts/completions.sh and commit the result"
+            );
+        }
+    }
+}
