@@ -118,7 +118,10 @@ WantedBy={wanted_by}
 
 /// A unit-file word in double quotes, with systemd's escapes for `\`, `"` and its `%` specifiers.
 fn quote(word: &str) -> String {
-    let escaped = word.replace('\\', "\\\\").replace('"', "\\\"").replace('%', "%%");
+    let escaped = word
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('%', "%%");
     format!("\"{escaped}\"")
 }
 
@@ -147,7 +150,9 @@ mod tests {
         assert!(unit.contains("User=ann\n"));
         assert!(unit.contains("Environment=\"HERDSMAN_HOME=/home/ann/.herdsman\"\n"));
         assert!(
-            unit.contains("ExecStart=\"/usr/local/bin/herdsman\" daemon --foreground --resurrect\n")
+            unit.contains(
+                "ExecStart=\"/usr/local/bin/herdsman\" daemon --foreground --resurrect\n"
+            )
         );
         assert!(unit.contains("ExecReload=\"/usr/local/bin/herdsman\" reload all\n"));
         assert_eq!(quote("50% \"odd\""), "\"50%% \\\"odd\\\"\"");

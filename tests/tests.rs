@@ -4,6 +4,7 @@
 
 mod ecosystem;
 mod helpers;
+mod production;
 mod reload;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -70,13 +70,6 @@ impl Follower {
         Follower { streams, format }
     }
 
-    /// Reads every file from its beginning on the next poll.
-    pub fn rewind(&mut self) {
-        for stream in &mut self.streams {
-            stream.offset = 0;
-        }
-    }
-
     /// Prints what was appended since the last call.
     pub fn poll(&mut self, out: &mut impl Write) -> Result<()> {
         for stream in &mut self.streams {

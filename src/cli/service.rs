@@ -70,8 +70,17 @@ pub fn save(home: &Home) -> Result<()> {
     }
 }
 
-/// `herdsman resurrect`: start the dump's apps that do not run.
+/// `herdsman resurrect`: start the dump's apps that do not run. A dump that cannot be read is refused
+/// before a daemon is started for it.
 pub fn resurrect(home: &Home) -> Result<()> {
+    match crate::daemon::persist::load(&home.dump()) {
+        Ok(Some(_)) => {}
+        Ok(None) => bail!(
+            "no dump at {}: save one with `herdsman save`",
+            home.dump().display()
+        ),
+        Err(message) => bail!(message),
+    }
     let mut client = Client::connect_or_start(home)?;
     print_apply(client.request_with_progress(&Request::Resurrect, print_progress)?)
 }
@@ -198,6 +207,24 @@ pub fn run(
         }
         std::thread::sleep(Duration::from_millis(5));
     };
+    // Follow from the files' current ends: what earlier runs in this home wrote is not replayed, and
+    // nothing the apps write from now on is missed.
+    let logs = loaded
+        .apps
+        .iter()
+        .map(|spec| {
+            let out = spec
+                .out_file
+                .clone()
+                .unwrap_or_else(|| home.out_log(&spec.name));
+            let err = spec
+                .error_file
+                .clone()
+                .unwrap_or_else(|| home.err_log(&spec.name));
+            (spec.name.clone(), (out, err))
+        })
+        .collect();
+    let mut follower = Follower::new(logs, true, true, format);
     let request = Request::Apply(ApplyRequest {
         apps: loaded.apps,
         action: ApplyAction::Start,
@@ -209,36 +236,13 @@ pub fn run(
             eprintln!("herdsman: {message}");
         }
     })?;
-    let processes = match started {
-        Response::Reloaded { processes, .. } => processes,
-        Response::Error { message, .. } => {
-            eprintln!("herdsman: {message}");
-            let _ = client.request(&Request::Kill);
-            let _ = daemon.join();
-            bail!("the apps could not be started");
-        }
-        _ => Vec::new(),
-    };
+    if let Response::Error { message, .. } = started {
+        eprintln!("herdsman: {message}");
+        let _ = client.request(&Request::Kill);
+        let _ = daemon.join();
+        bail!("the apps could not be started");
+    }
     drop(client);
-    let apps = processes
-        .iter()
-        .map(|p| {
-            let out = p
-                .out_file
-                .clone()
-                .map(Into::into)
-                .unwrap_or_else(|| home.out_log(&p.name));
-            let err = p
-                .error_file
-                .clone()
-                .map(Into::into)
-                .unwrap_or_else(|| home.err_log(&p.name));
-            (p.name.clone(), (out, err))
-        })
-        .collect();
-    let mut follower = Follower::new(apps, true, true, format);
-    // Lines written before the follower opened the files are not lost: start from each file's beginning.
-    follower.rewind();
     while !daemon.is_finished() {
         follower.poll(&mut std::io::stdout().lock())?;
         std::thread::sleep(POLL);

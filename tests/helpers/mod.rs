@@ -1150,3 +1150,126 @@ pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
     path
 }
+
+// ---------------------------------------------------------------------------------------------
+// Added for the production tests
+// ---------------------------------------------------------------------------------------------
+
+/// The processes whose parent is `pid`, zombies included (a zombie is still its parent's child).
+pub fn children(pid: i32) -> Vec<i32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut v: Vec<i32> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&p| proc_stat(p).is_some_and(|s| s.ppid == pid))
+        .collect();
+    v.sort();
+    v
+}
+
+/// The `NSpid:` line of `/proc/<pid>/status`: the pid in each PID namespace, outermost first
+/// (one entry outside any new namespace).
+pub fn ns_pids(pid: i32) -> Option<Vec<i32>> {
+    let text = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = text.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
+    line.split_whitespace().map(|f| f.parse().ok()).collect()
+}
+
+/// A process the test spawns itself (a foreground daemon, `unshare ... herdsman run`), in its own
+/// process group, with stdout and stderr going to files (read at any time). On drop, if it still
+/// runs: SIGKILL to its children (for `unshare --pid --fork`, the namespace's init: the kernel
+/// then kills the whole namespace), to its process group and to itself; then it is reaped.
+pub struct Spawned {
+    child: Child,
+    status: Option<ExitStatus>,
+    stdout: PathBuf,
+    stderr: PathBuf,
+    args: String,
+}
+
+impl Spawned {
+    /// Spawns `command` with stdin from /dev/null and output to `<dir>/<label>.out` and `.err`.
+    pub fn spawn(mut command: Command, dir: &Path, label: &str) -> Self {
+        use std::os::unix::process::CommandExt;
+        let stdout = dir.join(format!("{label}.out"));
+        let stderr = dir.join(format!("{label}.err"));
+        let file = |p: &Path| {
+            fs::File::create(p).unwrap_or_else(|e| panic!("create {}: {e}", p.display()))
+        };
+        let args = format!("{command:?}");
+        command
+            .stdin(Stdio::null())
+            .stdout(file(&stdout))
+            .stderr(file(&stderr))
+            .process_group(0);
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {args}: {e}"));
+        Spawned {
+            child,
+            status: None,
+            stdout,
+            stderr,
+            args,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn stdout(&self) -> String {
+        fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
+    pub fn stderr(&self) -> String {
+        fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// The exit status if it has exited (reaped once, remembered).
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self
+                .child
+                .try_wait()
+                .expect("try_wait on a spawned process");
+        }
+        self.status
+    }
+
+    /// Polls until it exits, at most `timeout`; `None` if it still runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        poll(timeout, || self.try_wait())
+    }
+
+    /// The command, its status and its output, for failure messages.
+    pub fn describe(&mut self) -> String {
+        let status = match self.try_wait() {
+            Some(s) => format!("{s}"),
+            None => "still running".to_string(),
+        };
+        format!(
+            "$ {}\n  status: {status}\n  --- stdout ---\n{}\n  --- stderr ---\n{}",
+            self.args,
+            tail(self.stdout().trim_end(), 60),
+            tail(self.stderr().trim_end(), 60)
+        )
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if self.try_wait().is_some() {
+            return;
+        }
+        // Not reaped yet, so neither its pid nor its children's parent link can be stale.
+        let pid = self.pid();
+        for c in children(pid) {
+            let _ = kill(Pid::from_raw(c), Signal::SIGKILL);
+        }
+        let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
