@@ -3,9 +3,10 @@
 //! - **sd_notify.** Every worker gets `NOTIFY_SOCKET`, an abstract datagram socket of the daemon's. A
 //!   `READY=1` datagram counts for the process whose pid the kernel attaches (SCM_CREDENTIALS), so a worker
 //!   can only speak for itself; the supervisor accepts it from the worker or a member of its process group.
-//! - **Node IPC.** Every Node worker gets an IPC channel (`NODE_CHANNEL_FD`), as under PM2: the app's
-//!   `process.send('ready')` and the listen preload's `{ herdsman: 'listening' }` arrive on it. Nothing else
-//!   on the channel is acted on; it is read and dropped, so an app that sends a lot never blocks.
+//! - **Node.** Every Node worker gets the write end of a pipe (`HERDSMAN_READY_FD`), which the preload
+//!   uses: it writes `L` when the server on the shared socket listens, and `R` when the app calls
+//!   `process.send('ready')` (the preload provides `process.send` for that when there is no IPC channel,
+//!   so PM2's idiom works; an IPC channel would cost each Node process 2.4 MiB, the pipe nothing).
 
 use std::io::{self, IoSliceMut};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -15,7 +16,6 @@ use nix::sys::socket::{
     sockopt,
 };
 use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 use tracing::debug;
 
@@ -106,85 +106,33 @@ impl NotifySocket {
     }
 }
 
-/// Reads a Node worker's IPC channel, forwarding its readiness messages, until the worker closes it.
-/// Lines longer than 64 KiB cannot be a readiness message; their excess is dropped unread.
-pub async fn serve_node_channel(
-    channel: OwnedFd,
-    pid: i32,
-    supervisor: mpsc::UnboundedSender<Message>,
-) {
-    const LONGEST: usize = 64 * 1024;
-    let stream = std::os::unix::net::UnixStream::from(channel);
-    if stream.set_nonblocking(true).is_err() {
-        return;
-    }
-    let Ok(stream) = tokio::net::UnixStream::from_std(stream) else {
+/// Reads a Node worker's readiness pipe until the worker closes it: `L` when its server listens, `R` for
+/// `process.send('ready')`.
+pub async fn serve_node_pipe(pipe: OwnedFd, pid: i32, supervisor: mpsc::UnboundedSender<Message>) {
+    use tokio::io::AsyncReadExt;
+    let Ok(mut receiver) = tokio::net::unix::pipe::Receiver::from_owned_fd(pipe) else {
         return;
     };
-    let mut reader = BufReader::new(stream);
-    let mut line = Vec::new();
-    loop {
-        let Ok(buffer) = reader.fill_buf().await else {
-            return;
-        };
-        if buffer.is_empty() {
+    let mut buffer = [0u8; 16];
+    while let Ok(n) = receiver.read(&mut buffer).await {
+        if n == 0 {
             return;
         }
-        let (chunk, end) = match buffer.iter().position(|&b| b == b'\n') {
-            Some(at) => (&buffer[..at], true),
-            None => (buffer, false),
-        };
-        line.extend_from_slice(&chunk[..chunk.len().min(LONGEST.saturating_sub(line.len()))]);
-        let used = chunk.len() + usize::from(end);
-        reader.consume(used);
-        if end {
-            if let Some(source) = node_message(&String::from_utf8_lossy(&line))
-                && supervisor.send(Message::Ready { pid, source }).is_err()
-            {
+        for &byte in &buffer[..n] {
+            let source = match byte {
+                b'L' => Source::NodeListening,
+                b'R' => Source::NodeReady,
+                _ => continue,
+            };
+            if supervisor.send(Message::Ready { pid, source }).is_err() {
                 return;
             }
-            line.clear();
         }
     }
 }
 
-/// Interprets one line of Node's JSON IPC serialization.
-pub fn node_message(line: &str) -> Option<Source> {
-    match serde_json::from_str::<serde_json::Value>(line).ok()? {
-        serde_json::Value::String(s) if s == "ready" => Some(Source::NodeReady),
-        serde_json::Value::Object(map)
-            if map.get("herdsman").and_then(|v| v.as_str()) == Some("listening") =>
-        {
-            Some(Source::NodeListening)
-        }
-        _ => None,
-    }
-}
-
-/// A connected pair for a Node IPC channel: (the daemon's end, the worker's end). Both close-on-exec; the
-/// spawn moves the worker's end into place.
-pub fn node_channel() -> io::Result<(OwnedFd, OwnedFd)> {
-    socket::socketpair(
-        AddressFamily::Unix,
-        SockType::Stream,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .map_err(io::Error::from)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn node_messages() {
-        assert_eq!(node_message("\"ready\""), Some(Source::NodeReady));
-        assert_eq!(
-            node_message("{\"herdsman\":\"listening\"}"),
-            Some(Source::NodeListening)
-        );
-        assert_eq!(node_message("{\"cmd\":\"NODE_HANDLE\"}"), None);
-        assert_eq!(node_message("not json"), None);
-    }
+/// A pipe for a Node worker's readiness: (the daemon's read end, the worker's write end), both
+/// close-on-exec; the spawn moves the worker's end into place.
+pub fn node_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)
 }

@@ -7,7 +7,7 @@
 //!
 //! In the child, in order: default signal dispositions and an empty mask; a process group of its own; stdin
 //! from /dev/null and stdout/stderr to the app's log files (opened O_APPEND by the daemon); the listening
-//! sockets (and a Node worker's IPC channel) moved to fds 3, 4, ...; every other descriptor marked
+//! sockets (and a Node worker's readiness pipe) moved to fds 3, 4, ...; every other descriptor marked
 //! close-on-exec (so nothing of the daemon's leaks); the pid written into the environment; the app's user
 //! and group, if any; `chdir`; `execve`. If a step fails the child writes the step
 //! and `errno` to a close-on-exec pipe and exits 127; an EOF on that pipe means `execve` succeeded.

@@ -9,15 +9,19 @@
 //    first such call takes the socket; a later one binds normally.
 //    Not covered: listen on another port (binds normally), on a path (Unix sockets), or in a process that
 //    is not the worker herdsman started (LISTEN_PID is checked, so child processes are left alone).
-// 2. Readiness. When that server is listening (or, without a shared socket, the first server the worker
-//    starts), the worker tells herdsman over its IPC channel, as PM2's cluster mode counts a worker online.
+// 2. Readiness. When that server is listening, the worker tells herdsman, as PM2's cluster mode counts a
+//    worker online. `process.send('ready')`
+//    (PM2's way for --wait-ready apps) tells herdsman too: without an IPC channel the preload provides
+//    `process.send` for it. Both go through a pipe herdsman passes (HERDSMAN_READY_FD), which costs nothing,
+//    where an IPC channel would cost each worker 2.4 MiB.
 'use strict';
 
 (function herdsman() {
   const env = process.env;
-  // The IPC channel is the worker's own only in the process herdsman started; children must not use it.
-  const ours = env.HERDSMAN_IPC === '1';
-  delete env.HERDSMAN_IPC;
+  // The pipe is the worker's own only in the process herdsman started; children must not use it.
+  const readyFd = Number.parseInt(env.HERDSMAN_READY_FD, 10);
+  delete env.HERDSMAN_READY_FD;
+  const ours = readyFd >= 3;
 
   const activated =
     Number.parseInt(env.LISTEN_FDS, 10) > 0 &&
@@ -26,15 +30,32 @@
   const port = Number.parseInt(env.PORT, 10);
   if (!activated && !ours) return;
 
-  let reported = false;
-  function reportListening() {
-    if (reported || !ours || typeof process.send !== 'function' || !process.connected) return;
-    reported = true;
+  const fs = require('fs');
+  function tell(byte) {
+    if (!ours) return;
     try {
-      process.send({ herdsman: 'listening' }, undefined, undefined, () => {});
+      fs.writeSync(readyFd, byte);
     } catch (_) {
       // The daemon is gone; the worker goes on serving.
     }
+  }
+
+  let reported = false;
+  function reportListening() {
+    if (reported) return;
+    reported = true;
+    tell('L');
+  }
+
+  if (ours && typeof process.send !== 'function') {
+    // PM2's readiness idiom, process.send('ready'), without the cost of an IPC channel. Other messages
+    // have nowhere to go, as with no supervisor at all.
+    process.send = function send(message, ...rest) {
+      if (message === 'ready') tell('R');
+      const callback = rest.find((arg) => typeof arg === 'function');
+      if (callback) process.nextTick(callback, null);
+      return true;
+    };
   }
 
   function requestedPort(args) {
@@ -49,6 +70,9 @@
     return null;
   }
 
+  // Without a shared socket there is nothing to patch, and `net` is not loaded for nothing (an app that
+  // never listens would pay for it): such a worker gets ready by process.send('ready') or its grace period.
+  if (!activated) return;
   const net = require('net');
   const listen = net.Server.prototype.listen;
   let taken = false;
@@ -59,7 +83,6 @@
       const callback = typeof args[args.length - 1] === 'function' ? args[args.length - 1] : undefined;
       return callback === undefined ? listen.call(this, { fd: 3 }) : listen.call(this, { fd: 3 }, callback);
     }
-    if (!activated) this.once('listening', reportListening);
     return listen.apply(this, args);
   };
 })();

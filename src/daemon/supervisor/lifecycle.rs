@@ -107,12 +107,12 @@ impl Supervisor {
         let worker = self.workers.get(&id).ok_or("no such worker")?;
         let app = self.apps.get(&worker.app).ok_or("no such app")?;
         let channel = if app.spec.is_node() {
-            Some(ready::node_channel().map_err(|e| format!("cannot create the IPC channel: {e}"))?)
+            Some(ready::node_pipe().map_err(|e| format!("cannot create the readiness pipe: {e}"))?)
         } else {
             None
         };
         let mut inherit: Vec<BorrowedFd<'_>> = app.listeners.iter().map(Listener::fd).collect();
-        let node_channel = channel.as_ref().map(|(_, theirs)| {
+        let ready_pipe = channel.as_ref().map(|(_, theirs)| {
             inherit.push(theirs.as_fd());
             2 + inherit.len()
         });
@@ -120,7 +120,7 @@ impl Supervisor {
             instance: worker.instance,
             preload: &app.preload,
             notify_socket: &self.notify_socket,
-            node_channel,
+            ready_pipe,
         };
         let request = SpawnRequest {
             command: &app.command,
@@ -149,7 +149,7 @@ impl Supervisor {
             let _ = tx.send(Message::Exec { serial, result });
         });
         if let Some(ours) = ours {
-            tokio::spawn(ready::serve_node_channel(ours, pid, self.tx.clone()));
+            tokio::spawn(ready::serve_node_pipe(ours, pid, self.tx.clone()));
         }
         if wait_ready {
             self.arm(listen_timeout, Timer::ListenTimeout { serial });

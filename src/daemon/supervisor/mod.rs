@@ -672,9 +672,7 @@ const RESERVED: &[&str] = &[
     "LISTEN_FDNAMES",
     "LISTEN_PIDFDID",
     "NOTIFY_SOCKET",
-    "NODE_CHANNEL_FD",
-    "NODE_CHANNEL_SERIALIZATION_MODE",
-    "HERDSMAN_IPC",
+    "HERDSMAN_READY_FD",
     "HERDSMAN_APP",
     "HERDSMAN_INSTANCE",
     "NODE_APP_INSTANCE",
@@ -685,13 +683,13 @@ struct EnvContext<'a> {
     instance: u32,
     preload: &'a Path,
     notify_socket: &'a str,
-    /// The fd of the Node IPC channel, for Node workers.
-    node_channel: Option<usize>,
+    /// The fd of the readiness pipe, for Node workers.
+    ready_pipe: Option<usize>,
 }
 
 /// A worker's environment: the app's, plus the socket-activation variables (but the pid-dependent ones,
 /// which the child writes itself), `NOTIFY_SOCKET`, the instance variables, and for Node the preload and
-/// the IPC channel.
+/// the readiness pipe.
 fn worker_env(spec: &AppSpec, context: &EnvContext<'_>) -> Vec<(String, String)> {
     let mut env: HashMap<String, String> = spec
         .env
@@ -712,10 +710,8 @@ fn worker_env(spec: &AppSpec, context: &EnvContext<'_>) -> Vec<(String, String)>
             env.insert("PORT".into(), port.to_string());
         }
     }
-    if let Some(fd) = context.node_channel {
-        env.insert("NODE_CHANNEL_FD".into(), fd.to_string());
-        env.insert("NODE_CHANNEL_SERIALIZATION_MODE".into(), "json".into());
-        env.insert("HERDSMAN_IPC".into(), "1".into());
+    if let Some(fd) = context.ready_pipe {
+        env.insert("HERDSMAN_READY_FD".into(), fd.to_string());
         let quoted = context
             .preload
             .to_string_lossy()
