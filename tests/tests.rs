@@ -5,6 +5,7 @@
 mod ecosystem;
 mod helpers;
 mod production;
+mod races;
 mod reload;
 
 use std::collections::{BTreeMap, BTreeSet};

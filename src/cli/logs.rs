@@ -191,17 +191,22 @@ fn last_lines(path: &PathBuf, count: usize) -> Result<(Vec<Vec<u8>>, u64)> {
     };
     let len = file.metadata()?.len();
     // Read backwards in chunks until enough newlines are in hand.
+    // Newlines are counted in each new chunk only, and at most 16 MiB are read back, however few
+    // newlines a file has (a progress bar written with \r, binary output).
+    const LIMIT: u64 = 16 << 20;
     let mut start = len;
-    let mut tail = Vec::new();
-    while start > 0 && tail.iter().filter(|&&b| b == b'\n').count() <= count {
+    let mut chunks: Vec<Vec<u8>> = Vec::new();
+    let mut newlines = 0;
+    while start > 0 && newlines <= count && len - start < LIMIT {
         let step = start.min(64 * 1024);
         start -= step;
         let mut chunk = vec![0; step as usize];
         file.seek(SeekFrom::Start(start))?;
         file.read_exact(&mut chunk)?;
-        chunk.extend_from_slice(&tail);
-        tail = chunk;
+        newlines += chunk.iter().filter(|&&b| b == b'\n').count();
+        chunks.push(chunk);
     }
+    let tail: Vec<u8> = chunks.into_iter().rev().flatten().collect();
     // Only complete lines; a line still being written is printed when it ends.
     let complete = tail.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     let end = start + complete as u64;

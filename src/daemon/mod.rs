@@ -53,6 +53,7 @@ pub struct Outcome {
 
 /// Runs the daemon in this process until it is told to stop.
 pub fn run(home: Home, options: Options) -> Result<Outcome> {
+    open_standard_descriptors();
     home.create()?;
     let _lock = lock(&home)?;
     // SAFETY: prctl with integer arguments.
@@ -114,7 +115,7 @@ async fn serve(home: Home, socket_path: &Path, options: Options) -> Result<Outco
     info!(pid = std::process::id(), socket = %socket_path.display(), "daemon serving");
     let startup = tokio::spawn(announce_ready(tx.clone(), options.resurrect, notifier));
 
-    let (kill_reply, mut failed) = supervisor.run(rx, sigchld).await;
+    let (kill_replies, mut failed) = supervisor.run(rx, sigchld).await;
     failed |= startup.is_finished() && matches!(startup.await, Ok(false));
 
     server.abort();
@@ -125,7 +126,7 @@ async fn serve(home: Home, socket_path: &Path, options: Options) -> Result<Outco
     // Remove our files before answering `kill`, so that a daemon started right after it keeps its own.
     let _ = fs::remove_file(socket_path);
     let _ = fs::remove_file(home.pid_file());
-    if let Some(reply) = kill_reply {
+    for reply in kill_replies {
         let _ = reply.send(crate::protocol::Response::Ok);
     }
     // Let the connections write their last replies (the `kill` that stopped us is waiting for its answer).
@@ -175,6 +176,19 @@ async fn watchdog(notifier: Option<crate::systemd::Notifier>) {
     loop {
         ticks.tick().await;
         notifier.notify("WATCHDOG=1");
+    }
+}
+
+/// Opens /dev/null on any of fds 0, 1 and 2 that is closed, so that nothing the daemon opens lands there
+/// (a worker's stdout would then be a socket or a lock file).
+fn open_standard_descriptors() {
+    for fd in 0..3 {
+        // SAFETY: fcntl F_GETFD only queries; open returns the lowest free descriptor, this one.
+        unsafe {
+            if libc::fcntl(fd, libc::F_GETFD) == -1 {
+                libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+            }
+        }
     }
 }
 

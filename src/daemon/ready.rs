@@ -39,7 +39,15 @@ pub struct NotifySocket {
 impl NotifySocket {
     /// Binds an abstract datagram socket unique to this daemon, with credentials passing on.
     pub fn bind() -> io::Result<NotifySocket> {
-        let name = format!("herdsman/{}/notify", std::process::id());
+        // A random part, so that no other local user can take the name first or guess it.
+        let mut random = [0u8; 8];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut random))?;
+        let name = format!(
+            "herdsman/{}/{:016x}/notify",
+            std::process::id(),
+            u64::from_le_bytes(random)
+        );
         let fd = socket::socket(
             AddressFamily::Unix,
             SockType::Datagram,

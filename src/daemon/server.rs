@@ -27,7 +27,9 @@ pub async fn serve(
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(e) => {
+                // Out of descriptors, most likely: wait a little instead of spinning.
                 warn!(error = %e, "accept on the control socket failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 continue;
             }
         };

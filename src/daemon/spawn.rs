@@ -5,7 +5,7 @@
 //! pid without an exec helper: the parent reserves room in the environment block and the child writes its
 //! pid there before `execve`.
 //!
-//! In the child, in order: default signal dispositions and an empty mask; a process group of its own; stdin
+//! Signals are blocked across `fork`. In the child, in order: default signal dispositions, then an empty mask; a process group of its own; stdin
 //! from /dev/null and stdout/stderr to the app's log files (opened O_APPEND by the daemon); the listening
 //! sockets (and a Node worker's readiness pipe) moved to fds 3, 4, ...; every other descriptor marked
 //! close-on-exec (so nothing of the daemon's leaks); the pid written into the environment; the app's user
@@ -189,10 +189,24 @@ pub fn spawn(request: &SpawnRequest<'_>) -> io::Result<Spawned> {
     }
     // SAFETY: both descriptors were just created and are owned here.
     let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // Signals are blocked across fork, so none reaches the child while it still has the daemon's handlers;
+    // the child resets the handlers, then unblocks.
+    // SAFETY: sigset_t is plain data; sigfillset and pthread_sigmask only fill and swap masks.
+    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    let mut previous: libc::sigset_t = unsafe { std::mem::zeroed() };
+    unsafe {
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut previous);
+    }
     // SAFETY: the child only runs `child`, which is async-signal-safe and never returns.
-    match unsafe { libc::fork() } {
+    let forked = unsafe { libc::fork() };
+    if forked == 0 {
+        unsafe { child(&mut plan, write.as_raw_fd()) }
+    }
+    // SAFETY: restores the mask saved above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &previous, std::ptr::null_mut()) };
+    match forked {
         -1 => Err(io::Error::last_os_error()),
-        0 => unsafe { child(&mut plan, write.as_raw_fd()) },
         pid => {
             drop(write);
             // Also set in the child; doing it here too closes the race with an early signal to the group.
@@ -273,14 +287,14 @@ unsafe fn fail(status: RawFd, step: u8) -> ! {
 /// The child side of [`spawn`]. Calls only async-signal-safe functions and never returns.
 unsafe fn child(plan: &mut Plan, status: RawFd) -> ! {
     unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
         for signal in 1..32 {
             if signal != libc::SIGKILL && signal != libc::SIGSTOP {
                 libc::signal(signal, libc::SIG_DFL);
             }
         }
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
         libc::setpgid(0, 0);
 
         let first_free = 3 + plan.inherit.len() as RawFd;

@@ -176,12 +176,16 @@ impl Supervisor {
         };
         worker.epoch += 1;
         worker.on_exit = OnExit::Crash;
+        worker.kill_reason = None;
         match result {
             Ok(process) => worker.state = State::Running(process),
             Err(e) => {
+                // Resources may come back (fork's EAGAIN, the daemon's fd limit): back off and retry like a
+                // quick crash, within the app's restart policy, rather than give up at once.
                 warn!(app = %worker.app, instance = worker.instance, error = %e, "cannot spawn worker");
                 worker.last_exit = Some(format!("cannot spawn: {e}"));
-                worker.state = State::Errored;
+                worker.state = State::Stopped;
+                self.crashed(id, Duration::ZERO, false);
             }
         }
     }
@@ -202,7 +206,13 @@ impl Supervisor {
         let Some(worker) = self.workers.get_mut(&id) else {
             return;
         };
-        worker.on_exit = on_exit;
+        // A stop in progress is never turned into a restart, nor a delete into a stop: the first request
+        // that stops a worker for good wins, and its caller gets its answer.
+        worker.on_exit = match (worker.state, worker.on_exit, on_exit) {
+            (State::Stopping { .. }, OnExit::Remove, _) => OnExit::Remove,
+            (State::Stopping { .. }, OnExit::Stop, OnExit::Restart) => OnExit::Stop,
+            _ => on_exit,
+        };
         if let Some(successor) = worker.successor.take() {
             worker.reload_failure = Some("interrupted: the worker was stopped".into());
             let app = worker.app.clone();
@@ -357,7 +367,7 @@ impl Supervisor {
                             && matches!(worker.state, State::Running(_))
                         {
                             warn!(app = %worker.app, instance = worker.instance, %reason, "worker failed");
-                            worker.last_exit = Some(reason);
+                            worker.kill_reason = Some(reason);
                             let _ = killpg(Pid::from_raw(process.pid), Signal::SIGKILL);
                         }
                     }
@@ -408,7 +418,26 @@ impl Supervisor {
         self.put(loc, process);
         if let Some(status) = early_exit {
             self.process_exited(loc, status);
+            return;
         }
+        // An exec confirmed after the grace period ran out (a loaded host): the grace timer found it
+        // unconfirmed and did nothing, so the readiness it would have given is given now.
+        let wait_ready = self.app_of(loc).is_none_or(|app| app.spec.wait_ready);
+        let grace = self.app_of(loc).map(|app| grace(&app.spec));
+        if !wait_ready
+            && matches!(loc, Loc::Slot(_) | Loc::Successor(_))
+            && grace.is_some_and(|g| process.started.elapsed() >= g)
+        {
+            self.mark_ready(loc);
+        }
+    }
+
+    fn app_of(&self, loc: Loc) -> Option<&super::app::App> {
+        let name = match loc {
+            Loc::Slot(id) | Loc::Successor(id) => &self.workers.get(&id)?.app,
+            Loc::Retiring(i) => &self.retiring.get(i)?.app,
+        };
+        self.apps.get(name)
     }
 
     /// `READY=1` or a Node readiness message, from a process or a member of its group.
@@ -476,8 +505,8 @@ impl Supervisor {
                 Ok(WaitStatus::StillAlive) | Err(_) => break,
                 Ok(_) => continue,
             };
+            self.metrics.forget(pid.as_raw());
             if let Some(loc) = self.locate_pid(pid.as_raw()) {
-                self.metrics.forget(pid.as_raw());
                 self.process_exited(loc, status);
             }
         }
@@ -545,7 +574,10 @@ impl Supervisor {
             State::Running(_) => {
                 let uptime = process.started.elapsed();
                 warn!(app = %worker.app, instance = worker.instance, pid = process.pid, exit = %how, ?uptime, "worker exited unexpectedly");
-                worker.last_exit = Some(how);
+                worker.last_exit = Some(match worker.kill_reason.take() {
+                    Some(reason) => format!("{reason}: killed ({how})"),
+                    None => how,
+                });
                 // What the worker left running in its group goes with it.
                 let _ = killpg(Pid::from_raw(process.pid), Signal::SIGKILL);
                 if let Some(successor) = worker.successor.take() {

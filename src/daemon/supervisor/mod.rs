@@ -89,6 +89,8 @@ struct Worker {
     successor: Option<Process>,
     /// Set when a reload of this slot failed; taken by the rollout that waits on it.
     reload_failure: Option<String>,
+    /// Why herdsman killed the current process itself (a missed listen timeout), for `last_exit`.
+    kill_reason: Option<String>,
 }
 
 /// A process no longer in any slot (replaced by a reload) that is being stopped.
@@ -131,8 +133,8 @@ pub struct Supervisor {
     cores: u32,
     notify_socket: String,
     done: bool,
-    /// The `kill` request to answer once the daemon has cleaned up.
-    kill_reply: Option<Replier>,
+    /// The `kill` requests to answer once the daemon has cleaned up.
+    kill_replies: Vec<Replier>,
     /// Stop everything when a worker becomes errored (the container entry point).
     pub exit_when_errored: bool,
     /// A worker became errored while `exit_when_errored`.
@@ -163,20 +165,20 @@ impl Supervisor {
             cores,
             notify_socket,
             done: false,
-            kill_reply: None,
+            kill_replies: Vec::new(),
             exit_when_errored: false,
             failed: false,
             shutting_down: false,
         }
     }
 
-    /// Runs until a shutdown has stopped every app. Returns the reply channel of the `kill` that asked for it,
+    /// Runs until a shutdown has stopped every app. Returns the reply channels of the `kill`s that asked for it,
     /// to be answered once the daemon has removed its files, and whether an app could not be kept running.
     pub async fn run(
         mut self,
         mut rx: mpsc::UnboundedReceiver<Message>,
         mut sigchld: SignalStream,
-    ) -> (Option<Replier>, bool) {
+    ) -> (Vec<Replier>, bool) {
         self.reap();
         while !self.done {
             tokio::select! {
@@ -196,7 +198,7 @@ impl Supervisor {
                 self.begin_shutdown(None);
             }
         }
-        (self.kill_reply.take(), self.failed)
+        (std::mem::take(&mut self.kill_replies), self.failed)
     }
 
     fn handle(&mut self, message: Message) {
@@ -219,8 +221,17 @@ impl Supervisor {
                 let _ = reply.send(self.processes());
                 return;
             }
+            Request::Kill if self.shutting_down => {
+                self.kill_replies.push(reply);
+                return;
+            }
             Request::Kill => {
                 self.begin_shutdown(Some(reply));
+                return;
+            }
+            _ if self.shutting_down => {
+                let message = "the daemon is shutting down: every app is being stopped";
+                let _ = reply.send(Response::error(ErrorKind::Conflict, message));
                 return;
             }
             Request::Reload { target, env } => {
@@ -343,7 +354,8 @@ impl Supervisor {
         let app = App::prepare(spec, &self.home, &mut Vec::new())
             .map_err(|e| Response::error(ErrorKind::Invalid, format!("app '{name}': {e}")))?;
         let count = app.spec.instances.resolve(self.cores);
-        info!(app = %name, workers = count, command = ?app.command.argv, "app created");
+        // The program only: arguments can carry secrets, which are never logged.
+        info!(app = %name, workers = count, program = %app.command.program.display(), "app created");
         self.apps.insert(name.clone(), app);
         Ok((0..count).map(|i| self.add_slot(&name, i)).collect())
     }
@@ -365,6 +377,7 @@ impl Supervisor {
                 epoch: 0,
                 successor: None,
                 reload_failure: None,
+                kill_reason: None,
             },
         );
         if let Some(app) = self.apps.get_mut(app) {
@@ -579,7 +592,7 @@ impl Supervisor {
             };
             if pending.until == Await::Shutdown {
                 self.done = true;
-                self.kill_reply = Some(reply);
+                self.kill_replies.push(reply);
             } else {
                 let _ = reply.send(self.processes());
             }

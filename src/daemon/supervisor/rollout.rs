@@ -331,6 +331,24 @@ impl Supervisor {
             .get(&worker.app)
             .is_some_and(|a| a.spec.no_overlap);
         match worker.state {
+            State::Running(p) if worker.successor.is_some() => {
+                // Another reload is already bringing up this slot's replacement: wait for that one.
+                Step {
+                    id,
+                    old: Some((p.pid, p.serial)),
+                    began,
+                    successor: true,
+                }
+            }
+            State::Stopping { .. } if matches!(worker.on_exit, OnExit::Stop | OnExit::Remove) => {
+                worker.reload_failure = Some("the worker is being stopped".into());
+                Step {
+                    id,
+                    old: None,
+                    began,
+                    successor: false,
+                }
+            }
             State::Running(p) if p.ready && !no_overlap => {
                 let old = Some((p.pid, p.serial));
                 match self.spawn_process(id) {
@@ -432,7 +450,6 @@ impl Supervisor {
             );
             return Err(Response::error(ErrorKind::Invalid, message));
         };
-        app.spec.instances = Instances::Count(target);
         let mut slots: Vec<(u32, u32)> = app
             .workers
             .iter()
@@ -440,6 +457,9 @@ impl Supervisor {
             .collect();
         slots.sort();
         if target <= current {
+            if let Some(app) = self.apps.get_mut(name) {
+                app.spec.instances = Instances::Count(target);
+            }
             let remove: Vec<u32> = slots[target as usize..].iter().map(|&(_, id)| id).collect();
             for &id in &remove {
                 self.stop_selected(&Selection::Id(id), OnExit::Remove)?;
@@ -448,6 +468,9 @@ impl Supervisor {
         }
         let existing: Vec<u32> = slots.iter().map(|&(_, id)| id).collect();
         self.ensure_listeners(&existing)?;
+        if let Some(app) = self.apps.get_mut(name) {
+            app.spec.instances = Instances::Count(target);
+        }
         let mut used: Vec<u32> = slots.iter().map(|&(instance, _)| instance).collect();
         let mut added = Vec::new();
         for _ in current..target {
