@@ -16,44 +16,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use helpers::{
-    Herdsman, Probe, Proc, Streaming, alive, app_arg, comm, fd_link, fds, free_port, http_get,
-    marked_pids, mode, proc_stat, served_pid, snapshot, venv_bin,
+    Herdsman, Probe, Proc, SECOND, Streaming, alive, app_arg, comm, fd_link, fds, free_port,
+    http_get, listen_addr, marked_pids, mode, pids, proc_stat, served_pid, snapshot, venv_bin,
+    wait_served_by,
 };
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-
-const SECOND: Duration = Duration::from_secs(1);
-
-fn listen_addr(port: u16) -> String {
-    format!("127.0.0.1:{port}")
-}
-
-fn pids(workers: &[Proc]) -> BTreeSet<i32> {
-    workers.iter().filter_map(|w| w.pid).collect()
-}
-
-/// Polls GET / until the set of `X-Pid`s seen equals `expected`.
-#[track_caller]
-fn wait_served_by(h: &Herdsman, port: u16, expected: &BTreeSet<i32>, timeout: Duration) {
-    let mut seen = BTreeSet::new();
-    h.wait_for(
-        &format!("responses on port {port} from every pid of {expected:?}"),
-        timeout,
-        || {
-            for _ in 0..5 {
-                if let Some(pid) = served_pid(port) {
-                    seen.insert(pid);
-                }
-            }
-            expected.is_subset(&seen)
-        },
-    );
-    if !seen.is_subset(expected) {
-        h.fail(&format!(
-            "port {port} answered from {seen:?}, expected only {expected:?}"
-        ));
-    }
-}
 
 /// `start tests/apps/http.js --name NAME -i N --listen 127.0.0.1:PORT`, waits until every
 /// worker is online and has answered; returns the workers.

@@ -8,73 +8,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::Path;
-use std::time::Duration;
 
 use crate::helpers::{
-    Herdsman, Output, Probe, Proc, alive, app_arg, connect_refused, fd_link, free_port, proc_uids,
-    repo_root, served_pid, snapshot, write_file,
+    Herdsman, Output, Probe, Proc, SECOND, app_arg, connect_refused, fd_link, free_port,
+    listen_addr, pid_list, pids, proc_uids, q, repo_root, snapshot, wait_gone, wait_served_by,
+    write_file,
 };
-
-const SECOND: Duration = Duration::from_secs(1);
-
-fn listen_addr(port: u16) -> String {
-    format!("127.0.0.1:{port}")
-}
-
-fn pids(workers: &[Proc]) -> BTreeSet<i32> {
-    workers.iter().filter_map(|w| w.pid).collect()
-}
-
-/// The pids of `workers` in instance order.
-fn pid_list(workers: &[Proc]) -> Vec<i32> {
-    workers
-        .iter()
-        .map(|w| w.pid.expect("an online worker has a pid"))
-        .collect()
-}
 
 /// `tests/apps/ecosystem/<name>` as an absolute path.
 fn eco_app(name: &str) -> String {
     app_arg(&format!("ecosystem/{name}"))
-}
-
-/// `s` as a TOML basic string (the tests only quote plain ASCII paths and values).
-fn q(s: impl AsRef<str>) -> String {
-    format!("{:?}", s.as_ref())
-}
-
-/// Polls GET / on new connections until the set of `X-Pid`s seen covers `expected`; fails if
-/// any other pid answered.
-#[track_caller]
-fn wait_served_by(h: &Herdsman, port: u16, expected: &BTreeSet<i32>, timeout: Duration) {
-    let mut seen = BTreeSet::new();
-    h.wait_for(
-        &format!("responses on port {port} from every pid of {expected:?}"),
-        timeout,
-        || {
-            for _ in 0..5 {
-                if let Some(pid) = served_pid(port) {
-                    seen.insert(pid);
-                }
-            }
-            expected.is_subset(&seen)
-        },
-    );
-    if !seen.is_subset(expected) {
-        h.fail(&format!(
-            "port {port} answered from {seen:?}, expected only {expected:?}"
-        ));
-    }
-}
-
-/// Waits until none of `old` is alive any more.
-#[track_caller]
-fn wait_gone(h: &Herdsman, old: &BTreeSet<i32>) {
-    h.wait_for(
-        &format!("the old processes {old:?} to exit"),
-        15 * SECOND,
-        || old.iter().all(|&pid| !alive(pid)),
-    );
 }
 
 /// Waits until a connection to 127.0.0.1:port is refused (the socket is closed).

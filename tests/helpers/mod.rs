@@ -1273,3 +1273,64 @@ impl Drop for Spawned {
         let _ = self.child.wait();
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Shared by the test modules
+// ---------------------------------------------------------------------------------------------
+
+/// One second, for deadlines.
+pub const SECOND: Duration = Duration::from_secs(1);
+
+pub fn listen_addr(port: u16) -> String {
+    format!("127.0.0.1:{port}")
+}
+
+pub fn pids(workers: &[Proc]) -> BTreeSet<i32> {
+    workers.iter().filter_map(|w| w.pid).collect()
+}
+
+/// The pids of `workers` in instance order.
+pub fn pid_list(workers: &[Proc]) -> Vec<i32> {
+    workers
+        .iter()
+        .map(|w| w.pid.expect("an online worker has a pid"))
+        .collect()
+}
+
+/// Polls GET / until the set of `X-Pid`s seen equals `expected`.
+#[track_caller]
+pub fn wait_served_by(h: &Herdsman, port: u16, expected: &BTreeSet<i32>, timeout: Duration) {
+    let mut seen = BTreeSet::new();
+    h.wait_for(
+        &format!("responses on port {port} from every pid of {expected:?}"),
+        timeout,
+        || {
+            for _ in 0..5 {
+                if let Some(pid) = served_pid(port) {
+                    seen.insert(pid);
+                }
+            }
+            expected.is_subset(&seen)
+        },
+    );
+    if !seen.is_subset(expected) {
+        h.fail(&format!(
+            "port {port} answered from {seen:?}, expected only {expected:?}"
+        ));
+    }
+}
+
+/// Waits until none of `old` is alive any more (the reload's old workers have exited).
+#[track_caller]
+pub fn wait_gone(h: &Herdsman, old: &BTreeSet<i32>) {
+    h.wait_for(
+        &format!("the old processes {old:?} to exit"),
+        15 * SECOND,
+        || old.iter().all(|&pid| !alive(pid)),
+    );
+}
+
+/// `s` as a TOML basic string (the tests only quote plain ASCII paths and values).
+pub fn q(s: impl AsRef<str>) -> String {
+    format!("{:?}", s.as_ref())
+}

@@ -21,25 +21,12 @@ use nix::unistd::{Pid, User, geteuid, getuid};
 use serde_json::Value;
 
 use crate::helpers::{
-    Herdsman, Output, Proc, Spawned, alive, app_arg, children, comm, connect_refused, free_port,
-    mode, ns_pids, proc_stat, repo_root, served_pid, snapshot, write_file,
+    Herdsman, Output, Proc, SECOND, Spawned, alive, app_arg, children, comm, connect_refused,
+    free_port, listen_addr, mode, ns_pids, pids, proc_stat, q, repo_root, snapshot, wait_served_by,
+    write_file,
 };
 
-const SECOND: Duration = Duration::from_secs(1);
 const BIN: &str = env!("CARGO_BIN_EXE_herdsman");
-
-fn listen_addr(port: u16) -> String {
-    format!("127.0.0.1:{port}")
-}
-
-fn pids(workers: &[Proc]) -> BTreeSet<i32> {
-    workers.iter().filter_map(|w| w.pid).collect()
-}
-
-/// `s` as a TOML basic string (the tests only quote plain ASCII paths).
-fn q(s: impl AsRef<str>) -> String {
-    format!("{:?}", s.as_ref())
-}
 
 /// `$HERDSMAN_HOME/dump.json`.
 fn dump_path(h: &Herdsman) -> PathBuf {
@@ -51,30 +38,6 @@ fn shape(list: &[Proc]) -> BTreeSet<(String, u64, String, Option<String>)> {
     list.iter()
         .map(|p| (p.name.clone(), p.instance, p.mode.clone(), p.listen.clone()))
         .collect()
-}
-
-/// Polls GET / on new connections until the set of `X-Pid`s seen covers `expected`; fails if
-/// any other pid answered.
-#[track_caller]
-fn wait_served_by(h: &Herdsman, port: u16, expected: &BTreeSet<i32>, timeout: Duration) {
-    let mut seen = BTreeSet::new();
-    h.wait_for(
-        &format!("responses on port {port} from every pid of {expected:?}"),
-        timeout,
-        || {
-            for _ in 0..5 {
-                if let Some(pid) = served_pid(port) {
-                    seen.insert(pid);
-                }
-            }
-            expected.is_subset(&seen)
-        },
-    );
-    if !seen.is_subset(expected) {
-        h.fail(&format!(
-            "port {port} answered from {seen:?}, expected only {expected:?}"
-        ));
-    }
 }
 
 /// Fails unless `out`'s stdout has the line `expected` (trailing spaces ignored).

@@ -10,61 +10,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::helpers::{
-    Herdsman, KeepAliveLoad, LoadReport, Output, Probe, ProbeReport, Proc, alive, app_arg, fd_link,
-    free_port, proc_stat, served_pid, snapshot, venv_bin,
+    Herdsman, KeepAliveLoad, LoadReport, Output, Probe, ProbeReport, Proc, SECOND, alive, app_arg,
+    fd_link, free_port, listen_addr, pid_list, pids, proc_stat, served_pid, snapshot, venv_bin,
+    wait_gone, wait_served_by,
 };
-
-const SECOND: Duration = Duration::from_secs(1);
-
-fn listen_addr(port: u16) -> String {
-    format!("127.0.0.1:{port}")
-}
-
-fn pids(workers: &[Proc]) -> BTreeSet<i32> {
-    workers.iter().filter_map(|w| w.pid).collect()
-}
-
-/// The pids of `workers` in instance order.
-fn pid_list(workers: &[Proc]) -> Vec<i32> {
-    workers
-        .iter()
-        .map(|w| w.pid.expect("an online worker has a pid"))
-        .collect()
-}
-
-/// Polls GET / on new connections until the set of `X-Pid`s seen covers `expected`; fails if
-/// any other pid answered.
-#[track_caller]
-fn wait_served_by(h: &Herdsman, port: u16, expected: &BTreeSet<i32>, timeout: Duration) {
-    let mut seen = BTreeSet::new();
-    h.wait_for(
-        &format!("responses on port {port} from every pid of {expected:?}"),
-        timeout,
-        || {
-            for _ in 0..5 {
-                if let Some(pid) = served_pid(port) {
-                    seen.insert(pid);
-                }
-            }
-            expected.is_subset(&seen)
-        },
-    );
-    if !seen.is_subset(expected) {
-        h.fail(&format!(
-            "port {port} answered from {seen:?}, expected only {expected:?}"
-        ));
-    }
-}
-
-/// Waits until none of `old` is alive any more (the reload's old workers have exited).
-#[track_caller]
-fn wait_gone(h: &Herdsman, old: &BTreeSet<i32>) {
-    h.wait_for(
-        &format!("the old processes {old:?} to exit"),
-        15 * SECOND,
-        || old.iter().all(|&pid| !alive(pid)),
-    );
-}
 
 /// Waits until both load generators have `more` more successful responses than now: traffic
 /// goes on (keep-alive connections moved to the new workers, new connections are served).
