@@ -19,6 +19,25 @@ fn background(h: &Herdsman, args: &[&str]) -> std::process::Child {
     command.spawn().expect("spawn a herdsman command")
 }
 
+/// Starts `stubborn`, a worker that ignores SIGINT and SIGTERM (only the 3 s kill timeout's SIGKILL stops
+/// it), and waits until it does.
+fn start_stubborn(h: &Herdsman) {
+    let marker = h.scratch("ignore").join("trap");
+    h.cmd(&[
+        "start",
+        "tests/apps/ignore.sh",
+        "--name",
+        "stubborn",
+        "--kill-timeout",
+        "3s",
+    ])
+    .env("TRAP_OUT", marker.display().to_string())
+    .ok();
+    h.wait_for("ignore.sh to ignore its signals", 10 * SECOND, || {
+        marker.with_extension("ready").exists()
+    });
+}
+
 #[test]
 fn two_overlapping_reloads_of_a_worker_leave_no_unsupervised_process() {
     let h = Herdsman::new();
@@ -62,20 +81,7 @@ fn two_overlapping_reloads_of_a_worker_leave_no_unsupervised_process() {
 #[test]
 fn a_restart_during_a_delete_does_not_cancel_it() {
     let h = Herdsman::new();
-    let marker = h.scratch("ignore").join("trap");
-    h.cmd(&[
-        "start",
-        "tests/apps/ignore.sh",
-        "--name",
-        "stubborn",
-        "--kill-timeout",
-        "3s",
-    ])
-    .env("TRAP_OUT", marker.display().to_string())
-    .ok();
-    h.wait_for("ignore.sh to ignore its signals", 10 * SECOND, || {
-        marker.with_extension("ready").exists()
-    });
+    start_stubborn(&h);
     let mut delete = background(&h, &["delete", "stubborn"]);
     h.wait_for("the worker to be stopping", 10 * SECOND, || {
         h.workers("stubborn").iter().any(|w| w.status == "stopping")
@@ -95,20 +101,7 @@ fn a_restart_during_a_delete_does_not_cancel_it() {
 #[test]
 fn a_start_during_kill_is_refused_and_kill_still_answers() {
     let h = Herdsman::new();
-    let marker = h.scratch("ignore").join("trap");
-    h.cmd(&[
-        "start",
-        "tests/apps/ignore.sh",
-        "--name",
-        "stubborn",
-        "--kill-timeout",
-        "3s",
-    ])
-    .env("TRAP_OUT", marker.display().to_string())
-    .ok();
-    h.wait_for("ignore.sh to ignore its signals", 10 * SECOND, || {
-        marker.with_extension("ready").exists()
-    });
+    start_stubborn(&h);
     let mut kill = background(&h, &["kill"]);
     h.wait_for("the worker to be stopping", 10 * SECOND, || {
         h.workers("stubborn").iter().any(|w| w.status == "stopping")
