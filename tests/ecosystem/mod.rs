@@ -5,12 +5,12 @@
 //! script paths; only the first test starts the repository's own `ecosystem.toml` (ports 3000 and
 //! 8000).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
 
 use crate::helpers::{
-    Herdsman, Output, Probe, Proc, SECOND, app_arg, connect_refused, fd_link, free_port,
+    Herdsman, Output, Probe, Proc, SECOND, app_arg, connect_refused, env_of, fd_link, free_port,
     listen_addr, pid_list, pids, proc_uids, q, repo_root, snapshot, wait_gone, wait_served_by,
     write_file,
 };
@@ -101,20 +101,6 @@ fn progress(h: &Herdsman, out: &Output) -> Vec<Progress> {
 }
 
 /// Reads `<dir>/<pid>.env` written by tests/apps/env.sh (waits for it), as a map.
-#[track_caller]
-fn env_of(h: &Herdsman, dir: &Path, pid: i32) -> BTreeMap<String, String> {
-    let path = dir.join(format!("{pid}.env"));
-    let text = h.wait_value(
-        &format!("{} (written by env.sh)", path.display()),
-        10 * SECOND,
-        || fs::read_to_string(&path).ok(),
-    );
-    text.lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
 /// Waits until app `name` has exactly `n` workers, all online, none of them in `old`.
 #[track_caller]
 fn wait_replaced(h: &Herdsman, name: &str, n: usize, old: &BTreeSet<i32>) -> Vec<Proc> {

@@ -1334,3 +1334,18 @@ pub fn wait_gone(h: &Herdsman, old: &BTreeSet<i32>) {
 pub fn q(s: impl AsRef<str>) -> String {
     format!("{:?}", s.as_ref())
 }
+
+/// The environment `env.sh` (worker `pid`) wrote to `dir/<pid>.env`, once it is there.
+#[track_caller]
+pub fn env_of(h: &Herdsman, dir: &Path, pid: i32) -> BTreeMap<String, String> {
+    let path = dir.join(format!("{pid}.env"));
+    let text = h.wait_value(
+        &format!("env.sh (pid {pid}) to write {}", path.display()),
+        SECOND * 10,
+        || fs::read_to_string(&path).ok(),
+    );
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use crate::helpers::{
     Herdsman, KeepAliveLoad, LoadReport, Output, Probe, ProbeReport, Proc, SECOND, alive, app_arg,
-    fd_link, free_port, listen_addr, pid_list, pids, proc_stat, served_pid, snapshot, venv_bin,
-    wait_gone, wait_served_by,
+    env_of, fd_link, free_port, listen_addr, pid_list, pids, proc_stat, served_pid, snapshot,
+    venv_bin, wait_gone, wait_served_by,
 };
 
 /// Waits until both load generators have `more` more successful responses than now: traffic
@@ -622,20 +622,6 @@ fn wait_ready_node_process_send_ready_gates_online_and_reload() {
 // =============================================================================================
 
 /// The environment `env.sh` (worker `pid`) wrote to `dir/<pid>.env`.
-#[track_caller]
-fn env_of(h: &Herdsman, dir: &Path, pid: i32) -> BTreeMap<String, String> {
-    let path = dir.join(format!("{pid}.env"));
-    let text = h.wait_value(
-        &format!("env.sh (pid {pid}) to write {}", path.display()),
-        10 * SECOND,
-        || fs::read_to_string(&path).ok(),
-    );
-    text.lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
 /// Reloads `env` (one worker) and returns the new worker's environment.
 #[track_caller]
 fn reload_env(
