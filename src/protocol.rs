@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use crate::config::{AppSpec, SignalName};
 
 /// Bumped whenever a type here changes shape; the client refuses a daemon that speaks another version.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// The largest frame either side accepts (a start request carries the caller's environment).
 pub const MAX_FRAME: usize = 4 << 20;
@@ -112,6 +112,14 @@ pub enum Request {
     Save,
     /// Start the dump's apps that do not run (answered as [`Request::Apply`]).
     Resurrect,
+    /// Everything about the selected apps, answered with [`Response::Described`].
+    Describe { target: Selection },
+    /// Empty the selected apps' log files and remove their rotated files.
+    Flush { target: Selection },
+    /// A live view: the daemon samples its workers every `interval_ms` (at least 250) and answers with a
+    /// [`Response::Snapshot`] each time, until the client closes the connection. A client that does not keep
+    /// up is dropped.
+    Subscribe { interval_ms: u64 },
 }
 
 impl From<StartRequest> for Request {
@@ -180,12 +188,23 @@ pub enum Response {
         steps: Vec<ReloadStep>,
         processes: Vec<ProcessInfo>,
     },
+    /// The answer to [`Request::Describe`].
+    Described { apps: Vec<AppDetails> },
+    /// One frame of a subscription: every worker, freshly sampled. More frames follow.
+    Snapshot {
+        /// Milliseconds since the Unix epoch.
+        at_ms: u64,
+        processes: Vec<ProcessInfo>,
+    },
 }
 
 impl Response {
     /// Progress frames come before the final answer of a request.
     pub fn is_progress(&self) -> bool {
-        matches!(self, Response::Progress { .. } | Response::Note { .. })
+        matches!(
+            self,
+            Response::Progress { .. } | Response::Note { .. } | Response::Snapshot { .. }
+        )
     }
 
     pub fn error(kind: ErrorKind, message: impl Into<String>) -> Response {
@@ -307,6 +326,43 @@ pub struct ProcessInfo {
     /// The app's log files.
     pub out_file: Option<String>,
     pub error_file: Option<String>,
+    /// When the last run ended, in milliseconds since the Unix epoch.
+    #[serde(default)]
+    pub last_exit_at_ms: Option<u64>,
+    /// Times the worker was replaced for using more memory than `max_memory_restart`.
+    #[serde(default)]
+    pub memory_restarts: u32,
+    /// With `describe`: the processes the worker's `cpu` and `memory` add up (the worker and its
+    /// descendants). Empty elsewhere.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group: Vec<GroupMember>,
+}
+
+/// One process of a worker's process group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupMember {
+    pub pid: u32,
+    /// Its command line (truncated).
+    pub command: String,
+    /// Percent of one core.
+    pub cpu: f32,
+    /// Resident set size in bytes.
+    pub memory: u64,
+}
+
+/// Everything about one app, for `describe`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppDetails {
+    /// The app as defined. Environment values whose names look secret are masked.
+    pub spec: AppSpec,
+    /// The command line a worker runs.
+    pub command: Vec<String>,
+    /// The addresses the daemon holds (with the port actually bound).
+    pub listening: Vec<String>,
+    /// When the app was created, in milliseconds since the Unix epoch.
+    pub created_at_ms: u64,
+    /// Its workers, with their process groups.
+    pub workers: Vec<ProcessInfo>,
 }
 
 /// Errors reading or writing frames.

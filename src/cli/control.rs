@@ -16,7 +16,11 @@ pub fn expect_processes(response: Response) -> Result<()> {
         Response::Processes { processes } | Response::Reloaded { processes, .. } => {
             list::print(&processes, false)
         }
-        Response::Ok | Response::Progress { .. } | Response::Note { .. } => Ok(()),
+        Response::Ok
+        | Response::Progress { .. }
+        | Response::Note { .. }
+        | Response::Described { .. }
+        | Response::Snapshot { .. } => Ok(()),
         Response::Error { message, .. } => bail!(message),
     }
 }

@@ -165,6 +165,9 @@ mod tests {
             last_exit: None,
             out_file: None,
             error_file: None,
+            last_exit_at_ms: None,
+            memory_restarts: 0,
+            group: Vec::new(),
         }
     }
 

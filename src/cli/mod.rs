@@ -250,6 +250,16 @@ pub struct StartArgs {
     /// Run the workers with this group (the daemon must run as root).
     #[arg(long)]
     pub group: Option<String>,
+    /// Replace a worker (new one ready first) whose memory, its whole process group, stays above this
+    /// (`300M`, `1G`).
+    #[arg(long)]
+    pub max_memory_restart: Option<String>,
+    /// Rotate a log file when it grows past this (`10M`); 0 never rotates [default: 10M].
+    #[arg(long)]
+    pub log_max_size: Option<String>,
+    /// Rotated files kept per log [default: 5].
+    #[arg(long)]
+    pub log_keep: Option<u32>,
     /// With an ecosystem file: only these apps, comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,

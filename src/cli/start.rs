@@ -11,7 +11,7 @@ use super::StartArgs;
 use super::control::expect_processes;
 use super::ecosystem;
 use crate::client::Client;
-use crate::config::{self, Context, Item, ListenAddr, RawApp, parse_duration};
+use crate::config::{self, Context, Item, ListenAddr, RawApp, parse_duration, parse_size};
 use crate::home::Home;
 use crate::protocol::{ApplyAction, ErrorKind, Request, Response, Selection, StartRequest};
 
@@ -112,6 +112,11 @@ fn raw_from_args(args: &StartArgs) -> Result<RawApp> {
                 })
                 .transpose()
         };
+    let size = |text: &Option<String>, name: &str| -> Result<Option<Item<u64>>> {
+        text.as_deref()
+            .map(|t| parse_size(t).map(flag).with_context(|| format!("--{name}")))
+            .transpose()
+    };
     let listen = args
         .listen
         .iter()
@@ -160,5 +165,8 @@ fn raw_from_args(args: &StartArgs) -> Result<RawApp> {
         user: args.user.clone().map(flag),
         group: args.group.clone().map(flag),
         no_overlap: args.no_overlap.then(|| flag(true)),
+        max_memory_restart: size(&args.max_memory_restart, "max-memory-restart")?,
+        log_max_size: size(&args.log_max_size, "log-max-size")?,
+        log_keep: args.log_keep.map(flag),
     })
 }

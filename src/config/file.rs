@@ -45,6 +45,8 @@ pub enum Kind {
     ExitCodes,
     /// A table of variables.
     Env,
+    /// Bytes as an integer, or a string with a unit: "300M", "1G".
+    Size,
 }
 
 /// One app option: its key in the file (and `--key` on the command line) and what it means.
@@ -185,6 +187,21 @@ pub const FIELDS: &[Field] = &[
         key: "no_overlap",
         kind: Kind::Flag,
         doc: "Only one copy of each worker may run: reload stops the old one before starting the new [default: false]",
+    },
+    Field {
+        key: "max_memory_restart",
+        kind: Kind::Size,
+        doc: "Replace a worker (new one ready first) whose memory, its whole process group, stays above this: \"300M\", \"1G\" [default: no limit]",
+    },
+    Field {
+        key: "log_max_size",
+        kind: Kind::Size,
+        doc: "Rotate a log file when it grows past this; 0 never rotates [default: \"10M\"]",
+    },
+    Field {
+        key: "log_keep",
+        kind: Kind::Count,
+        doc: "Rotated files kept per log (<file>.1 is the newest) [default: 5]",
     },
 ];
 
@@ -569,6 +586,16 @@ fn set(
             )),
         }
     };
+    let size = || -> Result<u64, Problem> {
+        match value.get_ref() {
+            DeValue::Integer(_) => {
+                let n = integer()?;
+                u64::try_from(n).map_err(|_| fail(format!("expected a size, found {n}")))
+            }
+            DeValue::String(s) => super::parse_size(s).map_err(|e| fail(e.to_string())),
+            _ => Err(expected("a size (bytes, or a string such as \"300M\")")),
+        }
+    };
     let item = |v| Some(Item { value: v, at });
     match field.key {
         "name" => app.name = item(text()?),
@@ -681,6 +708,24 @@ fn set(
         "user" => app.user = item(text()?),
         "group" => app.group = item(text()?),
         "no_overlap" => app.no_overlap = Some(Item { value: flag()?, at }),
+        "max_memory_restart" => {
+            app.max_memory_restart = Some(Item {
+                value: size()?,
+                at,
+            })
+        }
+        "log_max_size" => {
+            app.log_max_size = Some(Item {
+                value: size()?,
+                at,
+            })
+        }
+        "log_keep" => {
+            let n = integer()?;
+            let n = u32::try_from(n)
+                .map_err(|_| fail(format!("expected a count of 0 or more, found {n}")))?;
+            app.log_keep = Some(Item { value: n, at });
+        }
         _ => unreachable!("every FIELDS key is read above"),
     }
     Ok(())
@@ -738,6 +783,10 @@ pub fn schema() -> serde_json::Value {
                 json!({ "type": "array", "items": { "type": "integer", "minimum": 0, "maximum": 255 } })
             }
             Kind::Env => env.clone(),
+            Kind::Size => json!({ "oneOf": [
+                { "type": "integer", "minimum": 0, "description": "bytes" },
+                { "type": "string", "pattern": "^[0-9.]+ *([KkMmGg]([Ii]?[Bb])?|[Bb])?$" }
+            ]}),
         };
         if let Some(object) = schema.as_object_mut() {
             object.insert("description".into(), json!(field.doc));

@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use raw::{Context, Item, Location, Problem, RawApp};
-pub use values::{Instances, ListenAddr, SignalName, ValueError, check_name, parse_duration};
+pub use values::{
+    Instances, ListenAddr, SignalName, ValueError, check_name, parse_duration, parse_size,
+};
 
 /// Defaults, PM2's where PM2 has one.
 pub mod defaults {
@@ -28,6 +30,10 @@ pub mod defaults {
     pub const RESTART_BACKOFF_MAX_MS: u64 = 15_000;
     /// PM2's `listen_timeout`.
     pub const LISTEN_TIMEOUT_MS: u64 = 3000;
+    /// pm2-logrotate's `max_size`.
+    pub const LOG_MAX_SIZE: u64 = 10 * 1024 * 1024;
+    /// Rotated files kept per log.
+    pub const LOG_KEEP: u32 = 5;
 }
 
 /// One app: what to run, how many, on which sockets, and how to treat it.
@@ -79,6 +85,23 @@ pub struct AppSpec {
     /// Run the workers as this user and group (the daemon must run as root).
     pub user: Option<String>,
     pub group: Option<String>,
+    /// Replace a worker whose memory (its whole process group) stays above this many bytes.
+    #[serde(default)]
+    pub max_memory_restart: Option<u64>,
+    /// Rotate a log file once it is larger than this; 0: never.
+    #[serde(default = "default_log_max_size")]
+    pub log_max_size: u64,
+    /// Rotated files kept per log.
+    #[serde(default = "default_log_keep")]
+    pub log_keep: u32,
+}
+
+fn default_log_max_size() -> u64 {
+    defaults::LOG_MAX_SIZE
+}
+
+fn default_log_keep() -> u32 {
+    defaults::LOG_KEEP
 }
 
 impl AppSpec {
@@ -224,6 +247,9 @@ mod tests {
             depends_on: vec![],
             user: None,
             group: None,
+            max_memory_restart: None,
+            log_max_size: defaults::LOG_MAX_SIZE,
+            log_keep: defaults::LOG_KEEP,
         }
     }
 

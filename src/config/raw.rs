@@ -71,6 +71,9 @@ pub struct RawApp {
     pub user: Option<Item<String>>,
     pub group: Option<Item<String>>,
     pub no_overlap: Option<Item<bool>>,
+    pub max_memory_restart: Option<Item<u64>>,
+    pub log_max_size: Option<Item<u64>>,
+    pub log_keep: Option<Item<u32>>,
 }
 
 /// What resolving needs besides the options.
@@ -218,6 +221,9 @@ impl RawApp {
             depends_on: value(&self.depends_on).unwrap_or_default(),
             user: value(&self.user),
             group: value(&self.group),
+            max_memory_restart: value(&self.max_memory_restart).filter(|&bytes| bytes > 0),
+            log_max_size: value(&self.log_max_size).unwrap_or(defaults::LOG_MAX_SIZE),
+            log_keep: value(&self.log_keep).unwrap_or(defaults::LOG_KEEP),
         };
         match spec.command_line() {
             Ok(_) => Ok(spec),

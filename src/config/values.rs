@@ -212,6 +212,34 @@ pub fn parse_duration(text: &str) -> Result<Duration, ValueError> {
     Ok(Duration::from_micros((millis * 1e3) as u64))
 }
 
+/// Parses a size in bytes: `1048576`, `512K`, `300M`, `1G` (also `300MB`, `300MiB`; powers of 1024, as PM2).
+pub fn parse_size(text: &str) -> Result<u64, ValueError> {
+    let invalid = || {
+        ValueError::new(
+            "size",
+            text,
+            "a number of bytes, or a number with K, M or G (e.g. 300M)",
+        )
+    };
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.parse().map_err(|_| invalid())?;
+    let scale = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1.0,
+        "K" | "KB" | "KIB" => 1024.0,
+        "M" | "MB" | "MIB" => 1024.0 * 1024.0,
+        "G" | "GB" | "GIB" => 1024.0 * 1024.0 * 1024.0,
+        _ => return Err(invalid()),
+    };
+    let bytes = value * scale;
+    if !bytes.is_finite() || !(0.0..=1e15).contains(&bytes) {
+        return Err(invalid());
+    }
+    Ok(bytes as u64)
+}
+
 /// A signal by name (`SIGINT`, `INT`, `int`) or number (`2`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -333,6 +361,12 @@ mod tests {
 
     #[test]
     fn durations() {
+        assert_eq!(parse_size("300M"), Ok(300 * 1024 * 1024));
+        assert_eq!(parse_size("512k"), Ok(512 * 1024));
+        assert_eq!(parse_size("1.5G"), Ok(3 * 512 * 1024 * 1024));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_size("").is_err());
         assert_eq!(parse_duration("1600"), Ok(Duration::from_millis(1600)));
         assert_eq!(parse_duration("1600ms"), Ok(Duration::from_millis(1600)));
         assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));

@@ -313,6 +313,10 @@ impl Supervisor {
             Request::Delete { target } => {
                 (Await::Gone, self.stop_in_order(&target, LaneAction::Remove))
             }
+            Request::Describe { .. } | Request::Flush { .. } | Request::Subscribe { .. } => {
+                let _ = reply.send(Response::error(ErrorKind::Invalid, "not supported yet"));
+                return;
+            }
             Request::Scale { name, to } => match self.scale(&name, to) {
                 Ok((until, ids)) => (until, Ok(ids)),
                 Err(response) => (Await::Up, Err(response)),
@@ -671,6 +675,9 @@ impl Supervisor {
                     last_exit: w.last_exit.clone(),
                     out_file: Some(app.out_path.display().to_string()),
                     error_file: Some(app.err_path.display().to_string()),
+                    last_exit_at_ms: None,
+                    memory_restarts: 0,
+                    group: Vec::new(),
                 })
             })
             .collect();
