@@ -28,6 +28,9 @@ _herdsman() {
             herdsman,delete)
                 cmd="herdsman__subcmd__delete"
                 ;;
+            herdsman,describe)
+                cmd="herdsman__subcmd__describe"
+                ;;
             herdsman,help)
                 cmd="herdsman__subcmd__help"
                 ;;
@@ -73,6 +76,9 @@ _herdsman() {
             herdsman,schema)
                 cmd="herdsman__subcmd__schema"
                 ;;
+            herdsman,show)
+                cmd="herdsman__subcmd__describe"
+                ;;
             herdsman,signal)
                 cmd="herdsman__subcmd__signal"
                 ;;
@@ -96,6 +102,9 @@ _herdsman() {
                 ;;
             herdsman__subcmd__help,delete)
                 cmd="herdsman__subcmd__help__subcmd__delete"
+                ;;
+            herdsman__subcmd__help,describe)
+                cmd="herdsman__subcmd__help__subcmd__describe"
                 ;;
             herdsman__subcmd__help,help)
                 cmd="herdsman__subcmd__help__subcmd__help"
@@ -161,7 +170,7 @@ _herdsman() {
 
     case "${cmd}" in
         herdsman)
-            opts="-h -V --help --version start list ls stop restart reload scale signal delete del logs kill init schema import daemon save resurrect startup unstartup run completions man help"
+            opts="-h -V --help --version start list ls describe show stop restart reload scale signal delete del logs kill init schema import daemon save resurrect startup unstartup run completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -216,8 +225,22 @@ _herdsman() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        herdsman__subcmd__describe)
+            opts="-h -V --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         herdsman__subcmd__help)
-            opts="start list stop restart reload scale signal delete logs kill init schema import daemon save resurrect startup unstartup run completions man help"
+            opts="start list describe stop restart reload scale signal delete logs kill init schema import daemon save resurrect startup unstartup run completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -259,6 +282,20 @@ _herdsman() {
             return 0
             ;;
         herdsman__subcmd__help__subcmd__delete)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        herdsman__subcmd__help__subcmd__describe)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

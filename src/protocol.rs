@@ -350,6 +350,9 @@ pub struct GroupMember {
     pub memory: u64,
 }
 
+/// What `describe` shows instead of the value of a variable whose name looks secret.
+pub const SECRET_MASK: &str = "********";
+
 /// Everything about one app, for `describe`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AppDetails {

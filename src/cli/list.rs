@@ -118,7 +118,7 @@ fn row(p: &ProcessInfo) -> [String; 10] {
 }
 
 /// `850ms`, `12s`, `5m`, `3h`, `2d`.
-fn duration(ms: u64) -> String {
+pub fn duration(ms: u64) -> String {
     match ms {
         0..1_000 => format!("{ms}ms"),
         1_000..60_000 => format!("{}s", ms / 1_000),
@@ -129,7 +129,7 @@ fn duration(ms: u64) -> String {
 }
 
 /// `0b`, `512kb`, `41.2mb`, `1.1gb`.
-fn bytes(n: u64) -> String {
+pub fn bytes(n: u64) -> String {
     const KIB: f64 = 1024.0;
     let n = n as f64;
     if n < KIB {

@@ -1,6 +1,7 @@
 //! The command line: clap definitions and the dispatch to each command family's module.
 
 mod control;
+mod describe;
 mod ecosystem;
 mod import;
 mod list;
@@ -33,6 +34,16 @@ pub enum Command {
     #[command(visible_alias = "ls")]
     List {
         /// One JSON array of worker records (a stable contract).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Everything about an app: its definition, restart policy, logs, environment (secrets masked) and
+    /// each worker's process group.
+    #[command(visible_alias = "show")]
+    Describe {
+        /// An app name, or a worker id (its app).
+        target: String,
+        /// The details as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -295,6 +306,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Start(args) => start::run(&home, *args),
         Command::List { json } => list::run(&home, json),
+        Command::Describe { target, json } => describe::run(&home, &target, json),
         Command::Stop { target } if ecosystem::is_file(&target) => {
             let path = std::env::current_dir()?.join(&target);
             ecosystem::apply(&home, &path, ApplyAction::Stop, &[], None)

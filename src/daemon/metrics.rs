@@ -1,15 +1,39 @@
-//! CPU and memory of workers, from sysinfo, sampled only when someone asks (a `list`).
+//! CPU and memory of workers, from sysinfo, sampled only when someone needs them: a `list`, a `describe`,
+//! a live subscriber (`monit`), or an app with a memory limit.
 //!
-//! CPU is the share of one core used since the previous sample of that process (sysinfo needs two
-//! readings; a worker is read once when it starts so that the first `list` already has a figure).
+//! A worker's figures are those of its whole family: the worker and every process descended from it
+//! (a gunicorn master with its workers, `npm start` with its node). CPU is the share of one core used since
+//! the previous sample, so the first sample of a process after it starts reads low; a worker is read once
+//! when it starts so that the first `list` already has a figure.
 
 use std::collections::HashMap;
 
-use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
+use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System, UpdateKind};
+
+/// One process of a worker's family.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member {
+    pub pid: i32,
+    pub command: String,
+    pub cpu: f32,
+    pub memory: u64,
+}
+
+/// A worker's figures: the sums over its family, and each member.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sample {
+    pub cpu: f32,
+    pub memory: u64,
+    /// The worker first, then its descendants in pid order.
+    pub members: Vec<Member>,
+}
 
 pub struct Metrics {
     system: Option<System>,
 }
+
+/// Longest command line kept for a member.
+const COMMAND_MAX: usize = 120;
 
 impl Metrics {
     pub fn new() -> Metrics {
@@ -18,37 +42,152 @@ impl Metrics {
         }
     }
 
-    fn refresh(&mut self, pids: &[i32]) -> Option<&System> {
-        let system = self.system.as_mut()?;
-        let pids: Vec<Pid> = pids.iter().map(|&p| Pid::from_u32(p as u32)).collect();
-        system.refresh_processes_specifics(
-            ProcessesToUpdate::Some(&pids),
-            true,
-            ProcessRefreshKind::nothing().with_cpu().with_memory(),
-        );
-        Some(system)
-    }
-
     /// Takes the first reading of a new worker.
     pub fn track(&mut self, pid: i32) {
-        self.refresh(&[pid]);
+        if let Some(system) = self.system.as_mut() {
+            system.refresh_processes_specifics(
+                ProcessesToUpdate::Some(&[Pid::from_u32(pid as u32)]),
+                true,
+                kind(false),
+            );
+        }
     }
 
     /// Drops a worker that exited.
     pub fn forget(&mut self, pid: i32) {
-        self.refresh(&[pid]);
+        self.track(pid);
     }
 
-    /// (CPU % of one core, RSS bytes) for each pid that could be read.
-    pub fn sample(&mut self, pids: &[i32]) -> HashMap<i32, (f32, u64)> {
-        let Some(system) = self.refresh(pids) else {
+    /// Samples every process, and adds up each leader's family. A leader that cannot be read is missing.
+    /// Command lines are read only `with_commands` (they cost a read per process).
+    pub fn sample(&mut self, leaders: &[i32], with_commands: bool) -> HashMap<i32, Sample> {
+        let Some(system) = self.system.as_mut() else {
             return HashMap::new();
         };
-        pids.iter()
-            .filter_map(|&pid| {
-                let process = system.process(Pid::from_u32(pid as u32))?;
-                Some((pid, (process.cpu_usage(), process.memory())))
+        if leaders.is_empty() {
+            return HashMap::new();
+        }
+        system.refresh_processes_specifics(ProcessesToUpdate::All, true, kind(with_commands));
+        let parents: Vec<(i32, i32)> = system
+            .processes()
+            .iter()
+            .filter(|(_, p)| p.thread_kind().is_none())
+            .filter_map(|(pid, p)| Some((pid.as_u32() as i32, p.parent()?.as_u32() as i32)))
+            .collect();
+        families(leaders, &parents)
+            .into_iter()
+            .filter_map(|(leader, family)| {
+                let members: Vec<Member> = family
+                    .iter()
+                    .filter_map(|&pid| {
+                        let process = system.process(Pid::from_u32(pid as u32))?;
+                        Some(Member {
+                            pid,
+                            command: command(process),
+                            cpu: process.cpu_usage(),
+                            memory: process.memory(),
+                        })
+                    })
+                    .collect();
+                if members.first().is_none_or(|m| m.pid != leader) {
+                    return None;
+                }
+                Some((
+                    leader,
+                    Sample {
+                        cpu: members.iter().map(|m| m.cpu).sum(),
+                        memory: members.iter().map(|m| m.memory).sum(),
+                        members,
+                    },
+                ))
             })
             .collect()
+    }
+}
+
+fn kind(with_commands: bool) -> ProcessRefreshKind {
+    // Threads are listed as processes unless told otherwise; they share their process's memory.
+    let kind = ProcessRefreshKind::nothing()
+        .with_cpu()
+        .with_memory()
+        .without_tasks();
+    if with_commands {
+        kind.with_cmd(UpdateKind::Always)
+    } else {
+        kind
+    }
+}
+
+fn command(process: &sysinfo::Process) -> String {
+    let cmd = process.cmd();
+    let mut text = if cmd.is_empty() {
+        process.name().to_string_lossy().into_owned()
+    } else {
+        cmd.iter()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    if text.chars().count() > COMMAND_MAX {
+        text = text.chars().take(COMMAND_MAX - 1).collect::<String>() + "…";
+    }
+    text
+}
+
+/// Each leader with its descendants (the leader first, then the others in pid order), from (pid, parent)
+/// pairs. A descendant that is itself a leader belongs to its own family only.
+fn families(leaders: &[i32], parents: &[(i32, i32)]) -> HashMap<i32, Vec<i32>> {
+    let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
+    for &(pid, parent) in parents {
+        children.entry(parent).or_default().push(pid);
+    }
+    leaders
+        .iter()
+        .map(|&leader| {
+            let mut family = vec![leader];
+            let mut stack = vec![leader];
+            while let Some(pid) = stack.pop() {
+                for &child in children.get(&pid).into_iter().flatten() {
+                    if !leaders.contains(&child) && !family.contains(&child) {
+                        family.push(child);
+                        stack.push(child);
+                    }
+                }
+            }
+            family[1..].sort_unstable();
+            (leader, family)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_family_is_the_leader_and_every_descendant() {
+        // 10 -> 11 -> 13, 10 -> 12; 20 alone; 30 is someone else's.
+        let parents = [(11, 10), (12, 10), (13, 11), (20, 1), (30, 1), (10, 1)];
+        let families = families(&[10, 20], &parents);
+        assert_eq!(families[&10], vec![10, 11, 12, 13]);
+        assert_eq!(families[&20], vec![20]);
+    }
+
+    #[test]
+    fn a_leader_below_another_is_its_own_family() {
+        let parents = [(11, 10), (12, 11)];
+        let families = families(&[10, 11], &parents);
+        assert_eq!(families[&10], vec![10]);
+        assert_eq!(families[&11], vec![11, 12]);
+    }
+
+    #[test]
+    fn this_process_is_sampled() {
+        let me = std::process::id() as i32;
+        let mut metrics = Metrics::new();
+        let samples = metrics.sample(&[me], true);
+        let sample = &samples[&me];
+        assert!(sample.memory > 0);
+        assert_eq!(sample.members[0].pid, me);
     }
 }

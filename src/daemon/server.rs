@@ -6,7 +6,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use super::supervisor::Message;
+use super::supervisor::{Message, SUBSCRIBER_QUEUE};
 use crate::protocol::{
     self, ErrorKind, FrameError, Hello, PROTOCOL_VERSION, Request, Response, Selection,
 };
@@ -91,6 +91,9 @@ async fn connection(
             Err(e) => return Err(e),
         };
         match protocol::decode::<Request>(&line) {
+            Ok(Request::Subscribe { interval_ms }) => {
+                return subscription(interval_ms, &mut writer, &supervisor).await;
+            }
             Ok(request) => {
                 let reload_all = matches!(
                     request,
@@ -140,4 +143,27 @@ async fn connection(
             }
         }
     }
+}
+
+/// Streams snapshots until the client goes away or the daemon stops. The connection serves nothing else.
+/// The supervisor drops a subscriber whose queue is full, which ends the stream here.
+async fn subscription(
+    interval_ms: u64,
+    writer: &mut (impl AsyncWriteExt + Unpin),
+    supervisor: &mpsc::UnboundedSender<Message>,
+) -> Result<(), FrameError> {
+    let (events, mut snapshots) = mpsc::channel(SUBSCRIBER_QUEUE);
+    if supervisor
+        .send(Message::Subscribe {
+            interval_ms,
+            events,
+        })
+        .is_err()
+    {
+        return Ok(());
+    }
+    while let Some(snapshot) = snapshots.recv().await {
+        send(writer, &snapshot).await?;
+    }
+    Ok(())
 }

@@ -24,6 +24,8 @@ pub(super) struct App {
     pub preload: PathBuf,
     /// Its worker slots, in instance order.
     pub workers: Vec<u32>,
+    /// When it was created (a changed definition keeps the time).
+    pub created: std::time::SystemTime,
 }
 
 impl App {
@@ -96,6 +98,7 @@ impl App {
             credentials,
             preload,
             workers: Vec::new(),
+            created: std::time::SystemTime::now(),
         })
     }
 

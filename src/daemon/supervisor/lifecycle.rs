@@ -6,7 +6,7 @@
 //! ignored.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -184,6 +184,7 @@ impl Supervisor {
                 // quick crash, within the app's restart policy, rather than give up at once.
                 warn!(app = %worker.app, instance = worker.instance, error = %e, "cannot spawn worker");
                 worker.last_exit = Some(format!("cannot spawn: {e}"));
+                worker.last_exit_at = Some(SystemTime::now());
                 worker.state = State::Stopped;
                 self.crashed(id, Duration::ZERO, false);
             }
@@ -307,6 +308,7 @@ impl Supervisor {
 
     pub(super) fn timer(&mut self, timer: Timer) {
         match timer {
+            Timer::Sample => self.sample_tick(),
             Timer::Restart { worker: id, epoch } => {
                 let Some(worker) = self.workers.get_mut(&id) else {
                     return;
@@ -402,6 +404,7 @@ impl Supervisor {
                     {
                         warn!(app = %worker.app, instance = worker.instance, error = %e, "worker did not start");
                         worker.last_exit = Some(e.to_string());
+                        worker.last_exit_at = Some(SystemTime::now());
                         let _ = killpg(Pid::from_raw(process.pid), Signal::SIGKILL);
                         worker.epoch += 1;
                         worker.state = State::Errored;
@@ -578,6 +581,7 @@ impl Supervisor {
                     Some(reason) => format!("{reason}: killed ({how})"),
                     None => how,
                 });
+                worker.last_exit_at = Some(SystemTime::now());
                 // What the worker left running in its group goes with it.
                 let _ = killpg(Pid::from_raw(process.pid), Signal::SIGKILL);
                 if let Some(successor) = worker.successor.take() {
@@ -613,6 +617,7 @@ impl Supervisor {
             }
             State::Stopping { process, .. } => {
                 worker.last_exit = Some(how);
+                worker.last_exit_at = Some(SystemTime::now());
                 worker.state = State::Stopping {
                     process,
                     leader_gone: true,
@@ -633,6 +638,7 @@ impl Supervisor {
         };
         warn!(app = %worker.app, instance = worker.instance, %reason, "reload of this worker failed");
         worker.last_exit = Some(reason.clone());
+        worker.last_exit_at = Some(SystemTime::now());
         worker.reload_failure = Some(reason);
         let app = worker.app.clone();
         self.retire(&app, successor, Signal::SIGKILL);

@@ -9,15 +9,17 @@
 //! - `mod.rs`: the state, the loop, requests, settling, `list`.
 //! - `lifecycle.rs`: one process's life: spawn, readiness, stop, exit, crash policy.
 //! - `rollout.rs`: reload (one worker at a time, each replaced only once its successor is ready) and scale.
+//! - `observe.rs`: what it shows (`list`, live snapshots, `describe`) and the memory limit.
 
 mod app;
 mod apply;
 mod lifecycle;
+mod observe;
 mod rollout;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime};
 
 use nix::sys::signal::kill;
 use nix::unistd::Pid;
@@ -31,10 +33,9 @@ use super::ready::Source;
 use super::spawn::ExecError;
 use super::worker::{OnExit, Process, State};
 use crate::config::AppSpec;
-use crate::protocol::{
-    ApplyAction, ApplyRequest, ErrorKind, Mode, ProcessInfo, Request, Response, Selection,
-};
+use crate::protocol::{ApplyAction, ApplyRequest, ErrorKind, Request, Response, Selection};
 use app::App;
+pub use observe::SUBSCRIBER_QUEUE;
 use rollout::{Lane, LaneAction, Rollout};
 
 /// Where a request's answers go: any number of [`Response::Progress`] frames, then one final response.
@@ -56,6 +57,11 @@ pub enum Message {
         source: Source,
     },
     Timer(Timer),
+    /// A live view (`monit`): send it a [`Response::Snapshot`] every `interval_ms` until it closes.
+    Subscribe {
+        interval_ms: u64,
+        events: mpsc::Sender<Response>,
+    },
     /// SIGTERM or SIGINT to the daemon: stop every app, then return.
     Shutdown,
 }
@@ -71,6 +77,8 @@ pub enum Timer {
     ListenTimeout { serial: u64 },
     /// A slot's backoff ran out: start it again.
     Restart { worker: u32, epoch: u64 },
+    /// Time to sample the workers again (see `observe.rs`).
+    Sample,
 }
 
 /// One worker slot (see `worker.rs` for its state machine).
@@ -83,6 +91,9 @@ struct Worker {
     /// Quick crashes in a row.
     unstable: u32,
     last_exit: Option<String>,
+    last_exit_at: Option<SystemTime>,
+    /// Times the worker was replaced for its memory.
+    memory_restarts: u32,
     /// Bumped whenever the slot's backoff timer becomes stale.
     epoch: u64,
     /// During a reload: the process that will take over once ready.
@@ -130,6 +141,7 @@ pub struct Supervisor {
     rollouts: Vec<Rollout>,
     tx: mpsc::UnboundedSender<Message>,
     metrics: Metrics,
+    observer: observe::Observer,
     cores: u32,
     notify_socket: String,
     done: bool,
@@ -162,6 +174,7 @@ impl Supervisor {
             rollouts: Vec::new(),
             tx,
             metrics: Metrics::new(),
+            observer: observe::Observer::default(),
             cores,
             notify_socket,
             done: false,
@@ -207,6 +220,14 @@ impl Supervisor {
             Message::Exec { serial, result } => self.exec_result(serial, result),
             Message::Ready { pid, source } => self.ready_signal(pid, source),
             Message::Timer(timer) => self.timer(timer),
+            Message::Subscribe {
+                interval_ms,
+                events,
+            } => {
+                if !self.shutting_down {
+                    self.subscribe(interval_ms, events);
+                }
+            }
             Message::Shutdown => self.begin_shutdown(None),
         }
     }
@@ -313,7 +334,17 @@ impl Supervisor {
             Request::Delete { target } => {
                 (Await::Gone, self.stop_in_order(&target, LaneAction::Remove))
             }
-            Request::Describe { .. } | Request::Flush { .. } | Request::Subscribe { .. } => {
+            Request::Describe { target } => {
+                let _ = reply.send(self.describe(&target));
+                return;
+            }
+            Request::Subscribe { .. } => {
+                // The control server turns a subscription into `Message::Subscribe`.
+                let message = "a subscription needs a connection of its own";
+                let _ = reply.send(Response::error(ErrorKind::BadRequest, message));
+                return;
+            }
+            Request::Flush { .. } => {
                 let _ = reply.send(Response::error(ErrorKind::Invalid, "not supported yet"));
                 return;
             }
@@ -378,6 +409,8 @@ impl Supervisor {
                 restarts: 0,
                 unstable: 0,
                 last_exit: None,
+                last_exit_at: None,
+                memory_restarts: 0,
                 epoch: 0,
                 successor: None,
                 reload_failure: None,
@@ -566,6 +599,7 @@ impl Supervisor {
     /// sends the replies whose workers have settled.
     fn settle(&mut self) {
         self.advance_rollouts();
+        self.arm_sampling();
         let workers = &self.workers;
         self.apps.retain(|name, app| {
             if app.workers.is_empty() {
@@ -626,62 +660,6 @@ impl Supervisor {
                 },
             }),
         }
-    }
-
-    fn processes(&mut self) -> Response {
-        let pids: Vec<i32> = self
-            .workers
-            .values()
-            .filter_map(|w| w.state.process())
-            .map(|p| p.pid)
-            .collect();
-        let samples = self.metrics.sample(&pids);
-        let now = Instant::now();
-        let processes = self
-            .workers
-            .iter()
-            .filter_map(|(&id, w)| {
-                let app = self.apps.get(&w.app)?;
-                let pid = w.state.process().map(|p| p.pid);
-                let (cpu, memory) = pid
-                    .and_then(|p| samples.get(&p).copied())
-                    .unwrap_or((0.0, 0));
-                let listen: Vec<String> = app.spec.listen.iter().map(ToString::to_string).collect();
-                Some(ProcessInfo {
-                    id,
-                    name: w.app.clone(),
-                    instance: w.instance,
-                    mode: if listen.is_empty() {
-                        Mode::Fork
-                    } else {
-                        Mode::Cluster
-                    },
-                    pid: pid.map(|p| p as u32),
-                    status: w.state.status(),
-                    restarts: w.restarts,
-                    uptime_ms: w
-                        .state
-                        .started()
-                        .map(|s| now.duration_since(s).as_millis() as u64),
-                    cpu,
-                    memory,
-                    listen: (!listen.is_empty()).then(|| listen.join(", ")),
-                    restart_in_ms: match w.state {
-                        State::Waiting { until } => {
-                            Some(until.saturating_duration_since(now).as_millis() as u64)
-                        }
-                        _ => None,
-                    },
-                    last_exit: w.last_exit.clone(),
-                    out_file: Some(app.out_path.display().to_string()),
-                    error_file: Some(app.err_path.display().to_string()),
-                    last_exit_at_ms: None,
-                    memory_restarts: 0,
-                    group: Vec::new(),
-                })
-            })
-            .collect();
-        Response::Processes { processes }
     }
 }
 

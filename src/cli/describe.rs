@@ -1,0 +1,296 @@
+//! `describe` (alias `show`): everything about one app, as PM2's `show` gives it, and the split of each
+//! worker's CPU and memory over its process group.
+
+use std::fmt::Write as _;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Result, bail};
+
+use super::list::{bytes, duration};
+use crate::client::Client;
+use crate::home::Home;
+use crate::protocol::{AppDetails, ProcessInfo, Request, Response, SECRET_MASK, Selection};
+
+pub fn run(home: &Home, target: &str, json: bool) -> Result<()> {
+    let selection = Selection::parse(target);
+    let Some(mut client) = Client::connect(home)? else {
+        bail!("no {selection} is known: the daemon is not running");
+    };
+    let apps = match client.request(&Request::Describe { target: selection })? {
+        Response::Described { apps } => apps,
+        Response::Error { message, .. } => bail!(message),
+        other => bail!("unexpected answer from the daemon: {other:?}"),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&apps)?);
+        return Ok(());
+    }
+    let now = unix_ms(SystemTime::now());
+    let text: Vec<String> = apps.iter().map(|app| render(app, now)).collect();
+    print!("{}", text.join("\n"));
+    Ok(())
+}
+
+fn unix_ms(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A time as `2026-11-24 01:02:03 UTC (5m ago)`.
+fn when(at_ms: u64, now_ms: u64) -> String {
+    let secs = at_ms / 1000;
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(days as i64);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC ({} ago)",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60,
+        duration(now_ms.saturating_sub(at_ms))
+    )
+}
+
+/// The date of a day counted from 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+fn ms(value: u64) -> String {
+    if value % 1000 == 0 && value > 0 {
+        format!("{}s", value / 1000)
+    } else {
+        format!("{value}ms")
+    }
+}
+
+/// One app as text: its definition, then its workers with their process groups.
+fn render(app: &AppDetails, now: u64) -> String {
+    let spec = &app.spec;
+    let mut out = String::new();
+    let mode = if spec.listen.is_empty() {
+        "fork"
+    } else {
+        "cluster"
+    };
+    let _ = writeln!(
+        out,
+        "{} ({mode} mode, {} workers)",
+        spec.name,
+        app.workers.len()
+    );
+    let mut field = |key: &str, value: String| {
+        let _ = writeln!(out, "  {key:<14}{value}");
+    };
+    field("script", spec.script.display().to_string());
+    field(
+        "interpreter",
+        spec.interpreter.clone().unwrap_or_else(|| {
+            crate::config::interpreter_for(&spec.script)
+                .unwrap_or("none (executed itself)")
+                .to_string()
+        }),
+    );
+    if !spec.interpreter_args.is_empty() {
+        field("interp. args", spec.interpreter_args.join(" "));
+    }
+    field(
+        "args",
+        if spec.args.is_empty() {
+            "-".into()
+        } else {
+            spec.args.join(" ")
+        },
+    );
+    field("command", app.command.join(" "));
+    field("cwd", spec.cwd.display().to_string());
+    field(
+        "listen",
+        if app.listening.is_empty() {
+            "- (fork mode)".into()
+        } else {
+            app.listening.join(", ")
+        },
+    );
+    field("instances", spec.instances.to_string());
+    field(
+        "restart",
+        format!(
+            "{}; backoff {} doubling to {}; {}; stable after {}",
+            if spec.autorestart {
+                "autorestart"
+            } else {
+                "no autorestart"
+            },
+            ms(spec.restart_backoff_ms),
+            ms(spec.restart_backoff_max_ms),
+            match spec.max_restarts {
+                Some(n) => format!("errored after {n} quick crashes"),
+                None => "never gives up".into(),
+            },
+            ms(spec.min_uptime_ms),
+        ),
+    );
+    field(
+        "stop",
+        format!(
+            "{} then SIGKILL after {}",
+            spec.kill_signal.0.as_str(),
+            ms(spec.kill_timeout_ms)
+        ),
+    );
+    if !spec.stop_exit_codes.is_empty() {
+        let codes: Vec<String> = spec.stop_exit_codes.iter().map(i32::to_string).collect();
+        field("stop codes", codes.join(", "));
+    }
+    field(
+        "readiness",
+        if spec.wait_ready {
+            format!("the app's signal, within {}", ms(spec.listen_timeout_ms))
+        } else {
+            format!("the app's signal, or after {} up", ms(spec.min_uptime_ms))
+        },
+    );
+    let replaced: u32 = app.workers.iter().map(|w| w.memory_restarts).sum();
+    field(
+        "memory limit",
+        match spec.max_memory_restart {
+            Some(limit) => format!("{} (workers replaced {replaced} times)", bytes(limit)),
+            None => "none".into(),
+        },
+    );
+    if let Some(worker) = app.workers.first() {
+        let rotation = if spec.log_max_size == 0 {
+            "never rotated".to_string()
+        } else {
+            format!(
+                "rotated at {}, {} kept",
+                bytes(spec.log_max_size),
+                spec.log_keep
+            )
+        };
+        field(
+            "logs",
+            format!(
+                "{}\n{:16}{}\n{:16}({rotation})",
+                worker.out_file.as_deref().unwrap_or("-"),
+                "",
+                worker.error_file.as_deref().unwrap_or("-"),
+                ""
+            ),
+        );
+    }
+    if !spec.depends_on.is_empty() {
+        field("depends on", spec.depends_on.join(", "));
+    }
+    if let Some(user) = &spec.user {
+        field("user", user.clone());
+    }
+    field("created", when(app.created_at_ms, now));
+    let mut env: Vec<String> = spec
+        .defined_env
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    // Like PM2's "divergent env": inherited variables whose value differs from this shell's.
+    let (mut same, mut divergent) = (0, Vec::new());
+    for (key, value) in spec
+        .env
+        .iter()
+        .filter(|(k, _)| !spec.defined_env.contains_key(*k))
+    {
+        let here = std::env::var(key).ok();
+        if value != SECRET_MASK && here.as_deref() == Some(value.as_str()) {
+            same += 1;
+        } else {
+            divergent.push(format!("{key}={value}"));
+        }
+    }
+    env.extend(divergent);
+    env.push(format!("+ {same} variables the same as in this shell"));
+    field("env", env.join(&format!("\n{:16}", "")));
+    let _ = writeln!(out, "  workers");
+    for worker in &app.workers {
+        out.push_str(&render_worker(worker, now));
+    }
+    out
+}
+
+fn render_worker(worker: &ProcessInfo, now: u64) -> String {
+    let mut out = String::new();
+    let pid = worker.pid.map_or("-".into(), |p| p.to_string());
+    let _ = writeln!(
+        out,
+        "    {}:{} (id {})  pid {pid}  {}  restarts {}",
+        worker.name,
+        worker.instance,
+        worker.id,
+        worker.status.as_str(),
+        worker.restarts
+    );
+    if let Some(uptime) = worker.uptime_ms {
+        let _ = writeln!(
+            out,
+            "      started     {}",
+            when(now.saturating_sub(uptime), now)
+        );
+    }
+    if let Some(exit) = &worker.last_exit {
+        let at = worker
+            .last_exit_at_ms
+            .map(|at| format!(", {}", when(at, now)))
+            .unwrap_or_default();
+        let _ = writeln!(out, "      last exit   {exit}{at}");
+    }
+    if worker.memory_restarts > 0 {
+        let _ = writeln!(
+            out,
+            "      replaced    {} times for its memory",
+            worker.memory_restarts
+        );
+    }
+    if !worker.group.is_empty() {
+        let _ = writeln!(
+            out,
+            "      cpu {:.1}%  memory {}  over {} processes:",
+            worker.cpu,
+            bytes(worker.memory),
+            worker.group.len()
+        );
+        for member in &worker.group {
+            let _ = writeln!(
+                out,
+                "        {:>7}  {:>5.1}%  {:>8}  {}",
+                member.pid,
+                member.cpu,
+                bytes(member.memory),
+                member.command
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_civil_utc() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_416), (2025, 11, 24));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(
+            when(1_764_000_000_000, 1_764_000_300_000),
+            "2025-11-24 16:00:00 UTC (5m ago)"
+        );
+    }
+}
