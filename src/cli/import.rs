@@ -112,7 +112,6 @@ const UNSUPPORTED: &[(&str, &str)] = &[
         "restart_delay",
         "herdsman backs off exponentially instead (restart_backoff)",
     ),
-    ("max_memory_restart", "not supported yet"),
     ("log_date_format", "herdsman does not prefix log lines"),
     ("time", "herdsman does not prefix log lines"),
     (
@@ -230,6 +229,16 @@ fn convert(app: &serde_json::Map<String, Value>) -> (Table, Vec<String>) {
                 },
             ),
             "exec_mode" => {}
+            "max_memory_restart" => put(
+                key,
+                match value {
+                    Value::Number(n) => n.as_i64().map(Toml::Integer),
+                    Value::String(s) if crate::config::parse_size(s).is_ok() => {
+                        Some(Toml::String(s.clone()))
+                    }
+                    _ => None,
+                },
+            ),
             "kill_timeout" | "listen_timeout" | "min_uptime" => put(
                 key,
                 match value {

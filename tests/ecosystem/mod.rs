@@ -855,11 +855,17 @@ fn import_of_a_pm2_file_reports_unmapped_options_and_starts_the_same_apps() {
         .collect();
     if unmapped.len() != 1 {
         h.fail(&format!(
-            "only `watch` cannot be imported (kill_timeout, env, instances, exec_mode can): {unmapped:?}\n{out}"
+            "only `watch` cannot be imported (kill_timeout, env, instances, exec_mode, max_memory_restart can): {unmapped:?}\n{out}"
         ));
     }
     if !toml.is_file() {
         h.fail(&format!("{} was not written\n{out}", toml.display()));
+    }
+    let written = fs::read_to_string(&toml).unwrap_or_default();
+    if !written.contains("max_memory_restart = \"300M\"") {
+        h.fail(&format!(
+            "max_memory_restart is mapped as written:\n{written}"
+        ));
     }
 
     let started = h.cmd(&["start", &toml.display().to_string()]).ok();

@@ -64,12 +64,15 @@ fn describe_masks_secrets_and_splits_a_gunicorn_group() {
         ));
     }
     if members[0]["pid"] != worker["pid"] {
-        h.fail(&format!("the group starts with the worker itself: {worker:#}"));
+        h.fail(&format!(
+            "the group starts with the worker itself: {worker:#}"
+        ));
     }
-    if !members
-        .iter()
-        .all(|m| m["command"].as_str().is_some_and(|c| c.contains("gunicorn")))
-    {
+    if !members.iter().all(|m| {
+        m["command"]
+            .as_str()
+            .is_some_and(|c| c.contains("gunicorn"))
+    }) {
         h.fail(&format!("every member runs gunicorn: {worker:#}"));
     }
     let env = &details["spec"]["env"];
@@ -97,7 +100,9 @@ fn describe_masks_secrets_and_splits_a_gunicorn_group() {
         h.fail(&format!("describe printed a secret:\n{text}"));
     }
 
-    let out = h.cmd(&["describe", "nope"]).fails_with("no app named 'nope'");
+    let out = h
+        .cmd(&["describe", "nope"])
+        .fails_with("no app named 'nope'");
     if out.code() != Some(1) {
         h.fail(&format!("an unknown app exits 1:\n{out}"));
     }
@@ -142,7 +147,10 @@ fn a_subscription_streams_fresh_snapshots_until_the_client_leaves() {
         if snapshot["response"] != "snapshot" {
             h.fail(&format!("expected a snapshot, got {snapshot}"));
         }
-        let processes = snapshot["processes"].as_array().cloned().unwrap_or_default();
+        let processes = snapshot["processes"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let online = processes
             .iter()
             .filter(|p| p["name"] == "tick" && p["status"] == "online")
@@ -164,7 +172,9 @@ fn a_subscription_streams_fresh_snapshots_until_the_client_leaves() {
     // The daemon goes on serving other clients once the view is gone.
     let list = list_values(&h);
     if list.len() != 2 {
-        h.fail(&format!("expected two workers after the view left: {list:?}"));
+        h.fail(&format!(
+            "expected two workers after the view left: {list:?}"
+        ));
     }
 }
 

@@ -14,6 +14,7 @@ module.exports = {
       exec_mode: 'cluster',
       instances: 2,
       env: { PORT: __API_PORT__ },
+      max_memory_restart: '300M',
     },
     {
       name: 'bg',
