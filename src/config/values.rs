@@ -185,6 +185,15 @@ impl From<Instances> for String {
     }
 }
 
+/// `1.5s` as (1.5, "s"): the leading number and what follows it, trimmed.
+fn number_and_unit(text: &str) -> Option<(f64, &str)> {
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    Some((number.parse().ok()?, unit.trim()))
+}
+
 /// Parses `1600` (milliseconds), `1600ms`, `5s`, `1.5s`, `2m` or `1h`.
 pub fn parse_duration(text: &str) -> Result<Duration, ValueError> {
     let invalid = || {
@@ -194,12 +203,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, ValueError> {
             "a number of milliseconds, or a number with ms, s, m or h",
         )
     };
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number.parse().map_err(|_| invalid())?;
-    let millis = match unit.trim() {
+    let (value, unit) = number_and_unit(text).ok_or_else(invalid)?;
+    let millis = match unit {
         "" | "ms" => value,
         "s" => value * 1e3,
         "m" => value * 60e3,
@@ -221,12 +226,8 @@ pub fn parse_size(text: &str) -> Result<u64, ValueError> {
             "a number of bytes, or a number with K, M or G (e.g. 300M)",
         )
     };
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number.parse().map_err(|_| invalid())?;
-    let scale = match unit.trim().to_ascii_uppercase().as_str() {
+    let (value, unit) = number_and_unit(text).ok_or_else(invalid)?;
+    let scale = match unit.to_ascii_uppercase().as_str() {
         "" | "B" => 1.0,
         "K" | "KB" | "KIB" => 1024.0,
         "M" | "MB" | "MIB" => 1024.0 * 1024.0,
