@@ -2,7 +2,8 @@
 //! a live subscriber (`monit`), or an app with a memory limit.
 //!
 //! A worker's figures are those of its whole family: the worker and every process descended from it
-//! (a gunicorn master with its workers, `npm start` with its node). CPU is the share of one core used since
+//! (a gunicorn master with its workers, `npm start` with its node), and the orphans of its process group
+//! that the daemon, a subreaper, inherited. CPU is the share of one core used since
 //! the previous sample, so the first sample of a process after it starts reads low; a worker is read once
 //! when it starts so that the first `list` already has a figure.
 
@@ -68,11 +69,20 @@ impl Metrics {
             return HashMap::new();
         }
         system.refresh_processes_specifics(ProcessesToUpdate::All, true, kind(with_commands));
+        let me = std::process::id() as i32;
         let parents: Vec<(i32, i32)> = system
             .processes()
             .iter()
             .filter(|(_, p)| p.thread_kind().is_none())
-            .filter_map(|(pid, p)| Some((pid.as_u32() as i32, p.parent()?.as_u32() as i32)))
+            .filter_map(|(pid, p)| {
+                let (pid, parent) = (pid.as_u32() as i32, p.parent()?.as_u32() as i32);
+                // An orphan of a worker's group is reparented to the daemon (a subreaper): it still
+                // belongs to the group it was started in.
+                if parent == me && !leaders.contains(&pid) {
+                    return Some((pid, process_group(pid).unwrap_or(parent)));
+                }
+                Some((pid, parent))
+            })
             .collect();
         families(leaders, &parents)
             .into_iter()
@@ -103,6 +113,14 @@ impl Metrics {
             })
             .collect()
     }
+}
+
+/// A process's group, from `/proc/<pid>/stat`.
+fn process_group(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command in parentheses: state, ppid, pgrp.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(2)?.parse().ok()
 }
 
 fn kind(with_commands: bool) -> ProcessRefreshKind {
@@ -179,6 +197,12 @@ mod tests {
         let families = families(&[10, 11], &parents);
         assert_eq!(families[&10], vec![10]);
         assert_eq!(families[&11], vec![11, 12]);
+    }
+
+    #[test]
+    fn the_group_of_this_process_is_read() {
+        let me = std::process::id() as i32;
+        assert_eq!(process_group(me), Some(nix::unistd::getpgrp().as_raw()));
     }
 
     #[test]

@@ -109,10 +109,35 @@ fn describe_masks_secrets_and_splits_a_gunicorn_group() {
 }
 
 #[test]
+fn an_orphan_of_the_worker_group_counts_for_the_worker() {
+    let h = Herdsman::new();
+    let out = h.scratch("orphan").join("pid");
+    h.cmd(&["start", &app_arg("orphan.sh"), "--name", "orphans"])
+        .env("ORPHAN_OUT", out.display().to_string())
+        .ok();
+    let worker = h.wait_online("orphans", 1)[0].pid;
+    let orphan: i64 = h.wait_value("the orphan's pid", 10 * SECOND, || {
+        std::fs::read_to_string(&out).ok()?.trim().parse().ok()
+    });
+    let group = h.wait_value("describe to count the orphan", 10 * SECOND, || {
+        let out = h.cmd(&["describe", "orphans", "--json"]).ok();
+        let apps: Vec<Value> = serde_json::from_str(&out.stdout).ok()?;
+        let group = apps.first()?["workers"][0]["group"].as_array()?.clone();
+        group
+            .iter()
+            .any(|m| m["pid"].as_i64() == Some(orphan))
+            .then_some(group)
+    });
+    if group[0]["pid"].as_i64() != worker.map(i64::from) {
+        h.fail(&format!("the group starts with the worker: {group:?}"));
+    }
+}
+
+#[test]
 fn a_subscription_streams_fresh_snapshots_until_the_client_leaves() {
     let h = Herdsman::new();
     h.cmd(&["start", &app_arg("stamp.sh"), "--name", "tick", "-i", "2"])
-        .env("STAMP_FILE", h.scratch("stamps").display().to_string())
+        .env("STAMP_FILE", h.scratch("stamps").join("tick").display().to_string())
         .ok();
     h.wait_online("tick", 2);
 
