@@ -708,18 +708,8 @@ fn set(
         "user" => app.user = item(text()?),
         "group" => app.group = item(text()?),
         "no_overlap" => app.no_overlap = Some(Item { value: flag()?, at }),
-        "max_memory_restart" => {
-            app.max_memory_restart = Some(Item {
-                value: size()?,
-                at,
-            })
-        }
-        "log_max_size" => {
-            app.log_max_size = Some(Item {
-                value: size()?,
-                at,
-            })
-        }
+        "max_memory_restart" => app.max_memory_restart = Some(Item { value: size()?, at }),
+        "log_max_size" => app.log_max_size = Some(Item { value: size()?, at }),
         "log_keep" => {
             let n = integer()?;
             let n = u32::try_from(n)

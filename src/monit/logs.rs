@@ -84,7 +84,10 @@ fn last_lines(path: &Path, n: usize) -> Vec<String> {
     let skip = lines.len().saturating_sub(n);
     lines[skip..]
         .iter()
-        .map(|l| l.replace('\t', "    ").replace(|c: char| c.is_control(), ""))
+        .map(|l| {
+            l.replace('\t', "    ")
+                .replace(|c: char| c.is_control(), "")
+        })
         .collect()
 }
 

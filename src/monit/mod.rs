@@ -74,16 +74,14 @@ fn event_loop(
         let mut refresh_log = false;
         for event in std::iter::once(first).chain(events.try_iter()) {
             refresh_log |= matches!(event, Event::Snapshot { .. });
-            match app.handle_event(event) {
-                Some(Action::Quit) => return Ok(()),
-                Some(action) => {
-                    if actions.send(action).is_err() {
-                        app.handle_event(Event::ActionDone(Err(
-                            "the actions worker stopped".into()
-                        )));
-                    }
-                }
-                None => {}
+            let action = app.handle_event(event);
+            if action == Some(Action::Quit) {
+                return Ok(());
+            }
+            if let Some(action) = action
+                && actions.send(action).is_err()
+            {
+                app.handle_event(Event::ActionDone(Err("the actions worker stopped".into())));
             }
         }
         let files = app.log_files();

@@ -125,7 +125,10 @@ fn render_table(app: &App, frame: &mut Frame, area: Rect) {
         out
     };
     let header = pick(
-        ["name", "inst", "pid", "status", "cpu", "memory", "↺", "uptime"].map(str::to_string),
+        [
+            "name", "inst", "pid", "status", "cpu", "memory", "↺", "uptime",
+        ]
+        .map(str::to_string),
     );
     let rows = visible.iter().map(|p| {
         let cells = pick([
@@ -184,7 +187,10 @@ fn render_charts(app: &App, frame: &mut Frame, area: Rect) {
     let Some((process, history)) = selected.zip(history) else {
         for (title, area) in [(" cpu ", cpu_area), (" memory ", memory_area)] {
             let block = Block::bordered().title(title);
-            frame.render_widget(Paragraph::new("no worker selected").dim().block(block), area);
+            frame.render_widget(
+                Paragraph::new("no worker selected").dim().block(block),
+                area,
+            );
         }
         return;
     };
