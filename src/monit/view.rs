@@ -96,7 +96,8 @@ fn render_table(app: &App, frame: &mut Frame, area: Rect) {
     if visible.is_empty() {
         let text = match (&app.link, app.processes.is_empty()) {
             (Link::Waiting, _) => "waiting for the daemon's first snapshot…".to_string(),
-            (_, true) => "no apps; start one with `herdsman start app.js`".to_string(),
+            (Link::Refused(_) | Link::Gone(_), true) => "no figures from the daemon".to_string(),
+            (Link::Live, true) => "no apps; start one with `herdsman start app.js`".to_string(),
             (_, false) => format!("no app name contains '{}' (Esc clears)", app.filter),
         };
         frame.render_widget(Paragraph::new(text).dim().block(block), area);
@@ -272,6 +273,8 @@ fn render_status(app: &App, frame: &mut Frame, area: Rect) {
             Style::new().fg(Color::Green)
         };
         Line::styled(status.text.as_str(), style)
+    } else if matches!(app.link, Link::Refused(_) | Link::Gone(_)) {
+        Line::raw("q quit").dim()
     } else {
         Line::raw("↑↓/jk select · r restart · l reload · s stop · / filter · ? help · q quit").dim()
     };
