@@ -76,13 +76,13 @@ fn render_title(app: &App, frame: &mut Frame, area: Rect) {
             Style::new().fg(Color::Yellow),
         ));
     }
-    frame.render_widget(Line::from(spans), area);
-    frame.render_widget(
-        Line::from("? help  q quit ")
-            .alignment(Alignment::Right)
-            .dim(),
-        area,
-    );
+    let left = Line::from(spans);
+    let hint = "? help  q quit ";
+    let fits = left.width() + hint.chars().count() < area.width as usize;
+    frame.render_widget(left, area);
+    if fits {
+        frame.render_widget(Line::from(hint).alignment(Alignment::Right).dim(), area);
+    }
 }
 
 fn plural(n: usize) -> &'static str {
