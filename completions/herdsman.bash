@@ -55,6 +55,9 @@ _herdsman() {
             herdsman,man)
                 cmd="herdsman__subcmd__man"
                 ;;
+            herdsman,monit)
+                cmd="herdsman__subcmd__monit"
+                ;;
             herdsman,reload)
                 cmd="herdsman__subcmd__reload"
                 ;;
@@ -127,6 +130,9 @@ _herdsman() {
             herdsman__subcmd__help,man)
                 cmd="herdsman__subcmd__help__subcmd__man"
                 ;;
+            herdsman__subcmd__help,monit)
+                cmd="herdsman__subcmd__help__subcmd__monit"
+                ;;
             herdsman__subcmd__help,reload)
                 cmd="herdsman__subcmd__help__subcmd__reload"
                 ;;
@@ -170,7 +176,7 @@ _herdsman() {
 
     case "${cmd}" in
         herdsman)
-            opts="-h -V --help --version start list ls describe show stop restart reload scale signal delete del logs kill init schema import daemon save resurrect startup unstartup run completions man help"
+            opts="-h -V --help --version start list ls describe show stop restart reload scale signal delete del logs monit kill init schema import daemon save resurrect startup unstartup run completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -240,7 +246,7 @@ _herdsman() {
             return 0
             ;;
         herdsman__subcmd__help)
-            opts="start list describe stop restart reload scale signal delete logs kill init schema import daemon save resurrect startup unstartup run completions man help"
+            opts="start list describe stop restart reload scale signal delete logs monit kill init schema import daemon save resurrect startup unstartup run completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -394,6 +400,20 @@ _herdsman() {
             return 0
             ;;
         herdsman__subcmd__help__subcmd__man)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        herdsman__subcmd__help__subcmd__monit)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -658,6 +678,20 @@ _herdsman() {
             return 0
             ;;
         herdsman__subcmd__man)
+            opts="-h -V --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        herdsman__subcmd__monit)
             opts="-h -V --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -102,6 +102,9 @@ pub enum Command {
     },
     /// Print the last lines of apps' logs, then follow them.
     Logs(LogsArgs),
+    /// A live dashboard: every worker's CPU, memory and status, the selected one's history and log;
+    /// restart, reload or stop it from the keyboard (? shows the keys).
+    Monit,
     /// Stop every app and the daemon.
     Kill,
     /// Write a commented ecosystem.toml to start from.
@@ -345,6 +348,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Scale { name, count } => control::scale(&home, &name, &count),
         Command::Signal { signal, target } => control::signal(&home, &signal, &target),
         Command::Logs(args) => logs::run(&home, args),
+        Command::Monit => crate::monit::run(&home),
         Command::Kill => control::kill(&home),
         Command::Init { path, force } => ecosystem::init(&path, force),
         Command::Schema => ecosystem::schema(),
