@@ -9,6 +9,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod home;
+pub mod human;
 pub mod monit;
 pub mod protocol;
 pub mod systemd;

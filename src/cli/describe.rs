@@ -6,9 +6,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Result, bail};
 
-use super::list::{bytes, duration};
 use crate::client::Client;
 use crate::home::Home;
+use crate::human::{bytes, duration};
 use crate::protocol::{AppDetails, ProcessInfo, Request, Response, SECRET_MASK, Selection};
 
 pub fn run(home: &Home, target: &str, json: bool) -> Result<()> {

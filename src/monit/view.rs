@@ -13,6 +13,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Row, Sparkline, Table, TableState, Wrap};
 
 use super::app::{App, Link};
+use crate::human::{bytes, duration};
 use crate::protocol::{ProcessInfo, Status};
 
 const HIGHLIGHT: &str = "▶ ";
@@ -349,30 +350,4 @@ pub fn truncate(text: &str, width: usize) -> String {
         cut.push('…');
     }
     cut
-}
-
-/// `850ms`, `12s`, `5m`, `3h`, `2d` (as `list` prints it).
-fn duration(ms: u64) -> String {
-    match ms {
-        0..1_000 => format!("{ms}ms"),
-        1_000..60_000 => format!("{}s", ms / 1_000),
-        60_000..3_600_000 => format!("{}m", ms / 60_000),
-        3_600_000..86_400_000 => format!("{}h", ms / 3_600_000),
-        _ => format!("{}d", ms / 86_400_000),
-    }
-}
-
-/// `0b`, `512kb`, `41.2mb`, `1.1gb` (as `list` prints it).
-fn bytes(n: u64) -> String {
-    const KIB: f64 = 1024.0;
-    let n = n as f64;
-    if n < KIB {
-        format!("{n}b")
-    } else if n < KIB * KIB {
-        format!("{:.0}kb", n / KIB)
-    } else if n < KIB * KIB * KIB {
-        format!("{:.1}mb", n / KIB / KIB)
-    } else {
-        format!("{:.1}gb", n / KIB / KIB / KIB)
-    }
 }

@@ -137,7 +137,10 @@ fn an_orphan_of_the_worker_group_counts_for_the_worker() {
 fn a_subscription_streams_fresh_snapshots_until_the_client_leaves() {
     let h = Herdsman::new();
     h.cmd(&["start", &app_arg("stamp.sh"), "--name", "tick", "-i", "2"])
-        .env("STAMP_FILE", h.scratch("stamps").join("tick").display().to_string())
+        .env(
+            "STAMP_FILE",
+            h.scratch("stamps").join("tick").display().to_string(),
+        )
         .ok();
     h.wait_online("tick", 2);
 
