@@ -28,6 +28,9 @@ _herdsman() {
             herdsman,delete)
                 cmd="herdsman__subcmd__delete"
                 ;;
+            herdsman,flush)
+                cmd="herdsman__subcmd__flush"
+                ;;
             herdsman,help)
                 cmd="herdsman__subcmd__help"
                 ;;
@@ -42,6 +45,9 @@ _herdsman() {
                 ;;
             herdsman,list)
                 cmd="herdsman__subcmd__list"
+                ;;
+            herdsman,log-keeper)
+                cmd="herdsman__subcmd__log__subcmd__keeper"
                 ;;
             herdsman,logs)
                 cmd="herdsman__subcmd__logs"
@@ -97,6 +103,9 @@ _herdsman() {
             herdsman__subcmd__help,delete)
                 cmd="herdsman__subcmd__help__subcmd__delete"
                 ;;
+            herdsman__subcmd__help,flush)
+                cmd="herdsman__subcmd__help__subcmd__flush"
+                ;;
             herdsman__subcmd__help,help)
                 cmd="herdsman__subcmd__help__subcmd__help"
                 ;;
@@ -111,6 +120,9 @@ _herdsman() {
                 ;;
             herdsman__subcmd__help,list)
                 cmd="herdsman__subcmd__help__subcmd__list"
+                ;;
+            herdsman__subcmd__help,log-keeper)
+                cmd="herdsman__subcmd__help__subcmd__log__subcmd__keeper"
                 ;;
             herdsman__subcmd__help,logs)
                 cmd="herdsman__subcmd__help__subcmd__logs"
@@ -161,7 +173,7 @@ _herdsman() {
 
     case "${cmd}" in
         herdsman)
-            opts="-h -V --help --version start list ls stop restart reload scale signal delete del logs kill init schema import daemon save resurrect startup unstartup run completions man help"
+            opts="-h -V --help --version start list ls stop restart reload scale signal delete del logs flush kill init schema import daemon save resurrect startup unstartup run completions man log-keeper help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -216,8 +228,22 @@ _herdsman() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        herdsman__subcmd__flush)
+            opts="-h -V --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         herdsman__subcmd__help)
-            opts="start list stop restart reload scale signal delete logs kill init schema import daemon save resurrect startup unstartup run completions man help"
+            opts="start list stop restart reload scale signal delete logs flush kill init schema import daemon save resurrect startup unstartup run completions man log-keeper help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -259,6 +285,20 @@ _herdsman() {
             return 0
             ;;
         herdsman__subcmd__help__subcmd__delete)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        herdsman__subcmd__help__subcmd__flush)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -329,6 +369,20 @@ _herdsman() {
             return 0
             ;;
         herdsman__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        herdsman__subcmd__help__subcmd__log__subcmd__keeper)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -602,8 +656,26 @@ _herdsman() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        herdsman__subcmd__log__subcmd__keeper)
+            opts="-h -V --control-fd --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --control-fd)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         herdsman__subcmd__logs)
-            opts="-h -V --lines --nostream --out --err --help --version"
+            opts="-h -V --lines --nostream --raw --json --timestamp --out --err --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -9,5 +9,6 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod home;
+pub mod logs;
 pub mod protocol;
 pub mod systemd;

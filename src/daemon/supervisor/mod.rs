@@ -140,6 +140,8 @@ pub struct Supervisor {
     /// A worker became errored while `exit_when_errored`.
     failed: bool,
     shutting_down: bool,
+    /// The log keeper the workers' output goes to (see `crate::logs`).
+    logs: crate::logs::Keeper,
 }
 
 type Reply = Result<Vec<u32>, Response>;
@@ -169,6 +171,7 @@ impl Supervisor {
             exit_when_errored: false,
             failed: false,
             shutting_down: false,
+            logs: crate::logs::Keeper::new(),
         }
     }
 
@@ -313,7 +316,11 @@ impl Supervisor {
             Request::Delete { target } => {
                 (Await::Gone, self.stop_in_order(&target, LaneAction::Remove))
             }
-            Request::Describe { .. } | Request::Flush { .. } | Request::Subscribe { .. } => {
+            Request::Flush { target } => {
+                let _ = reply.send(self.flush_logs(&target));
+                return;
+            }
+            Request::Describe { .. } | Request::Subscribe { .. } => {
                 let _ = reply.send(Response::error(ErrorKind::Invalid, "not supported yet"));
                 return;
             }
