@@ -14,7 +14,7 @@
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::{LogLine, Stream, parse_line, rotated_files};
 
@@ -154,14 +154,13 @@ impl Source {
 }
 
 impl Followed {
-    /// The complete lines appended since the last read, across a truncation or a rotation.
+    /// The complete lines appended since the last read, across a truncation or rotations.
     fn read_new(&mut self) -> io::Result<Vec<Vec<u8>>> {
         // What the path names now, looked at before the open file is read to its end: a rotation that
         // happened before this look is then fully read from the old file.
-        let now = std::fs::metadata(&self.source.path)
-            .ok()
-            .map(|m| (m.dev(), m.ino()));
+        let now = file_id(&self.source.path);
         let mut lines = Vec::new();
+        let old = self.id;
         if let Some(file) = &self.file {
             if file.metadata()?.len() < self.offset {
                 // Truncated: what is there now was written since.
@@ -176,20 +175,29 @@ impl Followed {
             if !self.partial.is_empty() {
                 lines.push(std::mem::take(&mut self.partial));
             }
-            self.file = None;
         }
-        if let Some(id) = now
-            && let Ok(file) = File::open(&self.source.path)
-        {
-            let meta = file.metadata()?;
-            self.id = (meta.dev(), meta.ino());
-            if self.id != id {
-                // Rotated again between the look and the open: read it the next time.
-                return Ok(lines);
-            }
+        if now.is_none() {
+            self.file = None;
+            return Ok(lines);
+        }
+        // The files written after ours, oldest first (several rotations may have happened since the
+        // last look): read the rotated ones whole, and follow the newest.
+        let newer = if self.file.is_some() {
+            successors(&self.source.path, old)
+        } else {
+            newest(&self.source.path)
+        };
+        self.file = None;
+        let count = newer.len();
+        for (i, (file, id)) in newer.into_iter().enumerate() {
             self.file = Some(file);
+            self.id = id;
             self.offset = 0;
+            self.partial.clear();
             self.read_to_end(&mut lines)?;
+            if i + 1 < count && !self.partial.is_empty() {
+                lines.push(std::mem::take(&mut self.partial));
+            }
         }
         Ok(lines)
     }
@@ -221,6 +229,46 @@ impl Followed {
             }
         }
     }
+}
+
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+fn open(path: &Path) -> Option<(File, (u64, u64))> {
+    let file = File::open(path).ok()?;
+    let meta = file.metadata().ok()?;
+    Some((file, (meta.dev(), meta.ino())))
+}
+
+/// The file the path names, as the only one to read.
+fn newest(path: &Path) -> Vec<(File, (u64, u64))> {
+    open(path).into_iter().collect()
+}
+
+/// The files written after the file `old`, oldest first: from the current file back through
+/// `path.1`, `path.2`, ... until `old`. Going from the newest to the oldest, a rotation during the
+/// scan only moves files not seen yet to higher numbers, still ahead, so none is missed (one seen twice
+/// is dropped). If `old` is not found (removed beyond `keep`, or by a flush), the current file only.
+fn successors(path: &Path, old: (u64, u64)) -> Vec<(File, (u64, u64))> {
+    let mut chain: Vec<(File, (u64, u64))> = Vec::new();
+    if let Some(current) = open(path) {
+        chain.push(current);
+    }
+    for n in 1..=10_000 {
+        let Some((file, id)) = open(&super::rotated(path, n)) else {
+            break;
+        };
+        if id == old {
+            chain.reverse();
+            return chain;
+        }
+        if !chain.iter().any(|(_, seen)| *seen == id) {
+            chain.push((file, id));
+        }
+    }
+    chain.truncate(1);
+    chain
 }
 
 /// Merges the lines of several files by time, keeping each file's order.
@@ -280,7 +328,6 @@ fn last_lines(file: &File, len: u64, count: usize) -> (Vec<Vec<u8>>, u64) {
 mod tests {
     use super::*;
     use std::io::Write;
-    use std::path::Path;
 
     fn source(app: &str, path: &Path) -> Source {
         Source {
@@ -353,6 +400,19 @@ mod tests {
             texts(&follower.poll()),
             ["before rotation", "after rotation"]
         );
+        // Several rotations between two looks.
+        append(&path, "r0\n");
+        for i in 1..=3 {
+            for n in (1..=4).rev() {
+                let _ = std::fs::rename(
+                    super::super::rotated(&path, n),
+                    super::super::rotated(&path, n + 1),
+                );
+            }
+            std::fs::rename(&path, super::super::rotated(&path, 1)).expect("rename");
+            append(&path, &format!("r{i}\n"));
+        }
+        assert_eq!(texts(&follower.poll()), ["r0", "r1", "r2", "r3"]);
         // Truncation (a flush), then a shorter text.
         std::fs::OpenOptions::new()
             .write(true)
