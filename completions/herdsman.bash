@@ -31,6 +31,9 @@ _herdsman() {
             herdsman,describe)
                 cmd="herdsman__subcmd__describe"
                 ;;
+            herdsman,flush)
+                cmd="herdsman__subcmd__flush"
+                ;;
             herdsman,help)
                 cmd="herdsman__subcmd__help"
                 ;;
@@ -45,6 +48,9 @@ _herdsman() {
                 ;;
             herdsman,list)
                 cmd="herdsman__subcmd__list"
+                ;;
+            herdsman,log-keeper)
+                cmd="herdsman__subcmd__log__subcmd__keeper"
                 ;;
             herdsman,logs)
                 cmd="herdsman__subcmd__logs"
@@ -109,6 +115,9 @@ _herdsman() {
             herdsman__subcmd__help,describe)
                 cmd="herdsman__subcmd__help__subcmd__describe"
                 ;;
+            herdsman__subcmd__help,flush)
+                cmd="herdsman__subcmd__help__subcmd__flush"
+                ;;
             herdsman__subcmd__help,help)
                 cmd="herdsman__subcmd__help__subcmd__help"
                 ;;
@@ -123,6 +132,9 @@ _herdsman() {
                 ;;
             herdsman__subcmd__help,list)
                 cmd="herdsman__subcmd__help__subcmd__list"
+                ;;
+            herdsman__subcmd__help,log-keeper)
+                cmd="herdsman__subcmd__help__subcmd__log__subcmd__keeper"
                 ;;
             herdsman__subcmd__help,logs)
                 cmd="herdsman__subcmd__help__subcmd__logs"
@@ -176,7 +188,7 @@ _herdsman() {
 
     case "${cmd}" in
         herdsman)
-            opts="-h -V --help --version start list ls describe show stop restart reload scale signal delete del logs monit kill init schema import daemon save resurrect startup unstartup run completions man help"
+            opts="-h -V --help --version start list ls describe show stop restart reload scale signal delete del logs monit flush kill init schema import daemon save resurrect startup unstartup run completions man log-keeper help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -245,8 +257,22 @@ _herdsman() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        herdsman__subcmd__flush)
+            opts="-h -V --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         herdsman__subcmd__help)
-            opts="start list describe stop restart reload scale signal delete logs monit kill init schema import daemon save resurrect startup unstartup run completions man help"
+            opts="start list describe stop restart reload scale signal delete logs monit flush kill init schema import daemon save resurrect startup unstartup run completions man log-keeper help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -302,6 +328,20 @@ _herdsman() {
             return 0
             ;;
         herdsman__subcmd__help__subcmd__describe)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        herdsman__subcmd__help__subcmd__flush)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -372,6 +412,20 @@ _herdsman() {
             return 0
             ;;
         herdsman__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        herdsman__subcmd__help__subcmd__log__subcmd__keeper)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -659,8 +713,26 @@ _herdsman() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        herdsman__subcmd__log__subcmd__keeper)
+            opts="-h -V --control-fd --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --control-fd)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         herdsman__subcmd__logs)
-            opts="-h -V --lines --nostream --out --err --help --version"
+            opts="-h -V --lines --nostream --raw --json --timestamp --out --err --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

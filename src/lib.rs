@@ -10,6 +10,7 @@ pub mod config;
 pub mod daemon;
 pub mod home;
 pub mod human;
+pub mod logs;
 pub mod monit;
 pub mod protocol;
 pub mod systemd;

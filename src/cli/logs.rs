@@ -1,13 +1,12 @@
-//! `herdsman logs`: the last lines of apps' log files, then everything appended to them.
+//! `herdsman logs` and `herdsman flush`: apps' logs, merged, and emptied.
 //!
-//! Workers write straight to `HERDSMAN_HOME/logs/<app>-out.log` and `-err.log` (see docs/architecture.md),
-//! so this reads the files itself: it works whether or not the daemon runs and costs the daemon nothing.
-//! Following checks the files' sizes a few times a second; a file that shrinks was truncated and is read
-//! again from its start.
+//! `logs` reads the files itself (see [`crate::logs`]): it works whether or not the daemon runs and costs
+//! the daemon nothing. With a daemon it asks which apps exist and where their logs are (an app may have
+//! its own paths); without one, the files in `HERDSMAN_HOME/logs` tell. It prints the last `--lines` lines
+//! of every selected stream merged by time, then follows them, checking a few times a second.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
-use std::io::{IsTerminal, Read, Seek, SeekFrom, Write};
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -16,109 +15,187 @@ use anyhow::{Context, Result, bail};
 use super::LogsArgs;
 use crate::client::Client;
 use crate::home::Home;
+use crate::logs::{Follower, LogLine, Source, Stream, format_time};
 use crate::protocol::{ProcessInfo, Request, Response, Selection};
 
+/// How often a follower looks at its files.
 pub const POLL: Duration = Duration::from_millis(100);
-
-/// One log file being read.
-struct Stream {
-    app: String,
-    err: bool,
-    path: PathBuf,
-    offset: u64,
-    /// The end of a line not yet terminated.
-    partial: Vec<u8>,
-}
 
 /// How a line is printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
-    /// `app | line`, the name coloured by stream on a terminal.
+    /// `app|instance line`, the prefix in a colour of its own on a terminal (error lines in red).
     Prefixed { colour: bool },
     /// The line alone.
     Raw,
-    /// One JSON object a line: `{"app": ..., "stream": "out"|"err", "line": ...}`.
+    /// One JSON object a line: `{"app", "instance", "stream": "out"|"err", "time", "line"}`.
     Json,
 }
 
-/// Follows a set of log files, printing complete lines as they are appended.
-pub struct Follower {
-    streams: Vec<Stream>,
-    format: Format,
+impl Format {
+    /// The format the flags ask for; colour only on a terminal and without NO_COLOR.
+    pub fn from_flags(raw: bool, json: bool) -> Format {
+        match (raw, json) {
+            (true, _) => Format::Raw,
+            (_, true) => Format::Json,
+            _ => Format::Prefixed {
+                colour: std::io::stdout().is_terminal()
+                    && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+            },
+        }
+    }
 }
 
-impl Follower {
-    /// Follows each app's out and/or err file from its current end.
-    pub fn new(
-        apps: BTreeMap<String, (PathBuf, PathBuf)>,
-        out: bool,
-        err: bool,
-        format: Format,
-    ) -> Follower {
-        let mut streams = Vec::new();
-        for (app, (out_path, err_path)) in apps {
-            if out {
-                streams.push(Stream::new(app.clone(), false, out_path));
-            }
-            if err {
-                streams.push(Stream::new(app, true, err_path));
-            }
-        }
-        for stream in &mut streams {
-            stream.offset = std::fs::metadata(&stream.path).map_or(0, |m| m.len());
-        }
-        Follower { streams, format }
-    }
+/// Prints log lines in a [`Format`], with or without their time.
+#[derive(Debug, Clone, Copy)]
+pub struct Printer {
+    pub format: Format,
+    pub timestamp: bool,
+}
 
-    /// Prints what was appended since the last call.
-    pub fn poll(&mut self, out: &mut impl Write) -> Result<()> {
-        for stream in &mut self.streams {
-            for line in stream.read_new()? {
-                write_line(out, stream, &line, self.format)?;
+impl Printer {
+    pub fn print(&self, out: &mut impl Write, line: &LogLine) -> std::io::Result<()> {
+        let time = match (self.timestamp, line.time) {
+            (true, Some(ms)) => format!("{} ", format_time(ms)),
+            _ => String::new(),
+        };
+        let instance = line
+            .instance
+            .map_or_else(|| "-".to_string(), |i| i.to_string());
+        match self.format {
+            Format::Prefixed { colour: true } => {
+                let paint = colour_of(&line.app, line.instance);
+                let text = match line.stream {
+                    Stream::Err => format!("\x1b[31m{}\x1b[0m", line.text),
+                    Stream::Out => line.text.clone(),
+                };
+                writeln!(
+                    out,
+                    "{time}\x1b[{paint}m{}|{instance}\x1b[0m {text}",
+                    line.app
+                )
+            }
+            Format::Prefixed { colour: false } => {
+                writeln!(out, "{time}{}|{instance} {}", line.app, line.text)
+            }
+            Format::Raw => writeln!(out, "{time}{}", line.text),
+            Format::Json => {
+                let record = serde_json::json!({
+                    "app": line.app,
+                    "instance": line.instance,
+                    "stream": line.stream,
+                    "time": line.time.map(format_time),
+                    "line": line.text,
+                });
+                writeln!(out, "{record}")
             }
         }
-        out.flush()?;
-        Ok(())
     }
+}
+
+/// A stable colour (an SGR code) for an app's instance. Red is left for error lines.
+fn colour_of(app: &str, instance: Option<u32>) -> &'static str {
+    const PALETTE: [&str; 10] = ["36", "32", "33", "34", "35", "96", "92", "93", "94", "95"];
+    // FNV-1a: the same app and instance get the same colour in every run.
+    let mut hash: u32 = 0x811c_9dc5;
+    let key = format!("{app}|{}", instance.map_or(-1, i64::from));
+    for byte in key.bytes() {
+        hash = (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193);
+    }
+    PALETTE[hash as usize % PALETTE.len()]
+}
+
+/// The streams of some apps, as sources to read.
+/// Only the lines of `instance`, when it is given.
+pub fn sources(
+    apps: &BTreeMap<String, (PathBuf, PathBuf)>,
+    out: bool,
+    err: bool,
+    instance: Option<u32>,
+) -> Vec<Source> {
+    let mut sources = Vec::new();
+    for (app, (out_path, err_path)) in apps {
+        let source = |stream, path: &PathBuf| Source {
+            app: app.clone(),
+            stream,
+            path: path.clone(),
+            instance,
+        };
+        if out {
+            sources.push(source(Stream::Out, out_path));
+        }
+        if err && (!out || err_path != out_path) {
+            sources.push(source(Stream::Err, err_path));
+        }
+    }
+    sources
 }
 
 pub fn run(home: &Home, args: LogsArgs) -> Result<()> {
-    let apps = resolve(home, args.target.as_deref())?;
-    let colour = std::io::stdout().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let format = Format::Prefixed { colour };
-    let mut follower = Follower::new(apps, !args.err, !args.out, format);
+    let (apps, only) = resolve(home, args.target.as_deref())?;
+    if apps.is_empty() {
+        eprintln!("no logs yet in {}", home.logs_dir().display());
+        if args.nostream {
+            return Ok(());
+        }
+    }
+    let printer = Printer {
+        format: Format::from_flags(args.raw, args.json),
+        timestamp: args.timestamp,
+    };
+    let sources = sources(&apps, !args.err, !args.out, only);
+    let (history, mut follower) = Follower::with_history(sources, args.lines);
     let mut out = std::io::stdout().lock();
-    for stream in &mut follower.streams {
-        let (lines, end) = last_lines(&stream.path, args.lines)?;
-        stream.offset = end;
-        if args.nostream || !lines.is_empty() {
-            let which = if stream.err { "err" } else { "out" };
-            writeln!(
-                out,
-                "==> {} ({which}), last {} lines:",
-                stream.path.display(),
-                lines.len()
-            )?;
-        }
-        for line in lines {
-            write_line(&mut out, stream, &line, format)?;
-        }
+    for line in &history {
+        printer.print(&mut out, line)?;
     }
     out.flush()?;
     if args.nostream {
         return Ok(());
     }
-    drop(out);
     loop {
-        follower.poll(&mut std::io::stdout().lock())?;
+        for line in &follower.poll() {
+            printer.print(&mut out, line)?;
+        }
+        out.flush()?;
         std::thread::sleep(POLL);
     }
 }
 
-/// The apps a target selects, with their log files. With the daemon running it knows (an app may have its
-/// own log paths); otherwise the files in the home's logs directory tell.
-pub fn resolve(home: &Home, target: Option<&str>) -> Result<BTreeMap<String, (PathBuf, PathBuf)>> {
+/// `herdsman flush`: empties the selected apps' logs. The daemon does it when it runs; otherwise the
+/// files in the home are emptied here.
+pub fn flush(home: &Home, target: Option<&str>) -> Result<()> {
+    let selection = Selection::parse(target.unwrap_or("all"));
+    if let Some(mut client) = Client::connect(home)? {
+        return match client.request(&Request::Flush {
+            target: selection.clone(),
+        })? {
+            Response::Ok => {
+                println!("flushed the logs of {selection}");
+                Ok(())
+            }
+            Response::Error { message, .. } => bail!(message),
+            _ => bail!("unexpected answer to flush; is the CLI the same version as the daemon?"),
+        };
+    }
+    let (apps, _) = resolve(home, target)?;
+    for (app, (out, err)) in &apps {
+        for path in [out, err] {
+            crate::logs::flush(path).map_err(|e| anyhow::anyhow!("app '{app}': {e}"))?;
+        }
+    }
+    println!("flushed the logs of {selection}");
+    Ok(())
+}
+
+/// The apps a target selects, with their log files, and the instance a worker id selects. With the
+/// daemon running it knows (an app may have its own log paths); otherwise the files in the home's logs
+/// directory tell.
+#[allow(clippy::type_complexity)]
+pub fn resolve(
+    home: &Home,
+    target: Option<&str>,
+) -> Result<(BTreeMap<String, (PathBuf, PathBuf)>, Option<u32>)> {
     let selection = Selection::parse(target.unwrap_or("all"));
     let known = match Client::connect(home)? {
         Some(mut client) => match client.request(&Request::List)? {
@@ -140,13 +217,13 @@ pub fn resolve(home: &Home, target: Option<&str>) -> Result<BTreeMap<String, (Pa
         (Selection::All, known) => {
             let mut apps: BTreeMap<_, _> = on_disk.iter().map(|name| defaults(name)).collect();
             apps.extend(known.iter().flatten().map(paths));
-            Ok(apps)
+            Ok((apps, None))
         }
         (Selection::Name(name), known) => {
             if let Some(process) = known.iter().flatten().find(|p| p.name == name) {
-                Ok(BTreeMap::from([paths(process)]))
+                Ok((BTreeMap::from([paths(process)]), None))
             } else if on_disk.contains(&name) {
-                Ok(BTreeMap::from([defaults(&name)]))
+                Ok((BTreeMap::from([defaults(&name)]), None))
             } else {
                 bail!(
                     "no app named '{name}' and no logs for it in {}",
@@ -155,7 +232,7 @@ pub fn resolve(home: &Home, target: Option<&str>) -> Result<BTreeMap<String, (Pa
             }
         }
         (Selection::Id(id), Some(known)) => match known.iter().find(|p| p.id == id) {
-            Some(process) => Ok(BTreeMap::from([paths(process)])),
+            Some(process) => Ok((BTreeMap::from([paths(process)]), Some(process.instance))),
             None => bail!("no process with id {id} (see `herdsman list`)"),
         },
         (Selection::Id(id), None) => bail!("no process with id {id}: the daemon is not running"),
@@ -182,147 +259,70 @@ fn apps_on_disk(home: &Home) -> Result<BTreeSet<String>> {
         .collect())
 }
 
-/// The last `count` complete lines of a file, and the offset just past them.
-fn last_lines(path: &PathBuf, count: usize) -> Result<(Vec<Vec<u8>>, u64)> {
-    let mut file = match File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-    };
-    let len = file.metadata()?.len();
-    // Read backwards in chunks until enough newlines are in hand.
-    // Newlines are counted in each new chunk only, and at most 16 MiB are read back, however few
-    // newlines a file has (a progress bar written with \r, binary output).
-    const LIMIT: u64 = 16 << 20;
-    let mut start = len;
-    let mut chunks: Vec<Vec<u8>> = Vec::new();
-    let mut newlines = 0;
-    while start > 0 && newlines <= count && len - start < LIMIT {
-        let step = start.min(64 * 1024);
-        start -= step;
-        let mut chunk = vec![0; step as usize];
-        file.seek(SeekFrom::Start(start))?;
-        file.read_exact(&mut chunk)?;
-        newlines += chunk.iter().filter(|&&b| b == b'\n').count();
-        chunks.push(chunk);
-    }
-    let tail: Vec<u8> = chunks.into_iter().rev().flatten().collect();
-    // Only complete lines; a line still being written is printed when it ends.
-    let complete = tail.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    let end = start + complete as u64;
-    let mut lines: Vec<Vec<u8>> = tail[..complete]
-        .split(|&b| b == b'\n')
-        .map(<[u8]>::to_vec)
-        .collect();
-    lines.pop(); // after the last newline
-    if start > 0 && !lines.is_empty() {
-        lines.remove(0); // may be cut
-    }
-    let skip = lines.len().saturating_sub(count);
-    Ok((lines.split_off(skip), end))
-}
-
-impl Stream {
-    fn new(app: String, err: bool, path: PathBuf) -> Stream {
-        Stream {
-            app,
-            err,
-            path,
-            offset: 0,
-            partial: Vec::new(),
-        }
-    }
-
-    /// The complete lines appended since the last read.
-    fn read_new(&mut self) -> Result<Vec<Vec<u8>>> {
-        let mut file = match File::open(&self.path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => {
-                return Err(e).with_context(|| format!("cannot read {}", self.path.display()));
-            }
-        };
-        let len = file.metadata()?.len();
-        if len < self.offset {
-            self.offset = 0;
-            self.partial.clear();
-        }
-        if len == self.offset {
-            return Ok(Vec::new());
-        }
-        file.seek(SeekFrom::Start(self.offset))?;
-        let mut fresh = Vec::new();
-        file.take(len - self.offset).read_to_end(&mut fresh)?;
-        self.offset += fresh.len() as u64;
-        self.partial.extend_from_slice(&fresh);
-        let Some(last) = self.partial.iter().rposition(|&b| b == b'\n') else {
-            return Ok(Vec::new());
-        };
-        let rest = self.partial.split_off(last + 1);
-        let complete = std::mem::replace(&mut self.partial, rest);
-        let mut lines: Vec<Vec<u8>> = complete
-            .split(|&b| b == b'\n')
-            .map(<[u8]>::to_vec)
-            .collect();
-        lines.pop();
-        Ok(lines)
-    }
-}
-
-fn write_line(out: &mut impl Write, stream: &Stream, line: &[u8], format: Format) -> Result<()> {
-    let line = String::from_utf8_lossy(line);
-    match format {
-        Format::Prefixed { colour: true } => {
-            let paint = if stream.err { "31" } else { "36" };
-            writeln!(out, "\x1b[{paint}m{} |\x1b[0m {line}", stream.app)?
-        }
-        Format::Prefixed { colour: false } => writeln!(out, "{} | {line}", stream.app)?,
-        Format::Raw => writeln!(out, "{line}")?,
-        Format::Json => {
-            let stream_name = if stream.err { "err" } else { "out" };
-            let record =
-                serde_json::json!({ "app": stream.app, "stream": stream_name, "line": line });
-            writeln!(out, "{record}")?
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn last_lines_returns_complete_lines_only() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("a.log");
-        let mut text = String::new();
-        for i in 0..1000 {
-            text.push_str(&format!("line {i}\n"));
+    fn line(stream: Stream, instance: Option<u32>, time: Option<u64>) -> LogLine {
+        LogLine {
+            app: "web".into(),
+            instance,
+            stream,
+            time,
+            text: "hello".into(),
         }
-        text.push_str("unfinished");
-        std::fs::write(&path, &text).expect("write");
-        let (lines, end) = last_lines(&path, 3).expect("tail");
-        assert_eq!(
-            lines,
-            [
-                b"line 997".to_vec(),
-                b"line 998".to_vec(),
-                b"line 999".to_vec()
-            ]
-        );
-        assert_eq!(end as usize, text.len() - "unfinished".len());
+    }
 
-        let mut stream = Stream::new("a".into(), false, path.clone());
-        stream.offset = end;
-        let mut file = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .expect("open");
-        file.write_all(b" now\nnext\n").expect("append");
+    fn printed(printer: Printer, line: &LogLine) -> String {
+        let mut out = Vec::new();
+        printer.print(&mut out, line).expect("print");
+        String::from_utf8(out).expect("utf-8")
+    }
+
+    #[test]
+    fn lines_print_in_each_format() {
+        let plain = Printer {
+            format: Format::Prefixed { colour: false },
+            timestamp: false,
+        };
+        let l = line(Stream::Out, Some(1), Some(1_795_482_123_456));
+        assert_eq!(printed(plain, &l), "web|1 hello\n");
         assert_eq!(
-            stream.read_new().expect("read"),
-            [b"unfinished now".to_vec(), b"next".to_vec()]
+            printed(plain, &line(Stream::Err, None, None)),
+            "web|- hello\n"
         );
+        let stamped = Printer {
+            timestamp: true,
+            ..plain
+        };
+        assert_eq!(
+            printed(stamped, &l),
+            "2026-11-24T01:02:03.456Z web|1 hello\n"
+        );
+        let raw = Printer {
+            format: Format::Raw,
+            timestamp: false,
+        };
+        assert_eq!(printed(raw, &l), "hello\n");
+        let json = Printer {
+            format: Format::Json,
+            timestamp: false,
+        };
+        let value: serde_json::Value = serde_json::from_str(&printed(json, &l)).expect("json");
+        assert_eq!(
+            value,
+            serde_json::json!({"app": "web", "instance": 1, "stream": "out",
+                "time": "2026-11-24T01:02:03.456Z", "line": "hello"})
+        );
+        let colour = Printer {
+            format: Format::Prefixed { colour: true },
+            timestamp: false,
+        };
+        let err = printed(colour, &line(Stream::Err, Some(1), None));
+        assert!(
+            err.contains("web|1") && err.contains("\x1b[31mhello"),
+            "{err:?}"
+        );
+        assert_eq!(colour_of("web", Some(1)), colour_of("web", Some(1)));
     }
 }

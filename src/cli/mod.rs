@@ -100,11 +100,17 @@ pub enum Command {
         /// An app name, a worker id, `all`, or an ecosystem file (`*.toml`): its apps, dependents first.
         target: String,
     },
-    /// Print the last lines of apps' logs, then follow them.
+    /// Print the last lines of apps' logs merged by time, then follow them; each line is prefixed
+    /// `app|instance`.
     Logs(LogsArgs),
     /// A live dashboard: every worker's CPU, memory and status, the selected one's history and log;
     /// restart, reload or stop it from the keyboard (? shows the keys).
     Monit,
+    /// Empty apps' logs: truncate the current files and remove the rotated ones.
+    Flush {
+        /// An app name, a worker id (its app), or `all` [default: all].
+        target: Option<String>,
+    },
     /// Stop every app and the daemon.
     Kill,
     /// Write a commented ecosystem.toml to start from.
@@ -165,7 +171,7 @@ pub enum Command {
         /// Lines without the app prefix.
         #[arg(long, conflicts_with = "json")]
         raw: bool,
-        /// One JSON object per line: app, stream, line.
+        /// One JSON object per line: app, instance, stream, time, line.
         #[arg(long)]
         json: bool,
         /// Only these apps, comma-separated.
@@ -183,6 +189,13 @@ pub enum Command {
     /// Print the man page (roff).
     #[command(hide = true)]
     Man,
+    /// The daemon's log keeper (started by the daemon).
+    #[command(hide = true)]
+    LogKeeper {
+        /// The inherited control channel.
+        #[arg(long)]
+        control_fd: i32,
+    },
 }
 
 /// The options of `start`: one per app option of the ecosystem file (`--kill-timeout` is `kill_timeout`).
@@ -295,6 +308,15 @@ pub struct LogsArgs {
     /// Print the last lines and exit instead of following.
     #[arg(long)]
     pub nostream: bool,
+    /// Lines without the `app|instance` prefix.
+    #[arg(long, conflicts_with = "json")]
+    pub raw: bool,
+    /// One JSON object per line: app, instance, stream ("out" or "err"), time, line.
+    #[arg(long)]
+    pub json: bool,
+    /// Show each line's time (UTC, as the log keeper read it).
+    #[arg(long)]
+    pub timestamp: bool,
     /// Only standard output.
     #[arg(long, conflicts_with = "err")]
     pub out: bool,
@@ -349,6 +371,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Signal { signal, target } => control::signal(&home, &signal, &target),
         Command::Logs(args) => logs::run(&home, args),
         Command::Monit => crate::monit::run(&home),
+        Command::Flush { target } => logs::flush(&home, target.as_deref()),
         Command::Kill => control::kill(&home),
         Command::Init { path, force } => ecosystem::init(&path, force),
         Command::Schema => ecosystem::schema(),
@@ -372,17 +395,11 @@ pub fn run(cli: Cli) -> Result<()> {
             only,
             profile,
         } => {
-            let format = match (raw, json) {
-                (true, _) => logs::Format::Raw,
-                (_, true) => logs::Format::Json,
-                _ => logs::Format::Prefixed {
-                    colour: std::io::IsTerminal::is_terminal(&std::io::stdout())
-                        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
-                },
-            };
+            let format = logs::Format::from_flags(raw, json);
             service::run(&home, &file, &only, profile.as_deref(), format)
         }
         Command::Completions { shell } => service::completions(shell, &mut std::io::stdout()),
         Command::Man => service::man(&mut std::io::stdout()),
+        Command::LogKeeper { control_fd } => crate::logs::keeper::run(control_fd),
     }
 }

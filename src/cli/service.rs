@@ -11,7 +11,7 @@ use clap::CommandFactory;
 
 use super::Cli;
 use super::ecosystem::print_apply;
-use super::logs::{Follower, Format, POLL};
+use super::logs::{Format, POLL, Printer, sources};
 use super::start::caller_env;
 use crate::client::Client;
 use crate::config::file;
@@ -224,7 +224,19 @@ pub fn run(
             (spec.name.clone(), (out, err))
         })
         .collect();
-    let mut follower = Follower::new(logs, true, true, format);
+    let mut follower = crate::logs::Follower::new(sources(&logs, true, true, None));
+    let printer = Printer {
+        format,
+        timestamp: false,
+    };
+    let mut print_new = || -> Result<()> {
+        let mut out = std::io::stdout().lock();
+        for line in follower.poll() {
+            printer.print(&mut out, &line)?;
+        }
+        out.flush()?;
+        Ok(())
+    };
     let request = Request::Apply(ApplyRequest {
         apps: loaded.apps,
         action: ApplyAction::Start,
@@ -244,10 +256,11 @@ pub fn run(
     }
     drop(client);
     while !daemon.is_finished() {
-        follower.poll(&mut std::io::stdout().lock())?;
+        print_new()?;
         std::thread::sleep(POLL);
     }
-    follower.poll(&mut std::io::stdout().lock())?;
+    // The daemon waited for its log keeper to write the last lines.
+    print_new()?;
     let outcome = daemon
         .join()
         .map_err(|_| anyhow!("the daemon thread panicked"))??;

@@ -6,7 +6,7 @@
 //! pid there before `execve`.
 //!
 //! Signals are blocked across `fork`. In the child, in order: default signal dispositions, then an empty mask; a process group of its own; stdin
-//! from /dev/null and stdout/stderr to the app's log files (opened O_APPEND by the daemon); the listening
+//! from /dev/null and stdout/stderr to what the daemon gives (the log keeper's pipes, or the log files); the listening
 //! sockets (and a Node worker's readiness pipe) moved to fds 3, 4, ...; every other descriptor marked
 //! close-on-exec (so nothing of the daemon's leaks); the pid written into the environment; the app's user
 //! and group, if any; `chdir`; `execve`. If a step fails the child writes the step

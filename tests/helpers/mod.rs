@@ -1137,6 +1137,13 @@ pub fn connect_refused(port: u16) -> bool {
     )
 }
 
+/// True if `pid` is a log keeper (`herdsman log-keeper`): a process of the home besides the daemon
+/// and the workers, while any of them runs.
+pub fn is_log_keeper(pid: i32) -> bool {
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|c| c.split(|&b| b == 0).any(|arg| arg == b"log-keeper"))
+}
+
 /// The `Uid:` line of `/proc/<pid>/status`: real, effective, saved and filesystem uid.
 pub fn proc_uids(pid: i32) -> Option<Vec<u32>> {
     let text = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

@@ -633,23 +633,28 @@ fn run_under_a_pid_namespace_serves_prefixes_logs_reaps_orphans_and_stops_on_sig
         .collect();
     wait_served_by(&h, port, &inner, 15 * SECOND);
 
-    let expected_lines = [
-        "web | listening pid=",
-        "orphan | orphan left pid=",
-        "orphan | stderr line pid=",
-    ];
+    // `app|instance line`.
+    let prefixed = |line: &str, app: &str, text: &str| {
+        line.split_once(' ').is_some_and(|(prefix, rest)| {
+            prefix
+                .strip_prefix(app)
+                .and_then(|p| p.strip_prefix('|'))
+                .is_some_and(|i| i.parse::<u32>().is_ok())
+                && rest.starts_with(text)
+        })
+    };
     h.wait_for(
-        "prefixed log lines `web | listening ...` (x2) and `orphan | ...` on run's stdout",
+        "prefixed log lines `web|<i> listening ...` (x2) and `orphan|0 ...` on run's stdout",
         10 * SECOND,
         || {
             let out = unshare.stdout();
             out.lines()
-                .filter(|l| l.starts_with(expected_lines[0]))
+                .filter(|l| prefixed(l, "web", "listening pid="))
                 .count()
                 == 2
-                && expected_lines[1..]
+                && ["orphan left pid=", "stderr line pid="]
                     .iter()
-                    .all(|p| out.lines().any(|l| l.starts_with(p)))
+                    .all(|p| out.lines().any(|l| prefixed(l, "orphan", p)))
         },
     );
 
@@ -748,8 +753,13 @@ fn run_json_prints_one_object_per_log_line() {
         match serde_json::from_str::<BTreeMap<String, Value>>(line) {
             Ok(o) => {
                 let keys: Vec<&str> = o.keys().map(String::as_str).collect();
-                if keys != ["app", "line", "stream"] || o.values().any(|v| !v.is_string()) {
-                    problems.push(format!("not {{app, stream, line}} strings: {line}"));
+                if keys != ["app", "instance", "line", "stream", "time"]
+                    || ["app", "line", "stream", "time"]
+                        .iter()
+                        .any(|k| !o[*k].is_string())
+                    || !o["instance"].is_u64()
+                {
+                    problems.push(format!("not {{app, instance, stream, time, line}}: {line}"));
                 }
             }
             Err(e) => problems.push(format!("not JSON ({e}): {line}")),

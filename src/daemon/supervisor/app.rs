@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 use crate::config::{AppSpec, CommandLine, check_name};
 use crate::daemon::listener::Listener;
 use crate::home::Home;
+use crate::logs::Stream;
+use crate::logs::keeper::Header;
+use crate::protocol::{ErrorKind, Response, Selection};
 
 pub(super) struct App {
     pub spec: AppSpec,
@@ -102,12 +105,58 @@ impl App {
         })
     }
 
+    /// What the log keeper is told about one output stream of an instance.
+    pub fn log_header(&self, instance: u32, stream: Stream) -> Header {
+        Header {
+            app: self.spec.name.clone(),
+            instance,
+            stream,
+            path: match stream {
+                Stream::Out => self.out_path.clone(),
+                Stream::Err => self.err_path.clone(),
+            },
+            max_size: self.spec.log_max_size,
+            keep: self.spec.log_keep,
+        }
+    }
+
     /// Binds the app's sockets again after they were closed (a stopped app starting).
     pub fn ensure_listeners(&mut self) -> Result<(), String> {
         if self.listeners.is_empty() && !self.spec.listen.is_empty() {
             self.listeners = bind(&self.spec, &mut Vec::new())?;
         }
         Ok(())
+    }
+}
+
+impl super::Supervisor {
+    /// `flush`: empties the logs of the selected apps (a worker id selects its app).
+    pub(super) fn flush_logs(&self, target: &Selection) -> Response {
+        let ids = match self.select(target) {
+            Ok(ids) => ids,
+            Err(response) => return response,
+        };
+        let mut names: Vec<&str> = ids
+            .iter()
+            .filter_map(|id| Some(self.workers.get(id)?.app.as_str()))
+            .collect();
+        if matches!(target, Selection::All) {
+            names = self.apps.keys().map(String::as_str).collect();
+        }
+        names.sort_unstable();
+        names.dedup();
+        for name in names {
+            let Some(app) = self.apps.get(name) else {
+                continue;
+            };
+            for path in [&app.out_path, &app.err_path] {
+                if let Err(message) = crate::logs::flush(path) {
+                    return Response::error(ErrorKind::Os, format!("app '{name}': {message}"));
+                }
+            }
+            tracing::info!(app = %name, "logs flushed");
+        }
+        Response::Ok
     }
 }
 

@@ -18,6 +18,7 @@ use crate::daemon::listener::Listener;
 use crate::daemon::ready::{self, Source};
 use crate::daemon::spawn::{self, ExecError, SpawnRequest};
 use crate::daemon::worker::{self, AfterCrash, OnExit, Process, RestartPolicy, State};
+use crate::logs::Stream;
 
 /// Where a process is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,17 +123,29 @@ impl Supervisor {
             notify_socket: &self.notify_socket,
             ready_pipe,
         };
+        // The output goes through pipes to the log keeper; if it cannot be reached, straight to the files.
+        let mut pipe = |stream| match self.logs.pipe(&app.log_header(worker.instance, stream)) {
+            Ok(fd) => Some(fd),
+            Err(error) => {
+                warn!(app = %worker.app, instance = worker.instance, %stream, %error, "the worker writes to its log file directly (no timestamps, no rotation)");
+                None
+            }
+        };
+        let out_pipe = pipe(Stream::Out);
+        let err_pipe = pipe(Stream::Err);
         let request = SpawnRequest {
             command: &app.command,
             env: worker_env(&app.spec, &context),
             cwd: &app.spec.cwd,
-            stdout: app.out.as_fd(),
-            stderr: app.err.as_fd(),
+            stdout: out_pipe.as_ref().map_or(app.out.as_fd(), |p| p.as_fd()),
+            stderr: err_pipe.as_ref().map_or(app.err.as_fd(), |p| p.as_fd()),
             inherit: &inherit,
             activation: !app.listeners.is_empty(),
             credentials: app.credentials,
         };
         let spawned = spawn::spawn(&request).map_err(|e| e.to_string())?;
+        // The worker has its copies; the keeper sees EOF once the worker's whole group is gone.
+        drop((out_pipe, err_pipe));
         let (wait_ready, listen_timeout, grace) = (
             app.spec.wait_ready,
             Duration::from_millis(app.spec.listen_timeout_ms),

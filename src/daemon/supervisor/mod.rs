@@ -152,6 +152,8 @@ pub struct Supervisor {
     /// A worker became errored while `exit_when_errored`.
     failed: bool,
     shutting_down: bool,
+    /// The log keeper the workers' output goes to (see `crate::logs`).
+    logs: crate::logs::Keeper,
 }
 
 type Reply = Result<Vec<u32>, Response>;
@@ -182,6 +184,7 @@ impl Supervisor {
             exit_when_errored: false,
             failed: false,
             shutting_down: false,
+            logs: crate::logs::Keeper::new(),
         }
     }
 
@@ -344,8 +347,8 @@ impl Supervisor {
                 let _ = reply.send(Response::error(ErrorKind::BadRequest, message));
                 return;
             }
-            Request::Flush { .. } => {
-                let _ = reply.send(Response::error(ErrorKind::Invalid, "not supported yet"));
+            Request::Flush { target } => {
+                let _ = reply.send(self.flush_logs(&target));
                 return;
             }
             Request::Scale { name, to } => match self.scale(&name, to) {

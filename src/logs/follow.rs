@@ -1,0 +1,457 @@
+//! Reading logs: the last lines of a set of files merged by time ([`tail`]), and following them like
+//! `tail -F` ([`Follower`]).
+//!
+//! Each file is read on its own, in order; lines of several files are merged by their time (a line
+//! without one takes the time of the line before it in its file), so the order within a file is never
+//! changed. History reaches into the rotated files (`<file>.1`, ...) when the current one has too few
+//! lines.
+//!
+//! A follower holds each file open. On each [`Follower::poll`] it first looks at what the path names
+//! now, then reads its open file to the end: a file that shrank was truncated (a flush) and is read again
+//! from its start; a path that names another file was rotated, and once the old file is read to its end
+//! the new one is read from its start. So no line is lost or repeated across a rotation.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use super::{LogLine, Stream, parse_line, rotated_files};
+
+/// One log file to read: an app's stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub app: String,
+    pub stream: Stream,
+    pub path: PathBuf,
+    /// Only the lines of this instance.
+    pub instance: Option<u32>,
+}
+
+/// The last `count` lines of the sources, merged by time, oldest first.
+pub fn tail(sources: &[Source], count: usize) -> Vec<LogLine> {
+    let (lines, _) = Follower::with_history(sources.to_vec(), count);
+    lines
+}
+
+/// Follows a set of log files.
+pub struct Follower {
+    files: Vec<Followed>,
+}
+
+struct Followed {
+    source: Source,
+    file: Option<File>,
+    /// (device, inode) of `file`.
+    id: (u64, u64),
+    offset: u64,
+    /// The start of a line not ended yet.
+    partial: Vec<u8>,
+}
+
+impl Follower {
+    /// Follows the sources from their current ends.
+    pub fn new(sources: Vec<Source>) -> Follower {
+        Follower::with_history(sources, 0).1
+    }
+
+    /// The last `count` lines of the sources, merged by time, and a follower that goes on right after
+    /// them: nothing between the two is lost or repeated.
+    pub fn with_history(sources: Vec<Source>, count: usize) -> (Vec<LogLine>, Follower) {
+        let mut per_file = Vec::new();
+        let mut files = Vec::new();
+        for source in sources {
+            let mut followed = Followed {
+                source,
+                file: None,
+                id: (0, 0),
+                offset: 0,
+                partial: Vec::new(),
+            };
+            let mut lines = Vec::new();
+            if let Ok(file) = File::open(&followed.source.path)
+                && let Ok(meta) = file.metadata()
+            {
+                let (last, end) = followed.source.last(&file, meta.len(), count);
+                lines = last;
+                followed.id = (meta.dev(), meta.ino());
+                followed.offset = end;
+                followed.file = Some(file);
+            }
+            // Older lines from the rotated files, most recent first.
+            for (_, path) in rotated_files(&followed.source.path) {
+                if lines.len() >= count {
+                    break;
+                }
+                let Ok(file) = File::open(&path) else {
+                    continue;
+                };
+                let len = file.metadata().map_or(0, |m| m.len());
+                let (mut older, _) = followed.source.last(&file, len, count - lines.len());
+                older.append(&mut lines);
+                lines = older;
+            }
+            per_file.push(lines);
+            files.push(followed);
+        }
+        let mut merged = merge(per_file);
+        let skip = merged.len().saturating_sub(count);
+        merged.drain(..skip);
+        (merged, Follower { files })
+    }
+
+    /// The lines written since the last call, merged by time.
+    pub fn poll(&mut self) -> Vec<LogLine> {
+        let per_file = self
+            .files
+            .iter_mut()
+            .map(|followed| {
+                let lines = followed.read_new().unwrap_or_default();
+                let lines = lines.iter().map(|l| followed.source.line(l));
+                lines.filter(|l| followed.source.wants(l)).collect()
+            })
+            .collect();
+        merge(per_file)
+    }
+}
+
+impl Source {
+    fn wants(&self, line: &LogLine) -> bool {
+        self.instance.is_none_or(|i| line.instance == Some(i))
+    }
+
+    /// The last `count` lines of the first `len` bytes of a file that this source wants, and the offset
+    /// just past the last complete line.
+    fn last(&self, file: &File, len: u64, count: usize) -> (Vec<LogLine>, u64) {
+        let mut wanted = count;
+        loop {
+            let (raw, end) = last_lines(file, len, wanted);
+            let exhausted = raw.len() < wanted;
+            let mut lines: Vec<LogLine> = raw
+                .iter()
+                .map(|l| self.line(l))
+                .filter(|l| self.wants(l))
+                .collect();
+            if lines.len() >= count || exhausted || wanted >= 1 << 20 {
+                let skip = lines.len().saturating_sub(count);
+                return (lines.split_off(skip), end);
+            }
+            wanted *= 4;
+        }
+    }
+
+    fn line(&self, raw: &[u8]) -> LogLine {
+        let text = String::from_utf8_lossy(raw);
+        let (time, instance, text) = parse_line(&text);
+        LogLine {
+            app: self.app.clone(),
+            instance,
+            stream: self.stream,
+            time,
+            text: text.to_string(),
+        }
+    }
+}
+
+impl Followed {
+    /// The complete lines appended since the last read, across a truncation or rotations.
+    fn read_new(&mut self) -> io::Result<Vec<Vec<u8>>> {
+        // What the path names now, looked at before the open file is read to its end: a rotation that
+        // happened before this look is then fully read from the old file.
+        let now = file_id(&self.source.path);
+        let mut lines = Vec::new();
+        let old = self.id;
+        if let Some(file) = &self.file {
+            if file.metadata()?.len() < self.offset {
+                // Truncated: what is there now was written since.
+                self.offset = 0;
+                self.partial.clear();
+            }
+            self.read_to_end(&mut lines)?;
+            if now == Some(self.id) {
+                return Ok(lines);
+            }
+            // Rotated (or removed): the old file is done.
+            if !self.partial.is_empty() {
+                lines.push(std::mem::take(&mut self.partial));
+            }
+        }
+        if now.is_none() {
+            self.file = None;
+            return Ok(lines);
+        }
+        // The files written after ours, oldest first (several rotations may have happened since the
+        // last look): read the rotated ones whole, and follow the newest.
+        let newer = if self.file.is_some() {
+            successors(&self.source.path, old)
+        } else {
+            newest(&self.source.path)
+        };
+        self.file = None;
+        let count = newer.len();
+        for (i, (file, id)) in newer.into_iter().enumerate() {
+            self.file = Some(file);
+            self.id = id;
+            self.offset = 0;
+            self.partial.clear();
+            self.read_to_end(&mut lines)?;
+            if i + 1 < count && !self.partial.is_empty() {
+                lines.push(std::mem::take(&mut self.partial));
+            }
+        }
+        Ok(lines)
+    }
+
+    fn read_to_end(&mut self, lines: &mut Vec<Vec<u8>>) -> io::Result<()> {
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            let n = match file.read_at(&mut chunk, self.offset) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if n == 0 {
+                return Ok(());
+            }
+            self.offset += n as u64;
+            self.partial.extend_from_slice(&chunk[..n]);
+            if let Some(last) = self.partial.iter().rposition(|&b| b == b'\n') {
+                let rest = self.partial.split_off(last + 1);
+                let complete = std::mem::replace(&mut self.partial, rest);
+                lines.extend(
+                    complete[..complete.len() - 1]
+                        .split(|&b| b == b'\n')
+                        .map(<[u8]>::to_vec),
+                );
+            }
+        }
+    }
+}
+
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+fn open(path: &Path) -> Option<(File, (u64, u64))> {
+    let file = File::open(path).ok()?;
+    let meta = file.metadata().ok()?;
+    Some((file, (meta.dev(), meta.ino())))
+}
+
+/// The file the path names, as the only one to read.
+fn newest(path: &Path) -> Vec<(File, (u64, u64))> {
+    open(path).into_iter().collect()
+}
+
+/// The files written after the file `old`, oldest first: from the current file back through
+/// `path.1`, `path.2`, ... until `old`. Going from the newest to the oldest, a rotation during the
+/// scan only moves files not seen yet to higher numbers, still ahead, so none is missed (one seen twice
+/// is dropped). If `old` is not found (removed beyond `keep`, or by a flush), the current file only.
+fn successors(path: &Path, old: (u64, u64)) -> Vec<(File, (u64, u64))> {
+    let mut chain: Vec<(File, (u64, u64))> = Vec::new();
+    if let Some(current) = open(path) {
+        chain.push(current);
+    }
+    for n in 1..=10_000 {
+        let Some((file, id)) = open(&super::rotated(path, n)) else {
+            break;
+        };
+        if id == old {
+            chain.reverse();
+            return chain;
+        }
+        if !chain.iter().any(|(_, seen)| *seen == id) {
+            chain.push((file, id));
+        }
+    }
+    chain.truncate(1);
+    chain
+}
+
+/// Merges the lines of several files by time, keeping each file's order.
+fn merge(per_file: Vec<Vec<LogLine>>) -> Vec<LogLine> {
+    let mut keyed: Vec<(u64, LogLine)> = Vec::new();
+    for lines in per_file {
+        // A line's key is the latest time seen so far in its file: never smaller than the key of the
+        // line before it, so the stable sort below keeps the file's order.
+        let mut key = 0;
+        for line in lines {
+            key = key.max(line.time.unwrap_or(0));
+            keyed.push((key, line));
+        }
+    }
+    keyed.sort_by_key(|(key, _)| *key);
+    keyed.into_iter().map(|(_, line)| line).collect()
+}
+
+/// The last `count` complete lines of the first `len` bytes of a file (without their newlines), and the
+/// offset just past them. At most 16 MiB are read back, however few newlines the file has.
+fn last_lines(file: &File, len: u64, count: usize) -> (Vec<Vec<u8>>, u64) {
+    const LIMIT: u64 = 16 << 20;
+    const STEP: u64 = 64 * 1024;
+    let mut start = len;
+    let mut chunks: Vec<Vec<u8>> = Vec::new();
+    let mut newlines = 0;
+    // One newline more than lines wanted, since the first line read back may be cut.
+    while start > 0 && len - start < LIMIT && (newlines <= count || chunks.is_empty()) {
+        let step = start.min(STEP);
+        start -= step;
+        let mut chunk = vec![0; step as usize];
+        if file.read_exact_at(&mut chunk, start).is_err() {
+            return (Vec::new(), len);
+        }
+        newlines += chunk.iter().filter(|&&b| b == b'\n').count();
+        chunks.push(chunk);
+    }
+    let tail: Vec<u8> = chunks.into_iter().rev().flatten().collect();
+    // Only complete lines; a line still being written is read when it ends.
+    let complete = tail.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let end = start + complete as u64;
+    if count == 0 || complete == 0 {
+        return (Vec::new(), end);
+    }
+    let mut lines: Vec<Vec<u8>> = tail[..complete - 1]
+        .split(|&b| b == b'\n')
+        .map(<[u8]>::to_vec)
+        .collect();
+    if start > 0 && lines.len() > count {
+        lines.remove(0); // may be cut
+    }
+    let skip = lines.len().saturating_sub(count);
+    (lines.split_off(skip), end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn source(app: &str, path: &Path) -> Source {
+        Source {
+            app: app.into(),
+            stream: Stream::Out,
+            path: path.to_path_buf(),
+            instance: None,
+        }
+    }
+
+    fn texts(lines: &[LogLine]) -> Vec<String> {
+        lines.iter().map(|l| l.text.clone()).collect()
+    }
+
+    fn append(path: &Path, text: &str) {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .expect("open");
+        file.write_all(text.as_bytes()).expect("append");
+    }
+
+    #[test]
+    fn history_merges_by_time_and_reaches_into_rotated_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = dir.path().join("a.log");
+        let b = dir.path().join("b.log");
+        append(
+            &super::super::rotated(&a, 1),
+            "2026-01-01T00:00:01.000Z [0] a1\n",
+        );
+        append(&a, "2026-01-01T00:00:03.000Z [0] a3\nno prefix\nunfinished");
+        append(
+            &b,
+            "2026-01-01T00:00:02.000Z [1] b2\n2026-01-01T00:00:04.000Z [1] b4\n",
+        );
+        let sources = [source("a", &a), source("b", &b)];
+        assert_eq!(
+            texts(&tail(&sources, 10)),
+            ["a1", "b2", "a3", "no prefix", "b4"]
+        );
+        assert_eq!(texts(&tail(&sources, 2)), ["no prefix", "b4"]);
+        let last = tail(&sources, 1);
+        assert_eq!((last[0].app.as_str(), last[0].instance), ("b", Some(1)));
+        assert!(tail(&sources, 0).is_empty());
+        let only = |instance| Source {
+            instance: Some(instance),
+            ..source("a", &a)
+        };
+        assert_eq!(texts(&tail(&[only(0)], 5)), ["a1", "a3"]);
+        assert!(tail(&[only(1)], 5).is_empty());
+    }
+
+    #[test]
+    fn following_survives_truncation_and_rotation() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a.log");
+        append(&path, "old 1\nold 2\npart");
+        let (history, mut follower) = Follower::with_history(vec![source("a", &path)], 1);
+        assert_eq!(texts(&history), ["old 2"]);
+        append(&path, "ial\nnew 1\n");
+        assert_eq!(texts(&follower.poll()), ["partial", "new 1"]);
+        assert!(follower.poll().is_empty());
+        // Rotation: more lines land in the old file, then it is renamed and a new one started.
+        append(&path, "before rotation\n");
+        std::fs::rename(&path, super::super::rotated(&path, 1)).expect("rename");
+        append(&path, "after rotation\n");
+        assert_eq!(
+            texts(&follower.poll()),
+            ["before rotation", "after rotation"]
+        );
+        // Several rotations between two looks.
+        append(&path, "r0\n");
+        for i in 1..=3 {
+            for n in (1..=4).rev() {
+                let _ = std::fs::rename(
+                    super::super::rotated(&path, n),
+                    super::super::rotated(&path, n + 1),
+                );
+            }
+            std::fs::rename(&path, super::super::rotated(&path, 1)).expect("rename");
+            append(&path, &format!("r{i}\n"));
+        }
+        assert_eq!(texts(&follower.poll()), ["r0", "r1", "r2", "r3"]);
+        // Truncation (a flush), then a shorter text.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .expect("open")
+            .set_len(0)
+            .expect("truncate");
+        append(&path, "x\n");
+        assert_eq!(texts(&follower.poll()), ["x"]);
+        // A file that did not exist yet is read from its start once it appears.
+        let later = dir.path().join("later.log");
+        let mut follower = Follower::new(vec![source("l", &later)]);
+        append(&later, "first\n");
+        assert_eq!(texts(&follower.poll()), ["first"]);
+    }
+
+    #[test]
+    fn last_lines_returns_complete_lines_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a.log");
+        let mut text = String::new();
+        for i in 0..100_000 {
+            text.push_str(&format!("line {i}\n"));
+        }
+        text.push_str("unfinished");
+        std::fs::write(&path, &text).expect("write");
+        let file = File::open(&path).expect("open");
+        let (lines, end) = last_lines(&file, text.len() as u64, 3);
+        assert_eq!(
+            lines,
+            [
+                b"line 99997".to_vec(),
+                b"line 99998".to_vec(),
+                b"line 99999".to_vec()
+            ]
+        );
+        assert_eq!(end as usize, text.len() - "unfinished".len());
+        let (lines, _) = last_lines(&file, text.len() as u64, 20_000);
+        assert_eq!(lines.len(), 20_000);
+        assert_eq!(lines[0], b"line 80000".to_vec());
+    }
+}

@@ -1,0 +1,192 @@
+//! The daemon's side of the log keeper: starting it, and handing it the read end of each output pipe.
+//!
+//! The keeper is started when the first worker is, as `herdsman log-keeper` (this executable) in a
+//! session of its own, with stdin and stdout on /dev/null and the daemon's stderr (its log). The
+//! daemon's end of the control channel is non-blocking: a send never waits. If the keeper is gone (the
+//! send fails with EPIPE or the like), a new one is started and the send tried once more; if that fails
+//! too, or the keeper does not take the message at once, [`Keeper::pipe`] says so and the caller lets the
+//! worker write to its file directly.
+//!
+//! Dropping the handle closes the control channel; the keeper then exits once the pipes it reads are at
+//! EOF. The drop waits for that (a few seconds at most), so a daemon that stops its workers and exits
+//! leaves every line written and no process behind.
+
+use std::io::IoSlice;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::socket::{
+    AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, sendmsg, socketpair,
+};
+
+use super::keeper::{Header, MAX_HEADER};
+
+/// How long a stopping daemon waits for its keeper to write the last lines and exit.
+const DRAIN: Duration = Duration::from_secs(3);
+
+/// The daemon's handle on its log keeper (none is started until a worker needs one).
+#[derive(Default)]
+pub struct Keeper {
+    link: Option<Link>,
+}
+
+/// A running keeper.
+struct Link {
+    control: OwnedFd,
+    pid: i32,
+    /// To wait for its exit even if someone else reaps it.
+    pidfd: Option<OwnedFd>,
+}
+
+impl Keeper {
+    pub fn new() -> Keeper {
+        Keeper::default()
+    }
+
+    /// Creates a pipe for one output stream of a worker and hands its read end to the keeper (starting
+    /// one if needed). Returns the write end, for the worker; an error says why the worker should write
+    /// to its file itself.
+    pub fn pipe(&mut self, header: &Header) -> Result<OwnedFd, String> {
+        let message = serde_json::to_vec(header).map_err(|e| e.to_string())?;
+        if message.len() > MAX_HEADER {
+            return Err("the log path is too long to hand to the log keeper".into());
+        }
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| format!("cannot create a pipe: {e}"))?;
+        let mut restarted = false;
+        loop {
+            if self.link.is_none() {
+                self.link = Some(Link::start()?);
+                restarted = true;
+            }
+            let Some(link) = &self.link else {
+                continue;
+            };
+            match link.send(&message, read.as_raw_fd()) {
+                Ok(()) => return Ok(write),
+                Err(Errno::EAGAIN) => {
+                    return Err("the log keeper is not keeping up (its queue is full)".into());
+                }
+                Err(error) if !restarted => {
+                    tracing::warn!(pid = link.pid, %error, "the log keeper is gone: starting a new one");
+                    // The old one drains what it has and exits by itself.
+                    self.link = None;
+                }
+                Err(error) => return Err(format!("cannot reach the log keeper: {error}")),
+            }
+        }
+    }
+}
+
+impl Link {
+    fn start() -> Result<Link, String> {
+        let (ours, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(|e| format!("cannot create the log keeper's channel: {e}"))?;
+        // Room for many streams at once (a large app starting); the keeper empties it as they come.
+        let _ = nix::sys::socket::setsockopt(&ours, nix::sys::socket::sockopt::SndBuf, &(1 << 20));
+        let fd = theirs.as_raw_fd();
+        let mut command = Command::new("/proc/self/exe");
+        command
+            .args(["log-keeper", "--control-fd", &fd.to_string()])
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        // SAFETY: setsid and fcntl are async-signal-safe; the keeper leaves the daemon's session (so a
+        // signal to it does not reach the keeper) and inherits its end of the channel.
+        unsafe {
+            command.pre_exec(move || {
+                libc::setsid();
+                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = command
+            .spawn()
+            .map_err(|e| format!("cannot start the log keeper: {e}"))?;
+        drop(theirs);
+        let pid = child.id() as i32;
+        // The daemon reaps its children itself (it is a subreaper); the `Child` is not waited on.
+        drop(child);
+        // SAFETY: pidfd_open on our own unreaped child; the descriptor is owned below.
+        let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as RawFd;
+        // SAFETY: a descriptor just returned by the kernel.
+        let pidfd = (raw >= 0).then(|| unsafe { OwnedFd::from_raw_fd(raw) });
+        tracing::info!(pid, "log keeper started");
+        Ok(Link {
+            control: ours,
+            pid,
+            pidfd,
+        })
+    }
+
+    fn send(&self, message: &[u8], fd: RawFd) -> Result<(), Errno> {
+        let fds = [fd];
+        let cmsgs = [ControlMessage::ScmRights(&fds)];
+        let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
+        let sent = sendmsg::<()>(
+            self.control.as_raw_fd(),
+            &[IoSlice::new(message)],
+            &cmsgs,
+            flags,
+            None,
+        )?;
+        if sent != message.len() {
+            return Err(Errno::EMSGSIZE);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        // Closing our end tells the keeper to exit once its pipes are done.
+        // SAFETY: shutdown on a socket we own; the descriptor itself is closed when `control` drops.
+        unsafe { libc::shutdown(self.control.as_raw_fd(), libc::SHUT_RDWR) };
+        let Some(pidfd) = &self.pidfd else {
+            return;
+        };
+        let deadline = Instant::now() + DRAIN;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let mut fds = [libc::pollfd {
+                fd: pidfd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            }];
+            // SAFETY: one valid pollfd.
+            let ready = unsafe { libc::poll(fds.as_mut_ptr(), 1, left.as_millis() as libc::c_int) };
+            if ready > 0 {
+                // Reap it unless the daemon's own reaping did already (a pidfd names this process only).
+                // SAFETY: waitid on our pidfd, with a zeroed siginfo to fill.
+                unsafe {
+                    let mut info: libc::siginfo_t = std::mem::zeroed();
+                    libc::waitid(
+                        libc::P_PIDFD,
+                        pidfd.as_raw_fd() as libc::id_t,
+                        &mut info,
+                        libc::WEXITED | libc::WNOHANG,
+                    );
+                }
+                return;
+            }
+            if ready == 0 || Instant::now() >= deadline {
+                tracing::warn!(
+                    pid = self.pid,
+                    "the log keeper is still reading (a process still holds a pipe); leaving it"
+                );
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! The log keeper: `herdsman log-keeper --control-fd N`, one per daemon, in a session of its own.
+//!
+//! Its control channel is one end of a `SOCK_SEQPACKET` socketpair, inherited from the daemon. For each
+//! output stream of each process it spawns, the daemon sends one message: a JSON [`Header`] (app,
+//! instance, stream, file, rotation limits) with the pipe's read end attached (`SCM_RIGHTS`). The keeper
+//! then reads that pipe until EOF, in a plain `poll(2)` loop: it splits the output into lines (a line
+//! longer than [`MAX_LINE`] is cut; an unterminated last line is ended at EOF), prefixes each with the
+//! time it was read and the instance, and appends them to the file ([`super::output`]).
+//!
+//! It outlives the daemon on purpose: a daemon killed with SIGKILL leaves its workers serving, and their
+//! output still reaches the files. It exits once its control channel is closed (the daemon exited) and
+//! every pipe reached EOF (every worker that held one is gone). SIGTERM closes the control channel
+//! early; SIGINT, SIGHUP and SIGPIPE are ignored.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{IoSliceMut, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Result, bail};
+use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+use serde::{Deserialize, Serialize};
+
+use super::output::Output;
+use super::{MAX_LINE, Stream, format_line, now_ms};
+
+/// What the daemon tells the keeper about a pipe it hands over.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    pub app: String,
+    pub instance: u32,
+    pub stream: Stream,
+    /// The file the lines go to.
+    pub path: PathBuf,
+    /// Rotate before the file grows past this many bytes; 0 never rotates.
+    pub max_size: u64,
+    /// Rotated files kept.
+    pub keep: u32,
+}
+
+/// The largest header accepted.
+pub const MAX_HEADER: usize = 8192;
+
+/// One pipe being read.
+struct Pipe {
+    file: File,
+    instance: u32,
+    path: PathBuf,
+    /// The start of a line not ended yet.
+    partial: Vec<u8>,
+}
+
+/// A file and how many pipes write to it.
+struct Shared {
+    output: Output,
+    users: usize,
+}
+
+struct Keeper {
+    control: Option<OwnedFd>,
+    pipes: Vec<Pipe>,
+    outputs: HashMap<PathBuf, Shared>,
+}
+
+static TERMINATE: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_terminate(_: libc::c_int) {
+    TERMINATE.store(true, Ordering::Relaxed);
+}
+
+/// Runs the keeper on the inherited control channel until there is nothing left to read.
+pub fn run(control_fd: RawFd) -> Result<()> {
+    // SAFETY: F_GETFD only queries the descriptor.
+    if control_fd < 3 || unsafe { libc::fcntl(control_fd, libc::F_GETFD) } < 0 {
+        bail!("--control-fd {control_fd} is not an open descriptor");
+    }
+    // SAFETY: the descriptor is open (checked above) and handed to this process to own.
+    let control = unsafe { OwnedFd::from_raw_fd(control_fd) };
+    // SAFETY: sets the close-on-exec flag of a descriptor we own; signal dispositions and resource
+    // limits are set before anything else runs, with an async-signal-safe handler.
+    unsafe {
+        libc::fcntl(control_fd, libc::F_SETFD, libc::FD_CLOEXEC);
+        for signal in [libc::SIGINT, libc::SIGHUP, libc::SIGPIPE] {
+            libc::signal(signal, libc::SIG_IGN);
+        }
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_terminate as *const () as libc::sighandler_t;
+        libc::sigemptyset(&mut action.sa_mask);
+        // No SA_RESTART: poll returns EINTR, and the flag is looked at.
+        libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+    tracing::info!(pid = std::process::id(), "log keeper running");
+    let mut keeper = Keeper {
+        control: Some(control),
+        pipes: Vec::new(),
+        outputs: HashMap::new(),
+    };
+    keeper.run();
+    tracing::info!(pid = std::process::id(), "log keeper done");
+    Ok(())
+}
+
+impl Keeper {
+    fn run(&mut self) {
+        let mut buffer = vec![0u8; MAX_LINE];
+        while self.control.is_some() || !self.pipes.is_empty() {
+            if TERMINATE.load(Ordering::Relaxed) && self.control.take().is_some() {
+                tracing::info!("SIGTERM: no new streams; draining the ones open");
+                continue;
+            }
+            let mut fds: Vec<libc::pollfd> = Vec::with_capacity(self.pipes.len() + 1);
+            let control = self.control.as_ref().map(AsRawFd::as_raw_fd).unwrap_or(-1);
+            fds.push(pollfd(control));
+            fds.extend(self.pipes.iter().map(|p| pollfd(p.file.as_raw_fd())));
+            // SAFETY: `fds` is a valid array of `fds.len()` pollfd structures (a negative fd is skipped).
+            let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+            if ready < 0 {
+                let error = std::io::Error::last_os_error();
+                if error.kind() != std::io::ErrorKind::Interrupted {
+                    tracing::error!(%error, "poll failed");
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                continue;
+            }
+            for index in (0..self.pipes.len()).rev() {
+                if fds[index + 1].revents != 0 {
+                    self.read_pipe(index, &mut buffer);
+                }
+            }
+            if fds[0].revents != 0 {
+                self.receive();
+            }
+        }
+    }
+
+    /// Takes one message from the control channel: a new pipe, or the channel's end.
+    fn receive(&mut self) {
+        let Some(control) = self.control.as_ref().map(AsRawFd::as_raw_fd) else {
+            return;
+        };
+        let mut buf = [0u8; MAX_HEADER];
+        let mut space = nix::cmsg_space!([RawFd; 4]);
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let flags = MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT;
+        let (bytes, fds) = match recvmsg::<()>(control, &mut iov, Some(&mut space), flags) {
+            Ok(message) => {
+                let mut fds = Vec::new();
+                if let Ok(cmsgs) = message.cmsgs() {
+                    for cmsg in cmsgs {
+                        if let ControlMessageOwned::ScmRights(received) = cmsg {
+                            // SAFETY: the kernel just installed these descriptors in this process.
+                            fds.extend(
+                                received
+                                    .into_iter()
+                                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                            );
+                        }
+                    }
+                }
+                (message.bytes, fds)
+            }
+            Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => return,
+            Err(error) => {
+                tracing::warn!(%error, "control channel failed: no new streams");
+                self.control = None;
+                return;
+            }
+        };
+        if bytes == 0 && fds.is_empty() {
+            tracing::info!("the daemon closed the control channel");
+            self.control = None;
+            return;
+        }
+        let header: Header = match serde_json::from_slice(&buf[..bytes]) {
+            Ok(header) => header,
+            Err(error) => {
+                tracing::warn!(%error, "an unreadable stream header was ignored");
+                return;
+            }
+        };
+        let mut fds = fds.into_iter();
+        let (Some(fd), None) = (fds.next(), fds.next()) else {
+            tracing::warn!(app = %header.app, "a stream header without exactly one pipe was ignored");
+            return;
+        };
+        self.add(header, fd);
+    }
+
+    fn add(&mut self, header: Header, fd: OwnedFd) {
+        let shared = match self.outputs.get_mut(&header.path) {
+            Some(shared) => shared,
+            None => match Output::open(&header.path, header.max_size, header.keep) {
+                Ok(output) => self
+                    .outputs
+                    .entry(header.path.clone())
+                    .or_insert(Shared { output, users: 0 }),
+                Err(error) => {
+                    // Dropping the pipe would kill the worker with SIGPIPE: read it into nothing instead.
+                    tracing::warn!(app = %header.app, path = %header.path.display(), %error, "cannot open the log; this stream's lines are dropped");
+                    self.outputs.entry(header.path.clone()).or_insert(Shared {
+                        output: match Output::open(std::path::Path::new("/dev/null"), 0, 0) {
+                            Ok(output) => output,
+                            Err(_) => return,
+                        },
+                        users: 0,
+                    })
+                }
+            },
+        };
+        shared.users += 1;
+        shared.output.max_size = header.max_size;
+        shared.output.keep = header.keep;
+        self.pipes.push(Pipe {
+            file: File::from(fd),
+            instance: header.instance,
+            path: header.path,
+            partial: Vec::new(),
+        });
+    }
+
+    /// Reads what a pipe has and writes its complete lines; at EOF, its last line too, and lets it go.
+    fn read_pipe(&mut self, index: usize, buffer: &mut [u8]) {
+        let pipe = &mut self.pipes[index];
+        let read = match pipe.file.read(buffer) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(error) => {
+                tracing::warn!(path = %pipe.path.display(), %error, "cannot read a worker's output");
+                0
+            }
+        };
+        let Some(shared) = self.outputs.get_mut(&pipe.path) else {
+            return;
+        };
+        let time = now_ms();
+        let mut start = 0;
+        if read > 0 {
+            pipe.partial.extend_from_slice(&buffer[..read]);
+            while let Some(end) = pipe.partial[start..].iter().position(|&b| b == b'\n') {
+                let line = &pipe.partial[start..start + end];
+                shared.output.push(&format_line(time, pipe.instance, line));
+                start += end + 1;
+            }
+            while pipe.partial.len() - start >= MAX_LINE {
+                let line = &pipe.partial[start..start + MAX_LINE];
+                shared.output.push(&format_line(time, pipe.instance, line));
+                start += MAX_LINE;
+            }
+            pipe.partial.drain(..start);
+            shared.output.flush();
+            return;
+        }
+        if !pipe.partial.is_empty() {
+            shared
+                .output
+                .push(&format_line(time, pipe.instance, &pipe.partial));
+        }
+        shared.output.flush();
+        shared.users -= 1;
+        let path = pipe.path.clone();
+        if shared.users == 0 {
+            self.outputs.remove(&path);
+        }
+        self.pipes.swap_remove(index);
+    }
+}
+
+fn pollfd(fd: RawFd) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }
+}

@@ -1,0 +1,309 @@
+//! App logs: how lines are written, rotated, flushed and read back.
+//!
+//! A worker's stdout and stderr are pipes whose read ends belong to one log keeper per daemon
+//! (`herdsman log-keeper`, [`keeper`]): the daemon hands it each pipe over a control channel ([`handle`]).
+//! The keeper splits the output into lines and appends each to the app's file with its time and instance:
+//!
+//! ```text
+//! 2026-11-24T01:02:03.456Z [0] the line as the app wrote it
+//! ```
+//!
+//! (UTC with milliseconds, the instance in brackets, one space, the text.) It rotates a file that would
+//! grow past the app's `log_max_size` into `<file>.1` .. `<file>.<log_keep>` ([`output`]). Readers
+//! (`logs`, `run`, monit) parse the prefix back ([`parse_line`]); a line without it (a file from before,
+//! or written by a worker that got its file directly because no keeper could be started) has no time and
+//! no instance. [`follow`] reads the last lines of a set of files merged by time, and follows them across
+//! rotation and truncation.
+//!
+//! - `mod.rs`: the line format, rotated file names, [`flush`].
+//! - `output.rs`: one file the keeper appends to, and its rotation.
+//! - `keeper.rs`: the keeper process.
+//! - `handle.rs`: the daemon's side: starting the keeper and handing it pipes.
+//! - `follow.rs`: reading: [`tail`] and [`Follower`].
+
+pub mod follow;
+pub mod handle;
+pub mod keeper;
+mod output;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use follow::{Follower, Source, tail};
+pub use handle::Keeper;
+
+/// Lines longer than this are split: the keeper never holds more of one line.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// Which of a worker's output streams a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    Out,
+    Err,
+}
+
+impl Stream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Out => "out",
+            Stream::Err => "err",
+        }
+    }
+}
+
+impl std::fmt::Display for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One line of an app's log, as readers see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    pub app: String,
+    /// The worker's instance, when the line carries it.
+    pub instance: Option<u32>,
+    pub stream: Stream,
+    /// When the keeper read it, in milliseconds since the Unix epoch.
+    pub time: Option<u64>,
+    pub text: String,
+}
+
+/// The length of a formatted time: `2026-11-24T01:02:03.456Z`.
+const TIME_LEN: usize = 24;
+
+/// Formats milliseconds since the Unix epoch as `2026-11-24T01:02:03.456Z` (UTC).
+pub fn format_time(ms: u64) -> String {
+    let (secs, millis) = (ms / 1000, ms % 1000);
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(days as i64);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
+
+/// Parses what [`format_time`] writes.
+pub fn parse_time(text: &str) -> Option<u64> {
+    let b = text.as_bytes();
+    if b.len() != TIME_LEN || [b[4], b[7], b[10], b[13], b[16], b[19], b[23]] != *b"--T::.Z" {
+        return None;
+    }
+    let num = |range: std::ops::Range<usize>| -> Option<u64> {
+        let digits = text.get(range)?;
+        digits
+            .bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| digits.parse().ok())?
+    };
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second, millis) = (num(11..13)?, num(14..16)?, num(17..19)?, num(20..23)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
+        return None;
+    }
+    let days = days_from_civil(year as i64, month as u32, day as u32);
+    let secs = u64::try_from(days).ok()? * 86_400 + hour * 3600 + minute * 60 + second.min(60);
+    Some(secs * 1000 + millis)
+}
+
+/// The line the keeper writes for `text` (without its newline), newline included.
+pub fn format_line(time_ms: u64, instance: u32, text: &[u8]) -> Vec<u8> {
+    let mut line = Vec::with_capacity(TIME_LEN + 8 + text.len() + 1);
+    line.extend_from_slice(format_time(time_ms).as_bytes());
+    line.extend_from_slice(format!(" [{instance}] ").as_bytes());
+    line.extend_from_slice(text);
+    line.push(b'\n');
+    line
+}
+
+/// Splits a line of a log file (without its newline) into its time, instance and text. A line without
+/// the keeper's prefix is all text.
+pub fn parse_line(line: &str) -> (Option<u64>, Option<u32>, &str) {
+    let parsed = (|| {
+        let time = parse_time(line.get(..TIME_LEN)?)?;
+        let rest = line.get(TIME_LEN..)?.strip_prefix(" [")?;
+        let (instance, text) = rest.split_once("] ")?;
+        if instance.is_empty() || !instance.bytes().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        Some((Some(time), Some(instance.parse().ok()?), text))
+    })();
+    parsed.unwrap_or((None, None, line))
+}
+
+/// The `n`th rotated file of a log: `app-out.log.1` is the most recent.
+pub fn rotated(path: &Path, n: u32) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{n}"));
+    PathBuf::from(name)
+}
+
+/// The rotated files of a log that exist, by number (most recent first).
+pub fn rotated_files(path: &Path) -> Vec<(u32, PathBuf)> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return Vec::new();
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(u32, PathBuf)> = entries
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let file = entry.file_name().into_string().ok()?;
+            let n = file.strip_prefix(name)?.strip_prefix('.')?;
+            if n.is_empty() || !n.bytes().all(|c| c.is_ascii_digit()) {
+                return None;
+            }
+            Some((n.parse().ok()?, dir.join(&file)))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// Empties a log: truncates the current file (a keeper appending to it goes on at its new end) and
+/// removes its rotated files. A file that does not exist is already empty.
+pub fn flush(path: &Path) -> Result<(), String> {
+    match std::fs::OpenOptions::new().write(true).open(path) {
+        Ok(file) => file
+            .set_len(0)
+            .map_err(|e| format!("cannot truncate {}: {e}", path.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("cannot open {}: {e}", path.display())),
+    }
+    for (_, old) in rotated_files(path) {
+        match std::fs::remove_file(&old) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("cannot remove {}: {e}", old.display())),
+        }
+    }
+    Ok(())
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// The day count since 1970-01-01 of a date (the inverse of [`civil_from_days`]).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = year - i64::from(month <= 2);
+    let era = year.div_euclid(400);
+    let yoe = year.rem_euclid(400);
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_format_and_parse_back() {
+        assert_eq!(format_time(0), "1970-01-01T00:00:00.000Z");
+        // 2026-11-24T01:02:03.456Z
+        let ms = 1_795_482_123_456;
+        assert_eq!(format_time(ms), "2026-11-24T01:02:03.456Z");
+        assert_eq!(parse_time("2026-11-24T01:02:03.456Z"), Some(ms));
+        assert_eq!(format_time(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        for ms in [0, 86_399_999, 951_782_400_001, 4_102_444_800_000, ms] {
+            assert_eq!(parse_time(&format_time(ms)), Some(ms));
+        }
+        assert_eq!(parse_time("2026-11-24 01:02:03.456Z"), None);
+        assert_eq!(parse_time("2026-13-24T01:02:03.456Z"), None);
+        assert_eq!(parse_time("2026-11-24T01:02:03.45xZ"), None);
+    }
+
+    #[test]
+    fn a_formatted_line_parses_back() {
+        let line = format_line(1_795_482_123_456, 12, b"hello [world] ");
+        let text = std::str::from_utf8(&line).expect("utf-8");
+        assert_eq!(text, "2026-11-24T01:02:03.456Z [12] hello [world] \n");
+        assert_eq!(
+            parse_line(text.trim_end_matches('\n')),
+            (Some(1_795_482_123_456), Some(12), "hello [world] ")
+        );
+        let empty = format_line(0, 0, b"");
+        let empty = std::str::from_utf8(&empty).expect("utf-8");
+        assert_eq!(
+            parse_line(&empty[..empty.len() - 1]),
+            (Some(0), Some(0), "")
+        );
+    }
+
+    #[test]
+    fn lines_without_the_prefix_are_all_text() {
+        for raw in [
+            "plain text",
+            "",
+            "2026-11-24T01:02:03.456Z no instance",
+            "2026-11-24T01:02:03.456Z [x] not a number",
+            "2026-11-24T01:02:03.456Z [] empty",
+            "2026-11-24T01:02:03.456Z [1]no space",
+            "é2026-11-24T01:02:03.456Z [1] shifted",
+        ] {
+            assert_eq!(parse_line(raw), (None, None, raw), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn rotated_names_and_flush() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("web-out.log");
+        assert_eq!(rotated(&path, 3), dir.path().join("web-out.log.3"));
+        for file in [
+            "web-out.log",
+            "web-out.log.1",
+            "web-out.log.2",
+            "web-out.log.10",
+            "web-out.log.x",
+            "web-out.log.",
+            "web-out.logs.1",
+            "web-err.log.1",
+        ] {
+            std::fs::write(dir.path().join(file), "line\n").expect("write");
+        }
+        let found: Vec<u32> = rotated_files(&path).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(found, [1, 2, 10]);
+        flush(&path).expect("flush");
+        assert_eq!(std::fs::metadata(&path).expect("stat").len(), 0);
+        assert!(rotated_files(&path).is_empty());
+        for kept in [
+            "web-out.log.x",
+            "web-out.log.",
+            "web-out.logs.1",
+            "web-err.log.1",
+        ] {
+            assert!(dir.path().join(kept).exists(), "{kept} was removed");
+        }
+        flush(&dir.path().join("none.log")).expect("flushing a missing log");
+    }
+}
