@@ -112,15 +112,21 @@ const UNSUPPORTED: &[(&str, &str)] = &[
         "restart_delay",
         "herdsman backs off exponentially instead (restart_backoff)",
     ),
-    ("log_date_format", "herdsman does not prefix log lines"),
-    ("time", "herdsman does not prefix log lines"),
+    (
+        "log_date_format",
+        "every log line has its UTC time; `herdsman logs --timestamp` shows it",
+    ),
+    (
+        "time",
+        "every log line has its UTC time; `herdsman logs --timestamp` shows it",
+    ),
     (
         "combine_logs",
-        "each app's workers always share one out and one error log",
+        "each app's workers always share one out and one error log; each line names its instance",
     ),
     (
         "merge_logs",
-        "each app's workers always share one out and one error log",
+        "each app's workers always share one out and one error log; each line names its instance",
     ),
     (
         "log_file",

@@ -126,7 +126,10 @@ pub fn parse_line(line: &str) -> (Option<u64>, Option<u32>, &str) {
     let parsed = (|| {
         let time = parse_time(line.get(..TIME_LEN)?)?;
         let rest = line.get(TIME_LEN..)?.strip_prefix(" [")?;
-        let (instance, text) = rest.split_once("] ")?;
+        // An empty line is the prefix and a space; accept it without the space too.
+        let (instance, text) = rest
+            .split_once("] ")
+            .or_else(|| rest.strip_suffix(']').map(|instance| (instance, "")))?;
         if instance.is_empty() || !instance.bytes().all(|c| c.is_ascii_digit()) {
             return None;
         }
