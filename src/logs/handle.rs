@@ -95,6 +95,7 @@ impl Link {
         let fd = theirs.as_raw_fd();
         let mut command = Command::new("/proc/self/exe");
         command
+            .arg0("herdsman")
             .args(["log-keeper", "--control-fd", &fd.to_string()])
             .current_dir("/")
             .stdin(Stdio::null())
