@@ -107,6 +107,19 @@ def rss_bytes(pid):
     return None
 
 
+def pss_bytes(pid):
+    """Proportional set size: private pages, plus shared ones divided among the processes that map them. The
+    honest figure for several processes running one binary (the daemon and its log keeper)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
 def alive(pid):
     fields = _stat_fields(pid)
     return fields is not None and fields[0] != "Z"
@@ -764,8 +777,10 @@ def scenario_serve(sup, cfg):
     time.sleep(max(0.0, t0 + cfg.settle_s - time.monotonic()))
     daemon = sup.daemon_pid()
     own = sup.supervisor_pids()
+    if daemon:
+        out["rss_daemon_2"] = rss_bytes(daemon) / MIB
     if own:
-        out["rss_daemon_2"] = sum(rss_bytes(p) or 0 for p in own) / MIB
+        out["pss_own_2"] = sum(pss_bytes(p) or 0 for p in own) / MIB
     out["rss_worker"] = max(rss_bytes(p) or 0 for p in workers) / MIB
     if sup.has_cli:
         out["list_2"] = hyperfine(sup.list_argv(), sup.env, cfg.hf_runs[sup.name], cfg.hf_warmup)
@@ -992,7 +1007,8 @@ def scenario_idle(sup, cfg):
         out["idle_daemon_cpu"] = d_meter.stop()
     out["idle_apps_cpu"] = w_meter.stop()
     if own:
-        out["rss_daemon_100"] = sum(rss_bytes(p) or 0 for p in own) / MIB
+        out["rss_daemon_100"] = rss_bytes(own[0]) / MIB
+        out["pss_own_100"] = sum(pss_bytes(p) or 0 for p in own) / MIB
     out["rss_app_100"] = statistics.median(rss_bytes(p) or 0 for p in workers) / MIB
     if sup.has_cli:
         out["list_100"] = hyperfine(sup.list_argv(), sup.env, cfg.hf_runs[sup.name], cfg.hf_warmup)
@@ -1097,8 +1113,12 @@ ROWS = [
     ("list_100", "CLI latency (hyperfine)", "`list`, 100 fork-mode apps", "ms", 1, _list100_target, None),
     ("node_e0", "CLI latency (hyperfine)", "reference: `node -e 0`", "ms", 1, None, None),
     ("rss_daemon_idle", "Memory (RSS)", "daemon, idle (no app)", "MiB", 1, _rss_daemon_target, None),
-    ("rss_daemon_2", "Memory (RSS)", "daemon (+ log keeper), 2 cluster workers", "MiB", 1, _rss_daemon_target, None),
-    ("rss_daemon_100", "Memory (RSS)", "daemon (+ log keeper), 100 fork-mode apps", "MiB", 1, _rss_daemon_target, None),
+    ("rss_daemon_2", "Memory (RSS)", "daemon, 2 cluster workers", "MiB", 1, _rss_daemon_target, None),
+    ("rss_daemon_100", "Memory (RSS)", "daemon, 100 fork-mode apps", "MiB", 1, _rss_daemon_target, None),
+    ("pss_own_2", "Memory (PSS)", "daemon + log keeper (PM2: its daemon), 2 cluster workers", "MiB", 1,
+     None, None),
+    ("pss_own_100", "Memory (PSS)", "daemon + log keeper (PM2: its daemon), 100 fork-mode apps", "MiB", 1,
+     None, None),
     ("rss_worker", "Memory (RSS)", "hello.js worker (the larger of 2)", "MiB", 1, _rss_worker_target, "rss_plain"),
     ("rss_plain", "Memory (RSS)", "reference: `node examples/hello.js` run plainly", "MiB", 1, None, None),
     ("rss_app_100", "Memory (RSS)", "idle app, median of 100 (baseline: plain `node idle.js`)", "MiB", 1,
