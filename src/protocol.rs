@@ -116,9 +116,10 @@ pub enum Request {
     Describe { target: Selection },
     /// Empty the selected apps' log files and remove their rotated files.
     Flush { target: Selection },
-    /// A live view: the daemon samples its workers every `interval_ms` (at least 250) and answers with a
-    /// [`Response::Snapshot`] each time, until the client closes the connection. A client that does not keep
-    /// up is dropped.
+    /// A live view: the daemon answers with a [`Response::Snapshot`] at once and then after each sample of
+    /// its workers, until the client closes the connection. It samples every `interval_ms` (at least 250)
+    /// or more often if another view or a memory limit asks for it. A client that does not keep up is
+    /// dropped.
     Subscribe { interval_ms: u64 },
 }
 

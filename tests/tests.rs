@@ -4,6 +4,7 @@
 
 mod ecosystem;
 mod helpers;
+mod keeper;
 mod logs;
 mod monit;
 mod observe;

@@ -145,6 +145,9 @@ async fn connection(
     }
 }
 
+/// How long a snapshot may take to reach a subscriber before the subscription ends.
+const SUBSCRIBER_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Streams snapshots until the client goes away or the daemon stops. The connection serves nothing else.
 /// The supervisor drops a subscriber whose queue is full, which ends the stream here.
 async fn subscription(
@@ -163,7 +166,11 @@ async fn subscription(
         return Ok(());
     }
     while let Some(snapshot) = snapshots.recv().await {
-        send(writer, &snapshot).await?;
+        // A client that stopped reading (a suspended `monit`) is let go, not waited for.
+        match tokio::time::timeout(SUBSCRIBER_WRITE_TIMEOUT, send(writer, &snapshot)).await {
+            Ok(sent) => sent?,
+            Err(_) => return Ok(()),
+        }
     }
     Ok(())
 }

@@ -7,10 +7,18 @@
 //! too, or the keeper does not take the message at once, [`Keeper::pipe`] says so and the caller lets the
 //! worker write to its file directly.
 //!
-//! Dropping the handle closes the control channel; the keeper then exits once the pipes it reads are at
-//! EOF. The drop waits for that (a few seconds at most), so a daemon that stops its workers and exits
-//! leaves every line written and no process behind.
+//! The daemon keeps a copy of each read end it hands over, until the worker is reaped. A copy does not
+//! delay the keeper's EOF (that comes when the writers are gone), but it keeps a worker from SIGPIPE if
+//! the keeper dies: the pipe just fills while no one reads, and when the daemon reaps the dead keeper
+//! ([`Keeper::reaped`]) it starts a new one and hands it every copy the dead one had. A keeper that keeps
+//! dying is not restarted more than [`RESTARTS`] times a minute.
+//!
+//! Nothing here blocks the daemon, except [`Keeper::drain`] when the daemon stops: it closes the control
+//! channel, and the keeper then exits once the pipes it reads are at EOF; the daemon waits for that (a few
+//! seconds at most), so a daemon that stops its workers and exits leaves every line written and no
+//! process behind.
 
+use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
@@ -26,11 +34,29 @@ use super::keeper::{Header, MAX_HEADER};
 
 /// How long a stopping daemon waits for its keeper to write the last lines and exit.
 const DRAIN: Duration = Duration::from_secs(3);
+/// Keepers started again after dying, at most, per minute.
+const RESTARTS: usize = 5;
 
 /// The daemon's handle on its log keeper (none is started until a worker needs one).
 #[derive(Default)]
 pub struct Keeper {
     link: Option<Link>,
+    /// Copies of the read ends handed to keepers, by the worker that writes them.
+    held: Vec<Held>,
+    /// Copies for a worker that is being spawned (see [`Keeper::bind`]).
+    pending: Vec<Held>,
+    /// When keepers were started again after dying.
+    restarts: VecDeque<Instant>,
+}
+
+/// A copy of a read end a keeper reads.
+struct Held {
+    header: Header,
+    read: OwnedFd,
+    /// The keeper reading it.
+    keeper: i32,
+    /// The worker writing it (0 while pending).
+    worker: i32,
 }
 
 /// A running keeper.
@@ -48,14 +74,96 @@ impl Keeper {
 
     /// Creates a pipe for one output stream of a worker and hands its read end to the keeper (starting
     /// one if needed). Returns the write end, for the worker; an error says why the worker should write
-    /// to its file itself.
+    /// to its file itself. Call [`Keeper::bind`] once the worker is spawned, or [`Keeper::discard`].
     pub fn pipe(&mut self, header: &Header) -> Result<OwnedFd, String> {
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| format!("cannot create a pipe: {e}"))?;
+        let keeper = self.hand_over(header, &read)?;
+        // Best effort: without a copy the pipe still works; it just does not outlive its keeper.
+        if let Ok(copy) = read.try_clone() {
+            self.pending.push(Held {
+                header: header.clone(),
+                read: copy,
+                keeper,
+                worker: 0,
+            });
+        }
+        Ok(write)
+    }
+
+    /// The pipes made since the last `bind` belong to this worker.
+    pub fn bind(&mut self, worker: i32) {
+        for mut held in self.pending.drain(..) {
+            held.worker = worker;
+            self.held.push(held);
+        }
+    }
+
+    /// The worker the pipes were made for was not spawned.
+    pub fn discard(&mut self) {
+        self.pending.clear();
+    }
+
+    /// A child of the daemon was reaped: a worker (its copies are dropped), or a keeper (a new one takes
+    /// over what it was reading).
+    pub fn reaped(&mut self, pid: i32) {
+        self.held.retain(|h| h.worker != pid);
+        if !self.held.iter().any(|h| h.keeper == pid)
+            && self.link.as_ref().is_none_or(|l| l.pid != pid)
+        {
+            return;
+        }
+        tracing::warn!(pid, "the log keeper exited");
+        if self.link.as_ref().is_some_and(|l| l.pid == pid) {
+            self.link = None;
+        }
+        let (orphaned, kept): (Vec<Held>, Vec<Held>) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition(|h| h.keeper == pid);
+        self.held = kept;
+        if orphaned.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        self.restarts
+            .retain(|t| now.duration_since(*t) < Duration::from_secs(60));
+        if self.restarts.len() >= RESTARTS {
+            tracing::error!(
+                streams = orphaned.len(),
+                "the log keeper keeps dying: not started again; workers writing to its pipes will fail"
+            );
+            return;
+        }
+        self.restarts.push_back(now);
+        for mut held in orphaned {
+            match self.hand_over(&held.header, &held.read) {
+                Ok(keeper) => {
+                    held.keeper = keeper;
+                    self.held.push(held);
+                }
+                Err(error) => {
+                    tracing::error!(app = %held.header.app, instance = held.header.instance, %error, "cannot hand a worker's output to a new log keeper");
+                }
+            }
+        }
+    }
+
+    /// Stops taking new streams and waits (a few seconds at most) for the keeper to write what it has and
+    /// exit. For a daemon that has stopped its workers and is about to exit.
+    pub fn drain(&mut self) {
+        self.held.clear();
+        self.pending.clear();
+        if let Some(link) = self.link.take() {
+            link.wait_exit();
+        }
+    }
+
+    /// Sends one read end to the keeper, starting one if needed; the keeper's pid.
+    fn hand_over(&mut self, header: &Header, read: &OwnedFd) -> Result<i32, String> {
         let message = serde_json::to_vec(header).map_err(|e| e.to_string())?;
         if message.len() > MAX_HEADER {
             return Err("the log path is too long to hand to the log keeper".into());
         }
-        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-            .map_err(|e| format!("cannot create a pipe: {e}"))?;
         let mut restarted = false;
         loop {
             if self.link.is_none() {
@@ -66,18 +174,24 @@ impl Keeper {
                 continue;
             };
             match link.send(&message, read.as_raw_fd()) {
-                Ok(()) => return Ok(write),
+                Ok(()) => return Ok(link.pid),
                 Err(Errno::EAGAIN) => {
                     return Err("the log keeper is not keeping up (its queue is full)".into());
                 }
                 Err(error) if !restarted => {
-                    tracing::warn!(pid = link.pid, %error, "the log keeper is gone: starting a new one");
-                    // The old one drains what it has and exits by itself.
+                    tracing::warn!(pid = link.pid, %error, "the log keeper takes no new streams: starting a new one");
+                    // The old one drains what it has and exits by itself; it is not waited for.
                     self.link = None;
                 }
                 Err(error) => return Err(format!("cannot reach the log keeper: {error}")),
             }
         }
+    }
+}
+
+impl Drop for Keeper {
+    fn drop(&mut self) {
+        self.drain();
     }
 }
 
@@ -153,6 +267,14 @@ impl Drop for Link {
     fn drop(&mut self) {
         // Closing our end tells the keeper to exit once its pipes are done.
         // SAFETY: shutdown on a socket we own; the descriptor itself is closed when `control` drops.
+        unsafe { libc::shutdown(self.control.as_raw_fd(), libc::SHUT_RDWR) };
+    }
+}
+
+impl Link {
+    /// Closes the channel and waits, at most [`DRAIN`], for the keeper to exit.
+    fn wait_exit(self) {
+        // SAFETY: shutdown on a socket we own.
         unsafe { libc::shutdown(self.control.as_raw_fd(), libc::SHUT_RDWR) };
         let Some(pidfd) = &self.pidfd else {
             return;

@@ -29,7 +29,18 @@ pub const INTERVAL_MS: u64 = 1000;
 /// fails with EPIPE instead of killing monit with the terminal still in raw mode.
 fn handled() -> SigSet {
     let mut set = SigSet::empty();
-    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+    // Every signal whose default action ends the process (and that can be caught).
+    for signal in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGALRM,
+        Signal::SIGVTALRM,
+        Signal::SIGPROF,
+    ] {
         set.add(signal);
     }
     set

@@ -139,7 +139,9 @@ fn restore() {
     }
 }
 
-/// A panic restores the terminal first, so its message lands on the normal screen.
+/// A panic restores the terminal first, so its message lands on the normal screen. A panic in one of the
+/// feed threads ends the whole process: the dashboard could not go on without it (and must not draw on the
+/// restored screen).
 fn install_panic_hook() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
@@ -147,6 +149,9 @@ fn install_panic_hook() {
         std::panic::set_hook(Box::new(move |info| {
             restore();
             previous(info);
+            if std::thread::current().name() != Some("main") {
+                std::process::exit(101);
+            }
         }));
     });
 }

@@ -17,8 +17,6 @@ pub(super) struct App {
     pub spec: AppSpec,
     pub command: CommandLine,
     pub listeners: Vec<Listener>,
-    pub out: File,
-    pub err: File,
     pub out_path: PathBuf,
     pub err_path: PathBuf,
     /// Run the workers as (uid, gid).
@@ -87,15 +85,14 @@ impl App {
             .error_file
             .clone()
             .unwrap_or_else(|| home.err_log(&spec.name));
-        let out = open_log(&out_path)?;
-        let err = open_log(&err_path)?;
+        // Checked now, so a path that cannot be written fails the start; the keeper opens them itself.
+        open_log(&out_path)?;
+        open_log(&err_path)?;
         let listeners = bind(&spec, previous)?;
         Ok(App {
             spec,
             command,
             listeners,
-            out,
-            err,
             out_path,
             err_path,
             credentials,
@@ -184,7 +181,7 @@ fn bind(spec: &AppSpec, previous: &mut Vec<Listener>) -> Result<Vec<Listener>, S
         .collect())
 }
 
-fn open_log(path: &Path) -> Result<File, String> {
+pub(super) fn open_log(path: &Path) -> Result<File, String> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;

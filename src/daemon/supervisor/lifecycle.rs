@@ -123,29 +123,43 @@ impl Supervisor {
             notify_socket: &self.notify_socket,
             ready_pipe,
         };
-        // The output goes through pipes to the log keeper; if it cannot be reached, straight to the files.
-        let mut pipe = |stream| match self.logs.pipe(&app.log_header(worker.instance, stream)) {
-            Ok(fd) => Some(fd),
-            Err(error) => {
+        // The output goes through pipes to the log keeper; if it cannot be reached, straight to the files
+        // (opened now: the keeper may have rotated them since the app was created).
+        let mut output = |stream| -> Result<OwnedFd, String> {
+            let header = app.log_header(worker.instance, stream);
+            self.logs.pipe(&header).or_else(|error| {
                 warn!(app = %worker.app, instance = worker.instance, %stream, %error, "the worker writes to its log file directly (no timestamps, no rotation)");
-                None
+                super::app::open_log(&header.path).map(OwnedFd::from)
+            })
+        };
+        let outputs = output(Stream::Out).and_then(|out| Ok((out, output(Stream::Err)?)));
+        let (out, err) = match outputs {
+            Ok(pair) => pair,
+            Err(e) => {
+                self.logs.discard();
+                return Err(e);
             }
         };
-        let out_pipe = pipe(Stream::Out);
-        let err_pipe = pipe(Stream::Err);
         let request = SpawnRequest {
             command: &app.command,
             env: worker_env(&app.spec, &context),
             cwd: &app.spec.cwd,
-            stdout: out_pipe.as_ref().map_or(app.out.as_fd(), |p| p.as_fd()),
-            stderr: err_pipe.as_ref().map_or(app.err.as_fd(), |p| p.as_fd()),
+            stdout: out.as_fd(),
+            stderr: err.as_fd(),
             inherit: &inherit,
             activation: !app.listeners.is_empty(),
             credentials: app.credentials,
         };
-        let spawned = spawn::spawn(&request).map_err(|e| e.to_string())?;
+        let spawned = match spawn::spawn(&request) {
+            Ok(spawned) => spawned,
+            Err(e) => {
+                self.logs.discard();
+                return Err(e.to_string());
+            }
+        };
+        self.logs.bind(spawned.pid);
         // The worker has its copies; the keeper sees EOF once the worker's whole group is gone.
-        drop((out_pipe, err_pipe));
+        drop((out, err));
         let (wait_ready, listen_timeout, grace) = (
             app.spec.wait_ready,
             Duration::from_millis(app.spec.listen_timeout_ms),
@@ -522,6 +536,7 @@ impl Supervisor {
                 Ok(_) => continue,
             };
             self.metrics.forget(pid.as_raw());
+            self.logs.reaped(pid.as_raw());
             if let Some(loc) = self.locate_pid(pid.as_raw()) {
                 self.process_exited(loc, status);
             }

@@ -205,7 +205,7 @@ impl Supervisor {
             }
         }
         for (id, pid, memory, limit) in over {
-            let Some(worker) = self.workers.get_mut(&id) else {
+            let Some(worker) = self.workers.get(&id) else {
                 continue;
             };
             warn!(
@@ -216,12 +216,16 @@ impl Supervisor {
                 limit,
                 "memory above max_memory_restart: replacing the worker (its successor gets ready first)"
             );
-            worker.memory_restarts += 1;
-            worker.restarts += 1;
             // Nobody waits for this reload's answer.
             let (reply, _) = mpsc::unbounded_channel();
-            if let Err(response) = self.reload(&Selection::Id(id), None, reply) {
-                warn!(?response, "cannot replace the worker");
+            match self.reload(&Selection::Id(id), None, reply) {
+                Ok(()) => {
+                    if let Some(worker) = self.workers.get_mut(&id) {
+                        worker.memory_restarts += 1;
+                        worker.restarts += 1;
+                    }
+                }
+                Err(response) => warn!(?response, "cannot replace the worker"),
             }
         }
     }
@@ -314,6 +318,7 @@ impl Supervisor {
         {
             names.push(name.clone());
         }
+        names.sort_unstable();
         names.dedup();
         if names.is_empty() {
             return Response::error(ErrorKind::NotFound, "no app runs (see `herdsman list`)");
