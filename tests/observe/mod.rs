@@ -9,9 +9,17 @@ use std::os::unix::net::UnixStream;
 use serde_json::Value;
 
 use crate::helpers::{
-    Herdsman, Probe, SECOND, app_arg, free_port, listen_addr, pids, venv_bin, wait_gone,
-    wait_served_by,
+    Herdsman, Probe, SECOND, app_arg, fd_link, fds, free_port, listen_addr, pids, venv_bin,
+    wait_gone, wait_served_by,
 };
+
+/// How many sockets a process holds.
+fn sockets(pid: i32) -> usize {
+    fds(pid)
+        .into_iter()
+        .filter(|&fd| fd_link(pid, fd).is_some_and(|l| l.starts_with("socket:")))
+        .count()
+}
 
 /// `list --json` as JSON values (for the fields the shared `Proc` does not carry).
 fn list_values(h: &Herdsman) -> Vec<Value> {
@@ -143,6 +151,8 @@ fn a_subscription_streams_fresh_snapshots_until_the_client_leaves() {
         )
         .ok();
     h.wait_online("tick", 2);
+    let daemon = h.daemon_pid();
+    let before = sockets(daemon);
 
     let stream = UnixStream::connect(h.home().join("herdsman.sock"))
         .unwrap_or_else(|e| h.fail(&format!("cannot connect to the control socket: {e}")));
@@ -194,8 +204,18 @@ fn a_subscription_streams_fresh_snapshots_until_the_client_leaves() {
             h.fail(&format!("snapshots came faster than asked: {times:?}"));
         }
     }
+    if sockets(daemon) <= before {
+        h.fail("the daemon holds the subscription's connection while it is open");
+    }
     drop(writer);
     drop(reader);
+
+    // The daemon notices at its next sample and lets the connection go.
+    h.wait_for(
+        "the daemon to close the subscription's connection",
+        10 * SECOND,
+        || sockets(daemon) <= before,
+    );
 
     // The daemon goes on serving other clients once the view is gone.
     let list = list_values(&h);
