@@ -7,11 +7,13 @@
 //! lines.
 //!
 //! A follower holds each file open. On each [`Follower::poll`] it first looks at what the path names
-//! now, then reads its open file to the end: a file that shrank was truncated (a flush) and is read again
-//! from its start; a path that names another file was rotated, and once the old file is read to its end
-//! the new one is read from its start. So no line is lost or repeated across a rotation.
+//! now, then reads its open file to the end: a file that shrank, or whose first bytes changed, was
+//! truncated (a flush) and is read again from its start; a path that names another file was rotated,
+//! and once the old file is read to its end the files written since are read from their start, in
+//! order. A path that names no file (a rotation between its rename and the new file's creation) leaves
+//! the old file followed until it does again. So no line is lost or repeated across a rotation.
 
-use std::fs::File;
+use std::fs::{File, Metadata};
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -47,7 +49,14 @@ struct Followed {
     offset: u64,
     /// The start of a line not ended yet.
     partial: Vec<u8>,
+    /// The first bytes of `file` (up to [`HEAD`]), as read: if they change, the file was truncated and
+    /// written again, however long it is now.
+    head: Vec<u8>,
 }
+
+/// How many of a file's first bytes tell it from what a truncation leaves: a keeper's line starts with
+/// its time, in milliseconds.
+const HEAD: usize = 64;
 
 impl Follower {
     /// Follows the sources from their current ends.
@@ -58,6 +67,16 @@ impl Follower {
     /// The last `count` lines of the sources, merged by time, and a follower that goes on right after
     /// them: nothing between the two is lost or repeated.
     pub fn with_history(sources: Vec<Source>, count: usize) -> (Vec<LogLine>, Follower) {
+        Follower::with_history_between(sources, count, &mut || {})
+    }
+
+    /// [`Follower::with_history`], calling `between` after each current file is opened and before its
+    /// rotated files are (a test makes a rotation happen there).
+    fn with_history_between(
+        sources: Vec<Source>,
+        count: usize,
+        between: &mut dyn FnMut(),
+    ) -> (Vec<LogLine>, Follower) {
         let mut per_file = Vec::new();
         let mut files = Vec::new();
         for source in sources {
@@ -67,25 +86,26 @@ impl Follower {
                 id: (0, 0),
                 offset: 0,
                 partial: Vec::new(),
+                head: Vec::new(),
             };
+            let (current, rotated) = open_with_rotated(&followed.source.path, between);
             let mut lines = Vec::new();
-            if let Ok(file) = File::open(&followed.source.path)
-                && let Ok(meta) = file.metadata()
-            {
+            if let Some((file, meta)) = current {
                 let (last, end) = followed.source.last(&file, meta.len(), count);
                 lines = last;
                 followed.id = (meta.dev(), meta.ino());
                 followed.offset = end;
+                let mut head = vec![0; end.min(HEAD as u64) as usize];
+                if file.read_exact_at(&mut head, 0).is_ok() {
+                    followed.head = head;
+                }
                 followed.file = Some(file);
             }
             // Older lines from the rotated files, most recent first.
-            for (_, path) in rotated_files(&followed.source.path) {
+            for file in rotated {
                 if lines.len() >= count {
                     break;
                 }
-                let Ok(file) = File::open(&path) else {
-                    continue;
-                };
                 let len = file.metadata().map_or(0, |m| m.len());
                 let (mut older, _) = followed.source.last(&file, len, count - lines.len());
                 older.append(&mut lines);
@@ -106,7 +126,7 @@ impl Follower {
             .files
             .iter_mut()
             .map(|followed| {
-                let lines = followed.read_new().unwrap_or_default();
+                let lines = followed.read_new();
                 let lines = lines.iter().map(|l| followed.source.line(l));
                 lines.filter(|l| followed.source.wants(l)).collect()
             })
@@ -154,52 +174,85 @@ impl Source {
 }
 
 impl Followed {
-    /// The complete lines appended since the last read, across a truncation or rotations.
-    fn read_new(&mut self) -> io::Result<Vec<Vec<u8>>> {
+    /// The complete lines appended since the last read, across a truncation or rotations. A read that
+    /// fails ends this one with the lines read so far (the offsets match them): the next goes on there.
+    fn read_new(&mut self) -> Vec<Vec<u8>> {
+        let mut lines = Vec::new();
+        let _ = self.read_new_into(&mut lines);
+        lines
+    }
+
+    fn read_new_into(&mut self, lines: &mut Vec<Vec<u8>>) -> io::Result<()> {
         // What the path names now, looked at before the open file is read to its end: a rotation that
         // happened before this look is then fully read from the old file.
         let now = file_id(&self.source.path);
-        let mut lines = Vec::new();
-        let old = self.id;
-        if let Some(file) = &self.file {
-            if file.metadata()?.len() < self.offset {
-                // Truncated: what is there now was written since.
-                self.offset = 0;
-                self.partial.clear();
+        let Some(file) = &self.file else {
+            // Nothing followed yet: the file the path names, from its start.
+            if let Some((file, id)) = open(&self.source.path) {
+                self.start(file, id);
+                self.read_to_end(lines)?;
             }
-            self.read_to_end(&mut lines)?;
-            if now == Some(self.id) {
-                return Ok(lines);
-            }
-            // Rotated (or removed): the old file is done.
-            if !self.partial.is_empty() {
-                lines.push(std::mem::take(&mut self.partial));
-            }
-        }
-        if now.is_none() {
-            self.file = None;
-            return Ok(lines);
-        }
-        // The files written after ours, oldest first (several rotations may have happened since the
-        // last look): read the rotated ones whole, and follow the newest.
-        let newer = if self.file.is_some() {
-            successors(&self.source.path, old)
-        } else {
-            newest(&self.source.path)
+            return Ok(());
         };
-        self.file = None;
-        let count = newer.len();
-        for (i, (file, id)) in newer.into_iter().enumerate() {
-            self.file = Some(file);
-            self.id = id;
+        let old = self.id;
+        if self.truncated(file)? {
+            // What is there now was written since.
             self.offset = 0;
             self.partial.clear();
-            self.read_to_end(&mut lines)?;
+            self.head.clear();
+        }
+        let read = self.read_to_end(lines);
+        match now {
+            Some(id) if id == old => return read,
+            // No file there: between the rename of a rotation and the new file's creation (or removed).
+            // The old file stays followed, and once the path names a file again, the files written
+            // since are read in order.
+            None => return read,
+            // Rotated: the old file is done (even if it cannot be read: the next files can).
+            Some(_) => {}
+        }
+        if !self.partial.is_empty() {
+            lines.push(std::mem::take(&mut self.partial));
+        }
+        // The files written after ours, oldest first (several rotations may have happened since the
+        // last look): read the rotated ones whole, and follow the newest. If a read fails, the file
+        // that failed is the one followed: the next look finds the ones after it.
+        let newer = successors(&self.source.path, old);
+        let count = newer.len();
+        for (i, (file, id)) in newer.into_iter().enumerate() {
+            self.start(file, id);
+            self.read_to_end(lines)?;
             if i + 1 < count && !self.partial.is_empty() {
                 lines.push(std::mem::take(&mut self.partial));
             }
         }
-        Ok(lines)
+        Ok(())
+    }
+
+    /// Follows `file` from its start.
+    fn start(&mut self, file: File, id: (u64, u64)) {
+        self.file = Some(file);
+        self.id = id;
+        self.offset = 0;
+        self.partial.clear();
+        self.head.clear();
+    }
+
+    /// Whether the file was truncated since it was read: it is shorter than what was read, or its first
+    /// bytes are not those read (it was truncated and written again past the offset).
+    fn truncated(&self, file: &File) -> io::Result<bool> {
+        if file.metadata()?.len() < self.offset {
+            return Ok(true);
+        }
+        if self.head.is_empty() {
+            return Ok(false);
+        }
+        let mut head = vec![0; self.head.len()];
+        match file.read_exact_at(&mut head, 0) {
+            Ok(()) => Ok(head != self.head),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(true),
+            Err(e) => Err(e),
+        }
     }
 
     fn read_to_end(&mut self, lines: &mut Vec<Vec<u8>>) -> io::Result<()> {
@@ -215,6 +268,10 @@ impl Followed {
             };
             if n == 0 {
                 return Ok(());
+            }
+            if self.offset < HEAD as u64 && self.head.len() as u64 == self.offset {
+                let more = n.min(HEAD - self.head.len());
+                self.head.extend_from_slice(&chunk[..more]);
             }
             self.offset += n as u64;
             self.partial.extend_from_slice(&chunk[..n]);
@@ -241,9 +298,37 @@ fn open(path: &Path) -> Option<(File, (u64, u64))> {
     Some((file, (meta.dev(), meta.ino())))
 }
 
-/// The file the path names, as the only one to read.
-fn newest(path: &Path) -> Vec<(File, (u64, u64))> {
-    open(path).into_iter().collect()
+/// The file the path names (with its metadata) and its rotated files, most recent first, as they were
+/// at one moment: if the path names another file once they are open (a rotation happened meanwhile),
+/// they are opened again, up to three times. A file met twice (renamed during the listing) is dropped.
+fn open_with_rotated(
+    path: &Path,
+    between: &mut dyn FnMut(),
+) -> (Option<(File, Metadata)>, Vec<File>) {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let current = File::open(path).ok().and_then(|file| {
+            let meta = file.metadata().ok()?;
+            Some((file, meta))
+        });
+        between();
+        let id = current.as_ref().map(|(_, m)| (m.dev(), m.ino()));
+        let mut seen: Vec<(u64, u64)> = id.into_iter().collect();
+        let mut rotated = Vec::new();
+        for (_, old) in rotated_files(path) {
+            let Some((file, id)) = open(&old) else {
+                continue;
+            };
+            if !seen.contains(&id) {
+                seen.push(id);
+                rotated.push(file);
+            }
+        }
+        if file_id(path) == id || attempt >= 3 {
+            return (current, rotated);
+        }
+    }
 }
 
 /// The files written after the file `old`, oldest first: from the current file back through
@@ -427,6 +512,112 @@ mod tests {
         let mut follower = Follower::new(vec![source("l", &later)]);
         append(&later, "first\n");
         assert_eq!(texts(&follower.poll()), ["first"]);
+    }
+
+    #[test]
+    fn a_look_between_the_rename_and_the_new_file_loses_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a.log");
+        let one = super::super::rotated(&path, 1);
+        let two = super::super::rotated(&path, 2);
+        append(&path, "a0\n");
+        let mut follower = Follower::new(vec![source("a", &path)]);
+        append(&path, "a1\n");
+        std::fs::rename(&path, &one).expect("rename");
+        // The follower looks while the path names no file.
+        assert_eq!(texts(&follower.poll()), ["a1"]);
+        assert!(follower.poll().is_empty());
+        // Another keeper still appends to the old file; then the new one is created, filled and rotated
+        // too, and a third is started, all before the next look.
+        append(&one, "a2\n");
+        append(&path, "b1\n");
+        std::fs::rename(&one, &two).expect("rename");
+        std::fs::rename(&path, &one).expect("rename");
+        append(&path, "c1\n");
+        assert_eq!(texts(&follower.poll()), ["a2", "b1", "c1"]);
+        append(&path, "c2\n");
+        assert_eq!(texts(&follower.poll()), ["c2"]);
+    }
+
+    #[test]
+    fn a_truncation_followed_by_more_than_was_read_is_seen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a.log");
+        let truncate = || {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .expect("open")
+                .set_len(0)
+                .expect("truncate");
+        };
+        // Read as history: the follower starts at the end.
+        append(
+            &path,
+            "2026-01-01T00:00:01.000Z [0] old 1\n2026-01-01T00:00:02.000Z [0] old 2\n",
+        );
+        let (_, mut follower) = Follower::with_history(vec![source("a", &path)], 1);
+        truncate();
+        append(
+            &path,
+            "2026-01-01T00:00:03.000Z [0] new 1, longer than any line before\n\
+             2026-01-01T00:00:04.000Z [0] new 2\n",
+        );
+        assert_eq!(
+            texts(&follower.poll()),
+            ["new 1, longer than any line before", "new 2"]
+        );
+        append(&path, "2026-01-01T00:00:05.000Z [0] new 3\n");
+        assert_eq!(texts(&follower.poll()), ["new 3"]);
+        // Read by polling, from a start shorter than the bytes compared.
+        truncate();
+        let mut follower = Follower::new(vec![source("a", &path)]);
+        append(&path, "x\n");
+        assert_eq!(texts(&follower.poll()), ["x"]);
+        truncate();
+        append(&path, "a longer line\nand another\n");
+        assert_eq!(texts(&follower.poll()), ["a longer line", "and another"]);
+        // An append is not a truncation.
+        append(&path, "more\n");
+        assert_eq!(texts(&follower.poll()), ["more"]);
+    }
+
+    #[test]
+    fn a_failed_read_keeps_the_lines_read_before_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a.log");
+        append(&path, "a0\n");
+        let mut follower = Follower::new(vec![source("a", &path)]);
+        append(&path, "a1\n");
+        std::fs::rename(&path, super::super::rotated(&path, 1)).expect("rename");
+        // The next "file" cannot be read (a directory: EISDIR).
+        std::fs::create_dir(&path).expect("mkdir");
+        assert_eq!(texts(&follower.poll()), ["a1"]);
+        std::fs::remove_dir(&path).expect("rmdir");
+        append(&path, "b1\n");
+        assert_eq!(texts(&follower.poll()), ["b1"]);
+    }
+
+    #[test]
+    fn history_taken_across_a_rotation_repeats_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a.log");
+        let one = super::super::rotated(&path, 1);
+        append(&one, "r1\n");
+        append(&path, "c1\nc2\n");
+        let mut rotate = true;
+        // Rotated after the current file is opened, before the rotated ones are listed.
+        let (history, mut follower) =
+            Follower::with_history_between(vec![source("a", &path)], 10, &mut || {
+                if std::mem::take(&mut rotate) {
+                    std::fs::rename(&one, super::super::rotated(&path, 2)).expect("rename");
+                    std::fs::rename(&path, &one).expect("rename");
+                    append(&path, "d1\n");
+                }
+            });
+        assert_eq!(texts(&history), ["r1", "c1", "c2", "d1"]);
+        append(&path, "d2\n");
+        assert_eq!(texts(&follower.poll()), ["d2"]);
     }
 
     #[test]

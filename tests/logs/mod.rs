@@ -488,15 +488,19 @@ fn flush_empties_the_logs_and_the_worker_and_logs_go_on() {
             rotated_numbers(&out_log)
         ));
     }
-    // The worker goes on logging into the emptied file, and `logs` follows it there.
-    http_get(port, "/after-flush", 5 * SECOND).unwrap_or_else(|e| h.fail(&format!("GET: {e}")));
+    // The worker goes on logging into the emptied file, and `logs` follows it there. The line is longer
+    // than the file was before the flush: a follower that looks only after it is written sees a file
+    // larger than what it had read, and must still tell that it was truncated.
+    let after = format!("/after-flush-{}", "x".repeat(1500));
+    http_get(port, &after, 5 * SECOND).unwrap_or_else(|e| h.fail(&format!("GET: {e}")));
     h.wait_for(
         "the request after the flush in the log",
         10 * SECOND,
         || {
             let text = fs::read_to_string(&out_log).unwrap_or_default();
             text.lines().any(|l| {
-                split_file_line(l).is_some_and(|(i, t)| i == 0 && t.contains("url=/after-flush"))
+                split_file_line(l)
+                    .is_some_and(|(i, t)| i == 0 && t.ends_with(&format!("url={after}")))
             })
         },
     );
@@ -510,7 +514,7 @@ fn flush_empties_the_logs_and_the_worker_and_logs_go_on() {
             follow
                 .stdout()
                 .lines()
-                .any(|l| l.starts_with("web|0 ") && l.contains("url=/after-flush"))
+                .any(|l| l.starts_with("web|0 ") && l.ends_with(&format!("url={after}")))
         },
     );
     if follow.stdout().matches("/before-").count() != 1 {
