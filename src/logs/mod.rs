@@ -173,16 +173,91 @@ pub fn rotated_files(path: &Path) -> Vec<(u32, PathBuf)> {
     found
 }
 
-/// Empties a log: truncates the current file (a keeper appending to it goes on at its new end) and
-/// removes its rotated files. A file that does not exist is already empty.
+/// Empties a log: removes its rotated files and truncates the current file (a keeper appending to it goes
+/// on at its new end). A file that does not exist is already empty.
+///
+/// This is done under the lock a keeper rotates under (`flock(LOCK_EX)` on the current file), once the
+/// path is seen to still name the file locked: no rotation can then move lines written after the
+/// truncation into a rotated file that is removed, or leave lines from before it in the current file.
 pub fn flush(path: &Path) -> Result<(), String> {
-    match std::fs::OpenOptions::new().write(true).open(path) {
-        Ok(file) => file
-            .set_len(0)
-            .map_err(|e| format!("cannot truncate {}: {e}", path.display()))?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(format!("cannot open {}: {e}", path.display())),
+    flush_with(path, &mut |_| {})
+}
+
+/// Where [`flush_with`] is, for a test to act there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FlushStep {
+    /// The current file is open, not locked yet.
+    Opened,
+    /// The current file is locked and the path names it.
+    Locked,
+}
+
+fn flush_with(path: &Path, step: &mut dyn FnMut(FlushStep)) -> Result<(), String> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    /// Looks at a path that names another file by the time it is locked (rotated meanwhile), or no file
+    /// while rotated ones exist (between a rotation's rename and the new file's creation).
+    const ATTEMPTS: u32 = 5;
+    let id = |m: &std::fs::Metadata| (m.dev(), m.ino());
+    for attempt in 1..=ATTEMPTS {
+        let file = match std::fs::OpenOptions::new().write(true).open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if attempt < ATTEMPTS && !rotated_files(path).is_empty() {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    continue;
+                }
+                return remove_rotated(path);
+            }
+            Err(e) => return Err(format!("cannot open {}: {e}", path.display())),
+        };
+        step(FlushStep::Opened);
+        lock(&file).map_err(|e| format!("cannot lock {}: {e}", path.display()))?;
+        let locked = file
+            .metadata()
+            .map_err(|e| format!("cannot stat {}: {e}", path.display()))?;
+        if std::fs::metadata(path).ok().map(|m| id(&m)) != Some(id(&locked)) {
+            // Rotated before it was locked: closing the file releases the lock.
+            continue;
+        }
+        step(FlushStep::Locked);
+        let flushed = remove_rotated(path).and_then(|()| {
+            file.set_len(0)
+                .map_err(|e| format!("cannot truncate {}: {e}", path.display()))
+        });
+        // SAFETY: flock on a descriptor `file` owns (closing it would release the lock too).
+        unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+        return flushed;
     }
+    Err(format!(
+        "cannot flush {}: it is rotated again and again",
+        path.display()
+    ))
+}
+
+/// Takes `flock(LOCK_EX)` on a log file, waiting a few seconds at most for a keeper that holds it (it
+/// does only while it renames files): a stuck holder makes the flush fail rather than hang.
+fn lock(file: &std::fs::File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        // SAFETY: flock on a descriptor `file` owns; released when it is unlocked or closed.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(());
+        }
+        let error = std::io::Error::last_os_error();
+        match error.raw_os_error() {
+            Some(libc::EINTR) => {}
+            Some(libc::EWOULDBLOCK) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            _ => return Err(error),
+        }
+    }
+}
+
+/// Removes the rotated files of a log.
+fn remove_rotated(path: &Path) -> Result<(), String> {
     for (_, old) in rotated_files(path) {
         match std::fs::remove_file(&old) {
             Ok(()) => {}
@@ -308,5 +383,45 @@ mod tests {
             assert!(dir.path().join(kept).exists(), "{kept} was removed");
         }
         flush(&dir.path().join("none.log")).expect("flushing a missing log");
+    }
+
+    fn lock_is_free(path: &Path) -> bool {
+        use std::os::fd::AsRawFd;
+        let file = std::fs::File::open(path).expect("open");
+        // SAFETY: flock on a descriptor `file` owns; released when it is closed.
+        unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+    }
+
+    #[test]
+    fn flush_holds_the_rotation_lock_and_follows_a_rotation_before_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("web-out.log");
+        std::fs::write(&path, "old\n").expect("write");
+        std::fs::write(rotated(&path, 1), "older\n").expect("write");
+        let mut steps = Vec::new();
+        flush_with(&path, &mut |step| {
+            steps.push(step);
+            match step {
+                // A keeper rotates the file between the flush's open and its lock, and writes to the
+                // new one: the flush must empty that one.
+                FlushStep::Opened if steps.len() == 1 => {
+                    std::fs::rename(rotated(&path, 1), rotated(&path, 2)).expect("rename");
+                    std::fs::rename(&path, rotated(&path, 1)).expect("rename");
+                    std::fs::write(&path, "new\n").expect("write");
+                }
+                // No keeper can rotate (or flush) while the rotated files are removed and the file
+                // truncated.
+                FlushStep::Locked => assert!(!lock_is_free(&path), "flush without the lock"),
+                FlushStep::Opened => {}
+            }
+        })
+        .expect("flush");
+        assert_eq!(
+            steps,
+            [FlushStep::Opened, FlushStep::Opened, FlushStep::Locked]
+        );
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "");
+        assert!(rotated_files(&path).is_empty());
+        assert!(lock_is_free(&path), "the lock is released");
     }
 }
