@@ -3,39 +3,41 @@
 //! Lines are queued with [`Output::push`] and written by [`Output::flush`] in one `write` (O_APPEND), so
 //! whole lines never interleave with another writer's. Before a line that would take the file past
 //! `max_size`, the queue is written and the file rotated: `path.(keep-1)` -> `path.keep` ... `path` ->
-//! `path.1`, then a new `path`. A file therefore never grows past `max_size`, except by a single line
-//! longer than that.
+//! `path.1`, then a new `path`. A file therefore does not grow past `max_size`, except by a single line
+//! longer than that, by a batch of lines while the rotation lock is busy (see below), or by what two
+//! keepers write at the same moment.
 //!
 //! Two keepers may append to the same file for a while (after a daemon restart, the old keeper drains
-//! the old workers). Rotation takes `flock(LOCK_EX)` on the current file and first checks that the path
-//! still names the file this keeper has open: if another keeper rotated it already, this one just opens
-//! the new file. A keeper also compares the path's inode with its file's at most once a second while
-//! writing, so it follows a rotation (or a removed file) it did not do.
+//! the old workers). So before each batch of lines (one read of a pipe), a keeper looks at what the path
+//! names (`stat`) and at its file's size (`fstat`): it follows a rotation (or a removed file) it did not
+//! do at once, and counts the other keeper's lines (or a flush) in the size it rotates by. Rotation
+//! takes `flock(LOCK_EX)` on the current file and first checks that the path still names the file this
+//! keeper has open: if another keeper rotated it already, this one just opens the new file. The lock is
+//! taken without waiting: if another process holds it (the other keeper rotating, or `flush`), the
+//! rotation is left for the next batch, so a stuck holder cannot stall the keeper and, through full
+//! pipes, the workers.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use super::{rotated, rotated_files};
-
-/// How often a writing keeper checks that the path still names its file.
-const RECHECK: Duration = Duration::from_secs(1);
 
 pub struct Output {
     path: PathBuf,
     file: File,
     /// (device, inode) of `file`.
     id: (u64, u64),
-    /// The file's size as far as this keeper knows (another writer or a flush may have changed it).
+    /// The file's size, as of the start of the batch plus what this keeper wrote since.
     size: u64,
     /// Rotate before the file grows past this; 0 never rotates.
     pub max_size: u64,
     /// Rotated files kept.
     pub keep: u32,
-    checked: Instant,
+    /// The rotation lock was busy in this batch: rotation waits for the next one.
+    busy: bool,
     /// Whole lines not written yet.
     queue: Vec<u8>,
     /// The last write failed (reported once until one succeeds).
@@ -52,33 +54,49 @@ impl Output {
             size,
             max_size,
             keep,
-            checked: Instant::now(),
+            busy: false,
             queue: Vec::new(),
             failing: false,
         })
     }
 
     /// Queues one whole line (newline included), writing the queue and rotating first if the line
-    /// would take the file past `max_size`.
+    /// would take the file past `max_size`. The first line of a batch looks at the file first.
     pub fn push(&mut self, line: &[u8]) {
+        if self.queue.is_empty() {
+            self.refresh();
+        }
         let pending = self.size + self.queue.len() as u64;
-        if self.max_size > 0 && pending > 0 && pending + line.len() as u64 > self.max_size {
-            self.flush();
+        if !self.busy
+            && self.max_size > 0
+            && pending > 0
+            && pending + line.len() as u64 > self.max_size
+        {
+            self.write_queue();
             self.rotate_if_full(line.len() as u64);
         }
         self.queue.extend_from_slice(line);
     }
 
-    /// Writes the queued lines in one write.
+    /// Writes the queued lines in one write; this ends a batch.
     pub fn flush(&mut self) {
+        self.write_queue();
+        self.busy = false;
+    }
+
+    /// Follows the file the path names now, if it is another one (rotated, or removed, by someone
+    /// else), and takes its real size (another keeper's lines, or a flush).
+    fn refresh(&mut self) {
+        if path_id(&self.path) != Some(self.id) {
+            self.reopen();
+        } else if let Ok(meta) = self.file.metadata() {
+            self.size = meta.len();
+        }
+    }
+
+    fn write_queue(&mut self) {
         if self.queue.is_empty() {
             return;
-        }
-        if self.checked.elapsed() >= RECHECK {
-            self.checked = Instant::now();
-            if path_id(&self.path) != Some(self.id) {
-                self.reopen();
-            }
         }
         match self.file.write_all(&self.queue) {
             Ok(()) => {
@@ -96,11 +114,16 @@ impl Output {
     }
 
     /// Rotates the file unless, under the lock, it turns out another keeper did, or a flush emptied it.
+    /// If the lock is busy, the rotation is left for the next batch.
     fn rotate_if_full(&mut self, incoming: u64) {
         let fd = self.file.as_raw_fd();
         // SAFETY: flock on a descriptor `self.file` owns; released when it is unlocked or closed.
-        if unsafe { libc::flock(fd, libc::LOCK_EX) } != 0 {
-            tracing::warn!(path = %self.path.display(), error = %io::Error::last_os_error(), "cannot lock the log to rotate it");
+        if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let error = io::Error::last_os_error();
+            if !matches!(error.raw_os_error(), Some(libc::EWOULDBLOCK | libc::EINTR)) {
+                tracing::warn!(path = %self.path.display(), %error, "cannot lock the log to rotate it");
+            }
+            self.busy = true;
             return;
         }
         if path_id(&self.path) != Some(self.id) {
@@ -231,6 +254,73 @@ mod tests {
             "b1 ......\na2 ......\n"
         );
         assert!(!rotated(&path, 2).exists(), "rotated twice");
+    }
+
+    #[test]
+    fn a_writer_follows_another_writers_rotation_at_its_next_batch() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("app-out.log");
+        let mut a = Output::open(&path, 50, 3).expect("open a");
+        a.push(b"a1 ......\n");
+        a.flush();
+        let mut b = Output::open(&path, 50, 3).expect("open b");
+        b.push(b"b1 ......................................\n"); // 42 bytes: b rotates
+        b.flush();
+        a.push(b"a2\n"); // fits: no rotation of a's own, yet it goes to the new file
+        a.flush();
+        let read = |p: &Path| std::fs::read_to_string(p).expect("read");
+        assert_eq!(read(&rotated(&path, 1)), "a1 ......\n");
+        assert_eq!(
+            read(&path),
+            "b1 ......................................\na2\n"
+        );
+    }
+
+    #[test]
+    fn a_writer_counts_the_other_writers_lines() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("app-out.log");
+        let mut a = Output::open(&path, 50, 3).expect("open a");
+        let mut b = Output::open(&path, 50, 3).expect("open b");
+        a.push(b"a1 ..........................\n"); // 30 bytes
+        a.flush();
+        b.push(b"b1 ..........\n"); // 14: 44 in all
+        b.flush();
+        a.push(b"a2 ..........\n"); // 14 more would make 58
+        a.flush();
+        let read = |p: &Path| std::fs::read_to_string(p).expect("read");
+        assert_eq!(
+            read(&rotated(&path, 1)),
+            "a1 ..........................\nb1 ..........\n"
+        );
+        assert_eq!(read(&path), "a2 ..........\n");
+    }
+
+    #[test]
+    fn a_busy_lock_leaves_the_rotation_for_a_later_batch() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("app-out.log");
+        let mut output = Output::open(&path, 20, 2).expect("open");
+        output.push(b"line 1 .......\n"); // 15 bytes
+        output.flush();
+        let holder = File::open(&path).expect("open");
+        // SAFETY: flock on a descriptor `holder` owns; released when it is closed.
+        assert_eq!(
+            unsafe { libc::flock(holder.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) },
+            0
+        );
+        // Would rotate, but the lock is held: written to the current file without waiting.
+        output.push(b"line 2 .......\n");
+        output.push(b"line 3 .......\n");
+        output.flush();
+        let read = |p: &Path| std::fs::read_to_string(p).expect("read");
+        assert_eq!(read(&path).len(), 45);
+        assert!(rotated_files(&path).is_empty());
+        drop(holder);
+        output.push(b"line 4 .......\n");
+        output.flush();
+        assert_eq!(read(&rotated(&path, 1)).len(), 45);
+        assert_eq!(read(&path), "line 4 .......\n");
     }
 
     #[test]
