@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
@@ -20,6 +20,8 @@ use crate::protocol::{ProcessInfo, Request, Response, Selection};
 
 /// How often a follower looks at its files.
 pub const POLL: Duration = Duration::from_millis(100);
+/// How often `logs` of every app looks for apps created since it started.
+const NEW_APPS: Duration = Duration::from_secs(2);
 
 /// How a line is printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,11 +155,23 @@ pub fn run(home: &Home, args: LogsArgs) -> Result<()> {
     if args.nostream {
         return Ok(());
     }
+    let follow_new_apps =
+        Selection::parse(args.target.as_deref().unwrap_or("all")) == Selection::All;
+    let mut looked = Instant::now();
     loop {
         for line in &follower.poll() {
             printer.print(&mut out, line)?;
         }
         out.flush()?;
+        // `logs` of every app takes in the apps created since it started.
+        if follow_new_apps && looked.elapsed() >= NEW_APPS {
+            looked = Instant::now();
+            if let Ok((apps, _)) = resolve(home, None) {
+                for source in self::sources(&apps, !args.err, !args.out, None) {
+                    follower.add(source);
+                }
+            }
+        }
         std::thread::sleep(POLL);
     }
 }

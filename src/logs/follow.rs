@@ -120,6 +120,26 @@ impl Follower {
         (merged, Follower { files })
     }
 
+    /// Follows one more source from its start (a new app's file, which holds only new lines); a path
+    /// already followed for that stream is left as it is.
+    pub fn add(&mut self, source: Source) {
+        if self
+            .files
+            .iter()
+            .any(|f| f.source.path == source.path && f.source.stream == source.stream)
+        {
+            return;
+        }
+        self.files.push(Followed {
+            source,
+            file: None,
+            id: (0, 0),
+            offset: 0,
+            partial: Vec::new(),
+            head: Vec::new(),
+        });
+    }
+
     /// The lines written since the last call, merged by time.
     pub fn poll(&mut self) -> Vec<LogLine> {
         let per_file = self

@@ -587,3 +587,41 @@ fn a_daemon_killed_with_sigkill_leaves_the_worker_serving_and_logging() {
         h.fail("no log keeper runs after the daemon was killed");
     }
 }
+
+#[test]
+fn logs_of_every_app_takes_in_an_app_started_after_it() {
+    let h = Herdsman::new();
+    start_numbers(&h, "first", 1, 10, &[], &[]);
+    wait_done(&h, "first", 1);
+
+    let mut command = h.command();
+    command.args(["logs", "--lines", "5"]);
+    let mut follow = Streaming::spawn(command);
+    h.wait_for("`logs` to print the first app's lines", 10 * SECOND, || {
+        follow.stdout().contains("first|0 numbers inst=0")
+    });
+
+    // An app created after `logs` started: every line it writes is printed, from its first.
+    start_numbers(&h, "second", 1, 50, &[], &[]);
+    h.wait_for(
+        "`logs` to print every line of the new app",
+        15 * SECOND,
+        || {
+            let printed = follow.stdout();
+            printed.contains("second|0 numbers inst=0 out done")
+                && printed.contains("second|0 numbers inst=0 err done")
+        },
+    );
+    let printed = follow.stdout();
+    let parsed: Vec<Parsed> = printed
+        .lines()
+        .filter_map(|l| l.strip_prefix("second|0 "))
+        .filter_map(parse)
+        .collect();
+    let problems = check_sequences(parsed, 1, &["out", "err"], 50);
+    if !problems.is_empty() || !follow.running() {
+        h.fail(&format!(
+            "the new app's lines as `logs` printed them: {problems:?}\n{printed}"
+        ));
+    }
+}
