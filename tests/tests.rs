@@ -1099,17 +1099,7 @@ fn logs_of_two_workers_keep_every_line_intact_and_in_order() {
 fn logs_streaming_shows_lines_written_after_it_started() {
     let h = Herdsman::new();
     let port = free_port();
-    h.cmd(&[
-        "start",
-        "tests/apps/http.js",
-        "--name",
-        "web",
-        "--listen",
-        &listen_addr(port),
-    ])
-    .env("LOG_REQUESTS", "1")
-    .ok();
-    h.wait_online("web", 1);
+    helpers::start_request_logger(&h, port, &[]);
     h.wait_for("http.js to log that it listens", 10 * SECOND, || {
         h.out_log("web").contains("listening pid=")
     });

@@ -9,6 +9,7 @@ use anyhow::{Result, bail};
 use crate::client::Client;
 use crate::home::Home;
 use crate::human::{bytes, duration};
+use crate::logs::format_time;
 use crate::protocol::{AppDetails, ProcessInfo, Request, Response, SECRET_MASK, Selection};
 
 pub fn run(home: &Home, target: &str, json: bool) -> Result<()> {
@@ -38,30 +39,13 @@ fn unix_ms(time: SystemTime) -> u64 {
 
 /// A time as `2026-11-24 01:02:03 UTC (5m ago)`.
 fn when(at_ms: u64, now_ms: u64) -> String {
-    let secs = at_ms / 1000;
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil_from_days(days as i64);
+    let stamp = format_time(at_ms);
     format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC ({} ago)",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60,
+        "{} {} UTC ({} ago)",
+        &stamp[..10],
+        &stamp[11..19],
         duration(now_ms.saturating_sub(at_ms))
     )
-}
-
-/// The date of a day counted from 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 fn ms(value: u64) -> String {
@@ -284,10 +268,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dates_are_civil_utc() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(20_416), (2025, 11, 24));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    fn times_are_utc_with_their_age() {
         assert_eq!(
             when(1_764_000_000_000, 1_764_000_300_000),
             "2025-11-24 16:00:00 UTC (5m ago)"

@@ -1304,6 +1304,26 @@ pub fn pid_list(workers: &[Proc]) -> Vec<i32> {
         .collect()
 }
 
+/// Starts `tests/apps/http.js` as app `web` on `port`, logging one line per request (`LOG_REQUESTS=1`),
+/// with the extra `start` flags; returns its worker's pid once it is online.
+#[track_caller]
+pub fn start_request_logger(h: &Herdsman, port: u16, extra: &[&str]) -> i32 {
+    let addr = listen_addr(port);
+    let mut args = vec![
+        "start",
+        "tests/apps/http.js",
+        "--name",
+        "web",
+        "--listen",
+        &addr,
+    ];
+    args.extend_from_slice(extra);
+    h.cmd(&args).env("LOG_REQUESTS", "1").ok();
+    h.wait_online("web", 1)[0]
+        .pid
+        .expect("an online worker has a pid")
+}
+
 /// Polls GET / until the set of `X-Pid`s seen equals `expected`.
 #[track_caller]
 pub fn wait_served_by(h: &Herdsman, port: u16, expected: &BTreeSet<i32>, timeout: Duration) {

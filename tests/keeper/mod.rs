@@ -3,13 +3,14 @@
 //! the dead keeper it starts a new one and hands it every pipe, and the output written in between is read
 //! from the pipes, not lost.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::helpers::{
-    Herdsman, SECOND, app_arg, children, free_port, http_get, is_log_keeper, listen_addr, pids,
+    Herdsman, SECOND, children, free_port, http_get, is_log_keeper, pids, start_request_logger,
     wait_served_by,
 };
 
@@ -24,17 +25,7 @@ fn keeper(h: &Herdsman) -> Option<i32> {
 fn a_killed_keeper_is_replaced_and_no_worker_dies_or_loses_output() {
     let h = Herdsman::new();
     let port = free_port();
-    h.cmd(&[
-        "start",
-        &app_arg("http.js"),
-        "--name",
-        "web",
-        "--listen",
-        &listen_addr(port),
-    ])
-    .env("LOG_REQUESTS", "1")
-    .ok();
-    let workers = pids(&h.wait_online("web", 1));
+    let workers = BTreeSet::from([start_request_logger(&h, port, &[])]);
     wait_served_by(&h, port, &workers, 10 * SECOND);
     let first = h.wait_value("the log keeper", 10 * SECOND, || keeper(&h));
 

@@ -14,7 +14,7 @@ use nix::unistd::Pid;
 use serde_json::Value;
 
 use crate::helpers::{
-    Herdsman, SECOND, Streaming, alive, free_port, http_get, listen_addr, marked_pids,
+    Herdsman, SECOND, Streaming, alive, free_port, http_get, marked_pids, start_request_logger,
 };
 
 /// One line of `numbers.js`: (instance, stream, Some(seq)), or None for the seq of its `done` line.
@@ -451,19 +451,7 @@ fn logs_follows_every_line_exactly_once_across_rotations() {
 fn flush_empties_the_logs_and_the_worker_and_logs_go_on() {
     let h = Herdsman::new();
     let port = free_port();
-    h.cmd(&[
-        "start",
-        "tests/apps/http.js",
-        "--name",
-        "web",
-        "--listen",
-        &listen_addr(port),
-        "--log-max-size",
-        "1K",
-    ])
-    .env("LOG_REQUESTS", "1")
-    .ok();
-    h.wait_online("web", 1);
+    start_request_logger(&h, port, &["--log-max-size", "1K"]);
     let out_log = log_path(&h, "web", "out");
     for i in 0..30 {
         let path = format!("/before-{i}-padding-to-fill-the-log-quickly");
@@ -536,19 +524,7 @@ fn flush_empties_the_logs_and_the_worker_and_logs_go_on() {
 fn a_daemon_killed_with_sigkill_leaves_the_worker_serving_and_logging() {
     let h = Herdsman::new();
     let port = free_port();
-    h.cmd(&[
-        "start",
-        "tests/apps/http.js",
-        "--name",
-        "web",
-        "--listen",
-        &listen_addr(port),
-    ])
-    .env("LOG_REQUESTS", "1")
-    .ok();
-    let worker = h.wait_online("web", 1)[0]
-        .pid
-        .expect("an online worker has a pid");
+    let worker = start_request_logger(&h, port, &[]);
     let daemon = h.daemon_pid();
     kill(Pid::from_raw(daemon), Signal::SIGKILL).expect("SIGKILL the daemon");
     h.wait_for("the daemon to be gone", 10 * SECOND, || !alive(daemon));
