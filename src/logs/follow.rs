@@ -352,28 +352,45 @@ fn open_with_rotated(
 }
 
 /// The files written after the file `old`, oldest first: from the current file back through
-/// `path.1`, `path.2`, ... until `old`. Going from the newest to the oldest, a rotation during the
-/// scan only moves files not seen yet to higher numbers, still ahead, so none is missed (one seen twice
-/// is dropped). If `old` is not found (removed beyond `keep`, or by a flush), the current file only.
+/// `path.1`, `path.2`, ... until `old`. If `old` is not found (removed beyond `keep`, or by a flush),
+/// the current file only.
 fn successors(path: &Path, old: (u64, u64)) -> Vec<(File, (u64, u64))> {
+    // A scan that meets too many rotations at once may not find `old` (see `scan_successors`); the
+    // next finds it once they are done.
+    for _ in 0..3 {
+        if let Some(chain) = scan_successors(path, old) {
+            return chain;
+        }
+    }
+    open(path).into_iter().collect()
+}
+
+/// One scan for [`successors`], from the newest file to the oldest, or `None` if `old` was not met.
+///
+/// A rotation renames `path.N` to `path.N+1` from the highest number down, then the current file to
+/// `path.1`: during the scan, files only move to higher numbers, still ahead, so none is missed (one
+/// seen twice is dropped). A number may name no file for a moment (its file moved up, the one below
+/// not yet), so a gap does not end the scan; the highest file may move one past the highest number
+/// listed. Two rotations during one scan can carry `old` further: then it is not met.
+fn scan_successors(path: &Path, old: (u64, u64)) -> Option<Vec<(File, (u64, u64))>> {
     let mut chain: Vec<(File, (u64, u64))> = Vec::new();
     if let Some(current) = open(path) {
         chain.push(current);
     }
-    for n in 1..=10_000 {
+    let highest = rotated_files(path).last().map_or(0, |(n, _)| *n);
+    for n in 1..=highest.saturating_add(1) {
         let Some((file, id)) = open(&super::rotated(path, n)) else {
-            break;
+            continue;
         };
         if id == old {
             chain.reverse();
-            return chain;
+            return Some(chain);
         }
         if !chain.iter().any(|(_, seen)| *seen == id) {
             chain.push((file, id));
         }
     }
-    chain.truncate(1);
-    chain
+    None
 }
 
 /// Merges the lines of several files by time, keeping each file's order.
@@ -600,6 +617,25 @@ mod tests {
         // An append is not a truncation.
         append(&path, "more\n");
         assert_eq!(texts(&follower.poll()), ["more"]);
+    }
+
+    #[test]
+    fn a_look_in_the_middle_of_a_rotation_loses_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a.log");
+        let rotated = |n| super::super::rotated(&path, n);
+        append(&path, "a0\n");
+        let mut follower = Follower::new(vec![source("a", &path)]);
+        append(&path, "a1\n");
+        // Three rotations since the last look, the fourth half done: `.3` and `.2` have moved up, `.1`
+        // not yet, so `.2` names no file.
+        std::fs::rename(&path, rotated(4)).expect("rename");
+        append(&rotated(3), "b1\n");
+        append(&rotated(1), "c1\n");
+        append(&path, "d1\n");
+        assert_eq!(texts(&follower.poll()), ["a1", "b1", "c1", "d1"]);
+        append(&path, "d2\n");
+        assert_eq!(texts(&follower.poll()), ["d2"]);
     }
 
     #[test]
