@@ -459,12 +459,59 @@ class Supervisor:
         raise NotImplementedError
 
 
-class Herdsman(Supervisor):
-    name = "herdsman"
+class Daemon(Supervisor):
+    """A supervisor whose CLI drives a daemon: herdsman and PM2."""
+
+    pid_file = "?"  # the daemon's pid file, in its home
+    wake = ("?",)  # a command that starts the daemon
 
     def __init__(self, binary):
         self.binary = binary
         super().__init__()
+
+    def start_env(self, port):
+        return self.env
+
+    def start_cluster(self, port, n):
+        run(self.start_cmd(port, n), self.start_env(port), 60, what=f"{self.name} start")
+        self.remember([self.daemon_pid()])
+
+    def start_daemon(self):
+        self.cli(*self.wake)
+        deadline = time.monotonic() + 10
+        while self.daemon_pid() is None:
+            if time.monotonic() > deadline:
+                raise ScenarioError(f"{self.name} {self.wake[0]}: no {self.pid_file} after 10 s")
+            time.sleep(0.01)
+        self.remember([self.daemon_pid()])
+
+    def daemon_pid(self):
+        try:
+            pid = int(open(os.path.join(self.home, self.pid_file)).read().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if alive(pid) else None
+
+    def start_crash_app(self):
+        self.cli("start", CRASH_APP, "--name", "crashloop")
+
+    def reload(self):
+        self.cli("reload", "bench")
+
+    def restart(self):
+        self.cli("restart", "bench")
+
+    def list_argv(self):
+        return [self.binary, "list"]
+
+
+class Herdsman(Daemon):
+    name = "herdsman"
+    pid_file = "daemon.pid"
+    wake = ("daemon",)
+
+    def __init__(self, binary):
+        super().__init__(binary)
         self.env["HERDSMAN_HOME"] = self.home
 
     def cli(self, *args, timeout=60):
@@ -472,29 +519,6 @@ class Herdsman(Supervisor):
 
     def start_cmd(self, port, n):
         return [self.binary, "start", APP, "--name", "bench", "-i", str(n), "--listen", f"127.0.0.1:{port}"]
-
-    def start_env(self, port):
-        return self.env
-
-    def start_cluster(self, port, n):
-        run(self.start_cmd(port, n), self.env, 60, what="herdsman start")
-        self.remember([self.daemon_pid()])
-
-    def start_daemon(self):
-        self.cli("daemon")
-        deadline = time.monotonic() + 10
-        while self.daemon_pid() is None:
-            if time.monotonic() > deadline:
-                raise ScenarioError("herdsman daemon: no daemon.pid after 10 s")
-            time.sleep(0.01)
-        self.remember([self.daemon_pid()])
-
-    def daemon_pid(self):
-        try:
-            pid = int(open(os.path.join(self.home, "daemon.pid")).read().strip())
-        except (OSError, ValueError):
-            return None
-        return pid if alive(pid) else None
 
     def supervisor_pids(self):
         """The daemon and its log keeper (the process that writes the apps' output to their files)."""
@@ -530,18 +554,6 @@ class Herdsman(Supervisor):
             self.cli("start", script, "--name", f"idle-{i}")
         self.remember([self.daemon_pid()])
 
-    def start_crash_app(self):
-        self.cli("start", CRASH_APP, "--name", "crashloop")
-
-    def reload(self):
-        self.cli("reload", "bench")
-
-    def restart(self):
-        self.cli("restart", "bench")
-
-    def list_argv(self):
-        return [self.binary, "list"]
-
     def cleanup(self):
         pid = self.daemon_pid()
         tree = descendants(pid) if pid else []
@@ -554,12 +566,13 @@ class Herdsman(Supervisor):
         shutil.rmtree(self.home, ignore_errors=True)
 
 
-class Pm2(Supervisor):
+class Pm2(Daemon):
     name = "pm2"
+    pid_file = "pm2.pid"
+    wake = ("ping",)
 
     def __init__(self, binary):
-        self.binary = binary
-        super().__init__()
+        super().__init__(binary)
         self.env["PM2_HOME"] = self.home
 
     def cli(self, *args, port=None, timeout=60):
@@ -571,26 +584,6 @@ class Pm2(Supervisor):
 
     def start_env(self, port):
         return dict(self.env, PORT=str(port))
-
-    def start_cluster(self, port, n):
-        run(self.start_cmd(port, n), self.start_env(port), 60, what="pm2 start")
-        self.remember([self.daemon_pid()])
-
-    def start_daemon(self):
-        self.cli("ping")
-        deadline = time.monotonic() + 10
-        while self.daemon_pid() is None:
-            if time.monotonic() > deadline:
-                raise ScenarioError("pm2 ping: no pm2.pid after 10 s")
-            time.sleep(0.01)
-        self.remember([self.daemon_pid()])
-
-    def daemon_pid(self):
-        try:
-            pid = int(open(os.path.join(self.home, "pm2.pid")).read().strip())
-        except (OSError, ValueError):
-            return None
-        return pid if alive(pid) else None
 
     def processes(self):
         text = self.cli("jlist")
@@ -609,18 +602,6 @@ class Pm2(Supervisor):
                                 for i in range(count)]}, f)
         self.cli("start", path, timeout=180)
         self.remember([self.daemon_pid()])
-
-    def start_crash_app(self):
-        self.cli("start", CRASH_APP, "--name", "crashloop")
-
-    def reload(self):
-        self.cli("reload", "bench")
-
-    def restart(self):
-        self.cli("restart", "bench")
-
-    def list_argv(self):
-        return [self.binary, "list"]
 
     def cleanup(self):
         pid = self.daemon_pid()
