@@ -1376,3 +1376,64 @@ pub fn env_of(h: &Herdsman, dir: &Path, pid: i32) -> BTreeMap<String, String> {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
 }
+
+// ---------------------------------------------------------------------------------------------
+// A second user
+// ---------------------------------------------------------------------------------------------
+
+/// The unprivileged account the privilege tests run "the other user" as.
+pub const OTHER_USER: &str = "herdsman-test";
+
+/// `herdsman-test`'s uid and gid, the account created (`useradd`) the first time it is asked for; `None`
+/// when the tests do not run as root (then nothing can be switched to it, and the caller says it skips).
+/// Every test of the binary shares the one account; creating it is serialised, and a concurrent `useradd`
+/// from another run is waited for.
+pub fn other_user() -> Option<(u32, u32)> {
+    static CREATE: Mutex<()> = Mutex::new(());
+    if !nix::unistd::geteuid().is_root() {
+        return None;
+    }
+    let _guard = CREATE.lock().unwrap_or_else(|e| e.into_inner());
+    let lookup = || {
+        nix::unistd::User::from_name(OTHER_USER)
+            .ok()
+            .flatten()
+            .map(|u| (u.uid.as_raw(), u.gid.as_raw()))
+    };
+    let found = poll(Duration::from_secs(20), || {
+        if let Some(ids) = lookup() {
+            return Some(ids);
+        }
+        // Fails while another process holds /etc/passwd's lock, or once the account exists.
+        let _ = Command::new("useradd")
+            .args(["--system", "--no-create-home", "--shell", "/bin/sh", OTHER_USER])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        lookup()
+    });
+    Some(found.unwrap_or_else(|| panic!("cannot create the test account {OTHER_USER} (useradd)")))
+}
+
+/// `sh -c script` run as [`OTHER_USER`] (`runuser`), with a deadline; its output.
+pub fn run_as_other(script: &str, timeout: Duration) -> Output {
+    let mut c = Command::new("runuser");
+    c.args(["-u", OTHER_USER, "--", "sh", "-c", script]);
+    run_with_timeout(
+        c,
+        vec!["runuser".into(), OTHER_USER.into(), script.into()],
+        timeout,
+    )
+}
+
+/// Makes `dir` and every directory above it up to `/` searchable by everyone (`o+x`), so that another user
+/// can reach a path inside the test's private temp dir.
+pub fn open_path_to(dir: &Path) {
+    for d in dir.ancestors() {
+        if let Some(m) = mode(d)
+            && m & 0o001 == 0
+        {
+            let _ = fs::set_permissions(d, fs::Permissions::from_mode(m | 0o011));
+        }
+    }
+}
