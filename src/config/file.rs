@@ -375,6 +375,30 @@ pub fn load(
             }
         }
     }
+    let graph: BTreeMap<String, Vec<String>> = raw
+        .iter()
+        .filter_map(|app| {
+            let needs = app.depends_on.as_ref().map(|d| d.value.clone());
+            Some((app.name()?, needs.unwrap_or_default()))
+        })
+        .collect();
+    if let Some(cycle) = super::find_cycle(&graph)
+        && cycle.len() > 2
+    {
+        // (An app that depends on itself is reported with its options.)
+        let at = raw
+            .iter()
+            .find(|app| app.name().as_ref() == cycle.first())
+            .and_then(|app| app.depends_on.as_ref()?.at);
+        messages.push(format(Problem {
+            at,
+            key: "depends_on".into(),
+            message: format!(
+                "dependency cycle {}: no app of it can start first",
+                cycle.join(" -> ")
+            ),
+        }));
+    }
     if messages.is_empty() {
         Ok(Loaded { apps: specs, names })
     } else {

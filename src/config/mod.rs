@@ -1,6 +1,7 @@
 //! What an app is: [`AppSpec`], the one description the CLI builds, the daemon runs, and (later) the ecosystem
 //! file and the dump hold. Everything in it is resolved: paths are absolute and defaults are filled in.
 
+mod deps;
 pub mod file;
 mod raw;
 mod values;
@@ -11,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use deps::find_cycle;
 pub use raw::{Context, Item, Location, Problem, RawApp};
 pub use values::{
     Instances, ListenAddr, SignalName, ValueError, check_name, parse_duration, parse_size,

@@ -7,6 +7,8 @@
 //! downtime; an unchanged app is left alone. Lanes wait for the apps they depend on (`depends_on`) to be
 //! ready; stopping and deleting go the other way, dependents first.
 
+use std::collections::BTreeMap;
+
 use super::app::App;
 use super::rollout::{Lane, LaneAction, Rollout};
 use super::{Replier, Supervisor};
@@ -61,6 +63,7 @@ impl Supervisor {
                 );
             }
         } else {
+            self.check_dependencies(&apps, action)?;
             let plans = self.plan(apps.clone(), action)?;
             for plan in plans {
                 match plan {
@@ -147,8 +150,47 @@ impl Supervisor {
                 }
             }
         }
-        self.rollouts.push(Rollout::new(lanes, reply));
+        self.push_rollout(Rollout::new(lanes, reply));
         Ok(())
+    }
+
+    /// Refuses definitions whose `depends_on`, with the apps already running, would make a cycle: no app of
+    /// it could start first, and none could be stopped last.
+    fn check_dependencies(&self, specs: &[AppSpec], action: ApplyAction) -> Result<(), Response> {
+        let mut graph: BTreeMap<String, Vec<String>> = self
+            .apps
+            .iter()
+            .map(|(name, app)| (name.clone(), app.spec.depends_on.clone()))
+            .collect();
+        for spec in specs {
+            // `start` leaves a running app with its definition; anything else installs the new one.
+            if action == ApplyAction::Start && self.apps.contains_key(&spec.name) {
+                continue;
+            }
+            graph.insert(spec.name.clone(), spec.depends_on.clone());
+        }
+        match crate::config::find_cycle(&graph) {
+            None => Ok(()),
+            Some(mut cycle) => {
+                // Named from an app being started, as the caller sees it: `b -> a -> b`.
+                cycle.pop();
+                let first = cycle
+                    .iter()
+                    .position(|name| specs.iter().any(|s| &s.name == name))
+                    .unwrap_or(0);
+                cycle.rotate_left(first);
+                cycle.push(cycle[0].clone());
+                Err(Response::error(
+                    ErrorKind::Invalid,
+                    format!(
+                        "app '{}': depends_on would make a dependency cycle {}: no app of it can start first\n\
+                     nothing was changed",
+                        cycle[0],
+                        cycle.join(" -> ")
+                    ),
+                ))
+            }
+        }
     }
 
     /// Decides what happens to each app and acquires what new definitions need. All or nothing.
@@ -211,6 +253,7 @@ impl Supervisor {
         slots.sort();
         self.apps.insert(name.clone(), app);
         for &(_, id) in slots.iter().skip(count) {
+            self.take_over(&[id]);
             let _ = self.stop_selected(&Selection::Id(id), OnExit::Remove);
         }
         let kept: Vec<u32> = slots.iter().take(count).map(|&(_, id)| id).collect();

@@ -9,7 +9,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, SystemTime};
 
 use nix::sys::signal::{Signal, kill, killpg};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::Pid;
 use tracing::{info, warn};
 
@@ -189,6 +189,15 @@ impl Supervisor {
 
     /// Starts a slot's process, binding the app's sockets again if they were closed.
     pub(super) fn start_worker(&mut self, id: u32) {
+        if self.shutting_down {
+            // Nothing starts once the daemon is shutting down: a crash, a backoff timer or a restart that
+            // was under way when it began ends stopped.
+            if let Some(worker) = self.workers.get_mut(&id) {
+                worker.epoch += 1;
+                worker.state = State::Stopped;
+            }
+            return;
+        }
         let bound = match self
             .workers
             .get(&id)
@@ -263,7 +272,7 @@ impl Supervisor {
             process,
             leader_gone,
         };
-        let _ = killpg(Pid::from_raw(process.pid), app.spec.kill_signal.0);
+        signal_group(process.pid, leader_gone, Some(app.spec.kill_signal.0));
         let timeout = Duration::from_millis(app.spec.kill_timeout_ms);
         self.arm(
             timeout,
@@ -279,7 +288,7 @@ impl Supervisor {
         let timeout = self.apps.get(app).map_or(Duration::ZERO, |a| {
             Duration::from_millis(a.spec.kill_timeout_ms)
         });
-        let _ = killpg(Pid::from_raw(process.pid), signal);
+        signal_group(process.pid, process.early_exit.is_some(), Some(signal));
         self.retiring.push(Retiring {
             app: app.to_string(),
             process,
@@ -305,7 +314,7 @@ impl Supervisor {
         else {
             return;
         };
-        if killpg(Pid::from_raw(process.pid), None).is_ok() {
+        if signal_group(process.pid, true, None) {
             return; // members of the group remain; the kill timer ends them
         }
         worker.epoch += 1;
@@ -326,7 +335,7 @@ impl Supervisor {
         let Some(r) = self.retiring.get(index) else {
             return;
         };
-        if r.leader_gone && killpg(Pid::from_raw(r.process.pid), None).is_err() {
+        if r.leader_gone && !signal_group(r.process.pid, true, None) {
             self.retiring.remove(index);
         }
     }
@@ -336,6 +345,7 @@ impl Supervisor {
     pub(super) fn timer(&mut self, timer: Timer) {
         match timer {
             Timer::Sample => self.sample_tick(),
+            Timer::Wake => {}
             Timer::Restart { worker: id, epoch } => {
                 let Some(worker) = self.workers.get_mut(&id) else {
                     return;
@@ -363,7 +373,7 @@ impl Supervisor {
                     Loc::Successor(_) => return,
                 };
                 warn!(pid, "kill timeout: sending SIGKILL to the process group");
-                let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+                signal_group(pid, leader_gone, Some(Signal::SIGKILL));
                 if !leader_gone {
                     // The process itself too, in case it left its group (setsid).
                     let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
@@ -397,7 +407,8 @@ impl Supervisor {
                         {
                             warn!(app = %worker.app, instance = worker.instance, %reason, "worker failed");
                             worker.kill_reason = Some(reason);
-                            let _ = killpg(Pid::from_raw(process.pid), Signal::SIGKILL);
+                            let reaped = process.early_exit.is_some();
+                            signal_group(process.pid, reaped, Some(Signal::SIGKILL));
                         }
                     }
                     Loc::Successor(id) => self.fail_successor(id, reason),
@@ -429,12 +440,23 @@ impl Supervisor {
                     if let Some(worker) = self.workers.get_mut(&id)
                         && matches!(worker.state, State::Running(_))
                     {
-                        warn!(app = %worker.app, instance = worker.instance, error = %e, "worker did not start");
                         worker.last_exit = Some(e.to_string());
                         worker.last_exit_at = Some(SystemTime::now());
-                        let _ = killpg(Pid::from_raw(process.pid), Signal::SIGKILL);
+                        if process.early_exit.is_none() {
+                            // Not reaped yet, so the pid (and its group) are still this process's.
+                            let _ = killpg(Pid::from_raw(process.pid), Signal::SIGKILL);
+                        }
                         worker.epoch += 1;
-                        worker.state = State::Errored;
+                        if worker.started_once {
+                            // It ran before: the program may be mid-deploy (ETXTBSY, ENOENT) or a resource
+                            // short for a moment (EAGAIN, ENOMEM). Retried like a crash, with its backoff.
+                            warn!(app = %worker.app, instance = worker.instance, error = %e, "worker did not start: retrying like a crash");
+                            worker.state = State::Stopped;
+                            self.crashed(id, Duration::ZERO, false);
+                        } else {
+                            warn!(app = %worker.app, instance = worker.instance, error = %e, "worker did not start");
+                            worker.state = State::Errored;
+                        }
                         return;
                     }
                 }
@@ -444,6 +466,11 @@ impl Supervisor {
         }
         // The outcome is known; an exit that arrived first is handled now.
         process.exec_ok = true;
+        if let Loc::Slot(id) | Loc::Successor(id) = loc
+            && let Some(worker) = self.workers.get_mut(&id)
+        {
+            worker.started_once = true;
+        }
         let early_exit = process.early_exit.take();
         self.put(loc, process);
         if let Some(status) = early_exit {
@@ -526,19 +553,33 @@ impl Supervisor {
 
     /// Reaps every exited child: workers, and the orphans the daemon adopts as a subreaper.
     pub(super) fn reap(&mut self) {
+        // Each exit is looked at before it is reaped (WNOWAIT): while the zombie is there its pid, and so its
+        // process group's id, cannot be given to a new process, so what the exit makes the daemon signal
+        // (the rest of a crashed worker's group) reaches that group and no other.
+        let peek = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
         loop {
-            let (pid, status) = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            let (pid, status) = match waitid(Id::All, peek) {
                 Ok(WaitStatus::Exited(pid, code)) => (pid, code << 8),
                 Ok(WaitStatus::Signaled(pid, signal, core)) => {
                     (pid, signal as i32 | if core { 0x80 } else { 0 })
                 }
                 Ok(WaitStatus::StillAlive) | Err(_) => break,
-                Ok(_) => continue,
+                Ok(other) => match other.pid() {
+                    // Not an exit (WEXITED asks for exits only); reap it so the loop moves on.
+                    Some(pid) => {
+                        let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
+                        continue;
+                    }
+                    None => break,
+                },
             };
             self.metrics.forget(pid.as_raw());
             self.logs.reaped(pid.as_raw());
             if let Some(loc) = self.locate_pid(pid.as_raw()) {
                 self.process_exited(loc, status);
+            }
+            if waitpid(pid, Some(WaitPidFlag::WNOHANG)).is_err() {
+                break;
             }
         }
         // A group member's exit may have emptied a group whose leader was gone already.
@@ -707,4 +748,29 @@ impl Supervisor {
             }
         }
     }
+}
+
+/// Signals a worker's process group (`None`: only asks whether a member is left), and says whether one was.
+///
+/// `leader_reaped`: the daemon has reaped the group's leader (or is about to: its zombie may still be
+/// there). The group's id then stays the group's only while a member of it lives: the kernel does not give
+/// the number to a new process before that. So a live process that has the number now means the group is
+/// empty and the number belongs to someone else, who is not signalled.
+fn signal_group(pgid: i32, leader_reaped: bool, signal: Option<Signal>) -> bool {
+    if leader_reaped && number_taken(pgid) {
+        return false;
+    }
+    killpg(Pid::from_raw(pgid), signal).is_ok()
+}
+
+/// Whether a process other than a zombie has this pid.
+fn number_taken(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state is the first field after the command name, which is in parentheses and may hold anything.
+    let state = stat
+        .rfind(')')
+        .and_then(|end| stat[end + 1..].trim_start().chars().next());
+    state.is_some_and(|s| s != 'Z')
 }

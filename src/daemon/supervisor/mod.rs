@@ -79,6 +79,8 @@ pub enum Timer {
     Restart { worker: u32, epoch: u64 },
     /// Time to sample the workers again (see `observe.rs`).
     Sample,
+    /// A deadline of a rollout (see `rollout.rs`): nothing to do but look at the rollouts again.
+    Wake,
 }
 
 /// One worker slot (see `worker.rs` for its state machine).
@@ -94,8 +96,14 @@ struct Worker {
     last_exit_at: Option<SystemTime>,
     /// Times the worker was replaced for its memory.
     memory_restarts: u32,
+    /// A process of this slot was executed once: from then on a failed `execve` is retried like a crash.
+    started_once: bool,
     /// Bumped whenever the slot's backoff timer becomes stale.
     epoch: u64,
+    /// Bumped by every request that decides what the slot should do (start, stop, restart, delete, scale
+    /// down). A rollout or a parked reply remembers the intent it was made under, and gives way once a later
+    /// request has changed it: the last request wins, and nothing waits on a decision that was overturned.
+    intent: u64,
     /// During a reload: the process that will take over once ready.
     successor: Option<Process>,
     /// Set when a reload of this slot failed; taken by the rollout that waits on it.
@@ -126,7 +134,8 @@ enum Await {
 
 struct Pending {
     until: Await,
-    workers: Vec<u32>,
+    /// The workers waited on, each with its intent when the request was made.
+    workers: Vec<(u32, u64)>,
     reply: Option<Replier>,
 }
 
@@ -357,11 +366,7 @@ impl Supervisor {
             },
         };
         match outcome {
-            Ok(workers) => self.pending.push(Pending {
-                until,
-                workers,
-                reply: Some(reply),
-            }),
+            Ok(workers) => self.park(until, &workers, Some(reply)),
             Err(response) => {
                 let _ = reply.send(response);
             }
@@ -414,7 +419,9 @@ impl Supervisor {
                 last_exit: None,
                 last_exit_at: None,
                 memory_restarts: 0,
+                started_once: false,
                 epoch: 0,
+                intent: 0,
                 successor: None,
                 reload_failure: None,
                 kill_reason: None,
@@ -437,6 +444,7 @@ impl Supervisor {
             })
             .collect();
         self.ensure_listeners(&ids)?;
+        self.take_over(&ids);
         for &id in &ids {
             if let Some(worker) = self.workers.get_mut(&id) {
                 worker.unstable = 0;
@@ -446,9 +454,32 @@ impl Supervisor {
         Ok(ids)
     }
 
+    /// A request decides what these slots do from now on: what earlier requests planned for them is void.
+    fn take_over(&mut self, ids: &[u32]) {
+        for id in ids {
+            if let Some(worker) = self.workers.get_mut(id) {
+                worker.intent += 1;
+            }
+        }
+    }
+
+    /// Parks a reply until these workers have settled (or a later request has taken them over).
+    fn park(&mut self, until: Await, ids: &[u32], reply: Option<Replier>) {
+        let workers = ids
+            .iter()
+            .map(|&id| (id, self.workers.get(&id).map_or(0, |w| w.intent)))
+            .collect();
+        self.pending.push(Pending {
+            until,
+            workers,
+            reply,
+        });
+    }
+
     fn restart_selected(&mut self, target: &Selection) -> Reply {
         let ids = self.select(target)?;
         self.ensure_listeners(&ids)?;
+        self.take_over(&ids);
         for &id in &ids {
             let Some(worker) = self.workers.get_mut(&id) else {
                 continue;
@@ -493,6 +524,8 @@ impl Supervisor {
         let pids: Vec<i32> = ids
             .iter()
             .filter_map(|id| self.workers.get(id)?.state.process())
+            // A leader reaped already (an exit seen before its exec result) has no pid of its own any more.
+            .filter(|p| p.early_exit.is_none())
             .map(|p| p.pid)
             .collect();
         if pids.is_empty() {
@@ -508,6 +541,7 @@ impl Supervisor {
     /// Stops the selected workers, each app only after the apps that depend on it (`depends_on`).
     fn stop_in_order(&mut self, target: &Selection, action: LaneAction) -> Reply {
         let ids = self.select(target)?;
+        self.take_over(&ids);
         let mut lanes: Vec<Lane> = Vec::new();
         let apps: Vec<String> = ids
             .iter()
@@ -532,20 +566,19 @@ impl Supervisor {
         }
         // Nobody reads this rollout's answer: the request waits on the workers themselves.
         let (reply, _) = mpsc::unbounded_channel();
-        self.rollouts.push(Rollout::new(lanes, reply));
+        self.push_rollout(Rollout::new(lanes, reply));
         Ok(ids)
     }
 
     fn begin_shutdown(&mut self, reply: Option<Replier>) {
         self.shutting_down = true;
         info!("shutting down: stopping every app, dependents first");
+        // Every reload and file in progress is answered now and starts nothing more; nothing is started
+        // from here on (see `start_worker`).
+        self.abort_rollouts("interrupted: the daemon is shutting down");
         let ids: Vec<u32> = self.workers.keys().copied().collect();
         let _ = self.stop_in_order(&Selection::All, LaneAction::Stop);
-        self.pending.push(Pending {
-            until: Await::Shutdown,
-            workers: ids,
-            reply,
-        });
+        self.park(Await::Shutdown, &ids, reply);
     }
 
     /// Resolves a selection to worker ids, or an error naming what is missing.
@@ -646,22 +679,27 @@ impl Supervisor {
             Await::Shutdown => {
                 self.workers.values().all(|w| w.state.is_down()) && self.retiring.is_empty()
             }
-            until => pending.workers.iter().all(|id| match self.workers.get(id) {
-                None => true,
-                Some(w) => match until {
-                    Await::Up => match w.state {
-                        State::Running(p) => {
-                            let wait_ready =
-                                self.apps.get(&w.app).is_some_and(|a| a.spec.wait_ready);
-                            if wait_ready { p.ready } else { p.exec_ok }
-                        }
-                        State::Stopping { .. } => false,
-                        _ => true,
+            until => pending
+                .workers
+                .iter()
+                .all(|(id, intent)| match self.workers.get(id) {
+                    None => true,
+                    // A later request took the worker over: this one's answer waits no longer.
+                    Some(w) if w.intent != *intent => true,
+                    Some(w) => match until {
+                        Await::Up => match w.state {
+                            State::Running(p) => {
+                                let wait_ready =
+                                    self.apps.get(&w.app).is_some_and(|a| a.spec.wait_ready);
+                                if wait_ready { p.ready } else { p.exec_ok }
+                            }
+                            State::Stopping { .. } => false,
+                            _ => true,
+                        },
+                        Await::Down => w.state.is_down() && retiring_done(&w.app),
+                        Await::Gone | Await::Shutdown => false,
                     },
-                    Await::Down => w.state.is_down() && retiring_done(&w.app),
-                    Await::Gone | Await::Shutdown => false,
-                },
-            }),
+                }),
         }
     }
 }

@@ -11,7 +11,7 @@
 //! online again.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tracing::info;
 
@@ -53,7 +53,9 @@ pub(super) enum LaneAction {
 /// The slots of one app, handled one after the other.
 pub(super) struct Lane {
     app: String,
-    queue: VecDeque<u32>,
+    /// The slots still to handle, each with the intent it had when the request was made (see
+    /// `Worker::intent`): a slot whose intent has changed since belongs to a later request and is left alone.
+    queue: VecDeque<(u32, u64)>,
     current: Vec<Step>,
     /// Handle every slot at once (a new app has no old workers to keep serving), or one at a time.
     parallel: bool,
@@ -62,19 +64,22 @@ pub(super) struct Lane {
     needs: Vec<String>,
     started: bool,
     failed: bool,
+    /// When the lane began waiting for the apps it needs.
+    gated_since: Option<Instant>,
 }
 
 impl Lane {
     pub fn new(app: &str, slots: Vec<u32>, action: LaneAction, needs: Vec<String>) -> Lane {
         Lane {
             app: app.to_string(),
-            queue: slots.into(),
+            queue: slots.into_iter().map(|id| (id, 0)).collect(),
             current: Vec::new(),
             parallel: false,
             action,
             needs,
             started: false,
             failed: false,
+            gated_since: None,
         }
     }
 
@@ -89,6 +94,11 @@ impl Lane {
     }
 }
 
+/// How long a lane waits for the apps it needs to be ready before it fails. Each wait is bounded anyway (a
+/// dependency that is launching by its listen timeout, one that crashes fails the gate at once); this is the
+/// bound over all of them.
+const GATE_DEADLINE: Duration = Duration::from_secs(300);
+
 /// Whether a lane may begin.
 enum Gate {
     Open,
@@ -99,6 +109,8 @@ enum Gate {
 /// The slot being replaced, and what ran in it before.
 struct Step {
     id: u32,
+    /// The slot's intent when the request was made.
+    intent: u64,
     old: Option<(i32, u64)>,
     began: Instant,
     /// Replaced by a successor (counted as a restart here); an in-place restart counts itself.
@@ -129,7 +141,7 @@ impl Supervisor {
                 continue;
             };
             match lanes.iter_mut().find(|l| l.app == worker.app) {
-                Some(lane) => lane.queue.push_back(id),
+                Some(lane) => lane.queue.push_back((id, 0)),
                 None => lanes.push(Lane::new(
                     &worker.app,
                     vec![id],
@@ -148,10 +160,50 @@ impl Supervisor {
         for lane in &mut lanes {
             lane.queue
                 .make_contiguous()
-                .sort_by_key(|id| self.workers.get(id).map(|w| w.instance));
+                .sort_by_key(|(id, _)| self.workers.get(id).map(|w| w.instance));
         }
-        self.rollouts.push(Rollout::new(lanes, reply));
+        self.push_rollout(Rollout::new(lanes, reply));
         Ok(())
+    }
+
+    /// Starts a rollout: each queued slot is stamped with its intent now, so that a later request that
+    /// takes the slot over (stop, restart, delete, start) wins; and dependency cycles among its lanes, which
+    /// would leave every lane waiting forever, are broken (the apps then go in parallel).
+    pub(super) fn push_rollout(&mut self, mut rollout: Rollout) {
+        for lane in &mut rollout.lanes {
+            for (id, intent) in &mut lane.queue {
+                *intent = self.workers.get(id).map_or(0, |w| w.intent);
+            }
+        }
+        loop {
+            let graph: BTreeMap<String, Vec<String>> = rollout
+                .lanes
+                .iter()
+                .map(|l| (l.app.clone(), l.needs.clone()))
+                .collect();
+            let Some(cycle) = crate::config::find_cycle(&graph) else {
+                break;
+            };
+            tracing::warn!(cycle = %cycle.join(" -> "), "dependency cycle: these apps go in parallel");
+            for lane in &mut rollout.lanes {
+                if cycle.contains(&lane.app) {
+                    lane.needs.retain(|n| !cycle.contains(n));
+                }
+            }
+        }
+        self.rollouts.push(rollout);
+    }
+
+    /// Ends every rollout in progress with an error (the daemon is shutting down): each is answered now,
+    /// and none starts anything again.
+    pub(super) fn abort_rollouts(&mut self, why: &str) {
+        for rollout in std::mem::take(&mut self.rollouts) {
+            let mut failures = rollout.failures;
+            failures.push(why.to_string());
+            let _ = rollout
+                .reply
+                .send(Response::error(ErrorKind::Conflict, failures.join("\n")));
+        }
     }
 
     /// Moves every reload forward as far as it can go now, and answers the finished ones.
@@ -161,7 +213,14 @@ impl Supervisor {
             for index in 0..rollout.lanes.len() {
                 if !rollout.lanes[index].started {
                     match self.gate(&rollout.lanes, index) {
-                        Gate::Wait => continue,
+                        Gate::Wait => {
+                            let lane = &mut rollout.lanes[index];
+                            if lane.gated_since.is_none() {
+                                lane.gated_since = Some(Instant::now());
+                                self.arm(GATE_DEADLINE, super::Timer::Wake);
+                            }
+                            continue;
+                        }
                         Gate::Fail(reason) => {
                             let lane = &mut rollout.lanes[index];
                             rollout
@@ -224,6 +283,20 @@ impl Supervisor {
                 .collect();
             if states.iter().any(|s| s.is_down()) {
                 return Gate::Fail(format!("depends on '{need}', which is not running"));
+            }
+            if states.iter().any(|s| matches!(s, State::Waiting { .. })) {
+                return Gate::Fail(format!(
+                    "depends on '{need}', which is crash-looping (see `herdsman logs {need}`)"
+                ));
+            }
+            if lane
+                .gated_since
+                .is_some_and(|since| since.elapsed() >= GATE_DEADLINE)
+            {
+                return Gate::Fail(format!(
+                    "gave up after {} s waiting for '{need}' to be ready",
+                    GATE_DEADLINE.as_secs()
+                ));
             }
             if !states
                 .iter()
@@ -291,11 +364,23 @@ impl Supervisor {
             if lane.current.len() >= limit {
                 break;
             }
-            let Some(id) = lane.queue.pop_front() else {
+            let Some((id, intent)) = lane.queue.pop_front() else {
                 break;
             };
+            if self.workers.get(&id).is_none_or(|w| w.intent != intent) {
+                // Gone, or taken over by a later request: not this rollout's any more.
+                if lane.action == LaneAction::Replace {
+                    rollout.failures.push(format!(
+                        "app '{}' worker {id}: interrupted: a later request (stop, restart or delete) took it over",
+                        lane.app
+                    ));
+                    lane.queue.clear();
+                    lane.failed = true;
+                }
+                continue;
+            }
             lane.current.push(match lane.action {
-                LaneAction::Replace => self.begin_step(id),
+                LaneAction::Replace => self.begin_step(id, intent),
                 LaneAction::Stop | LaneAction::Remove => {
                     let on_exit = if lane.action == LaneAction::Stop {
                         OnExit::Stop
@@ -305,6 +390,7 @@ impl Supervisor {
                     let _ = self.stop_selected(&Selection::Id(id), on_exit);
                     Step {
                         id,
+                        intent,
                         old: None,
                         began: Instant::now(),
                         successor: false,
@@ -315,11 +401,12 @@ impl Supervisor {
     }
 
     /// Begins replacing one slot.
-    fn begin_step(&mut self, id: u32) -> Step {
+    fn begin_step(&mut self, id: u32, intent: u64) -> Step {
         let began = Instant::now();
         let Some(worker) = self.workers.get_mut(&id) else {
             return Step {
                 id,
+                intent,
                 old: None,
                 began,
                 successor: false,
@@ -335,6 +422,7 @@ impl Supervisor {
                 // Another reload is already bringing up this slot's replacement: wait for that one.
                 Step {
                     id,
+                    intent,
                     old: Some((p.pid, p.serial)),
                     began,
                     successor: true,
@@ -344,6 +432,7 @@ impl Supervisor {
                 worker.reload_failure = Some("the worker is being stopped".into());
                 Step {
                     id,
+                    intent,
                     old: None,
                     began,
                     successor: false,
@@ -366,6 +455,7 @@ impl Supervisor {
                 }
                 Step {
                     id,
+                    intent,
                     old,
                     began,
                     successor: true,
@@ -375,6 +465,7 @@ impl Supervisor {
                 self.signal_stop(id, OnExit::Restart);
                 Step {
                     id,
+                    intent,
                     old: Some((p.pid, p.serial)),
                     began,
                     successor: false,
@@ -384,6 +475,7 @@ impl Supervisor {
                 worker.on_exit = OnExit::Restart;
                 Step {
                     id,
+                    intent,
                     old: Some((process.pid, process.serial)),
                     began,
                     successor: false,
@@ -394,6 +486,7 @@ impl Supervisor {
                 self.start_worker(id);
                 Step {
                     id,
+                    intent,
                     old: None,
                     began,
                     successor: false,
@@ -406,6 +499,16 @@ impl Supervisor {
         let Some(worker) = self.workers.get_mut(&step.id) else {
             return Progress::Skipped;
         };
+        if worker.intent != step.intent {
+            // A later request took the slot over: it decides what runs there now.
+            return match action {
+                LaneAction::Replace => Progress::Failed(
+                    "interrupted: a later request (stop, restart or delete) took the worker over"
+                        .into(),
+                ),
+                LaneAction::Stop | LaneAction::Remove => Progress::Skipped,
+            };
+        }
         match action {
             LaneAction::Replace => {}
             LaneAction::Stop if worker.state.is_down() => return Progress::Skipped,
@@ -461,6 +564,7 @@ impl Supervisor {
                 app.spec.instances = Instances::Count(target);
             }
             let remove: Vec<u32> = slots[target as usize..].iter().map(|&(_, id)| id).collect();
+            self.take_over(&remove);
             for &id in &remove {
                 self.stop_selected(&Selection::Id(id), OnExit::Remove)?;
             }
