@@ -6,6 +6,7 @@
 //! supervisor, which stops every app and returns; [`run`] then removes the socket and pid file, lets
 //! connections flush their last replies, and returns to `main`.
 
+mod adopted;
 mod listener;
 mod metrics;
 pub mod persist;

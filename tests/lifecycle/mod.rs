@@ -265,3 +265,42 @@ fn a_failed_exec_on_a_restart_is_retried_until_the_program_is_back() {
         h.fail(&format!("the failed exec must have been retried: {back:?}"));
     }
 }
+
+#[test]
+fn stop_ends_what_a_worker_left_outside_its_group_and_frees_the_port() {
+    let h = Herdsman::new();
+    let port = crate::helpers::free_port();
+    let marker = h.scratch("detach").join("helper.pid");
+    h.cmd(&[
+        "start",
+        &app_arg("detach.sh"),
+        "--name",
+        "detach",
+        "--listen",
+        &crate::helpers::listen_addr(port),
+    ])
+    .env("DETACH_OUT", marker.display().to_string())
+    .ok();
+    h.wait_online("detach", 1);
+    let helper: i32 = h.wait_value("the detached helper's pid", 10 * SECOND, || {
+        fs::read_to_string(&marker).ok()?.trim().parse().ok()
+    });
+    let sid = crate::helpers::proc_stat(helper).map(|s| s.pgrp);
+    if sid != Some(helper) {
+        h.fail(&format!(
+            "the helper {helper} must lead a group of its own: pgrp {sid:?}"
+        ));
+    }
+
+    h.cmd(&["stop", "detach"]).ok();
+    // Once `stop` has answered the port is free: nothing of the app holds it any more.
+    if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+        h.fail(&format!(
+            "port {port} must be free once `stop` answered ({e}); helper {helper} alive: {}",
+            alive(helper)
+        ));
+    }
+    if alive(helper) {
+        h.fail(&format!("the detached helper {helper} outlived `stop`"));
+    }
+}

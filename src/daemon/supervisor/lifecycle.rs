@@ -252,8 +252,8 @@ impl Supervisor {
         };
         if let Some(successor) = worker.successor.take() {
             worker.reload_failure = Some("interrupted: the worker was stopped".into());
-            let app = worker.app.clone();
-            self.retire(&app, successor, Signal::SIGKILL);
+            let (app, instance) = (worker.app.clone(), worker.instance);
+            self.retire(&app, instance, successor, Signal::SIGKILL);
         }
         let Some(worker) = self.workers.get_mut(&id) else {
             return;
@@ -284,13 +284,14 @@ impl Supervisor {
     }
 
     /// Stops a process that is no longer in a slot: `signal` to its group, SIGKILL after the kill timeout.
-    pub(super) fn retire(&mut self, app: &str, process: Process, signal: Signal) {
+    pub(super) fn retire(&mut self, app: &str, instance: u32, process: Process, signal: Signal) {
         let timeout = self.apps.get(app).map_or(Duration::ZERO, |a| {
             Duration::from_millis(a.spec.kill_timeout_ms)
         });
         signal_group(process.pid, process.early_exit.is_some(), Some(signal));
         self.retiring.push(Retiring {
             app: app.to_string(),
+            instance,
             process,
             leader_gone: process.early_exit.is_some(),
         });
@@ -317,6 +318,13 @@ impl Supervisor {
         if signal_group(process.pid, true, None) {
             return; // members of the group remain; the kill timer ends them
         }
+        let (app, instance) = (worker.app.clone(), worker.instance);
+        if self.end_escapees(&app, instance) {
+            return; // their exits, reaped, finish the stop
+        }
+        let Some(worker) = self.workers.get_mut(&id) else {
+            return;
+        };
         worker.epoch += 1;
         match worker.on_exit {
             OnExit::Restart => {
@@ -336,8 +344,36 @@ impl Supervisor {
             return;
         };
         if r.leader_gone && !signal_group(r.process.pid, true, None) {
-            self.retiring.remove(index);
+            let (app, instance) = (r.app.clone(), r.instance);
+            if !self.end_escapees(&app, instance) {
+                self.retiring.remove(index);
+            }
         }
+    }
+
+    /// SIGKILLs what a slot's processes left running outside their process group (see `adopted.rs`), and
+    /// says whether there was any: their exits are then still to come.
+    fn end_escapees(&self, app: &str, instance: u32) -> bool {
+        let known: Vec<i32> = self
+            .workers
+            .values()
+            .flat_map(|w| [w.state.process(), w.successor])
+            .flatten()
+            .chain(self.retiring.iter().map(|r| r.process))
+            .map(|p| p.pid)
+            .collect();
+        let escapees = crate::daemon::adopted::escapees(app, instance, &known);
+        for &pid in &escapees {
+            warn!(
+                app,
+                instance, pid, "ending a process the worker left running outside its process group"
+            );
+            // A process that left with `setsid` leads a group of its own; it is the daemon's child and not
+            // reaped, so the number is still its own.
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        !escapees.is_empty()
     }
 
     // ----- events ---------------------------------------------------------------------------------------
@@ -537,12 +573,12 @@ impl Supervisor {
                 worker.epoch += 1;
                 worker.on_exit = OnExit::Crash;
                 if let State::Running(old) = old {
-                    let app = worker.app.clone();
+                    let (app, instance) = (worker.app.clone(), worker.instance);
                     let signal = self
                         .apps
                         .get(&app)
                         .map_or(Signal::SIGTERM, |a| a.spec.kill_signal.0);
-                    self.retire(&app, old, signal);
+                    self.retire(&app, instance, old, signal);
                 }
             }
             Loc::Retiring(_) => {}
@@ -651,8 +687,13 @@ impl Supervisor {
                     None => how,
                 });
                 worker.last_exit_at = Some(SystemTime::now());
-                // What the worker left running in its group goes with it.
+                // What the worker left running in its group, or outside it, goes with it.
                 let _ = killpg(Pid::from_raw(process.pid), Signal::SIGKILL);
+                let (app, instance) = (worker.app.clone(), worker.instance);
+                self.end_escapees(&app, instance);
+                let Some(worker) = self.workers.get_mut(&id) else {
+                    return;
+                };
                 if let Some(successor) = worker.successor.take() {
                     // A reload was bringing up its replacement: that one takes the slot now.
                     worker.epoch += 1;
@@ -709,8 +750,8 @@ impl Supervisor {
         worker.last_exit = Some(reason.clone());
         worker.last_exit_at = Some(SystemTime::now());
         worker.reload_failure = Some(reason);
-        let app = worker.app.clone();
-        self.retire(&app, successor, Signal::SIGKILL);
+        let (app, instance) = (worker.app.clone(), worker.instance);
+        self.retire(&app, instance, successor, Signal::SIGKILL);
     }
 
     fn crashed(&mut self, id: u32, uptime: Duration, ready: bool) {

@@ -115,6 +115,7 @@ struct Worker {
 /// A process no longer in any slot (replaced by a reload) that is being stopped.
 struct Retiring {
     app: String,
+    instance: u32,
     process: Process,
     leader_gone: bool,
 }
