@@ -1,4 +1,4 @@
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -17,10 +17,12 @@ fn main() -> ExitCode {
             };
         }
     };
-    if !matches!(
+    // The daemon (and `run`, which holds one) keeps SIGPIPE ignored and treats a closed output as an error.
+    let client = !matches!(
         cli.command,
         herdsman::cli::Command::Daemon { .. } | herdsman::cli::Command::Run { .. }
-    ) {
+    );
+    if client {
         // A client writing to a closed pipe (`herdsman schema | head`) ends quietly, as Unix tools do. The
         // daemon keeps SIGPIPE ignored: a client that goes away must not kill it.
         // SAFETY: setting a signal disposition before any thread is started.
@@ -36,12 +38,14 @@ fn main() -> ExitCode {
     match herdsman::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            if e.downcast_ref::<std::io::Error>()
-                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            if client
+                && e.downcast_ref::<std::io::Error>()
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
             {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("error: {e:#}");
+            // Not eprintln!, which panics when stderr is gone (a terminal that hung up).
+            let _ = writeln!(std::io::stderr(), "error: {e:#}");
             ExitCode::from(1)
         }
     }

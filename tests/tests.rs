@@ -9,6 +9,7 @@ mod lifecycle;
 mod logs;
 mod monit;
 mod observe;
+mod preload;
 mod production;
 mod races;
 mod reload;

@@ -168,6 +168,12 @@ fn systemctl(user_unit: bool, args: &[&str]) -> Result<()> {
 /// reaper when herdsman is PID 1), the file's apps start, and their logs go to this process's stdout until
 /// SIGTERM or SIGINT stops every app. Exits 0 when they stopped cleanly, non-zero when an app could not be
 /// kept running (then every app is stopped too, so the orchestrator restarts the container).
+///
+/// Once the daemon thread runs, `run` never returns before it has stopped: a failure on this side (the
+/// daemon cannot be reached, the apps cannot be started, stdout is closed) stops every app, waits for
+/// them and joins the thread, so no worker and no log keeper outlives `run`. A closed stdout (`run ... |
+/// head`, a terminal that hung up, a log collector gone) is such a failure: the apps are stopped as on
+/// SIGTERM and `run` exits 1, naming stdout.
 pub fn run(
     home: &Home,
     path: &Path,
@@ -193,17 +199,51 @@ pub fn run(
         };
         daemon::run(daemon_home, options)
     });
+    let served = serve_run(home, &daemon, loaded, format);
+    if let Err(e) = &served
+        && !daemon.is_finished()
+    {
+        note(&format!("{e:#}; stopping every app"));
+        stop_daemon(home);
+    }
+    let outcome = daemon
+        .join()
+        .map_err(|_| anyhow!("the daemon thread panicked"));
+    if let Err(e) = served {
+        if let Ok(Err(daemon_error)) = &outcome {
+            note(&format!("the daemon: {daemon_error:#}"));
+        }
+        return Err(e.context("every app was stopped"));
+    }
+    if outcome??.failed {
+        bail!("an app could not be kept running: every app was stopped");
+    }
+    note("every app stopped");
+    Ok(())
+}
+
+/// The part of `run` beside the daemon thread: connects, starts the apps, and prints their logs until the
+/// daemon thread ends (`Ok`), or fails (`Err`; the daemon still runs, and the caller stops it).
+fn serve_run(
+    home: &Home,
+    daemon: &std::thread::JoinHandle<Result<daemon::Outcome>>,
+    loaded: file::Loaded,
+    format: Format,
+) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut client = loop {
         if let Some(client) = Client::connect(home)? {
             break client;
         }
-        if daemon.is_finished() || Instant::now() > deadline {
-            let result = daemon
-                .join()
-                .map_err(|_| anyhow!("the daemon thread panicked"))?;
-            result?;
-            bail!("the daemon did not start");
+        if daemon.is_finished() {
+            // It could not start (its error is in its result) or was stopped at once.
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the daemon did not answer on {} within 10 s",
+                home.socket().display()
+            );
         }
         std::thread::sleep(Duration::from_millis(5));
     };
@@ -230,11 +270,15 @@ pub fn run(
         timestamp: false,
     };
     let mut print_new = || -> Result<()> {
+        let gone = |e: std::io::Error| anyhow!("stdout is closed ({e})");
         let mut out = std::io::stdout().lock();
         for line in follower.poll() {
-            printer.print(&mut out, &line)?;
+            printer.print(&mut out, &line).map_err(gone)?;
         }
-        out.flush()?;
+        out.flush().map_err(gone)?;
+        if let Some(why) = stdout_closed() {
+            bail!("stdout is closed ({why})");
+        }
         Ok(())
     };
     let request = Request::Apply(ApplyRequest {
@@ -245,13 +289,11 @@ pub fn run(
     });
     let started = client.request_with_progress(&request, |frame| {
         if let Response::Note { message } = frame {
-            eprintln!("herdsman: {message}");
+            note(message);
         }
     })?;
     if let Response::Error { message, .. } = started {
-        eprintln!("herdsman: {message}");
-        let _ = client.request(&Request::Kill);
-        let _ = daemon.join();
+        note(&message);
         bail!("the apps could not be started");
     }
     drop(client);
@@ -259,16 +301,48 @@ pub fn run(
         print_new()?;
         std::thread::sleep(POLL);
     }
-    // The daemon waited for its log keeper to write the last lines.
-    print_new()?;
-    let outcome = daemon
-        .join()
-        .map_err(|_| anyhow!("the daemon thread panicked"))??;
-    if outcome.failed {
-        bail!("an app could not be kept running: every app was stopped");
-    }
-    eprintln!("herdsman: every app stopped");
+    // The daemon waited for its log keeper to write the last lines. The apps are stopped already: a
+    // failure to print them changes nothing.
+    let _ = print_new();
     Ok(())
+}
+
+/// Why writing to stdout can only fail from now on, if it can: the pipe's reader is gone (POLLERR), or
+/// the terminal hung up or the socket was shut down (POLLHUP). Noticed without writing, so a closed stdout
+/// stops the apps even while they print nothing.
+fn stdout_closed() -> Option<&'static str> {
+    let mut fd = libc::pollfd {
+        fd: libc::STDOUT_FILENO,
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, a zero timeout.
+    if unsafe { libc::poll(&mut fd, 1, 0) } != 1 {
+        return None;
+    }
+    if fd.revents & libc::POLLERR != 0 {
+        Some("its reader went away")
+    } else if fd.revents & libc::POLLHUP != 0 {
+        Some("hung up")
+    } else {
+        None
+    }
+}
+
+/// Stops the daemon thread's apps as SIGTERM does: a `kill` request, answered once every app has stopped;
+/// without a control connection, SIGTERM itself (the daemon thread handles it).
+fn stop_daemon(home: &Home) {
+    if let Ok(Some(mut client)) = Client::connect(home)
+        && client.request(&Request::Kill).is_ok()
+    {
+        return;
+    }
+    let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGTERM);
+}
+
+/// A line on stderr for `run`, which must go on (and stop its apps) even when stderr is gone too.
+fn note(message: &str) {
+    let _ = writeln!(std::io::stderr(), "herdsman: {message}");
 }
 
 /// `herdsman completions SHELL`: the completion script, generated from the command-line definitions.

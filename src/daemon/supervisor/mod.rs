@@ -711,6 +711,7 @@ const RESERVED: &[&str] = &[
     "LISTEN_PID",
     "LISTEN_FDNAMES",
     "LISTEN_PIDFDID",
+    "HERDSMAN_LISTEN",
     "NOTIFY_SOCKET",
     "HERDSMAN_READY_FD",
     "HERDSMAN_APP",
@@ -746,6 +747,22 @@ fn worker_env(spec: &AppSpec, context: &EnvContext<'_>) -> Vec<(String, String)>
         env.insert("LISTEN_FDS".into(), spec.listen.len().to_string());
         let names = vec![spec.name.as_str(); spec.listen.len()].join(":");
         env.insert("LISTEN_FDNAMES".into(), names);
+        // The address of each socket, fd 3 first, as a JSON array of `*:PORT` (every interface),
+        // `HOST:PORT`, `[V6]:PORT` or `unix:ABSOLUTE_PATH`: the Node preload matches listen() calls to them.
+        let addresses: Vec<String> = spec
+            .listen
+            .iter()
+            .map(|addr| match addr {
+                crate::config::ListenAddr::Unix(path) => {
+                    format!("unix:{}", spec.cwd.join(path).display())
+                }
+                other => other.to_string(),
+            })
+            .collect();
+        env.insert(
+            "HERDSMAN_LISTEN".into(),
+            serde_json::Value::from(addresses).to_string(),
+        );
         if let Some(port) = spec.listen.first().and_then(|a| a.port()) {
             env.insert("PORT".into(), port.to_string());
         }
