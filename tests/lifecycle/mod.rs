@@ -304,3 +304,31 @@ fn stop_ends_what_a_worker_left_outside_its_group_and_frees_the_port() {
         h.fail(&format!("the detached helper {helper} outlived `stop`"));
     }
 }
+
+#[test]
+fn a_dependent_listed_before_its_dependency_starts_once_that_is_ready() {
+    let h = Herdsman::new();
+    let dir = h.scratch("eco");
+    let port = crate::helpers::free_port();
+    // `web` says it is ready the moment it listens (the Node preload); with a 60 s listen timeout no grace
+    // timer comes before that to wake the daemon up. Nothing else reaches the daemon: `jobs` must start on
+    // `web`'s readiness alone.
+    let text = format!(
+        "[[apps]]\nname = \"jobs\"\nscript = \"/bin/sleep\"\nargs = [\"1000\"]\ndepends_on = [\"web\"]\n\n\
+         [[apps]]\nname = \"web\"\nscript = {}\nlisten = \"127.0.0.1:{port}\"\nlisten_timeout = \"60s\"\n",
+        crate::helpers::q(app_arg("http.js"))
+    );
+    let file = write_file(&dir, "order.toml", &text);
+    let out = h
+        .cmd(&["start", &file.display().to_string()])
+        .timeout(30 * SECOND)
+        .run();
+    if !out.success() {
+        h.fail(&format!("`start` must return once `web` is ready and `jobs` started\n{out}"));
+    }
+    h.wait_online("web", 1);
+    let jobs = h.workers("jobs");
+    if jobs.len() != 1 || jobs[0].pid.is_none() {
+        h.fail(&format!("`jobs` must be running once `start` answered: {jobs:?}"));
+    }
+}

@@ -29,6 +29,14 @@ pub(super) struct Rollout {
 }
 
 impl Rollout {
+    /// Where each lane stands; it only ever moves forward, so an unchanged signature means no progress.
+    fn signature(&self) -> Vec<(bool, bool, usize, usize)> {
+        self.lanes
+            .iter()
+            .map(|l| (l.started, l.failed, l.queue.len(), l.current.len()))
+            .collect()
+    }
+
     pub fn new(lanes: Vec<Lane>, reply: Replier) -> Rollout {
         Rollout {
             lanes,
@@ -210,30 +218,13 @@ impl Supervisor {
     pub(super) fn advance_rollouts(&mut self) {
         let mut rollouts = std::mem::take(&mut self.rollouts);
         for rollout in &mut rollouts {
-            for index in 0..rollout.lanes.len() {
-                if !rollout.lanes[index].started {
-                    match self.gate(&rollout.lanes, index) {
-                        Gate::Wait => {
-                            let lane = &mut rollout.lanes[index];
-                            if lane.gated_since.is_none() {
-                                lane.gated_since = Some(Instant::now());
-                                self.arm(GATE_DEADLINE, super::Timer::Wake);
-                            }
-                            continue;
-                        }
-                        Gate::Fail(reason) => {
-                            let lane = &mut rollout.lanes[index];
-                            rollout
-                                .failures
-                                .push(format!("app '{}': {reason}", lane.app));
-                            lane.queue.clear();
-                            lane.failed = true;
-                            continue;
-                        }
-                        Gate::Open => rollout.lanes[index].started = true,
-                    }
-                }
-                self.advance_lane(rollout, index);
+            // Again while anything moved: a lane that finishes may open the gate of a lane looked at
+            // before it in this pass (a dependent listed before its dependency), and no other message
+            // may come to look again.
+            let mut before = Vec::new();
+            while before != rollout.signature() {
+                before = rollout.signature();
+                self.advance_lanes(rollout);
             }
         }
         let (finished, running): (Vec<Rollout>, Vec<Rollout>) = rollouts
@@ -253,6 +244,36 @@ impl Supervisor {
                 Response::error(ErrorKind::Os, rollout.failures.join("\n"))
             };
             let _ = rollout.reply.send(response);
+        }
+    }
+
+    /// One pass over a rollout's lanes: each that may begin begins, and each that has begun goes as far as it
+    /// can now.
+    fn advance_lanes(&mut self, rollout: &mut Rollout) {
+        for index in 0..rollout.lanes.len() {
+            if !rollout.lanes[index].started {
+                match self.gate(&rollout.lanes, index) {
+                    Gate::Wait => {
+                        let lane = &mut rollout.lanes[index];
+                        if lane.gated_since.is_none() {
+                            lane.gated_since = Some(Instant::now());
+                            self.arm(GATE_DEADLINE, super::Timer::Wake);
+                        }
+                        continue;
+                    }
+                    Gate::Fail(reason) => {
+                        let lane = &mut rollout.lanes[index];
+                        rollout
+                            .failures
+                            .push(format!("app '{}': {reason}", lane.app));
+                        lane.queue.clear();
+                        lane.failed = true;
+                        continue;
+                    }
+                    Gate::Open => rollout.lanes[index].started = true,
+                }
+            }
+            self.advance_lane(rollout, index);
         }
     }
 
