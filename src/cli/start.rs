@@ -84,7 +84,13 @@ fn start_existing(home: &Home, args: &StartArgs, here: &Path) -> Result<()> {
         bail!(missing())
     };
     let target = Selection::parse(&args.script);
-    match client.request(&Request::StartExisting { target })? {
+    let request = Request::StartExisting { target };
+    let response = client.request_with_progress(&request, |frame| {
+        if let Response::Note { message } = frame {
+            println!("{message}");
+        }
+    })?;
+    match response {
         Response::Error {
             kind: ErrorKind::NotFound,
             ..

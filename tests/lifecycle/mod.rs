@@ -324,11 +324,51 @@ fn a_dependent_listed_before_its_dependency_starts_once_that_is_ready() {
         .timeout(30 * SECOND)
         .run();
     if !out.success() {
-        h.fail(&format!("`start` must return once `web` is ready and `jobs` started\n{out}"));
+        h.fail(&format!(
+            "`start` must return once `web` is ready and `jobs` started\n{out}"
+        ));
     }
     h.wait_online("web", 1);
     let jobs = h.workers("jobs");
     if jobs.len() != 1 || jobs[0].pid.is_none() {
-        h.fail(&format!("`jobs` must be running once `start` answered: {jobs:?}"));
+        h.fail(&format!(
+            "`jobs` must be running once `start` answered: {jobs:?}"
+        ));
+    }
+}
+
+#[test]
+fn start_of_a_running_app_restarts_it_and_says_so() {
+    let h = Herdsman::new();
+    h.cmd(&[
+        "start",
+        "/bin/sleep",
+        "--name",
+        "web",
+        "-i",
+        "2",
+        "--",
+        "1000",
+    ])
+    .ok();
+    let before = pid_list(&h.wait_online("web", 2));
+    let out = h.cmd(&["start", "web"]).ok();
+    if !out.stdout.contains("web: already running: restarting")
+        || !out.stdout.contains("herdsman reload web")
+    {
+        h.fail(&format!(
+            "`start` of a running app must say it restarts it\n{out}"
+        ));
+    }
+    let after = pid_list(&h.wait_online("web", 2));
+    if after.iter().any(|p| before.contains(p)) {
+        h.fail(&format!(
+            "every worker must have been restarted: {before:?} -> {after:?}"
+        ));
+    }
+    for pid in before {
+        if alive(pid) {
+            h.fail(&format!("old worker {pid} still runs"));
+        }
     }
 }

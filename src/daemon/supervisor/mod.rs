@@ -339,7 +339,7 @@ impl Supervisor {
                 return;
             }
             Request::Start(start) => (Await::Up, self.create_app(*start.spec)),
-            Request::StartExisting { target } => (Await::Up, self.start_selected(&target)),
+            Request::StartExisting { target } => (Await::Up, self.start_selected(&target, &reply)),
             Request::Stop { target } => {
                 (Await::Down, self.stop_in_order(&target, LaneAction::Stop))
             }
@@ -434,23 +434,42 @@ impl Supervisor {
         id
     }
 
-    fn start_selected(&mut self, target: &Selection) -> Reply {
-        let ids: Vec<u32> = self
-            .select(target)?
-            .into_iter()
-            .filter(|id| {
-                self.workers
-                    .get(id)
-                    .is_some_and(|w| w.state.is_down() || matches!(w.state, State::Waiting { .. }))
-            })
+    /// `start NAME|ID|all` of apps the daemon has: what is stopped, errored or waiting starts now, and what
+    /// runs is restarted, as `pm2 start` does, with a note saying so (and that `reload` has no downtime).
+    fn start_selected(&mut self, target: &Selection, reply: &Replier) -> Reply {
+        let ids = self.select(target)?;
+        let running = |w: &Worker| matches!(w.state, State::Running(_) | State::Stopping { .. });
+        let mut restarted: Vec<&str> = ids
+            .iter()
+            .filter_map(|id| self.workers.get(id))
+            .filter(|w| running(w))
+            .map(|w| w.app.as_str())
             .collect();
+        restarted.dedup();
+        if !restarted.is_empty() {
+            let list = restarted.join(", ");
+            let message = format!(
+                "{list}: already running: restarting (`herdsman reload {}` replaces workers with no downtime)",
+                if restarted.len() == 1 {
+                    restarted[0]
+                } else {
+                    "NAME"
+                }
+            );
+            let _ = reply.send(Response::Note { message });
+        }
         self.ensure_listeners(&ids)?;
         self.take_over(&ids);
         for &id in &ids {
-            if let Some(worker) = self.workers.get_mut(&id) {
-                worker.unstable = 0;
+            let Some(worker) = self.workers.get_mut(&id) else {
+                continue;
+            };
+            worker.unstable = 0;
+            if running(worker) {
+                self.signal_stop(id, OnExit::Restart);
+            } else {
+                self.start_worker(id);
             }
-            self.start_worker(id);
         }
         Ok(ids)
     }
