@@ -18,9 +18,63 @@ use crate::protocol::{ApplyAction, ApplyRequest, Request, Response};
 /// The commented file `herdsman init` writes.
 pub const TEMPLATE: &str = include_str!("ecosystem.template.toml");
 
-/// True when a command's target is an ecosystem file rather than an app.
+/// True when a command's target is an ecosystem file rather than an app: herdsman's `*.toml`, or a PM2
+/// file (`ecosystem.config.js`, a JSON file with `apps`), converted as `herdsman import` converts it.
 pub fn is_file(target: &str) -> bool {
-    target.ends_with(".toml")
+    target.ends_with(".toml") || super::import::is_pm2_file(target)
+}
+
+/// An ecosystem file's text, as TOML: a PM2 file is converted (each option that could not be mapped is
+/// printed on stderr), and named in problems as `FILE (converted)`.
+fn read(path: &Path) -> Result<(String, String)> {
+    let shown = path.display().to_string();
+    if shown.ends_with(".toml") {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?;
+        return Ok((shown, text));
+    }
+    let converted = super::import::convert_file(path)?;
+    for note in &converted.skipped {
+        eprintln!("herdsman: not imported: {note}");
+    }
+    Ok((format!("{shown} (converted)"), converted.text))
+}
+
+/// Loads and checks an ecosystem file completely, or says every problem of it.
+fn load(path: &Path, only: &[String], profile: Option<&str>) -> Result<(file::Loaded, String)> {
+    let (shown, text) = read(path)?;
+    let loaded =
+        file::load_text(path, &shown, &text, only, profile, &caller_env()).map_err(|problems| {
+            let count = problems.len();
+            let plural = if count == 1 { "problem" } else { "problems" };
+            let hint = if shown.ends_with("(converted)") {
+                format!(
+                    "\n(`herdsman import {}` prints the converted file)",
+                    path.display()
+                )
+            } else {
+                String::new()
+            };
+            anyhow!(
+                "{}\n{count} {plural} in {shown}; nothing was changed{hint}",
+                problems.join("\n"),
+            )
+        })?;
+    Ok((loaded, text))
+}
+
+/// `start FILE --dry-run`: checks the file as `start` would and prints the TOML it stands for.
+pub fn dry_run(path: &Path, only: &[String], profile: Option<&str>) -> Result<()> {
+    let (loaded, text) = load(path, only, profile)?;
+    print!("{text}");
+    let names: Vec<&str> = loaded.apps.iter().map(|a| a.name.as_str()).collect();
+    eprintln!(
+        "herdsman: {} is valid: {} app(s) ({}); nothing was started",
+        path.display(),
+        names.len(),
+        names.join(", ")
+    );
+    Ok(())
 }
 
 /// Checks the file and asks the daemon to apply it, printing what happens to each app as it happens.
@@ -47,15 +101,7 @@ pub fn apply_file(
             "--prune deletes the apps the file does not define; it cannot be combined with --only"
         );
     }
-    let loaded = file::load(path, only, profile, &caller_env()).map_err(|problems| {
-        let count = problems.len();
-        let plural = if count == 1 { "problem" } else { "problems" };
-        anyhow!(
-            "{}\n{count} {plural} in {}; nothing was changed",
-            problems.join("\n"),
-            path.display()
-        )
-    })?;
+    let (loaded, _) = load(path, only, profile)?;
     let mut client = match action {
         ApplyAction::Stop | ApplyAction::Delete => match Client::connect(home)? {
             Some(client) => client,

@@ -11,6 +11,64 @@ use toml::{Table, Value as Toml};
 
 /// Reads a PM2 file and writes the TOML (to `output`, or stdout). Unmapped options go to stderr.
 pub fn run(input: &Path, output: Option<&Path>, force: bool) -> Result<()> {
+    let Converted {
+        text,
+        skipped,
+        apps,
+    } = convert_file(input)?;
+    for note in &skipped {
+        eprintln!("not imported: {note}");
+    }
+    match output {
+        Some(path) => {
+            if path.exists() && !force {
+                bail!(
+                    "{} already exists; use --force to overwrite it",
+                    path.display()
+                );
+            }
+            std::fs::write(path, text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!(
+                "wrote {} ({} app(s), {} option(s) not imported)",
+                path.display(),
+                apps,
+                skipped.len()
+            );
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
+/// A PM2 file as an `ecosystem.toml`.
+pub struct Converted {
+    /// The TOML, with paths relative to the PM2 file's directory.
+    pub text: String,
+    /// Each option that was not mapped: `apps[0] (web): watch: herdsman does not watch files ...`.
+    pub skipped: Vec<String>,
+    /// How many apps.
+    pub apps: usize,
+}
+
+/// True when `target` names a PM2 ecosystem file: `*.config.js`, `.cjs` or `.mjs` (PM2's own test), or a
+/// JSON file whose value has an `apps` array.
+pub fn is_pm2_file(target: &str) -> bool {
+    if [".config.js", ".config.cjs", ".config.mjs"]
+        .iter()
+        .any(|suffix| target.ends_with(suffix))
+    {
+        return true;
+    }
+    target.ends_with(".json")
+        && std::fs::read_to_string(target)
+            .ok()
+            .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+            .is_some_and(|value| value.get("apps").is_some_and(Value::is_array))
+}
+
+/// Reads a PM2 file and converts every app of it.
+pub fn convert_file(input: &Path) -> Result<Converted> {
     let config = read_pm2(input)?;
     let apps = match &config {
         Value::Object(map) => map.get("apps").cloned().unwrap_or(Value::Null),
@@ -44,29 +102,11 @@ pub fn run(input: &Path, output: Option<&Path>, force: bool) -> Result<()> {
         input.display(),
         toml::to_string_pretty(&root).context("cannot write TOML")?
     );
-    for note in &skipped {
-        eprintln!("not imported: {note}");
-    }
-    match output {
-        Some(path) => {
-            if path.exists() && !force {
-                bail!(
-                    "{} already exists; use --force to overwrite it",
-                    path.display()
-                );
-            }
-            std::fs::write(path, text)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            eprintln!(
-                "wrote {} ({} app(s), {} option(s) not imported)",
-                path.display(),
-                apps.len(),
-                skipped.len()
-            );
-        }
-        None => print!("{text}"),
-    }
-    Ok(())
+    Ok(Converted {
+        text,
+        skipped,
+        apps: apps.len(),
+    })
 }
 
 /// The file's value: JSON read directly, JavaScript evaluated by node (as PM2 does).

@@ -293,6 +293,10 @@ pub struct StartArgs {
     /// With an ecosystem file: add the `env_<PROFILE>` variables of each app.
     #[arg(long = "env", value_name = "PROFILE")]
     pub profile: Option<String>,
+    /// With an ecosystem file: check it and print the TOML it stands for (a PM2 file converted), starting
+    /// nothing.
+    #[arg(long)]
+    pub dry_run: bool,
     /// Arguments passed to the script (after `--`).
     #[arg(last = true)]
     pub args: Vec<String>,

@@ -19,6 +19,9 @@ pub fn run(home: &Home, args: StartArgs) -> Result<()> {
     let here = std::env::current_dir().context("cannot read the current directory")?;
     if ecosystem::is_file(&args.script) {
         let path = here.join(&args.script);
+        if args.dry_run {
+            return ecosystem::dry_run(&path, &args.only, args.profile.as_deref());
+        }
         return ecosystem::apply(
             home,
             &path,
@@ -27,8 +30,10 @@ pub fn run(home: &Home, args: StartArgs) -> Result<()> {
             args.profile.as_deref(),
         );
     }
-    if !args.only.is_empty() || args.profile.is_some() {
-        bail!("--only and --env choose apps and profiles of an ecosystem file (*.toml)");
+    if !args.only.is_empty() || args.profile.is_some() || args.dry_run {
+        bail!(
+            "--only, --env and --dry-run apply to an ecosystem file (*.toml, or PM2's *.config.js or JSON)"
+        );
     }
     let cwd = args.cwd.as_ref().map_or(here.clone(), |dir| here.join(dir));
     if !runnable(&args.script, &here, &cwd) {

@@ -315,7 +315,26 @@ pub fn load(
 ) -> Result<Loaded, Vec<String>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| vec![format!("cannot read {}: {e}", path.display())])?;
-    let shown = path.display().to_string();
+    load_text(
+        path,
+        &path.display().to_string(),
+        &text,
+        only,
+        profile,
+        caller_env,
+    )
+}
+
+/// [`load`] of a file's text: `path` gives the directory paths are relative to, `shown` names it in the
+/// problems.
+pub fn load_text(
+    path: &Path,
+    shown: &str,
+    text: &str,
+    only: &[String],
+    profile: Option<&str>,
+    caller_env: &BTreeMap<String, String>,
+) -> Result<Loaded, Vec<String>> {
     let format = |p: Problem| match (p.at, p.key.is_empty()) {
         (Some(at), false) => format!(
             "{shown}:{}:{}: `{}`: {}",
@@ -324,7 +343,7 @@ pub fn load(
         (Some(at), true) => format!("{shown}:{}:{}: {}", at.line, at.column, p.message),
         (None, _) => format!("{shown}: {}", p.message),
     };
-    let (raw, problems) = read(&text);
+    let (raw, problems) = read(text);
     let mut messages: Vec<String> = problems.into_iter().map(format).collect();
     if raw.is_empty() {
         return Err(messages);

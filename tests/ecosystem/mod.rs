@@ -891,6 +891,62 @@ fn import_of_a_pm2_file_reports_unmapped_options_and_starts_the_same_apps() {
     }
 }
 
+#[test]
+fn start_of_a_pm2_file_starts_its_apps_as_import_converts_them() {
+    let h = Herdsman::new();
+    let dir = h.scratch("eco");
+    let port = free_port();
+    let template = fs::read_to_string(crate::helpers::app("ecosystem/ecosystem.config.js"))
+        .expect("read tests/apps/ecosystem/ecosystem.config.js");
+    let js = template
+        .replace("__APPS_DIR__", &app_arg(""))
+        .replace("__API_PORT__", &port.to_string())
+        .replace(
+            "__STAMP_FILE__",
+            &dir.join("bg.stamps").display().to_string(),
+        );
+    let config = write_file(&dir, "ecosystem.config.js", &js);
+    let config = config.display().to_string();
+
+    // --dry-run: the TOML it stands for, and nothing started (not even a daemon).
+    let dry = h.cmd(&["start", &config, "--dry-run"]).ok();
+    if !dry.stdout.contains("[[apps]]") || !dry.stdout.contains("name = \"api\"") {
+        h.fail(&format!("--dry-run must print the converted TOML\n{dry}"));
+    }
+    if h.home().join("herdsman.sock").exists() {
+        h.fail("--dry-run must start nothing, not even the daemon");
+    }
+
+    let started = h.cmd(&["start", &config]).ok();
+    assert_line(&h, &started, "api: new: starting 2 worker(s)");
+    assert_line(&h, &started, "bg: new: starting 1 worker(s)");
+    if !started
+        .stderr
+        .lines()
+        .any(|l| l.starts_with("herdsman: not imported: apps[2] (watched): `watch`: "))
+    {
+        h.fail(&format!("each unmapped option must be printed\n{started}"));
+    }
+    let api = h.wait_online("api", 2);
+    h.wait_online("bg", 1);
+    h.wait_online("watched", 1);
+    wait_served_by(&h, port, &pids(&api), 10 * SECOND);
+    // The file is not itself run as a Node app.
+    let names: BTreeSet<String> = h.list().into_iter().map(|p| p.name).collect();
+    if names != BTreeSet::from(["api".into(), "bg".into(), "watched".into()]) {
+        h.fail(&format!(
+            "expected exactly the apps api, bg, watched: {names:?}"
+        ));
+    }
+    // And the same file drives the rest, as PM2's startOrReload and delete do.
+    let reloaded = h.cmd(&["reload", &config]).ok();
+    assert_line(&h, &reloaded, "api: unchanged");
+    h.cmd(&["delete", &config]).ok();
+    if !h.list().is_empty() {
+        h.fail("`delete FILE` must delete the file's apps");
+    }
+}
+
 // =============================================================================================
 // 9. init and schema
 // =============================================================================================
