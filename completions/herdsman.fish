@@ -83,6 +83,7 @@ complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l env -d 'With
 complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l wait-ready -d 'A worker is ready only when the app says so (sd_notify READY=1, Node\'s process.send(\'ready\'), or a Node server listening), within --listen-timeout; otherwise once it has run for --min-uptime'
 complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l no-overlap -d 'Only one copy of each worker may run at a time: reload stops the old one before starting the new'
 complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l no-autorestart -d 'Do not restart workers that exit unexpectedly'
+complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l dry-run -d 'With an ecosystem file: check it and print the TOML it stands for (a PM2 file converted), starting nothing'
 complete -c herdsman -n "__fish_herdsman_using_subcommand start" -s h -l help -d 'Print help'
 complete -c herdsman -n "__fish_herdsman_using_subcommand start" -s V -l version -d 'Print version'
 complete -c herdsman -n "__fish_herdsman_using_subcommand list" -l json -d 'One JSON array of worker records (a stable contract)'
