@@ -2,8 +2,8 @@
 //! the user it runs as. [`App::prepare`] checks everything about a spec and acquires what it needs before
 //! the app exists, so a bad spec changes nothing.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs::File;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::config::{AppSpec, CommandLine, check_name};
@@ -181,18 +181,10 @@ fn bind(spec: &AppSpec, previous: &mut Vec<Listener>) -> Result<Vec<Listener>, S
         .collect())
 }
 
+/// Opens an app's log for appending (see [`crate::logs::open`]): never through a link, never a FIFO or a
+/// device, never in a directory another user can write; missing directories are created.
 pub(super) fn open_log(path: &Path) -> Result<File, String> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    }
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| format!("cannot open log {}: {e}", path.display()))
+    crate::logs::open::open_append(path)
 }
 
 /// The uid and gid of the spec's user and group. Switching needs root, unless it is the daemon's own.
