@@ -112,6 +112,7 @@ async fn serve(home: Home, socket_path: &Path, options: Options) -> Result<Outco
         }
     });
     let watchdog = tokio::spawn(watchdog(notifier.clone()));
+    tokio::spawn(crate::logs::daemon_log::keep_small(home.daemon_log()));
     info!(pid = std::process::id(), socket = %socket_path.display(), "daemon serving");
     let startup = tokio::spawn(announce_ready(tx.clone(), options.resurrect, notifier));
 

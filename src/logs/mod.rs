@@ -22,7 +22,9 @@
 //! - `keeper.rs`: the keeper process.
 //! - `handle.rs`: the daemon's side: starting the keeper and handing it pipes.
 //! - `follow.rs`: reading: [`tail`] and [`Follower`].
+//! - `daemon_log.rs`: the daemon's own log, rotated by the daemon.
 
+pub mod daemon_log;
 pub mod follow;
 pub mod handle;
 pub mod keeper;
