@@ -11,6 +11,7 @@ mod observe;
 mod production;
 mod races;
 mod reload;
+mod security;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
