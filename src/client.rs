@@ -82,6 +82,7 @@ impl Client {
             .create(true)
             .append(true)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&log_path)
             .with_context(|| format!("cannot open {}", log_path.display()))?;
         let exe = std::env::current_exe().context("cannot find the herdsman executable")?;

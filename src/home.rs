@@ -1,12 +1,15 @@
 //! `HERDSMAN_HOME` and the files in it. The directory is created 0700: it holds the control socket, the
-//! daemon's pid and log, and every app's logs.
+//! daemon's pid and log, and every app's logs. It must be herdsman's user's own ([`Home::create`]), and the
+//! files in it are opened without following links (`O_NOFOLLOW`).
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use nix::fcntl::OFlag;
+use nix::sys::stat::{Mode, fchmod, fstat};
 
 /// The locations under one home.
 #[derive(Debug, Clone)]
@@ -71,22 +74,53 @@ impl Home {
         self.logs_dir().join(format!("{app}-err.log"))
     }
 
-    /// Creates the home (0700) and its subdirectories. An existing home is tightened to 0700.
+    /// Creates the home (0700) and its subdirectories `logs/` and `node/` (0700), and checks them, as
+    /// OpenSSH's StrictModes checks a home: each must be a real directory (not a link), owned by herdsman's
+    /// user, and writable by no one else. Anything else is refused, naming the path and the problem: a
+    /// daemon (often root) that trusted a home someone else can write would let them swap its pid file for
+    /// a link, or the Node preload and the dump for their own. An existing home of ours is tightened to
+    /// 0700; a home of someone else's is never changed.
     pub fn create(&self) -> Result<()> {
-        for dir in [self.root.clone(), self.logs_dir(), self.root.join("node")] {
-            match fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&dir)
-            {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => {
-                    return Err(e).with_context(|| format!("cannot create {}", dir.display()));
-                }
+        use crate::secure_fs::{Dir, Owner};
+        match fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.root)
+        {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot create {}", self.root.display()));
             }
         }
-        fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("cannot set the mode of {}", self.root.display()))
+        let refused = |e: crate::secure_fs::Error| {
+            anyhow::anyhow!(
+                "{e}: herdsman keeps its control socket, pid file and dump in its home, which must be \
+                 a directory of its user's own that no one else can write (set HERDSMAN_HOME to \
+                 another one, or fix this one)"
+            )
+        };
+        let root = Dir::open_own(&self.root).map_err(refused)?;
+        let mode = fstat(root.fd())
+            .with_context(|| format!("cannot stat {}", self.root.display()))?
+            .st_mode;
+        if mode & 0o077 != 0 {
+            // Opened read-only to change its mode: an O_PATH descriptor cannot.
+            let dir = nix::fcntl::openat(
+                root.fd(),
+                ".",
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .and_then(|dir| fchmod(&dir, Mode::from_bits_truncate(0o700)))
+            .with_context(|| format!("cannot set the mode of {}", self.root.display()));
+            dir?;
+        }
+        for name in ["logs", "node"] {
+            root.mkdir(name.as_ref(), 0o700).map_err(refused)?;
+            let dir = root.child(name.as_ref(), false).map_err(refused)?;
+            dir.check(Owner::Euid, false).map_err(refused)?;
+        }
+        Ok(())
     }
 }

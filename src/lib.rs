@@ -13,4 +13,5 @@ pub mod human;
 pub mod logs;
 pub mod monit;
 pub mod protocol;
+pub mod secure_fs;
 pub mod systemd;

@@ -13,6 +13,7 @@ mod preload;
 mod production;
 mod races;
 mod reload;
+mod security;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;

@@ -113,6 +113,7 @@ async fn serve(home: Home, socket_path: &Path, options: Options) -> Result<Outco
         }
     });
     let watchdog = tokio::spawn(watchdog(notifier.clone()));
+    tokio::spawn(crate::logs::daemon_log::keep_small(home.daemon_log()));
     info!(pid = std::process::id(), socket = %socket_path.display(), "daemon serving");
     let startup = tokio::spawn(announce_ready(tx.clone(), options.resurrect, notifier));
 
@@ -202,7 +203,7 @@ fn lock(home: &Home) -> Result<File> {
         .create(true)
         .truncate(false)
         .mode(0o600)
-        .custom_flags(libc::O_CLOEXEC)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
         .open(&path)
         .with_context(|| format!("cannot open {}", path.display()))?;
     // SAFETY: flock on a descriptor owned by `file`.
@@ -239,6 +240,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
         .create(true)
         .truncate(true)
         .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
         .open(&temporary)
         .with_context(|| format!("cannot write {}", temporary.display()))?;
     file.write_all(bytes)?;

@@ -4,10 +4,10 @@
 //! environment the app was started with, and nothing else of the caller's). It is written atomically: a
 //! temporary file (mode 0600) is written and fsynced, then renamed over the old dump and the directory
 //! fsynced, so a crash mid-write leaves the previous dump intact. A dump of another format or version is
-//! refused with a message saying so, never misread.
+//! refused with a message saying so, never misread. Both files are opened with `O_NOFOLLOW`.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -42,6 +42,7 @@ pub fn save(path: &Path, apps: &[AppSpec]) -> Result<(), String> {
             .create(true)
             .truncate(true)
             .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
             .open(&temporary)?;
         file.write_all(&bytes)?;
         file.sync_all()?;
@@ -59,7 +60,16 @@ pub fn save(path: &Path, apps: &[AppSpec]) -> Result<(), String> {
 
 /// Reads the dump; `Ok(None)` when there is none.
 pub fn load(path: &Path) -> Result<Option<Vec<AppSpec>>, String> {
-    let bytes = match fs::read(path) {
+    let read = || -> std::io::Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+            .open(path)?
+            .read_to_end(&mut bytes)?;
+        Ok(bytes)
+    };
+    let bytes = match read() {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("cannot read the dump {}: {e}", path.display())),

@@ -204,14 +204,11 @@ impl Keeper {
                     .or_insert(Shared { output, users: 0 }),
                 Err(error) => {
                     // Dropping the pipe would kill the worker with SIGPIPE: read it into nothing instead.
-                    tracing::warn!(app = %header.app, path = %header.path.display(), %error, "cannot open the log; this stream's lines are dropped");
-                    self.outputs.entry(header.path.clone()).or_insert(Shared {
-                        output: match Output::open(std::path::Path::new("/dev/null"), 0, 0) {
-                            Ok(output) => output,
-                            Err(_) => return,
-                        },
-                        users: 0,
-                    })
+                    tracing::warn!(app = %header.app, %error, "this stream's lines are dropped");
+                    let output = Output::discard(&header.path, header.max_size, header.keep);
+                    self.outputs
+                        .entry(header.path.clone())
+                        .or_insert(Shared { output, users: 0 })
                 }
             },
         };
@@ -251,9 +248,10 @@ impl Keeper {
                 start += end + 1;
             }
             while pipe.partial.len() - start >= MAX_LINE {
-                let line = &pipe.partial[start..start + MAX_LINE];
+                let cut = char_boundary(&pipe.partial[start..start + MAX_LINE]);
+                let line = &pipe.partial[start..start + cut];
                 shared.output.push(&format_line(time, pipe.instance, line));
-                start += MAX_LINE;
+                start += cut;
             }
             pipe.partial.drain(..start);
             shared.output.flush();
@@ -274,10 +272,65 @@ impl Keeper {
     }
 }
 
+/// Where to cut `chunk`, a piece of a line too long to keep whole: at its end, or up to 3 bytes before it
+/// when the end would split a UTF-8 character (the rest of it starts the next piece). Bytes that are not
+/// UTF-8 are cut at the end.
+fn char_boundary(chunk: &[u8]) -> usize {
+    let len = chunk.len();
+    // The start of the last character is at most 3 bytes back from the last byte.
+    for back in 1..=len.min(4) {
+        let byte = chunk[len - back];
+        if byte & 0xC0 == 0x80 {
+            continue; // a continuation byte
+        }
+        let width = match byte {
+            0xC0..=0xDF => 2,
+            0xE0..=0xEF => 3,
+            0xF0..=0xF7 => 4,
+            _ => 1,
+        };
+        return if width > back && back < len {
+            len - back
+        } else {
+            len
+        };
+    }
+    len
+}
+
 fn pollfd(fd: RawFd) -> libc::pollfd {
     libc::pollfd {
         fd,
         events: libc::POLLIN,
         revents: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::char_boundary;
+
+    #[test]
+    fn a_long_line_is_cut_between_two_characters() {
+        let text = "aé€😀".as_bytes(); // widths 1, 2, 3, 4
+        // Cut anywhere, the piece ends where a character ends and the pieces join back.
+        for end in 1..=text.len() {
+            let cut = char_boundary(&text[..end]);
+            assert!(
+                std::str::from_utf8(&text[..cut]).is_ok(),
+                "cut {cut} of {end}"
+            );
+            assert!(end - cut <= 3, "backed off {} bytes", end - cut);
+        }
+        assert_eq!(char_boundary("é€".as_bytes()), 5);
+        assert_eq!(char_boundary(&"é€".as_bytes()[..4]), 2);
+        assert_eq!(
+            char_boundary(&"😀".as_bytes()[..3]),
+            3,
+            "never an empty piece"
+        );
+        // Not UTF-8: cut where the chunk ends.
+        assert_eq!(char_boundary(&[0x80, 0x80, 0x80, 0x80, 0x80]), 5);
+        assert_eq!(char_boundary(b"plain"), 5);
     }
 }

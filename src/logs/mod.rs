@@ -16,16 +16,23 @@
 //! rotation and truncation.
 //!
 //! - `mod.rs`: the line format, rotated file names, [`flush`].
+//! - `open.rs`: opening a log for writing: never through a link, never a FIFO, never in a directory
+//!   another user can write.
 //! - `output.rs`: one file the keeper appends to, and its rotation.
 //! - `keeper.rs`: the keeper process.
 //! - `handle.rs`: the daemon's side: starting the keeper and handing it pipes.
 //! - `follow.rs`: reading: [`tail`] and [`Follower`].
+//! - `daemon_log.rs`: the daemon's own log, rotated by the daemon.
 
+pub mod daemon_log;
 pub mod follow;
 pub mod handle;
 pub mod keeper;
+pub mod open;
 mod output;
 
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -147,7 +154,7 @@ pub fn rotated(path: &Path, n: u32) -> PathBuf {
 
 /// The rotated files of a log that exist, by number (most recent first).
 pub fn rotated_files(path: &Path) -> Vec<(u32, PathBuf)> {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return Vec::new();
     };
     let dir = if dir.as_os_str().is_empty() {
@@ -160,17 +167,45 @@ pub fn rotated_files(path: &Path) -> Vec<(u32, PathBuf)> {
     };
     let mut found: Vec<(u32, PathBuf)> = entries
         .filter_map(|entry| {
-            let entry = entry.ok()?;
-            let file = entry.file_name().into_string().ok()?;
-            let n = file.strip_prefix(name)?.strip_prefix('.')?;
-            if n.is_empty() || !n.bytes().all(|c| c.is_ascii_digit()) {
-                return None;
-            }
-            Some((n.parse().ok()?, dir.join(&file)))
+            let file = entry.ok()?.file_name();
+            Some((rotation_number(&file, name)?, dir.join(&file)))
         })
         .collect();
     found.sort();
     found
+}
+
+/// The `n`th rotated name of a log's file name.
+fn rotated_name(name: &OsStr, n: u32) -> OsString {
+    let mut rotated = name.to_os_string();
+    rotated.push(format!(".{n}"));
+    rotated
+}
+
+/// The rotated files of the log `name` in an open directory, by number (most recent first).
+fn rotated_in(
+    dir: &crate::secure_fs::Dir,
+    name: &OsStr,
+) -> Result<Vec<(u32, OsString)>, crate::secure_fs::Error> {
+    let mut found: Vec<(u32, OsString)> = dir
+        .names()?
+        .into_iter()
+        .filter_map(|file| Some((rotation_number(&file, name)?, file)))
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
+/// `n` when `file` is `<name>.<n>`.
+fn rotation_number(file: &OsStr, name: &OsStr) -> Option<u32> {
+    let n = file
+        .as_bytes()
+        .strip_prefix(name.as_bytes())?
+        .strip_prefix(b".")?;
+    if n.is_empty() || !n.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(n).ok()?.parse().ok()
 }
 
 /// Empties a log: removes its rotated files and truncates the current file (a keeper appending to it goes
@@ -179,6 +214,10 @@ pub fn rotated_files(path: &Path) -> Vec<(u32, PathBuf)> {
 /// This is done under the lock a keeper rotates under (`flock(LOCK_EX)` on the current file), once the
 /// path is seen to still name the file locked: no rotation can then move lines written after the
 /// truncation into a rotated file that is removed, or leave lines from before it in the current file.
+///
+/// The daemon runs it, usually as root, so the log is opened as the keeper opens it ([`open`]): in a
+/// directory no other user can write, never through a link, only a regular file; and everything is done
+/// relative to that directory. `/dev/null` is left alone.
 pub fn flush(path: &Path) -> Result<(), String> {
     flush_with(path, &mut |_| {})
 }
@@ -198,30 +237,46 @@ fn flush_with(path: &Path, step: &mut dyn FnMut(FlushStep)) -> Result<(), String
     /// Looks at a path that names another file by the time it is locked (rotated meanwhile), or no file
     /// while rotated ones exist (between a rotation's rename and the new file's creation).
     const ATTEMPTS: u32 = 5;
-    let id = |m: &std::fs::Metadata| (m.dev(), m.ino());
+    if open::discards(path) {
+        return Ok(());
+    }
+    let explain = |e: crate::secure_fs::Error| open::explain(path, &e);
+    let (dir, name) = match open::locate(path, false) {
+        Ok(found) => found,
+        // No directory, no log.
+        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) => return Err(explain(e)),
+    };
+    let remove_rotated = || -> Result<(), String> {
+        for (_, old) in rotated_in(&dir, &name).map_err(explain)? {
+            dir.remove(&old).map_err(explain)?;
+        }
+        Ok(())
+    };
     for attempt in 1..=ATTEMPTS {
-        let file = match std::fs::OpenOptions::new().write(true).open(path) {
+        let file = match dir.open_append(&name, false) {
             Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if attempt < ATTEMPTS && !rotated_files(path).is_empty() {
+            Err(e) if e.is_not_found() => {
+                if attempt < ATTEMPTS && !rotated_in(&dir, &name).map_err(explain)?.is_empty() {
                     std::thread::sleep(std::time::Duration::from_millis(10));
                     continue;
                 }
-                return remove_rotated(path);
+                return remove_rotated();
             }
-            Err(e) => return Err(format!("cannot open {}: {e}", path.display())),
+            Err(e) => return Err(explain(e)),
         };
         step(FlushStep::Opened);
         lock(&file).map_err(|e| format!("cannot lock {}: {e}", path.display()))?;
         let locked = file
             .metadata()
             .map_err(|e| format!("cannot stat {}: {e}", path.display()))?;
-        if std::fs::metadata(path).ok().map(|m| id(&m)) != Some(id(&locked)) {
+        let named = dir.stat(&name).ok().map(|s| crate::secure_fs::id(&s));
+        if named != Some((locked.dev(), locked.ino())) {
             // Rotated before it was locked: closing the file releases the lock.
             continue;
         }
         step(FlushStep::Locked);
-        let flushed = remove_rotated(path).and_then(|()| {
+        let flushed = remove_rotated().and_then(|()| {
             file.set_len(0)
                 .map_err(|e| format!("cannot truncate {}: {e}", path.display()))
         });
@@ -254,18 +309,6 @@ fn lock(file: &std::fs::File) -> std::io::Result<()> {
             _ => return Err(error),
         }
     }
-}
-
-/// Removes the rotated files of a log.
-fn remove_rotated(path: &Path) -> Result<(), String> {
-    for (_, old) in rotated_files(path) {
-        match std::fs::remove_file(&old) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("cannot remove {}: {e}", old.display())),
-        }
-    }
-    Ok(())
 }
 
 /// Milliseconds since the Unix epoch, now.

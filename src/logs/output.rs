@@ -16,53 +16,107 @@
 //! taken without waiting: if another process holds it (the other keeper rotating, or `flush`), the
 //! rotation is left for the next batch, so a stuck holder cannot stall the keeper and, through full
 //! pipes, the workers.
+//!
+//! The file is opened in its directory (checked, see [`super::open`]) and everything after that (what
+//! the path names, the rotation's renames and removals, a new file) is done relative to that directory,
+//! never by following the path again, so an app's user who can write there cannot redirect the lines.
+//! A rotation that fails (a directory that became read-only, `chattr +a`, ...) is reported once and
+//! tried again [`ROTATION_RETRY`] later; meanwhile the lines go on being written in batches. A write that
+//! fails part-way (ENOSPC) leaves the file in the middle of a line: the next batch starts with a newline.
 
-use std::fs::{File, OpenOptions};
+use std::ffi::OsString;
+use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-use super::{rotated, rotated_files};
+use super::open::{discards, explain, locate};
+use super::{rotated_in, rotated_name};
+use crate::secure_fs::{self, Dir};
+
+/// How long a rotation that failed waits before it is tried again (the file grows past its limit
+/// meanwhile, and the failure is reported once).
+const ROTATION_RETRY: Duration = Duration::from_secs(10);
 
 pub struct Output {
     path: PathBuf,
-    file: File,
-    /// (device, inode) of `file`.
-    id: (u64, u64),
+    /// Where the lines go; `None` drops them (`/dev/null`, or a log that cannot be opened).
+    target: Option<Target>,
     /// The file's size, as of the start of the batch plus what this keeper wrote since.
     size: u64,
     /// Rotate before the file grows past this; 0 never rotates.
     pub max_size: u64,
     /// Rotated files kept.
     pub keep: u32,
-    /// The rotation lock was busy in this batch: rotation waits for the next one.
+    /// No rotation in this batch: the lock was busy, or a failed rotation waits for its retry.
     busy: bool,
     /// Whole lines not written yet.
     queue: Vec<u8>,
     /// The last write failed (reported once until one succeeds).
     failing: bool,
+    /// A write that failed part-way left the file in the middle of a line.
+    mid_line: bool,
+    /// A rotation failed: when to try again (reported once until one succeeds).
+    rotation_retry: Option<Instant>,
+    /// Opening the file the path names failed (reported once until it succeeds).
+    reopen_failing: bool,
+}
+
+/// The file being appended to, in its checked directory.
+struct Target {
+    dir: Dir,
+    name: OsString,
+    file: File,
+    /// (device, inode) of `file`.
+    id: (u64, u64),
 }
 
 impl Output {
-    pub fn open(path: &Path, max_size: u64, keep: u32) -> io::Result<Output> {
-        let (file, id, size) = open(path)?;
-        Ok(Output {
+    /// Opens the log at `path` (its directory and file checked, see [`super::open`]); `/dev/null` drops
+    /// the lines.
+    pub fn open(path: &Path, max_size: u64, keep: u32) -> Result<Output, String> {
+        let mut output = Output::discard(path, max_size, keep);
+        if !discards(path) {
+            let (dir, name) = locate(path, true).map_err(|e| explain(path, &e))?;
+            let file = dir
+                .open_append(&name, true)
+                .map_err(|e| explain(path, &e))?;
+            let (id, size) = identify(&file, path).map_err(|e| explain(path, &e))?;
+            output.target = Some(Target {
+                dir,
+                name,
+                file,
+                id,
+            });
+            output.size = size;
+        }
+        Ok(output)
+    }
+
+    /// An output that drops every line.
+    pub fn discard(path: &Path, max_size: u64, keep: u32) -> Output {
+        Output {
             path: path.to_path_buf(),
-            file,
-            id,
-            size,
+            target: None,
+            size: 0,
             max_size,
             keep,
             busy: false,
             queue: Vec::new(),
             failing: false,
-        })
+            mid_line: false,
+            rotation_retry: None,
+            reopen_failing: false,
+        }
     }
 
     /// Queues one whole line (newline included), writing the queue and rotating first if the line
     /// would take the file past `max_size`. The first line of a batch looks at the file first.
     pub fn push(&mut self, line: &[u8]) {
+        if self.target.is_none() {
+            return;
+        }
         if self.queue.is_empty() {
             self.refresh();
         }
@@ -72,8 +126,12 @@ impl Output {
             && pending > 0
             && pending + line.len() as u64 > self.max_size
         {
-            self.write_queue();
-            self.rotate_if_full(line.len() as u64);
+            if self.rotation_retry.is_some_and(|at| Instant::now() < at) {
+                self.busy = true;
+            } else {
+                self.write_queue();
+                self.rotate_if_full(line.len() as u64);
+            }
         }
         self.queue.extend_from_slice(line);
     }
@@ -87,9 +145,16 @@ impl Output {
     /// Follows the file the path names now, if it is another one (rotated, or removed, by someone
     /// else), and takes its real size (another keeper's lines, or a flush).
     fn refresh(&mut self) {
-        if path_id(&self.path) != Some(self.id) {
+        let Some(target) = &self.target else {
+            return;
+        };
+        let same = target
+            .dir
+            .stat(&target.name)
+            .is_ok_and(|stat| secure_fs::id(&stat) == target.id);
+        if !same {
             self.reopen();
-        } else if let Ok(meta) = self.file.metadata() {
+        } else if let Ok(meta) = target.file.metadata() {
             self.size = meta.len();
         }
     }
@@ -98,114 +163,194 @@ impl Output {
         if self.queue.is_empty() {
             return;
         }
-        match self.file.write_all(&self.queue) {
-            Ok(()) => {
-                self.size += self.queue.len() as u64;
-                self.failing = false;
-            }
-            Err(e) => {
-                if !self.failing {
-                    tracing::warn!(path = %self.path.display(), error = %e, "cannot write to the log; lines are dropped");
+        if let Some(target) = &mut self.target {
+            let (written, result) = write_lines(&mut target.file, &self.queue, &mut self.mid_line);
+            self.size += written;
+            match result {
+                Ok(()) => self.failing = false,
+                Err(e) => {
+                    if !self.failing {
+                        tracing::warn!(path = %self.path.display(), error = %e, "cannot write to the log; lines are dropped");
+                    }
+                    self.failing = true;
                 }
-                self.failing = true;
             }
         }
         self.queue.clear();
     }
 
     /// Rotates the file unless, under the lock, it turns out another keeper did, or a flush emptied it.
-    /// If the lock is busy, the rotation is left for the next batch.
+    /// If the lock is busy, the rotation is left for the next batch; if the rotation fails, for
+    /// [`ROTATION_RETRY`].
     fn rotate_if_full(&mut self, incoming: u64) {
-        let fd = self.file.as_raw_fd();
-        // SAFETY: flock on a descriptor `self.file` owns; released when it is unlocked or closed.
+        let Some(target) = &self.target else {
+            return;
+        };
+        let fd = target.file.as_raw_fd();
+        // SAFETY: flock on a descriptor the target's file owns; released when it is unlocked or closed.
         if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             let error = io::Error::last_os_error();
             if !matches!(error.raw_os_error(), Some(libc::EWOULDBLOCK | libc::EINTR)) {
-                tracing::warn!(path = %self.path.display(), %error, "cannot lock the log to rotate it");
+                self.rotation_failed(&format!("cannot lock it: {error}"));
             }
             self.busy = true;
             return;
         }
-        if path_id(&self.path) != Some(self.id) {
+        let same = target
+            .dir
+            .stat(&target.name)
+            .is_ok_and(|stat| secure_fs::id(&stat) == target.id);
+        if !same {
             self.reopen();
         } else {
-            self.size = self.file.metadata().map_or(self.size, |m| m.len());
+            self.size = target.file.metadata().map_or(self.size, |m| m.len());
             if self.size > 0 && self.size + incoming > self.max_size {
-                if let Err(e) = self.shift() {
-                    tracing::warn!(path = %self.path.display(), error = %e, "cannot rotate the log");
+                match self.shift() {
+                    Ok(()) => {
+                        if self.rotation_retry.take().is_some() {
+                            tracing::info!(path = %self.path.display(), "the log rotates again");
+                        }
+                        self.reopen();
+                    }
+                    Err(e) => self.rotation_failed(&e.to_string()),
                 }
-                self.reopen();
             }
         }
         // A file replaced by `reopen` was closed, which released its lock; one still open is unlocked here.
         // (The new file is opened before the old one is closed, so it cannot have the old number.)
-        if self.file.as_raw_fd() == fd {
+        if self
+            .target
+            .as_ref()
+            .is_some_and(|t| t.file.as_raw_fd() == fd)
+        {
             // SAFETY: as above.
             unsafe { libc::flock(fd, libc::LOCK_UN) };
         }
     }
 
+    /// A rotation failed: warn at the first failure of a streak, and wait before trying again. Meanwhile
+    /// lines go on being written, in batches, to the current file.
+    fn rotation_failed(&mut self, error: &str) {
+        if self.rotation_retry.is_none() {
+            tracing::warn!(
+                path = %self.path.display(),
+                %error,
+                "cannot rotate the log; it grows past its limit, and rotating is tried again every {} s",
+                ROTATION_RETRY.as_secs()
+            );
+        }
+        self.rotation_retry = Some(Instant::now() + ROTATION_RETRY);
+        self.busy = true;
+    }
+
     /// Renames the chain: `path.(keep-1)` -> `path.keep`, ..., `path` -> `path.1`; removes what is beyond.
-    fn shift(&self) -> io::Result<()> {
-        for (n, old) in rotated_files(&self.path) {
+    fn shift(&self) -> Result<(), secure_fs::Error> {
+        let Some(Target { dir, name, .. }) = &self.target else {
+            return Ok(());
+        };
+        for (n, old) in rotated_in(dir, name)? {
             if n >= self.keep {
-                remove(&old)?;
+                dir.remove(&old)?;
             }
         }
         if self.keep == 0 {
-            return remove(&self.path);
+            return dir.remove(name);
         }
         for n in (1..self.keep).rev() {
-            match std::fs::rename(rotated(&self.path, n), rotated(&self.path, n + 1)) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            match dir.rename(&rotated_name(name, n), &rotated_name(name, n + 1)) {
+                Err(e) if !e.is_not_found() => return Err(e),
                 _ => {}
             }
         }
-        std::fs::rename(&self.path, rotated(&self.path, 1))
+        dir.rename(name, &rotated_name(name, 1))
     }
 
-    /// Opens the file the path names now (creating it).
+    /// Opens the file the path names now (creating it), in the directory already open; if that directory
+    /// is gone, in the one the path names now. On failure the file open is kept.
     fn reopen(&mut self) {
-        match open(&self.path) {
-            Ok((file, id, size)) => {
-                self.file = file;
-                self.id = id;
+        let Some(target) = &mut self.target else {
+            return;
+        };
+        let opened = match target.dir.open_append(&target.name, true) {
+            Err(e) if e.is_not_found() => locate(&self.path, true).and_then(|(dir, name)| {
+                let file = dir.open_append(&name, true)?;
+                target.dir = dir;
+                Ok(file)
+            }),
+            opened => opened,
+        };
+        match opened.and_then(|file| Ok((identify(&file, &self.path)?, file))) {
+            Ok(((id, size), file)) => {
+                if id != target.id {
+                    self.mid_line = false;
+                }
+                target.file = file;
+                target.id = id;
                 self.size = size;
+                if self.reopen_failing {
+                    tracing::info!(path = %self.path.display(), "the log can be opened again");
+                }
+                self.reopen_failing = false;
             }
             Err(e) => {
-                tracing::warn!(path = %self.path.display(), error = %e, "cannot reopen the log")
+                if !self.reopen_failing {
+                    tracing::warn!(
+                        error = %explain(&self.path, &e),
+                        "cannot open the file the log's path names now; writing on to the file already open"
+                    );
+                }
+                self.reopen_failing = true;
             }
         }
     }
 }
 
-fn remove(path: &Path) -> io::Result<()> {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    }
+/// (device, inode) and size of an open file.
+fn identify(file: &File, path: &Path) -> Result<((u64, u64), u64), secure_fs::Error> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = file.metadata().map_err(|source| secure_fs::Error::Io {
+        action: "stat",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(((meta.dev(), meta.ino()), meta.len()))
 }
 
-fn path_id(path: &Path) -> Option<(u64, u64)> {
-    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
-}
-
-fn open(path: &Path) -> io::Result<(File, (u64, u64), u64)> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+/// Writes whole lines in one `write` (more only if the kernel takes part of it). A write that failed
+/// part-way may have left the file in the middle of a line (`mid_line`): the next batch then starts with
+/// a newline, so that its first line is not glued onto the fragment. Returns the bytes written.
+fn write_lines(out: &mut impl Write, lines: &[u8], mid_line: &mut bool) -> (u64, io::Result<()>) {
+    let joined;
+    let bytes = if *mid_line {
+        joined = [b"\n".as_slice(), lines].concat();
+        joined.as_slice()
+    } else {
+        lines
+    };
+    let mut written = 0;
+    while written < bytes.len() {
+        match out.write(&bytes[written..]) {
+            Ok(0) => {
+                *mid_line |= written > 0 && bytes[written - 1] != b'\n';
+                return (written as u64, Err(io::ErrorKind::WriteZero.into()));
+            }
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                if written > 0 {
+                    *mid_line = bytes[written - 1] != b'\n';
+                }
+                return (written as u64, Err(e));
+            }
+        }
     }
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(path)?;
-    let meta = file.metadata()?;
-    Ok((file, (meta.dev(), meta.ino()), meta.len()))
+    *mid_line = false;
+    (written as u64, Ok(()))
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::{rotated, rotated_files};
     use super::*;
 
     #[test]
@@ -333,5 +478,112 @@ mod tests {
         output.flush();
         assert_eq!(std::fs::read_to_string(&path).expect("read"), "abcdefghi\n");
         assert!(rotated_files(&path).is_empty());
+    }
+
+    /// Takes `room` bytes, then fails with ENOSPC until given more room.
+    struct Disk {
+        bytes: Vec<u8>,
+        room: usize,
+    }
+
+    impl Write for Disk {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.room == 0 {
+                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            let n = buf.len().min(self.room).min(7); // short writes, as a kernel may do
+            self.bytes.extend_from_slice(&buf[..n]);
+            self.room -= n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_write_cut_short_does_not_glue_the_next_line_onto_half_a_line() {
+        let mut disk = Disk {
+            bytes: Vec::new(),
+            room: 20,
+        };
+        let mut mid_line = false;
+        let (written, result) = write_lines(&mut disk, b"first line\nsecond line\n", &mut mid_line);
+        assert_eq!(written, 20);
+        assert!(result.is_err());
+        assert!(mid_line, "the file ends in the middle of `second line`");
+        let (_, result) = write_lines(&mut disk, b"third\n", &mut mid_line);
+        assert!(result.is_err(), "still no room");
+        assert!(mid_line);
+        disk.room = 100;
+        let (written, result) = write_lines(&mut disk, b"fourth\n", &mut mid_line);
+        assert!(result.is_ok());
+        assert_eq!(written, 8);
+        assert!(!mid_line);
+        assert_eq!(disk.bytes, b"first line\nsecond li\nfourth\n");
+
+        // A write that failed right after a whole line needs no newline.
+        let mut disk = Disk {
+            bytes: Vec::new(),
+            room: 11,
+        };
+        let (_, result) = write_lines(&mut disk, b"first line\nsecond\n", &mut mid_line);
+        assert!(result.is_err());
+        assert!(!mid_line);
+    }
+
+    #[test]
+    fn a_failing_rotation_is_tried_again_only_after_a_while() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("app-out.log");
+        // A directory where the rotation must remove a file: every rotation fails.
+        std::fs::create_dir(rotated(&path, 1)).expect("mkdir");
+        let mut output = Output::open(&path, 20, 1).expect("open");
+        for i in 0..10 {
+            output.push(format!("line {i} .......\n").as_bytes()); // 15 bytes
+            output.flush();
+        }
+        let read = |p: &Path| std::fs::read_to_string(p).expect("read");
+        assert_eq!(read(&path).lines().count(), 10, "every line is written");
+        let retry = output.rotation_retry.expect("waiting to retry");
+        // The obstacle goes away: the rotation waits for its time all the same.
+        std::fs::remove_dir(rotated(&path, 1)).expect("rmdir");
+        output.push(b"line 10 ......\n");
+        output.flush();
+        assert!(!rotated(&path, 1).exists(), "retried before its time");
+        assert_eq!(output.rotation_retry, Some(retry));
+        output.rotation_retry = Some(Instant::now());
+        output.push(b"line 11 ......\n");
+        output.flush();
+        assert_eq!(read(&rotated(&path, 1)).lines().count(), 11);
+        assert_eq!(read(&path), "line 11 ......\n");
+        assert_eq!(output.rotation_retry, None);
+    }
+
+    #[test]
+    fn dev_null_drops_the_lines() {
+        let mut output = Output::open(Path::new("/dev/null"), 10, 1).expect("open");
+        output.push(b"a line longer than the limit\n");
+        output.flush();
+        assert!(output.target.is_none());
+    }
+
+    #[test]
+    fn the_keeper_does_not_follow_a_link_put_in_place_of_its_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("app-out.log");
+        let target = dir.path().join("target");
+        std::fs::write(&target, "kept\n").expect("write");
+        let mut output = Output::open(&path, 0, 1).expect("open");
+        output.push(b"one\n");
+        output.flush();
+        std::fs::rename(&path, dir.path().join("moved")).expect("rename");
+        std::os::unix::fs::symlink(&target, &path).expect("symlink");
+        output.push(b"two\n");
+        output.flush();
+        let read = |p: &Path| std::fs::read_to_string(p).expect("read");
+        assert_eq!(read(&target), "kept\n");
+        assert_eq!(read(&dir.path().join("moved")), "one\ntwo\n");
+        assert!(output.reopen_failing);
     }
 }

@@ -2,8 +2,8 @@
 //! the user it runs as. [`App::prepare`] checks everything about a spec and acquires what it needs before
 //! the app exists, so a bad spec changes nothing.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs::File;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::config::{AppSpec, CommandLine, check_name};
@@ -73,7 +73,7 @@ impl App {
         let credentials = credentials(&spec)?;
         let preload = match credentials {
             Some((uid, _)) if spec.is_node() && uid != nix::unistd::geteuid().as_raw() => {
-                shared_preload(home)?
+                super::preload::shared(home)?
             }
             _ => home.node_preload(),
         };
@@ -181,18 +181,10 @@ fn bind(spec: &AppSpec, previous: &mut Vec<Listener>) -> Result<Vec<Listener>, S
         .collect())
 }
 
+/// Opens an app's log for appending (see [`crate::logs::open`]): never through a link, never a FIFO or a
+/// device, never in a directory another user can write; missing directories are created.
 pub(super) fn open_log(path: &Path) -> Result<File, String> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    }
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| format!("cannot open log {}: {e}", path.display()))
+    crate::logs::open::open_append(path)
 }
 
 /// The uid and gid of the spec's user and group. Switching needs root, unless it is the daemon's own.
@@ -225,29 +217,4 @@ fn credentials(spec: &AppSpec) -> Result<Option<(u32, u32)>, String> {
         return Err("user and group need the daemon to run as root".into());
     }
     Ok(Some((uid.as_raw(), gid.as_raw())))
-}
-
-/// A copy of the Node preload that another user can read (the home is 0700): in a root-owned directory.
-fn shared_preload(home: &Home) -> Result<PathBuf, String> {
-    use std::os::unix::fs::MetadataExt;
-    let dir = std::env::temp_dir().join(format!("herdsman-preload-{}", nix::unistd::geteuid()));
-    let _ = std::fs::create_dir(&dir);
-    let meta = std::fs::symlink_metadata(&dir)
-        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    if !meta.is_dir() || meta.uid() != nix::unistd::geteuid().as_raw() || meta.mode() & 0o022 != 0 {
-        return Err(format!(
-            "{} is not a directory that only herdsman's user can write",
-            dir.display()
-        ));
-    }
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
-        .map_err(|e| e.to_string())?;
-    let path = dir.join("listen.cjs");
-    let source = std::fs::read(home.node_preload()).map_err(|e| e.to_string())?;
-    let temporary = dir.join("listen.cjs.tmp");
-    std::fs::write(&temporary, source).map_err(|e| e.to_string())?;
-    std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o644))
-        .map_err(|e| e.to_string())?;
-    std::fs::rename(&temporary, &path).map_err(|e| e.to_string())?;
-    Ok(path)
 }

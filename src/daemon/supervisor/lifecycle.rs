@@ -108,6 +108,7 @@ impl Supervisor {
         let worker = self.workers.get(&id).ok_or("no such worker")?;
         let app = self.apps.get(&worker.app).ok_or("no such app")?;
         let channel = if app.spec.is_node() {
+            super::preload::ensure(&app.preload)?;
             Some(ready::node_pipe().map_err(|e| format!("cannot create the readiness pipe: {e}"))?)
         } else {
             None

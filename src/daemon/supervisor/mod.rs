@@ -15,6 +15,7 @@ mod app;
 mod apply;
 mod lifecycle;
 mod observe;
+mod preload;
 mod rollout;
 
 use std::collections::{BTreeMap, HashMap};
