@@ -85,8 +85,14 @@ pub enum Owner {
 
 /// Why a directory with this status cannot be trusted, if it cannot: another user owns it, or its group or
 /// others can write it (a sticky directory is fine when `sticky_ok`: nobody can rename what is not theirs).
+///
+/// A log directory matters only to a root daemon: a daemon of another user writes nothing its user could
+/// not write anyway, so for it any log directory is trusted (its own home is still checked).
 pub fn untrusted(stat: &FileStat, owner: Owner, sticky_ok: bool) -> Option<String> {
     let euid = geteuid().as_raw();
+    if owner == Owner::RootOrEuid && euid != 0 {
+        return None;
+    }
     let uid = stat.st_uid;
     if uid != euid && !(owner == Owner::RootOrEuid && uid == 0) {
         let expected = match (euid, owner) {
@@ -123,31 +129,72 @@ const DIR_FLAGS: OFlag = OFlag::O_PATH
     .union(OFlag::O_CLOEXEC);
 
 impl Dir {
-    /// Opens the directory `path` names without following a link in any component, each directory on the
-    /// way owned by root or the daemon's user and writable by no one else unless sticky. Missing
-    /// directories are created (0755) if `create`.
+    /// Opens the directory `path` names, each directory on the way owned by root or the daemon's user and
+    /// writable by no one else unless sticky (checked for a root daemon only, see [`untrusted`]). Missing
+    /// directories are created (0755) if `create`, never through a link. A link on the way (a deploy's
+    /// `current`) is followed only out of a directory that passed that check, so only root or the daemon's
+    /// user can have put it there; no other link is ever followed.
     pub fn walk(path: &Path, create: bool) -> Result<Dir, Error> {
+        /// As many links as the kernel follows in one path (MAXSYMLINKS).
+        const MAX_LINKS: usize = 40;
         let path = std::path::absolute(path).map_err(|source| Error::Io {
             action: "resolve",
             path: path.to_path_buf(),
             source,
         })?;
         let root = Path::new("/");
-        let fd = nix::fcntl::open(root, DIR_FLAGS, Mode::empty())
-            .map_err(|e| Error::io("open", root, e))?;
-        let mut dir = Dir {
-            fd,
-            path: root.to_path_buf(),
-        };
-        dir.check(Owner::RootOrEuid, true)?;
-        for component in path.components() {
-            let name = match component {
-                Component::Normal(name) => name,
-                Component::ParentDir => OsStr::new(".."),
-                Component::RootDir | Component::CurDir | Component::Prefix(_) => continue,
+        let open_root = || -> Result<Dir, Error> {
+            let fd = nix::fcntl::open(root, DIR_FLAGS, Mode::empty())
+                .map_err(|e| Error::io("open", root, e))?;
+            let dir = Dir {
+                fd,
+                path: root.to_path_buf(),
             };
-            dir = dir.child(name, create)?;
             dir.check(Owner::RootOrEuid, true)?;
+            Ok(dir)
+        };
+        let mut dir = open_root()?;
+        let mut rest: std::collections::VecDeque<OsString> = components(&path).collect();
+        let mut links = 0;
+        while let Some(name) = rest.pop_front() {
+            let next = match dir.child(&name, create) {
+                Err(Error::Link { path: link }) => {
+                    links += 1;
+                    if links > MAX_LINKS {
+                        return Err(Error::io("resolve", &link, Errno::ELOOP));
+                    }
+                    // In a directory others can write (sticky, or any for a daemon that is not
+                    // root), only a link of root's or the daemon's user's own is followed, as the
+                    // kernel's protected_symlinks does for sticky directories.
+                    let here = fstat(&dir.fd).map_err(|e| Error::io("stat", &dir.path, e))?;
+                    let owner = dir
+                        .stat(&name)
+                        .map_err(|e| Error::io("stat", &link, e))?
+                        .st_uid;
+                    let euid = geteuid().as_raw();
+                    if here.st_mode & 0o022 != 0 && owner != euid && owner != 0 {
+                        return Err(Error::Untrusted {
+                            path: link,
+                            why: format!(
+                                "is a link of uid {owner} in a directory others can write"
+                            ),
+                        });
+                    }
+                    let target = nix::fcntl::readlinkat(&dir.fd, name.as_os_str())
+                        .map_err(|e| Error::io("read the link", &link, e))?;
+                    let target = PathBuf::from(target);
+                    for component in components(&target).collect::<Vec<_>>().into_iter().rev() {
+                        rest.push_front(component);
+                    }
+                    if target.is_absolute() {
+                        dir = open_root()?;
+                    }
+                    continue;
+                }
+                other => other?,
+            };
+            next.check(Owner::RootOrEuid, true)?;
+            dir = next;
         }
         Ok(dir)
     }
@@ -229,7 +276,7 @@ impl Dir {
     pub fn open_append(&self, name: &OsStr, create: bool) -> Result<File, Error> {
         let path = self.path.join(name);
         let dir = self.check(Owner::RootOrEuid, true)?;
-        let shared = dir.st_mode & 0o022 != 0;
+        let shared = dir.st_mode & 0o022 != 0 && geteuid().is_root();
         // Looked at before opening, so that a device is not even opened.
         match fstatat(&self.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(stat) => regular(&stat, &path)?,
@@ -340,6 +387,15 @@ impl Dir {
     }
 }
 
+/// The names a path goes through (`..` included, `.` and `/` left out).
+fn components(path: &Path) -> impl Iterator<Item = OsString> + '_ {
+    path.components().filter_map(|component| match component {
+        Component::Normal(name) => Some(name.to_os_string()),
+        Component::ParentDir => Some(OsString::from("..")),
+        Component::RootDir | Component::CurDir | Component::Prefix(_) => None,
+    })
+}
+
 /// Requires a status to be a regular file's.
 fn regular(stat: &FileStat, path: &Path) -> Result<(), Error> {
     let kind = match SFlag::from_bits_truncate(stat.st_mode & libc::S_IFMT) {
@@ -388,7 +444,7 @@ mod tests {
     }
 
     #[test]
-    fn a_walk_creates_missing_directories_and_never_follows_a_link() {
+    fn a_walk_creates_missing_directories_and_follows_only_trusted_links() {
         let scratch = tempfile::tempdir().expect("tempdir");
         let base = scratch.path();
         let made = Dir::walk(&base.join("a/b/c"), true).expect("walk with create");
@@ -399,11 +455,35 @@ mod tests {
             0o600
         );
 
+        // A link in a directory only its owner can write (a deploy's `current`) is followed, relative or
+        // absolute.
         std::fs::create_dir(base.join("elsewhere")).expect("mkdir");
         std::os::unix::fs::symlink(base.join("elsewhere"), base.join("link")).expect("symlink");
-        let error = Dir::walk(&base.join("link/new"), true).expect_err("a link in the path");
-        assert!(matches!(error, Error::Link { .. }), "{error}");
-        assert!(!base.join("elsewhere/new").exists());
+        std::os::unix::fs::symlink("elsewhere", base.join("relative")).expect("symlink");
+        let followed = Dir::walk(&base.join("link/new"), true).expect("a trusted link");
+        assert!(base.join("elsewhere/new").is_dir());
+        assert!(
+            followed.path().ends_with("elsewhere/new"),
+            "{:?}",
+            followed.path()
+        );
+        Dir::walk(&base.join("relative/new"), false).expect("a relative trusted link");
+        std::os::unix::fs::symlink("loop", base.join("loop")).expect("symlink");
+        let error = Dir::walk(&base.join("loop/x"), false).expect_err("a loop");
+        assert!(error.to_string().contains("symbolic links"), "{error}");
+
+        // In a sticky directory others can write, another user's link is not followed.
+        if geteuid().is_root() {
+            let shared = base.join("shared");
+            std::fs::create_dir(&shared).expect("mkdir");
+            chmod(&shared, 0o1777);
+            std::os::unix::fs::symlink(base.join("elsewhere"), shared.join("theirs"))
+                .expect("symlink");
+            std::os::unix::fs::lchown(shared.join("theirs"), Some(65534), None).expect("lchown");
+            let error = Dir::walk(&shared.join("theirs/x"), true).expect_err("another user's link");
+            assert!(error.is_untrusted(), "{error}");
+            assert!(!base.join("elsewhere/x").exists());
+        }
 
         std::fs::write(base.join("file"), "").expect("write");
         let error = Dir::walk(&base.join("file/x"), true).expect_err("a file in the path");

@@ -202,25 +202,52 @@ fn a_fifo_as_a_log_path_fails_the_start_at_once_and_the_daemon_goes_on() {
 }
 
 #[test]
-fn a_missing_log_directory_is_created_but_never_through_a_link() {
+fn a_missing_log_directory_is_created_through_a_trusted_link_only() {
     let h = Herdsman::new();
     let base = h.scratch("logs");
+    // A link in a directory only its owner can write (a deploy's `current`) is followed.
     let elsewhere = h.scratch("elsewhere");
-    std::os::unix::fs::symlink(&elsewhere, base.join("link")).expect("symlink");
-    let through_link = base.join("link").join("new").join("out.log");
+    std::os::unix::fs::symlink(&elsewhere, base.join("current")).expect("symlink");
+    let through_link = base.join("current").join("new").join("out.log");
     h.cmd(&[
         "start",
-        "/bin/sleep",
+        "/bin/sh",
         "--name",
         "linked",
         "-o",
         &through_link.display().to_string(),
         "--",
-        "1000",
+        "-c",
+        "echo through; exec sleep 1000",
     ])
-    .fails_with("symbolic link");
-    if elsewhere.join("new").exists() {
-        h.fail("a directory was created through the link");
+    .ok();
+    h.wait_for("the line in the log behind the link", 10 * SECOND, || {
+        read(&elsewhere.join("new").join("out.log")).contains("through")
+    });
+    // Another user's link in a directory everyone can write (sticky, as /tmp) is not.
+    if let Some((uid, _)) = other_user() {
+        let shared = h.scratch("shared");
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).expect("chmod 1777");
+        let target = h.scratch("target");
+        let link = shared.join("theirs");
+        std::os::unix::fs::symlink(&target, &link).expect("symlink");
+        std::os::unix::fs::lchown(&link, Some(uid), None).expect("lchown the link");
+        h.cmd(&[
+            "start",
+            "/bin/sleep",
+            "--name",
+            "theirs",
+            "-o",
+            &link.join("new").join("out.log").display().to_string(),
+            "--",
+            "1000",
+        ])
+        .fails_with("in a directory others can write");
+        if target.join("new").exists() {
+            h.fail("a directory was created through another user's link");
+        }
+    } else {
+        eprintln!("SKIPPED the other user's link: the test process is not root");
     }
     let fresh = base.join("a").join("b").join("out.log");
     h.cmd(&[
