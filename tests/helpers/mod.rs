@@ -1406,7 +1406,13 @@ pub fn other_user() -> Option<(u32, u32)> {
         }
         // Fails while another process holds /etc/passwd's lock, or once the account exists.
         let _ = Command::new("useradd")
-            .args(["--system", "--no-create-home", "--shell", "/bin/sh", OTHER_USER])
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/bin/sh",
+                OTHER_USER,
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
