@@ -8,6 +8,7 @@ mod keeper;
 mod logs;
 mod monit;
 mod observe;
+mod plumbing;
 mod production;
 mod races;
 mod reload;
