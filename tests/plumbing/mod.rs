@@ -542,3 +542,68 @@ fn a_daemon_out_of_descriptors_warns_once_and_serves_again_once_they_are_back() 
             .contains("accepting control connections again")
     });
 }
+
+/// Spawn attempts the daemon log records: forks that succeeded, and ones that failed in the daemon.
+fn spawn_attempts(h: &Herdsman) -> usize {
+    fs::read_to_string(h.home().join("daemon.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("process spawned") || l.contains("cannot spawn worker"))
+        .count()
+}
+
+#[test]
+fn a_child_with_no_descriptor_left_for_its_status_pipe_reports_it() {
+    let h = Herdsman::new();
+    // A worker that exits at once, restarted every 100 ms, by a daemon with few descriptors.
+    let dir = h.scratch("apps");
+    let file = dir.join("eco.toml");
+    fs::write(
+        &file,
+        "[[apps]]\nname = \"c\"\nscript = \"/bin/sh\"\nargs = [\"-c\", \"exit 1\"]\n\
+         restart_backoff = \"100ms\"\nrestart_backoff_max = \"100ms\"\n",
+    )
+    .expect("write the file");
+    // `start` itself fails (the worker does not stay up); the daemon goes on restarting it.
+    let out = run_cli_with(
+        &h,
+        &["start", &file.display().to_string()],
+        limit_fds(40, 40),
+    );
+    if !out.stderr.contains("did not stay up") {
+        h.fail(&format!("start did not start the crashing app\n{out}"));
+    }
+    // Each control connection takes one more of the daemon's descriptors. Somewhere on the way the daemon
+    // still has all it needs to fork, and the child finds none free to move its status pipe to: that
+    // failure must be reported as one, not look like a program that ran and exited 127.
+    let socket = h.home().join("herdsman.sock");
+    let mut held = Vec::new();
+    let reported = |h: &Herdsman| {
+        fs::read_to_string(h.home().join("daemon.log"))
+            .unwrap_or_default()
+            .contains("setting up descriptors failed")
+    };
+    while !reported(&h) {
+        let log = fs::read_to_string(h.home().join("daemon.log")).unwrap_or_default();
+        if log.contains("cannot spawn worker") && log.contains("Too many open files") {
+            h.fail("the daemon ran out of descriptors before a child could report it had none");
+        }
+        let stream = UnixStream::connect(&socket).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut hello = String::new();
+        if !BufReader::new(&stream)
+            .read_line(&mut hello)
+            .is_ok_and(|n| n > 0)
+        {
+            h.fail("the daemon stopped accepting before a spawn ran out of descriptors");
+        }
+        held.push(stream);
+        // Two more attempts: the last one certainly began after this connection took its descriptor.
+        let before = spawn_attempts(&h);
+        h.wait_for("two more spawn attempts", 10 * SECOND, || {
+            reported(&h) || spawn_attempts(&h) >= before + 2
+        });
+    }
+}
