@@ -200,11 +200,14 @@ pub(super) fn open_log(path: &Path) -> Result<File, String> {
         .map_err(|e| format!("cannot open log {}: {e}", path.display()))
 }
 
+/// The variables systemd's `User=` sets: `HOME`, `USER`, `LOGNAME`, `SHELL`.
+type UserEnv = Vec<(String, String)>;
+
 /// Who the spec's workers run as: the user's uid, the group (the user's own unless the spec names one) and
 /// the user's supplementary groups, as a login (and systemd's `User=`) gets them; a group alone keeps the
 /// daemon's user with that one group. Also the variables systemd's `User=` sets. Switching needs root,
 /// unless it is to the daemon's own user and group (then nothing is switched).
-fn credentials(spec: &AppSpec) -> Result<(Option<Credentials>, Vec<(String, String)>), String> {
+fn credentials(spec: &AppSpec) -> Result<(Option<Credentials>, UserEnv), String> {
     use nix::unistd::{Group, User, getegid, geteuid, getgrouplist};
     if spec.user.is_none() && spec.group.is_none() {
         return Ok((None, Vec::new()));
