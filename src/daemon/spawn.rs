@@ -136,7 +136,7 @@ pub fn raise_fd_limit() {
         return;
     }
     let _ = ORIGINAL_NOFILE.set(limit);
-    tracing::debug!(
+    tracing::info!(
         from = limit.rlim_cur,
         to = target,
         "raised the soft descriptor limit"
