@@ -94,10 +94,14 @@ impl Client {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
-        // SAFETY: setsid is async-signal-safe; the daemon leaves the caller's session and terminal.
+        // SAFETY: setsid, close_range and fcntl are async-signal-safe. The daemon leaves the caller's session
+        // and terminal, and inherits none of the caller's descriptors but 0-2: a lock (`flock L herdsman
+        // start ...`) or a pipe someone waits on for EOF must not be held for as long as the daemon lives.
+        // They are marked close-on-exec rather than closed, so the exec's error report still works.
         unsafe {
             command.pre_exec(|| {
                 libc::setsid();
+                crate::descriptors::cloexec_range(3, None);
                 Ok(())
             });
         }

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;
+mod descriptors;
 pub mod home;
 pub mod human;
 pub mod logs;

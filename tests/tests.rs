@@ -9,6 +9,7 @@ mod lifecycle;
 mod logs;
 mod monit;
 mod observe;
+mod plumbing;
 mod preload;
 mod production;
 mod races;

@@ -23,6 +23,10 @@ use crate::systemd::{self, Notifier, UnitOptions};
 /// `herdsman daemon`: in the foreground (what systemd and containers run), or started in the background.
 pub fn daemon(home: &Home, foreground: bool, resurrect: bool) -> Result<()> {
     if foreground {
+        // The daemon outlives whatever ran it: it keeps none of its caller's descriptors but 0-2 (a lock
+        // or a pipe the caller holds is not the daemon's to keep), and none reach the keeper or a worker.
+        // Nothing herdsman opened is open yet; nothing is passed to the daemon this way.
+        crate::descriptors::close_from(3);
         let options = Options {
             resurrect,
             exit_when_errored: false,

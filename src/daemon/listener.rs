@@ -3,10 +3,18 @@
 //! The daemon binds each address once, when the app starts, and never accepts on it: workers inherit the
 //! descriptor and the kernel hands them connections. The socket lives until the app is stopped or deleted,
 //! so a crash, restart or reload never refuses a connection; connections wait in the backlog meanwhile.
+//!
+//! A Unix socket's path may already name a socket. It is probed with a non-blocking `connect`, so a
+//! listener whose queue is full cannot stall the daemon: a connection, or a full queue (EAGAIN), means the
+//! address is in use; only ECONNREFUSED (nobody listens: left over from a crash) lets herdsman remove the
+//! file and bind, and any other error (EACCES: someone else's socket) is refused with that error. The
+//! socket file is removed when the listener is dropped only if the path still names the file herdsman
+//! bound (same device and inode): another program may have taken the path since.
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use socket2::{Domain, SockAddr, Socket, Type};
@@ -21,7 +29,8 @@ pub const BACKLOG: i32 = 4096;
 pub struct Listener {
     socket: Socket,
     addr: ListenAddr,
-    unix_path: Option<PathBuf>,
+    /// A Unix socket's path, and the (device, inode) of the file bound there.
+    unix_path: Option<(PathBuf, (u64, u64))>,
 }
 
 /// Why an address could not be bound.
@@ -29,6 +38,11 @@ pub struct Listener {
 pub enum BindError {
     #[error("address {0} is already in use")]
     InUse(ListenAddr),
+    #[error(
+        "cannot listen on {addr}: a socket file is there and probing it failed ({source}); \
+         it may be another user's live socket, so it is left alone (remove it if it is stale)"
+    )]
+    Unknown { addr: ListenAddr, source: io::Error },
     #[error("cannot listen on {addr}: {source}")]
     Other { addr: ListenAddr, source: io::Error },
 }
@@ -61,11 +75,18 @@ impl Listener {
                 .map_err(wrap),
             ListenAddr::Unix(path) => {
                 let path = cwd.join(path);
-                bind_unix(&path).map_err(wrap).map(|socket| Listener {
-                    socket,
-                    addr: addr.clone(),
-                    unix_path: Some(path),
-                })
+                match bind_unix(&path) {
+                    Ok((socket, id)) => Ok(Listener {
+                        socket,
+                        addr: addr.clone(),
+                        unix_path: Some((path, id)),
+                    }),
+                    Err(UnixBindError::Probe(source)) => Err(BindError::Unknown {
+                        addr: addr.clone(),
+                        source,
+                    }),
+                    Err(UnixBindError::Io(e)) => Err(wrap(e)),
+                }
             }
         }
     }
@@ -90,10 +111,21 @@ impl Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        if let Some(path) = &self.unix_path {
+        // Only the file this listener bound: another program may have replaced it since.
+        if let Some((path, id)) = &self.unix_path
+            && socket_file(path) == Some(*id)
+        {
             let _ = std::fs::remove_file(path);
         }
     }
+}
+
+/// The (device, inode) of the socket file at `path`; `None` if there is none (or something else is there).
+fn socket_file(path: &Path) -> Option<(u64, u64)> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    meta.file_type()
+        .is_socket()
+        .then(|| (meta.dev(), meta.ino()))
 }
 
 fn bind_tcp(addr: SocketAddr, dual_stack: bool) -> io::Result<Socket> {
@@ -107,26 +139,85 @@ fn bind_tcp(addr: SocketAddr, dual_stack: bool) -> io::Result<Socket> {
     Ok(socket)
 }
 
-fn bind_unix(path: &Path) -> io::Result<Socket> {
-    // A socket file nobody listens on is left over from a crash: remove it. A live one means in use.
-    if std::fs::symlink_metadata(path).is_ok() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(io::ErrorKind::AddrInUse.into());
+enum UnixBindError {
+    /// A socket file is in the way, and whether anyone listens on it cannot be told.
+    Probe(io::Error),
+    Io(io::Error),
+}
+
+impl From<io::Error> for UnixBindError {
+    fn from(e: io::Error) -> Self {
+        UnixBindError::Io(e)
+    }
+}
+
+/// Binds a Unix socket at `path`, replacing a socket file nobody listens on; the socket and the (device,
+/// inode) of its file.
+fn bind_unix(path: &Path) -> Result<(Socket, (u64, u64)), UnixBindError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            let id = (meta.dev(), meta.ino());
+            match probe_unix(path) {
+                Probe::Live => return Err(io::Error::from(io::ErrorKind::AddrInUse).into()),
+                Probe::Unknown(e) => return Err(UnixBindError::Probe(e)),
+                Probe::Gone => {}
+                // Left over from a crash: remove it, unless the path was taken again meanwhile.
+                Probe::Stale if socket_file(path) == Some(id) => match std::fs::remove_file(path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e.into()),
+                },
+                Probe::Stale => return Err(io::Error::from(io::ErrorKind::AddrInUse).into()),
+            }
         }
-        use std::os::unix::fs::FileTypeExt;
-        if std::fs::symlink_metadata(path)?.file_type().is_socket() {
-            std::fs::remove_file(path)?;
-        } else {
+        Ok(_) => {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
                 "a file that is not a socket is in the way",
-            ));
+            )
+            .into());
         }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e.into()),
     }
     let socket = Socket::new(Domain::UNIX, Type::STREAM.cloexec(), None)?;
     socket.bind(&SockAddr::unix(path)?)?;
     socket.listen(BACKLOG)?;
-    Ok(socket)
+    let id = socket_file(path).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            "the socket file vanished right after bind",
+        )
+    })?;
+    Ok((socket, id))
+}
+
+/// What a `connect` to an existing socket file says.
+enum Probe {
+    /// Someone accepts connections there (or will: the queue is full).
+    Live,
+    /// Nobody listens: a socket file left over.
+    Stale,
+    /// The file went away meanwhile.
+    Gone,
+    /// Cannot tell (EACCES: another user's socket, ...).
+    Unknown(io::Error),
+}
+
+/// Probes a socket file with a non-blocking connect, which never waits: a listener with a full queue
+/// answers EAGAIN at once, where a blocking connect would wait for it to accept.
+fn probe_unix(path: &Path) -> Probe {
+    let attempt = Socket::new(Domain::UNIX, Type::STREAM.nonblocking().cloexec(), None)
+        .and_then(|probe| probe.connect(&SockAddr::unix(path)?));
+    match attempt {
+        Ok(()) => Probe::Live,
+        Err(e) => match e.raw_os_error() {
+            Some(libc::EAGAIN | libc::EINPROGRESS) => Probe::Live,
+            Some(libc::ECONNREFUSED) => Probe::Stale,
+            Some(libc::ENOENT) => Probe::Gone,
+            _ => Probe::Unknown(e),
+        },
+    }
 }
 
 #[cfg(test)]
@@ -169,5 +260,50 @@ mod tests {
         ));
         drop(listener);
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_listener_with_a_full_queue_is_in_use_and_is_not_waited_for() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("busy.sock");
+        let busy = Socket::new(Domain::UNIX, Type::STREAM, None).expect("socket");
+        busy.bind(&SockAddr::unix(&path).expect("addr"))
+            .expect("bind");
+        busy.listen(0).expect("listen");
+        // Fill its queue: connect until the kernel says it is full.
+        let mut queued = Vec::new();
+        loop {
+            let client =
+                Socket::new(Domain::UNIX, Type::STREAM.nonblocking(), None).expect("socket");
+            match client.connect(&SockAddr::unix(&path).expect("addr")) {
+                Ok(()) => queued.push(client),
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => break,
+                Err(e) => panic!("connect: {e}"),
+            }
+            assert!(queued.len() < 64, "the queue never filled");
+        }
+        let addr = ListenAddr::Unix(path.clone());
+        let started = std::time::Instant::now();
+        assert!(matches!(
+            Listener::bind(&addr, dir.path()),
+            Err(BindError::InUse(_))
+        ));
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert!(path.exists(), "the live socket was left alone");
+    }
+
+    #[test]
+    fn a_dropped_listener_leaves_a_socket_that_replaced_its_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("app.sock");
+        let addr = ListenAddr::Unix(path.clone());
+        let ours = Listener::bind(&addr, dir.path()).expect("bind");
+        // Another program unlinks the path and binds its own socket there.
+        std::fs::remove_file(&path).expect("unlink");
+        let theirs = std::os::unix::net::UnixListener::bind(&path).expect("their bind");
+        drop(ours);
+        assert!(path.exists(), "their socket file was removed");
+        std::os::unix::net::UnixStream::connect(&path).expect("their socket still answers");
+        drop(theirs);
     }
 }

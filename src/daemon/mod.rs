@@ -5,6 +5,11 @@
 //! Shutdown is a value, not an exit: SIGTERM, SIGINT and a `kill` request all become one message to the
 //! supervisor, which stops every app and returns; [`run`] then removes the socket and pid file, lets
 //! connections flush their last replies, and returns to `main`.
+//!
+//! A panic that unwinds out of the runtime (the supervisor's loop, the wiring) ends the daemon: the socket
+//! and pid file are removed on its way out. A panic inside a spawned task (one control connection, say) is
+//! caught by tokio and the daemon goes on serving, so its files stay: removing them would leave a live
+//! daemon nobody can reach and let a second one start on the same home.
 
 mod adopted;
 mod listener;
@@ -55,6 +60,7 @@ pub struct Outcome {
 /// Runs the daemon in this process until it is told to stop.
 pub fn run(home: Home, options: Options) -> Result<Outcome> {
     open_standard_descriptors();
+    spawn::raise_fd_limit();
     home.create()?;
     let _lock = lock(&home)?;
     // SAFETY: prctl with integer arguments.
@@ -66,13 +72,28 @@ pub fn run(home: Home, options: Options) -> Result<Outcome> {
     write_private(&home.node_preload(), NODE_PRELOAD.as_bytes())?;
     let socket_path = home.socket();
     remove_stale_socket(&socket_path)?;
-    install_panic_cleanup(socket_path.clone(), home.pid_file());
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(home, &socket_path, options))
+    let files = [socket_path.clone(), home.pid_file()];
+    removing_on_panic(&files, || {
+        runtime.block_on(serve(home, &socket_path, options))
+    })
+}
+
+/// Runs `f`; if a panic unwinds out of it (it is going to end the daemon), removes `files` first.
+fn removing_on_panic<T>(files: &[PathBuf], f: impl FnOnce() -> T) -> T {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(value) => value,
+        Err(panic) => {
+            for file in files {
+                let _ = fs::remove_file(file);
+            }
+            std::panic::resume_unwind(panic)
+        }
+    }
 }
 
 async fn serve(home: Home, socket_path: &Path, options: Options) -> Result<Outcome> {
@@ -248,11 +269,43 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     fs::rename(&temporary, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
-fn install_panic_cleanup(socket: PathBuf, pid_file: PathBuf) {
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let _ = fs::remove_file(&socket);
-        let _ = fs::remove_file(&pid_file);
-        previous(info);
-    }));
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(dir: &Path) -> [PathBuf; 2] {
+        let files = [dir.join("herdsman.sock"), dir.join("daemon.pid")];
+        for file in &files {
+            fs::write(file, "").expect("create");
+        }
+        files
+    }
+
+    #[test]
+    fn a_panic_in_a_task_leaves_the_files_of_a_daemon_that_goes_on() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = files(dir.path());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let outcome = removing_on_panic(&files, || {
+            runtime.block_on(async {
+                let task = tokio::spawn(async { panic!("a task panics") });
+                task.await.is_err_and(|e| e.is_panic())
+            })
+        });
+        assert!(outcome, "the task's panic was caught");
+        assert!(files.iter().all(|f| f.exists()));
+    }
+
+    #[test]
+    fn a_panic_that_ends_the_daemon_removes_its_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = files(dir.path());
+        let unwound = std::panic::catch_unwind(|| {
+            removing_on_panic(&files, || -> () { panic!("the supervisor panics") })
+        });
+        assert!(unwound.is_err(), "the panic goes on unwinding");
+        assert!(files.iter().all(|f| !f.exists()));
+    }
 }

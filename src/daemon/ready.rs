@@ -3,6 +3,9 @@
 //! - **sd_notify.** Every worker gets `NOTIFY_SOCKET`, an abstract datagram socket of the daemon's. A
 //!   `READY=1` datagram counts for the process whose pid the kernel attaches (SCM_CREDENTIALS), so a worker
 //!   can only speak for itself; the supervisor accepts it from the worker or a member of its process group.
+//!   The sender's group is read here, the moment the datagram is received, while the sender is still there
+//!   (a `systemd-notify` helper may exit at once); workers lead sessions of their own, so no process of
+//!   another app can join a worker's group to speak for it.
 //! - **Node.** Every Node worker gets the write end of a pipe (`HERDSMAN_READY_FD`), which the preload
 //!   uses: it writes `L` when the server on the shared socket listens, and `R` when the app calls
 //!   `process.send('ready')` (the preload provides `process.send` for that when there is no IPC channel,
@@ -90,6 +93,9 @@ impl NotifySocket {
                 });
                 Ok((pid, message.bytes))
             });
+            // Later, the sender may be gone (and reaped): resolve its group now.
+            let received =
+                received.map(|r| r.map(|(pid, len)| (pid.map(|pid| (pid, group_of(pid))), len)));
             let (pid, len) = match received {
                 Ok(Ok(received)) => received,
                 Ok(Err(e)) => {
@@ -99,11 +105,12 @@ impl NotifySocket {
                 Err(_would_block) => continue,
             };
             let text = String::from_utf8_lossy(&buffer[..len]);
-            if let Some(pid) = pid
+            if let Some((pid, group)) = pid
                 && text.lines().any(|line| line.trim() == "READY=1")
                 && supervisor
                     .send(Message::Ready {
                         pid,
+                        group,
                         source: Source::Notify,
                     })
                     .is_err()
@@ -112,6 +119,13 @@ impl NotifySocket {
             }
         }
     }
+}
+
+/// The process group of `pid`, if it still exists.
+fn group_of(pid: i32) -> Option<i32> {
+    nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(pid)))
+        .ok()
+        .map(|g| g.as_raw())
 }
 
 /// Reads a Node worker's readiness pipe until the worker closes it: `L` when its server listens, `R` for
@@ -132,7 +146,12 @@ pub async fn serve_node_pipe(pipe: OwnedFd, pid: i32, supervisor: mpsc::Unbounde
                 b'R' => Source::NodeReady,
                 _ => continue,
             };
-            if supervisor.send(Message::Ready { pid, source }).is_err() {
+            let ready = Message::Ready {
+                pid,
+                group: None,
+                source,
+            };
+            if supervisor.send(ready).is_err() {
                 return;
             }
         }

@@ -1,16 +1,31 @@
 //! The control server: accepts CLI connections on the Unix socket and relays their requests to the
 //! supervisor. One task per connection; a bad frame or a bad peer affects only that connection.
+//!
+//! A connection that waits more than [`IDLE_TIMEOUT`] for its next request is closed, so forgotten clients
+//! do not pile up (each costs the daemon a descriptor). A request being processed has no deadline (a
+//! reload or a stop may take long), nor has a subscription. When `accept` fails (out of descriptors, most
+//! likely) the loop retries every 100 ms and warns once when it starts failing, then once a minute while it
+//! lasts, and says when it accepts again.
+
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::supervisor::{Message, SUBSCRIBER_QUEUE};
 use crate::protocol::{
     self, ErrorKind, FrameError, Hello, PROTOCOL_VERSION, Request, Response, Selection,
 };
 use crate::systemd::Notifier;
+
+/// How long a control connection may wait for its next request (the first one too).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often a failing `accept` is retried.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+/// How often a failing `accept` is warned about while it goes on failing.
+const ACCEPT_WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// Accepts connections until the listener fails or the supervisor is gone.
 /// Each connection task holds a clone of `alive`, so the daemon can wait for the last replies to be flushed.
@@ -23,13 +38,33 @@ pub async fn serve(
     notifier: Option<Notifier>,
 ) {
     let uid = nix::unistd::geteuid().as_raw();
+    // While accept fails: when it was last warned about, and how many times it failed.
+    let mut failing: Option<(Instant, u64)> = None;
     loop {
         let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
+            Ok((stream, _)) => {
+                if let Some((_, failures)) = failing.take() {
+                    info!(failures, "accepting control connections again");
+                }
+                stream
+            }
             Err(e) => {
-                // Out of descriptors, most likely: wait a little instead of spinning.
-                warn!(error = %e, "accept on the control socket failed");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                // Out of descriptors, most likely: wait a little instead of spinning, and do not fill the
+                // log with one line per retry.
+                match &mut failing {
+                    None => {
+                        warn!(error = %e, "accept on the control socket failed; retrying every 100 ms");
+                        failing = Some((Instant::now(), 1));
+                    }
+                    Some((warned, failures)) => {
+                        *failures += 1;
+                        if warned.elapsed() >= ACCEPT_WARN_EVERY {
+                            warn!(error = %e, failures = *failures, "accept on the control socket still fails");
+                            *warned = Instant::now();
+                        }
+                    }
+                }
+                tokio::time::sleep(ACCEPT_RETRY).await;
                 continue;
             }
         };
@@ -80,7 +115,13 @@ async fn connection(
     };
     send(&mut writer, &hello).await?;
     loop {
-        let line = match protocol::read_line_async(&mut reader).await {
+        let Ok(read) =
+            tokio::time::timeout(IDLE_TIMEOUT, protocol::read_line_async(&mut reader)).await
+        else {
+            debug!("closing a control connection idle for {IDLE_TIMEOUT:?}");
+            return Ok(());
+        };
+        let line = match read {
             Ok(Some(line)) => line,
             Ok(None) => return Ok(()),
             Err(FrameError::TooLarge) => {
@@ -173,4 +214,83 @@ async fn subscription(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+
+    async fn read_line(client: &mut BufReader<UnixStream>) -> String {
+        let mut line = String::new();
+        client.read_line(&mut line).await.expect("read");
+        line
+    }
+
+    async fn send_request(client: &mut BufReader<UnixStream>, request: &Request) {
+        let frame = protocol::encode_frame(request).expect("encode");
+        client.get_mut().write_all(&frame).await.expect("write");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_connection_is_closed_but_not_while_its_request_is_processed() {
+        let (ours, theirs) = UnixStream::pair().expect("pair");
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let served = tokio::spawn(connection(ours, tx, None));
+        let mut client = BufReader::new(theirs);
+        assert!(read_line(&mut client).await.contains("protocol"));
+
+        // A request the supervisor takes longer than the idle timeout to answer (a long stop).
+        send_request(&mut client, &Request::List).await;
+        let Some(Message::Request { reply, .. }) = rx.recv().await else {
+            panic!("no request reached the supervisor");
+        };
+        tokio::time::sleep(IDLE_TIMEOUT * 3).await;
+        reply
+            .send(Response::Ok)
+            .expect("the connection still waits");
+        let answer = read_line(&mut client).await;
+        assert!(
+            matches!(protocol::decode(answer.as_bytes()), Ok(Response::Ok)),
+            "{answer}"
+        );
+
+        // Then nothing: the connection is closed once the idle timeout has passed, not before.
+        let idle = tokio::time::Instant::now();
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).await.expect("read");
+        assert!(rest.is_empty());
+        assert!(idle.elapsed() >= IDLE_TIMEOUT);
+        served.await.expect("task").expect("a clean end");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_subscription_has_no_idle_timeout() {
+        let (ours, theirs) = UnixStream::pair().expect("pair");
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let _served = tokio::spawn(connection(ours, tx, None));
+        let mut client = BufReader::new(theirs);
+        read_line(&mut client).await;
+        send_request(&mut client, &Request::Subscribe { interval_ms: 1000 }).await;
+        let Some(Message::Subscribe { events, .. }) = rx.recv().await else {
+            panic!("no subscription reached the supervisor");
+        };
+        tokio::time::sleep(IDLE_TIMEOUT * 3).await;
+        let snapshot = Response::Snapshot {
+            at_ms: 1,
+            processes: Vec::new(),
+        };
+        events
+            .send(snapshot)
+            .await
+            .expect("the subscription is open");
+        let frame = read_line(&mut client).await;
+        assert!(
+            matches!(
+                protocol::decode(frame.as_bytes()),
+                Ok(Response::Snapshot { .. })
+            ),
+            "{frame}"
+        );
+    }
 }

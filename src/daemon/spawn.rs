@@ -1,16 +1,24 @@
-//! Starting a worker: fork, set up its descriptors, environment and process group, exec.
+//! Starting a worker: fork, set up its descriptors, environment and session, exec.
 //!
 //! Everything the child needs is prepared before `fork`, so the child allocates nothing and calls only
 //! async-signal-safe functions. That is what lets `LISTEN_PID` (and `LISTEN_PIDFDID`) hold the worker's own
 //! pid without an exec helper: the parent reserves room in the environment block and the child writes its
 //! pid there before `execve`.
 //!
-//! Signals are blocked across `fork`. In the child, in order: default signal dispositions, then an empty mask; a process group of its own; stdin
-//! from /dev/null and stdout/stderr to what the daemon gives (the log keeper's pipes, or the log files); the listening
-//! sockets (and a Node worker's readiness pipe) moved to fds 3, 4, ...; every other descriptor marked
-//! close-on-exec (so nothing of the daemon's leaks); the pid written into the environment; the app's user
-//! and group, if any; `chdir`; `execve`. If a step fails the child writes the step
-//! and `errno` to a close-on-exec pipe and exits 127; an EOF on that pipe means `execve` succeeded.
+//! Signals are blocked across `fork`. In the child, in order: default signal dispositions; a session of its
+//! own (`setsid`: its process group is its pid, and no process of another session can join that group, so a
+//! worker of one app cannot pass for a member of another's); one byte on the status pipe to say so; an empty
+//! signal mask; stdin from /dev/null and stdout/stderr to what the daemon gives (the log keeper's pipes, or
+//! the log files); the listening sockets (and a Node worker's readiness pipe) moved to fds 3, 4, ...; every
+//! other descriptor marked close-on-exec (so nothing of the daemon's leaks); the pid written into the
+//! environment; the app's user, its supplementary groups and group, if any; `chdir`; the caller's soft
+//! `RLIMIT_NOFILE` back (the daemon raised its own, see [`raise_fd_limit`]); `execve`. If a step fails the
+//! child writes the step and `errno` to a close-on-exec pipe and exits 127; an EOF on that pipe means
+//! `execve` succeeded.
+//!
+//! The parent waits for the child's first byte (or EOF) before [`spawn`] returns, a matter of
+//! microseconds: from then on the worker's process group exists, so a signal to it (a stop that comes at
+//! once) reaches it, and an empty group really means the worker is gone.
 
 use std::ffi::CString;
 use std::io;
@@ -35,8 +43,17 @@ pub struct SpawnRequest<'a> {
     pub inherit: &'a [BorrowedFd<'a>],
     /// Add `LISTEN_PID` (and `LISTEN_PIDFDID`): the first fds are listening sockets.
     pub activation: bool,
-    /// Run as this (uid, gid), with no supplementary groups.
-    pub credentials: Option<(u32, u32)>,
+    /// Run as this user.
+    pub credentials: Option<&'a Credentials>,
+}
+
+/// Who a worker runs as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub uid: u32,
+    pub gid: u32,
+    /// Its supplementary groups, as `initgroups(3)` sets them for a login.
+    pub groups: Vec<u32>,
 }
 
 /// A forked worker, and the pipe that reports whether its exec succeeded.
@@ -52,6 +69,8 @@ pub enum Step {
     WorkingDirectory,
     Exec,
     Credentials,
+    Session,
+    Limits,
 }
 
 /// Why a child never ran its program.
@@ -61,6 +80,8 @@ pub enum Step {
     Step::WorkingDirectory => "cannot enter the working directory",
     Step::Exec => "cannot execute the program",
     Step::Credentials => "cannot switch to the app's user and group",
+    Step::Session => "cannot start a session of its own",
+    Step::Limits => "cannot restore the descriptor limit",
 }, io::Error::from_raw_os_error(*.errno))]
 pub struct ExecError {
     pub step: Step,
@@ -68,6 +89,59 @@ pub struct ExecError {
 }
 
 const PID_DIGITS: usize = 20;
+
+/// The byte a child writes on its status pipe once it leads its own session. Never a step's code.
+const IN_SESSION: u8 = b'S';
+/// How long [`spawn`] waits for that byte at most (it comes in microseconds; this bounds a stalled child).
+const SESSION_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The soft and hard `RLIMIT_NOFILE` the daemon started with, when [`raise_fd_limit`] raised the soft one.
+static ORIGINAL_NOFILE: OnceLock<libc::rlimit> = OnceLock::new();
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard one, for the daemon's own sake: each worker costs it two or
+/// three descriptors, and a daemon started from a shell (soft limit 1024) would run out after a few hundred.
+/// Workers get the original soft limit back before they exec (a program may rely on it, as `select(2)` does
+/// on 1024). Call once, at the daemon's start.
+pub fn raise_fd_limit() {
+    // SAFETY: getrlimit and setrlimit fill and read plain structs.
+    let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
+    }
+    if limit.rlim_cur >= limit.rlim_max {
+        return;
+    }
+    let target = if limit.rlim_max == libc::RLIM_INFINITY {
+        // The kernel refuses a soft limit above fs.nr_open.
+        std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|s| s.trim().parse::<libc::rlim_t>().ok())
+            .unwrap_or(1 << 20)
+    } else {
+        limit.rlim_max
+    };
+    if target <= limit.rlim_cur {
+        return;
+    }
+    let raised = libc::rlimit {
+        rlim_cur: target,
+        rlim_max: limit.rlim_max,
+    };
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+        tracing::warn!(
+            soft = limit.rlim_cur,
+            error = %io::Error::last_os_error(),
+            "cannot raise the soft descriptor limit"
+        );
+        return;
+    }
+    let _ = ORIGINAL_NOFILE.set(limit);
+    tracing::info!(
+        from = limit.rlim_cur,
+        to = target,
+        "raised the soft descriptor limit"
+    );
+}
 
 /// Whether pidfds have unique inode numbers here (pidfs, Linux 6.9+), which `LISTEN_PIDFDID` requires.
 fn pidfd_ids_supported() -> bool {
@@ -104,6 +178,9 @@ struct Plan {
     stderr: RawFd,
     inherit: Vec<RawFd>,
     credentials: Option<(u32, u32)>,
+    groups: Vec<libc::gid_t>,
+    /// The descriptor limit to give back to the program (see [`raise_fd_limit`]).
+    nofile: Option<libc::rlimit>,
     scratch: Vec<RawFd>,
 }
 
@@ -173,7 +250,12 @@ impl Plan {
             stdout: request.stdout.as_raw_fd(),
             stderr: request.stderr.as_raw_fd(),
             inherit: request.inherit.iter().map(|fd| fd.as_raw_fd()).collect(),
-            credentials: request.credentials,
+            credentials: request.credentials.map(|c| (c.uid, c.gid)),
+            groups: request
+                .credentials
+                .map(|c| c.groups.clone())
+                .unwrap_or_default(),
+            nofile: ORIGINAL_NOFILE.get().copied(),
             scratch: vec![-1; request.inherit.len()],
         })
     }
@@ -209,9 +291,9 @@ pub fn spawn(request: &SpawnRequest<'_>) -> io::Result<Spawned> {
         -1 => Err(io::Error::last_os_error()),
         pid => {
             drop(write);
-            // Also set in the child; doing it here too closes the race with an early signal to the group.
-            // SAFETY: plain syscall; EACCES after the child's exec is expected and harmless.
-            unsafe { libc::setpgid(pid, pid) };
+            // The child makes its own session and group; the parent cannot (setpgid here would make the
+            // child a group leader first, and its setsid would then fail). Wait for it instead.
+            wait_in_session(&read);
             Ok(Spawned {
                 pid,
                 exec_status: read,
@@ -220,7 +302,31 @@ pub fn spawn(request: &SpawnRequest<'_>) -> io::Result<Spawned> {
     }
 }
 
-/// Waits for the child's exec: `Ok` once it succeeded (the pipe closed with nothing written).
+/// Waits, [`SESSION_WAIT`] at most, until the child has written to its status pipe or closed it: it then
+/// leads its own session (or failed, which the exec result reports). Reads nothing.
+fn wait_in_session(status: &OwnedFd) {
+    let deadline = std::time::Instant::now() + SESSION_WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let mut fds = [libc::pollfd {
+            fd: status.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        // SAFETY: one valid pollfd.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), 1, left.as_millis() as libc::c_int) };
+        if ready > 0 {
+            return;
+        }
+        if ready == 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            tracing::warn!("a new worker did not start its session in time");
+            return;
+        }
+    }
+}
+
+/// Waits for the child's exec: `Ok` once it succeeded (the pipe closed with nothing written but the
+/// session byte).
 pub async fn exec_result(status: OwnedFd) -> Result<(), ExecError> {
     use tokio::io::AsyncReadExt;
     let unknown = ExecError {
@@ -229,28 +335,37 @@ pub async fn exec_result(status: OwnedFd) -> Result<(), ExecError> {
     };
     let mut receiver =
         tokio::net::unix::pipe::Receiver::from_owned_fd(status).map_err(|_| unknown.clone())?;
-    let mut report = [0u8; 5];
+    // The session byte, then a report of 5 bytes if a step failed.
+    let mut bytes = [0u8; 6];
     let mut filled = 0;
-    while filled < report.len() {
-        match receiver.read(&mut report[filled..]).await {
+    while filled < bytes.len() {
+        match receiver.read(&mut bytes[filled..]).await {
             Ok(0) => break,
             Ok(n) => filled += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => return Err(unknown),
         }
     }
-    match filled {
-        0 => Ok(()),
-        5 => Err(ExecError {
-            step: match report[0] {
+    parse_report(&bytes[..filled]).unwrap_or(Err(unknown))
+}
+
+/// What the child wrote on its status pipe: `None` when it makes no sense.
+fn parse_report(bytes: &[u8]) -> Option<Result<(), ExecError>> {
+    let report = bytes.strip_prefix(&[IN_SESSION]).unwrap_or(bytes);
+    match report {
+        [] => Some(Ok(())),
+        [step, e @ ..] if e.len() == 4 => Some(Err(ExecError {
+            step: match step {
                 0 => Step::Descriptors,
                 1 => Step::WorkingDirectory,
                 3 => Step::Credentials,
+                4 => Step::Session,
+                5 => Step::Limits,
                 _ => Step::Exec,
             },
-            errno: i32::from_le_bytes([report[1], report[2], report[3], report[4]]),
-        }),
-        _ => Err(unknown),
+            errno: i32::from_le_bytes([e[0], e[1], e[2], e[3]]),
+        })),
+        _ => None,
     }
 }
 
@@ -292,17 +407,24 @@ unsafe fn child(plan: &mut Plan, status: RawFd) -> ! {
                 libc::signal(signal, libc::SIG_DFL);
             }
         }
+        // A session of its own: its group (= its pid) exists before the parent goes on, and no worker of
+        // another session (another app) can join it.
+        if libc::setsid() < 0 {
+            fail(status, 4);
+        }
+        libc::write(status, [IN_SESSION].as_ptr().cast(), 1);
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-        libc::setpgid(0, 0);
 
         let first_free = 3 + plan.inherit.len() as RawFd;
-        // Keep the status pipe out of the range the sockets are about to take.
-        let status = libc::fcntl(status, libc::F_DUPFD_CLOEXEC, first_free);
-        if status < 0 {
-            libc::_exit(127);
+        // Keep the status pipe out of the range the sockets are about to take. If that fails, the original
+        // is still open (nothing has been moved yet): report there.
+        let moved = libc::fcntl(status, libc::F_DUPFD_CLOEXEC, first_free);
+        if moved < 0 {
+            fail(status, 0);
         }
+        let status = moved;
         if libc::dup2(plan.stdin.as_raw_fd(), 0) < 0
             || libc::dup2(plan.stdout, 1) < 0
             || libc::dup2(plan.stderr, 2) < 0
@@ -320,24 +442,7 @@ unsafe fn child(plan: &mut Plan, status: RawFd) -> ! {
                 fail(status, 0);
             }
         }
-        const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
-        if libc::syscall(
-            libc::SYS_close_range,
-            first_free as libc::c_uint,
-            libc::c_uint::MAX,
-            CLOSE_RANGE_CLOEXEC,
-        ) != 0
-        {
-            let mut limit: libc::rlimit = std::mem::zeroed();
-            let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
-                limit.rlim_cur.min(1 << 20) as RawFd
-            } else {
-                4096
-            };
-            for fd in first_free..max {
-                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
-            }
-        }
+        crate::descriptors::cloexec_range(first_free, None);
 
         let pid = libc::getpid();
         if let Some((index, offset)) = plan.pid_slot {
@@ -362,12 +467,20 @@ unsafe fn child(plan: &mut Plan, status: RawFd) -> ! {
         }
 
         if let Some((uid, gid)) = plan.credentials
-            && (libc::setgroups(1, &gid) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0)
+            && (libc::setgroups(plan.groups.len(), plan.groups.as_ptr()) != 0
+                || libc::setgid(gid) != 0
+                || libc::setuid(uid) != 0)
         {
             fail(status, 3);
         }
         if libc::chdir(plan.cwd.as_ptr()) != 0 {
             fail(status, 1);
+        }
+        // Last: lowering the soft limit earlier could leave no room for the descriptors moved above.
+        if let Some(limit) = &plan.nofile
+            && libc::setrlimit(libc::RLIMIT_NOFILE, limit) != 0
+        {
+            fail(status, 5);
         }
         libc::execve(
             plan.program.as_ptr(),
@@ -375,5 +488,28 @@ unsafe fn child(plan: &mut Plan, status: RawFd) -> ! {
             plan.env_ptrs.as_ptr(),
         );
         fail(status, 2)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_pipe_reads_as_a_session_byte_then_an_optional_report() {
+        assert!(matches!(parse_report(&[]), Some(Ok(()))));
+        assert!(matches!(parse_report(&[IN_SESSION]), Some(Ok(()))));
+        let einval = libc::EINVAL.to_le_bytes();
+        let report = [0, einval[0], einval[1], einval[2], einval[3]];
+        // A report without the session byte: the child failed before (setsid) or the byte was read.
+        for bytes in [report.to_vec(), [&[IN_SESSION][..], &report].concat()] {
+            match parse_report(&bytes) {
+                Some(Err(ExecError { step, errno })) => {
+                    assert_eq!((step, errno), (Step::Descriptors, libc::EINVAL));
+                }
+                other => panic!("{bytes:?} read as {other:?}"),
+            }
+        }
+        assert!(parse_report(&[IN_SESSION, 2, 0]).is_none());
     }
 }

@@ -215,15 +215,14 @@ impl Link {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
-        // SAFETY: setsid and fcntl are async-signal-safe; the keeper leaves the daemon's session (so a
-        // signal to it does not reach the keeper) and inherits its end of the channel.
+        // SAFETY: setsid, close_range and fcntl are async-signal-safe. The keeper leaves the daemon's session
+        // (so a signal to it does not reach the keeper) and inherits its end of the channel and nothing else
+        // past 0-2 (the daemon's own descriptors are close-on-exec, but one it inherited from its caller
+        // may not be).
         unsafe {
             command.pre_exec(move || {
                 libc::setsid();
-                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
+                crate::descriptors::cloexec_all_but(3, fd)
             });
         }
         let child = command

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{AppSpec, CommandLine, check_name};
 use crate::daemon::listener::Listener;
+use crate::daemon::spawn::Credentials;
 use crate::home::Home;
 use crate::logs::Stream;
 use crate::logs::keeper::Header;
@@ -19,8 +20,11 @@ pub(super) struct App {
     pub listeners: Vec<Listener>,
     pub out_path: PathBuf,
     pub err_path: PathBuf,
-    /// Run the workers as (uid, gid).
-    pub credentials: Option<(u32, u32)>,
+    /// Run the workers as this user, group and supplementary groups.
+    pub credentials: Option<Credentials>,
+    /// What systemd's `User=` sets for the named user (`HOME`, `USER`, `LOGNAME`, `SHELL`); the app's own
+    /// `env` wins over these, the environment inherited from the caller does not.
+    pub user_env: Vec<(String, String)>,
     /// The Node preload the workers load (readable by the app's user).
     pub preload: PathBuf,
     /// Its worker slots, in instance order.
@@ -70,9 +74,9 @@ impl App {
                 "increment_var {var} needs a number to count from: set {var} in the app's env"
             ));
         }
-        let credentials = credentials(&spec)?;
-        let preload = match credentials {
-            Some((uid, _)) if spec.is_node() && uid != nix::unistd::geteuid().as_raw() => {
+        let (credentials, user_env) = credentials(&spec)?;
+        let preload = match &credentials {
+            Some(c) if spec.is_node() && c.uid != nix::unistd::geteuid().as_raw() => {
                 super::preload::shared(home)?
             }
             _ => home.node_preload(),
@@ -96,6 +100,7 @@ impl App {
             out_path,
             err_path,
             credentials,
+            user_env,
             preload,
             workers: Vec::new(),
             created: std::time::SystemTime::now(),
@@ -187,11 +192,17 @@ pub(super) fn open_log(path: &Path) -> Result<File, String> {
     crate::logs::open::open_append(path)
 }
 
-/// The uid and gid of the spec's user and group. Switching needs root, unless it is the daemon's own.
-fn credentials(spec: &AppSpec) -> Result<Option<(u32, u32)>, String> {
-    use nix::unistd::{Group, User, getegid, geteuid};
+/// The variables systemd's `User=` sets: `HOME`, `USER`, `LOGNAME`, `SHELL`.
+type UserEnv = Vec<(String, String)>;
+
+/// Who the spec's workers run as: the user's uid, the group (the user's own unless the spec names one) and
+/// the user's supplementary groups, as a login (and systemd's `User=`) gets them; a group alone keeps the
+/// daemon's user with that one group. Also the variables systemd's `User=` sets. Switching needs root,
+/// unless it is to the daemon's own user and group (then nothing is switched).
+fn credentials(spec: &AppSpec) -> Result<(Option<Credentials>, UserEnv), String> {
+    use nix::unistd::{Group, User, getegid, geteuid, getgrouplist};
     if spec.user.is_none() && spec.group.is_none() {
-        return Ok(None);
+        return Ok((None, Vec::new()));
     }
     let user = match &spec.user {
         Some(name) => Some(
@@ -212,9 +223,38 @@ fn credentials(spec: &AppSpec) -> Result<Option<(u32, u32)>, String> {
         }
         None => user.as_ref().map_or(getegid(), |u| u.gid),
     };
-    let uid = user.map_or(geteuid(), |u| u.uid);
+    let uid = user.as_ref().map_or(geteuid(), |u| u.uid);
     if !geteuid().is_root() && (uid != geteuid() || gid != getegid()) {
         return Err("user and group need the daemon to run as root".into());
     }
-    Ok(Some((uid.as_raw(), gid.as_raw())))
+    let mut env = Vec::new();
+    let mut groups = vec![gid.as_raw()];
+    if let Some(user) = &user {
+        env.push(("HOME".to_string(), user.dir.to_string_lossy().into_owned()));
+        env.push(("USER".to_string(), user.name.clone()));
+        env.push(("LOGNAME".to_string(), user.name.clone()));
+        if !user.shell.as_os_str().is_empty() {
+            env.push((
+                "SHELL".to_string(),
+                user.shell.to_string_lossy().into_owned(),
+            ));
+        }
+        let name = std::ffi::CString::new(user.name.as_bytes())
+            .map_err(|_| format!("user '{}' has a NUL in its name", user.name))?;
+        groups = getgrouplist(&name, gid)
+            .map_err(|e| format!("cannot list the groups of user '{}': {e}", user.name))?
+            .into_iter()
+            .map(|g| g.as_raw())
+            .collect();
+    }
+    if !geteuid().is_root() {
+        // The daemon's own user and group: nothing to switch (and setgroups would need root).
+        return Ok((None, env));
+    }
+    let credentials = Credentials {
+        uid: uid.as_raw(),
+        gid: gid.as_raw(),
+        groups,
+    };
+    Ok((Some(credentials), env))
 }

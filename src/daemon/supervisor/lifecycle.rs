@@ -123,6 +123,7 @@ impl Supervisor {
             preload: &app.preload,
             notify_socket: &self.notify_socket,
             ready_pipe,
+            user_env: &app.user_env,
         };
         // The output goes through pipes to the log keeper; if it cannot be reached, straight to the files
         // (opened now: the keeper may have rotated them since the app was created).
@@ -149,7 +150,7 @@ impl Supervisor {
             stderr: err.as_fd(),
             inherit: &inherit,
             activation: !app.listeners.is_empty(),
-            credentials: app.credentials,
+            credentials: app.credentials.as_ref(),
         };
         let spawned = match spawn::spawn(&request) {
             Ok(spawned) => spawned,
@@ -535,11 +536,10 @@ impl Supervisor {
     }
 
     /// `READY=1` or a Node readiness message, from a process or a member of its group.
-    pub(super) fn ready_signal(&mut self, pid: i32, source: Source) {
-        let loc = self.locate_pid(pid).or_else(|| {
-            let group = nix::unistd::getpgid(Some(Pid::from_raw(pid))).ok()?;
-            self.locate_pid(group.as_raw())
-        });
+    pub(super) fn ready_signal(&mut self, pid: i32, group: Option<i32>, source: Source) {
+        let loc = self
+            .locate_pid(pid)
+            .or_else(|| group.and_then(|g| self.locate_pid(g)));
         let Some(loc @ (Loc::Slot(_) | Loc::Successor(_))) = loc else {
             return;
         };

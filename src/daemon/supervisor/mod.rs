@@ -55,6 +55,8 @@ pub enum Message {
     /// A process (or a member of its group) said it is ready.
     Ready {
         pid: i32,
+        /// The sender's process group, read when the message was received.
+        group: Option<i32>,
         source: Source,
     },
     Timer(Timer),
@@ -232,7 +234,7 @@ impl Supervisor {
         match message {
             Message::Request { request, reply } => self.request(request, reply),
             Message::Exec { serial, result } => self.exec_result(serial, result),
-            Message::Ready { pid, source } => self.ready_signal(pid, source),
+            Message::Ready { pid, group, source } => self.ready_signal(pid, group, source),
             Message::Timer(timer) => self.timer(timer),
             Message::Subscribe {
                 interval_ms,
@@ -746,6 +748,8 @@ struct EnvContext<'a> {
     notify_socket: &'a str,
     /// The fd of the readiness pipe, for Node workers.
     ready_pipe: Option<usize>,
+    /// The variables of the app's user (`HOME`, `USER`, ...), unless the app's own `env` sets them.
+    user_env: &'a [(String, String)],
 }
 
 /// A worker's environment: the app's, plus the socket-activation variables (but the pid-dependent ones,
@@ -758,6 +762,7 @@ fn worker_env(spec: &AppSpec, context: &EnvContext<'_>) -> Vec<(String, String)>
         .filter(|(k, _)| !RESERVED.contains(&k.as_str()))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    put_user_env(&mut env, context.user_env, &spec.defined_env);
     let instance = context.instance.to_string();
     env.insert("HERDSMAN_APP".into(), spec.name.clone());
     env.insert("HERDSMAN_INSTANCE".into(), instance.clone());
@@ -814,6 +819,20 @@ fn worker_env(spec: &AppSpec, context: &EnvContext<'_>) -> Vec<(String, String)>
     env
 }
 
+/// As systemd's `User=`: the user's own `HOME`, `USER`, `LOGNAME` and `SHELL` replace the ones inherited
+/// from the caller (root's); only the app's definition (`defined`) may set them otherwise.
+fn put_user_env(
+    env: &mut HashMap<String, String>,
+    user_env: &[(String, String)],
+    defined: &BTreeMap<String, String>,
+) {
+    for (key, value) in user_env {
+        if !defined.contains_key(key) {
+            env.insert(key.clone(), value.clone());
+        }
+    }
+}
+
 /// How long after its start a process counts as ready when the app gives no signal: its `min_uptime`. A Node
 /// worker in cluster mode reports the moment it listens, so it gets until its listen timeout instead, as
 /// under PM2 (which also counts it ready when that runs out).
@@ -822,5 +841,32 @@ fn grace(spec: &AppSpec) -> Duration {
         Duration::from_millis(spec.listen_timeout_ms)
     } else {
         Duration::from_millis(spec.min_uptime_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_users_variables_replace_the_callers_but_not_the_apps_own() {
+        let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+        let mut env: HashMap<String, String> = HashMap::from([
+            pair("HOME", "/root"),
+            pair("USER", "root"),
+            pair("PATH", "/bin"),
+        ]);
+        let user_env = [
+            pair("HOME", "/home/app"),
+            pair("USER", "app"),
+            pair("LOGNAME", "app"),
+        ];
+        let defined = BTreeMap::from([pair("HOME", "/srv/app")]);
+        env.insert("HOME".into(), "/srv/app".into());
+        put_user_env(&mut env, &user_env, &defined);
+        assert_eq!(env["HOME"], "/srv/app");
+        assert_eq!(env["USER"], "app");
+        assert_eq!(env["LOGNAME"], "app");
+        assert_eq!(env["PATH"], "/bin");
     }
 }
