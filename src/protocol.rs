@@ -16,7 +16,8 @@ use std::collections::BTreeMap;
 use crate::config::{AppSpec, SignalName};
 
 /// Bumped whenever a type here changes shape; the client refuses a daemon that speaks another version.
-pub const PROTOCOL_VERSION: u32 = 4;
+/// 5: [`Selection`] gained `regex`, `glob` and `many`; [`Request::Restart`] gained `env`.
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// The largest frame either side accepts (a start request carries the caller's environment).
 pub const MAX_FRAME: usize = 4 << 20;
@@ -29,7 +30,8 @@ pub struct Hello {
     pub pid: u32,
 }
 
-/// Which workers a command acts on.
+/// Which workers a command acts on. A single name, id or `all` is encoded as it always was (`"all"`,
+/// `{"name":"api"}`, `{"id":3}`); patterns and lists are resolved by the daemon against its apps.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Selection {
@@ -39,6 +41,14 @@ pub enum Selection {
     Name(String),
     /// The one worker whose slot has this id.
     Id(u32),
+    /// Every worker of the apps whose name matches this regular expression (`/^api-/` on the command line;
+    /// unanchored, as PM2 matches it).
+    Regex(String),
+    /// Every worker of the apps whose whole name matches this glob: `*`, `?` and `[...]` (`api-*`).
+    Glob(String),
+    /// Several targets at once (never `all`, never nested): each must select something, or the request
+    /// fails naming every one that did not, and nothing is done.
+    Many(Vec<Selection>),
 }
 
 impl Selection {
@@ -52,6 +62,78 @@ impl Selection {
             Selection::Name(text.to_string())
         }
     }
+
+    /// The targets of `stop`, `restart`, `delete` or `reload`, as typed: each is `all`, an id, a name,
+    /// `/REGEX/` or a glob (app names never hold `/`, `*`, `?` or `[`). One target is sent as itself, `all`
+    /// among others is `all`, and a pattern that cannot be compiled is an error naming it.
+    pub fn parse_targets(targets: &[String]) -> Result<Selection, String> {
+        let mut list: Vec<Selection> = Vec::new();
+        for text in targets {
+            let one = match text.strip_prefix('/').and_then(|t| t.strip_suffix('/')) {
+                Some(regex) => Selection::Regex(regex.to_string()),
+                None if text.contains(['*', '?', '[']) => Selection::Glob(text.clone()),
+                None => Selection::parse(text),
+            };
+            one.matcher()?;
+            if one == Selection::All {
+                return Ok(Selection::All);
+            }
+            if !list.contains(&one) {
+                list.push(one);
+            }
+        }
+        match list.len() {
+            0 => Err("no target given: an app name, a worker id, a pattern or `all`".into()),
+            1 => Ok(list.remove(0)),
+            _ => Ok(Selection::Many(list)),
+        }
+    }
+
+    /// For a pattern, the regular expression app names are matched with (a glob translated to an anchored
+    /// one); `None` for other selections. An invalid pattern is an error naming it.
+    pub fn matcher(&self) -> Result<Option<regex::Regex>, String> {
+        let source = match self {
+            Selection::Regex(regex) => regex.clone(),
+            Selection::Glob(glob) => glob_to_regex(glob),
+            _ => return Ok(None),
+        };
+        regex::Regex::new(&source)
+            .map(Some)
+            .map_err(|e| format!("invalid pattern {self}: {e}"))
+    }
+}
+
+/// A shell glob as an anchored regular expression: `*` any run of characters, `?` one, `[...]` (or
+/// `[!...]`) a class; everything else literal.
+fn glob_to_regex(glob: &str) -> String {
+    let mut out = String::from("^");
+    let mut chars = glob.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '*' => out.push_str(".*"),
+            '?' => out.push('.'),
+            '[' => {
+                out.push('[');
+                if chars.peek() == Some(&'!') {
+                    chars.next();
+                    out.push('^');
+                }
+                for c in chars.by_ref() {
+                    if c == ']' {
+                        break;
+                    }
+                    if c == '\\' || c == '[' {
+                        out.push('\\');
+                    }
+                    out.push(c);
+                }
+                out.push(']');
+            }
+            other => out.push_str(&regex::escape(&other.to_string())),
+        }
+    }
+    out.push('$');
+    out
 }
 
 impl std::fmt::Display for Selection {
@@ -60,6 +142,12 @@ impl std::fmt::Display for Selection {
             Selection::All => f.write_str("all"),
             Selection::Name(name) => write!(f, "app '{name}'"),
             Selection::Id(id) => write!(f, "id {id}"),
+            Selection::Regex(regex) => write!(f, "/{regex}/"),
+            Selection::Glob(glob) => write!(f, "'{glob}'"),
+            Selection::Many(list) => {
+                let shown: Vec<String> = list.iter().map(ToString::to_string).collect();
+                f.write_str(&shown.join(", "))
+            }
         }
     }
 }
@@ -84,8 +172,13 @@ pub enum Request {
     List,
     /// Stop the selected workers gracefully; an app with no running worker left closes its sockets.
     Stop { target: Selection },
-    /// Stop then start the selected workers; the sockets stay open.
-    Restart { target: Selection },
+    /// Stop then start the selected workers; the sockets stay open. With `env`, the apps' environment is
+    /// replaced by it first (`--update-env`), as for [`Request::Reload`].
+    Restart {
+        target: Selection,
+        #[serde(default)]
+        env: Option<BTreeMap<String, String>>,
+    },
     /// Stop the selected workers and forget them; an app with no worker left is removed.
     Delete { target: Selection },
     /// Replace the selected workers one at a time, each only once its replacement is ready. Answered with
@@ -533,5 +626,71 @@ mod tests {
         assert_eq!(Selection::parse("all"), Selection::All);
         assert_eq!(Selection::parse("3"), Selection::Id(3));
         assert_eq!(Selection::parse("api"), Selection::Name("api".into()));
+    }
+
+    fn targets(list: &[&str]) -> Result<Selection, String> {
+        let list: Vec<String> = list.iter().map(|t| t.to_string()).collect();
+        Selection::parse_targets(&list)
+    }
+
+    #[test]
+    fn several_targets_patterns_and_all() {
+        assert_eq!(targets(&["api"]), Ok(Selection::Name("api".into())));
+        assert_eq!(
+            targets(&["api", "3", "api"]),
+            Ok(Selection::Many(vec![
+                Selection::Name("api".into()),
+                Selection::Id(3)
+            ]))
+        );
+        assert_eq!(targets(&["api", "all"]), Ok(Selection::All));
+        assert_eq!(targets(&["/^api-/"]), Ok(Selection::Regex("^api-".into())));
+        assert_eq!(targets(&["api-*"]), Ok(Selection::Glob("api-*".into())));
+        let bad = targets(&["/(/"]).expect_err("an unclosed group");
+        assert!(bad.starts_with("invalid pattern /(/"), "{bad}");
+        assert!(targets(&[]).is_err());
+    }
+
+    #[test]
+    fn globs_match_whole_names() {
+        let matcher = |glob: &str| {
+            Selection::Glob(glob.into())
+                .matcher()
+                .expect("valid")
+                .expect("a pattern")
+        };
+        assert!(matcher("api-*").is_match("api-1"));
+        assert!(!matcher("api-*").is_match("old-api-1"));
+        assert!(matcher("w?").is_match("w1") && !matcher("w?").is_match("w12"));
+        assert!(matcher("w[12]").is_match("w2") && !matcher("w[12]").is_match("w3"));
+        assert!(matcher("w[!12]").is_match("w3"));
+        assert!(matcher("a.b").is_match("a.b") && !matcher("a.b").is_match("axb"));
+        let regex = Selection::Regex("^api-".into()).matcher().expect("valid");
+        assert!(regex.expect("a pattern").is_match("api-x"));
+    }
+
+    #[test]
+    fn single_target_requests_keep_their_encoding() {
+        // What a CLI of protocol 4 sends still decodes, and a single target is encoded the same way.
+        let old: Request = serde_json::from_str(r#"{"request":"restart","target":{"name":"api"}}"#)
+            .expect("decode");
+        assert!(
+            matches!(old, Request::Restart { target: Selection::Name(n), env: None } if n == "api")
+        );
+        let stop = Request::Stop {
+            target: Selection::Id(3),
+        };
+        assert_eq!(
+            serde_json::to_string(&stop).expect("encode"),
+            r#"{"request":"stop","target":{"id":3}}"#
+        );
+        let all: Request =
+            serde_json::from_str(r#"{"request":"delete","target":"all"}"#).expect("decode");
+        assert!(matches!(
+            all,
+            Request::Delete {
+                target: Selection::All
+            }
+        ));
     }
 }

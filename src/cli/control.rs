@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 
 use super::list;
+use super::start::caller_env;
 use crate::client::Client;
 use crate::config::SignalName;
 use crate::home::Home;
@@ -25,10 +26,15 @@ pub fn expect_processes(response: Response) -> Result<()> {
     }
 }
 
+/// The targets of a control command as one selection; a pattern that cannot be compiled is an error.
+pub fn selection(targets: &[String]) -> Result<Selection> {
+    Selection::parse_targets(targets).map_err(anyhow::Error::msg)
+}
+
 /// Sends a request that needs a running daemon. Without one, every app name or id is unknown.
-fn act(home: &Home, target: &str, request: Request) -> Result<()> {
+fn act(home: &Home, target: &Selection, request: Request) -> Result<()> {
     let Some(mut client) = Client::connect(home)? else {
-        match Selection::parse(target) {
+        match target {
             // Nothing runs, so there is nothing to act on: done.
             Selection::All => return list::print(&[], false),
             selection => bail!("no {selection} is known: the daemon is not running"),
@@ -37,52 +43,47 @@ fn act(home: &Home, target: &str, request: Request) -> Result<()> {
     expect_processes(client.request(&request)?)
 }
 
-pub fn stop(home: &Home, target: &str) -> Result<()> {
+pub fn stop(home: &Home, targets: &[String]) -> Result<()> {
+    let target = selection(targets)?;
     act(
         home,
-        target,
+        &target,
         Request::Stop {
-            target: Selection::parse(target),
+            target: target.clone(),
         },
     )
 }
 
-pub fn restart(home: &Home, target: &str) -> Result<()> {
-    act(
-        home,
-        target,
-        Request::Restart {
-            target: Selection::parse(target),
-        },
-    )
+/// `restart`; with `update_env`, the workers get this command's environment, as `reload --update-env`.
+pub fn restart(home: &Home, targets: &[String], update_env: bool) -> Result<()> {
+    let target = selection(targets)?;
+    let request = Request::Restart {
+        target: target.clone(),
+        env: update_env.then(caller_env),
+    };
+    act(home, &target, request)
 }
 
-pub fn delete(home: &Home, target: &str) -> Result<()> {
+pub fn delete(home: &Home, targets: &[String]) -> Result<()> {
+    let target = selection(targets)?;
     act(
         home,
-        target,
+        &target,
         Request::Delete {
-            target: Selection::parse(target),
+            target: target.clone(),
         },
     )
 }
 
 /// Replaces workers one at a time, printing a line as each one is replaced.
-pub fn reload(home: &Home, target: &str, update_env: bool, json: bool) -> Result<()> {
-    let env = update_env.then(|| {
-        std::env::vars_os()
-            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-            .collect()
-    });
+pub fn reload(home: &Home, targets: &[String], update_env: bool, json: bool) -> Result<()> {
+    let target = selection(targets)?;
     let request = Request::Reload {
-        target: Selection::parse(target),
-        env,
+        target: target.clone(),
+        env: update_env.then(caller_env),
     };
     let Some(mut client) = Client::connect(home)? else {
-        bail!(
-            "no {} is known: the daemon is not running",
-            Selection::parse(target)
-        );
+        bail!("no {target} is known: the daemon is not running");
     };
     let response = client.request_with_progress(&request, |frame| {
         if let Response::Progress { step } = frame
@@ -115,7 +116,7 @@ pub fn scale(home: &Home, name: &str, count: &str) -> Result<()> {
         name: name.to_string(),
         to,
     };
-    act(home, name, request)
+    act(home, &Selection::parse(name), request)
 }
 
 pub fn signal(home: &Home, signal: &str, target: &str) -> Result<()> {
@@ -125,11 +126,12 @@ pub fn signal(home: &Home, signal: &str, target: &str) -> Result<()> {
             _ => Err(e),
         }
     })?;
+    let target = Selection::parse(target);
     let request = Request::Signal {
-        target: Selection::parse(target),
+        target: target.clone(),
         signal,
     };
-    act(home, target, request)
+    act(home, &target, request)
 }
 
 /// Stops every app and the daemon, and returns once the daemon has exited.

@@ -77,6 +77,11 @@ pub fn dry_run(path: &Path, only: &[String], profile: Option<&str>) -> Result<()
     Ok(())
 }
 
+/// Loads and checks an ecosystem file (a PM2 file converted) for a command that runs its apps itself.
+pub fn load_apps(path: &Path, only: &[String], profile: Option<&str>) -> Result<file::Loaded> {
+    load(path, only, profile).map(|(loaded, _)| loaded)
+}
+
 /// Checks the file and asks the daemon to apply it, printing what happens to each app as it happens.
 pub fn apply(
     home: &Home,

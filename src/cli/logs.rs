@@ -250,6 +250,8 @@ pub fn resolve(
             None => bail!("no process with id {id} (see `herdsman list`)"),
         },
         (Selection::Id(id), None) => bail!("no process with id {id}: the daemon is not running"),
+        // `Selection::parse` gives one name, id or `all`: patterns and lists are for control commands.
+        (other, _) => bail!("logs takes one app name, worker id or `all`, not {other}"),
     }
 }
 

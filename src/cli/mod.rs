@@ -31,15 +31,17 @@ pub enum Command {
     /// Start an app (a script or program), or start again a stopped app by name, id or `all`.
     Start(Box<StartArgs>),
     /// List every worker.
-    #[command(visible_alias = "ls")]
+    #[command(visible_aliases = ["ls", "l", "ps", "status"])]
     List {
         /// One JSON array of worker records (a stable contract).
         #[arg(long)]
         json: bool,
     },
+    /// The same as `list --json` (PM2's name).
+    Jlist,
     /// Everything about an app: its definition, restart policy, logs, environment (secrets masked) and
     /// each worker's process group.
-    #[command(visible_alias = "show")]
+    #[command(visible_aliases = ["show", "info", "desc"])]
     Describe {
         /// An app name, or a worker id (its app).
         target: String,
@@ -49,19 +51,27 @@ pub enum Command {
     },
     /// Stop workers gracefully (kill signal, then SIGKILL after the kill timeout) and free the app's port.
     Stop {
-        /// An app name, a worker id, `all`, or an ecosystem file (`*.toml`): its apps, dependents first.
-        target: String,
+        /// App names, worker ids, `/REGEX/` or globs (`'api-*'`) of app names, or `all`; or one ecosystem
+        /// file (`*.toml`): its apps, dependents first.
+        #[arg(required = true, value_name = "TARGET")]
+        targets: Vec<String>,
     },
     /// Stop then start workers; the listening socket stays open, so no connection is refused.
     Restart {
-        /// An app name, a worker id, or `all`.
-        target: String,
+        /// App names, worker ids, `/REGEX/` or globs (`'api-*'`) of app names, or `all`.
+        #[arg(required = true, value_name = "TARGET")]
+        targets: Vec<String>,
+        /// Give the workers this command's environment (variables it lacks are removed).
+        #[arg(long)]
+        update_env: bool,
     },
     /// Replace workers one at a time with no downtime: each new worker is ready before the old one stops.
     /// With an ecosystem file: start its new apps and reload only the apps whose definition changed.
     Reload {
-        /// An app name, a worker id, `all`, or an ecosystem file (`*.toml`).
-        target: String,
+        /// App names, worker ids, `/REGEX/` or globs (`'api-*'`) of app names, or `all`; or one ecosystem
+        /// file (`*.toml`).
+        #[arg(required = true, value_name = "TARGET")]
+        targets: Vec<String>,
         /// With an ecosystem file: also delete the running apps that it no longer defines.
         #[arg(long)]
         prune: bool,
@@ -77,6 +87,22 @@ pub enum Command {
         /// Print the replacements as one JSON object instead of a line each.
         #[arg(long)]
         json: bool,
+    },
+    /// PM2's `startOrReload`, `startOrRestart` and `startOrGracefulReload`: herdsman's `reload FILE`. The
+    /// file's new apps start, the apps whose definition changed reload with no downtime, the others stay.
+    #[command(
+        name = "startOrReload",
+        visible_aliases = ["startOrRestart", "startOrGracefulReload"]
+    )]
+    StartOrReload {
+        /// The ecosystem file (`*.toml`, or PM2's `*.config.js` or JSON).
+        file: String,
+        /// Only these apps, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Add the `env_<PROFILE>` variables of each app.
+        #[arg(long = "env", value_name = "PROFILE")]
+        profile: Option<String>,
     },
     /// Set an app's number of workers: N, +N or -N. New workers share the app's sockets; removed ones
     /// (the highest instances) stop gracefully.
@@ -97,8 +123,10 @@ pub enum Command {
     /// Stop workers and forget them.
     #[command(visible_alias = "del")]
     Delete {
-        /// An app name, a worker id, `all`, or an ecosystem file (`*.toml`): its apps, dependents first.
-        target: String,
+        /// App names, worker ids, `/REGEX/` or globs (`'api-*'`) of app names, or `all`; or one ecosystem
+        /// file (`*.toml`): its apps, dependents first.
+        #[arg(required = true, value_name = "TARGET")]
+        targets: Vec<String>,
     },
     /// Print the last lines of apps' logs merged by time, then follow them; each line is prefixed
     /// `app|instance`.
@@ -201,11 +229,12 @@ pub enum Command {
 /// The options of `start`: one per app option of the ecosystem file (`--kill-timeout` is `kill_timeout`).
 #[derive(Debug, Args)]
 pub struct StartArgs {
-    /// The script or program to run (its extension chooses the interpreter), an ecosystem file
-    /// (`*.toml`), or an existing app's name or id.
+    /// The script or program to run (its extension chooses the interpreter; a program is looked up on
+    /// PATH), a command string run by `/bin/sh -c` ("npm run start"), an ecosystem file (`*.toml`), or an
+    /// existing app's name or id.
     pub script: String,
-    /// The app's name [default: the script's file name without extension].
-    #[arg(long)]
+    /// The app's name [default: the script's file name without extension; a command string's first word].
+    #[arg(short = 'n', long)]
     pub name: Option<String>,
     /// Workers: a number, 0 or `max` for one per logical core, -1 for one less than that [default: 1].
     #[arg(short = 'i', long = "instances", allow_negative_numbers = true)]
@@ -217,8 +246,14 @@ pub struct StartArgs {
     /// The interpreter, overriding the extension's (`none`: execute the script itself).
     #[arg(long)]
     pub interpreter: Option<String>,
-    /// Arguments for the interpreter, before the script (e.g. `--interpreter-args=--max-old-space-size=512`).
-    #[arg(long, allow_hyphen_values = true, value_delimiter = ' ')]
+    /// Arguments for the interpreter, before the script (e.g. `--interpreter-args=--max-old-space-size=512`;
+    /// PM2's `--node-args` is the same).
+    #[arg(
+        long,
+        visible_alias = "node-args",
+        allow_hyphen_values = true,
+        value_delimiter = ' '
+    )]
     pub interpreter_args: Vec<String>,
     /// The workers' working directory [default: the current directory].
     #[arg(long)]
@@ -297,6 +332,18 @@ pub struct StartArgs {
     /// nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Run in the foreground as `herdsman run` does (logs to stdout, Ctrl-C or SIGTERM stops the apps):
+    /// PM2's `--no-daemon`.
+    #[arg(long)]
+    pub no_daemon: bool,
+    /// Accepted for PM2's sake, with no effect: every log line already carries its time (`logs --timestamp`
+    /// shows it).
+    #[arg(long)]
+    pub time: bool,
+    /// PM2 starts a second copy of a running script with it. App names are unique in herdsman, so a start
+    /// whose name is taken is refused, saying what to run instead (`--name`, `scale`, `restart`).
+    #[arg(short = 'f', long)]
+    pub force: bool,
     /// Arguments passed to the script (after `--`).
     #[arg(last = true)]
     pub args: Vec<String>,
@@ -329,48 +376,78 @@ pub struct LogsArgs {
     pub err: bool,
 }
 
+/// The ecosystem file a control command's targets name, if they name one: then it must be the only target.
+fn file_target(targets: &[String]) -> Result<Option<PathBuf>> {
+    match targets {
+        [one] if ecosystem::is_file(one) => Ok(Some(std::env::current_dir()?.join(one))),
+        _ => match targets.iter().find(|t| ecosystem::is_file(t)) {
+            Some(file) => anyhow::bail!(
+                "{file}: an ecosystem file must be the only target (give the apps by name instead)"
+            ),
+            None => Ok(None),
+        },
+    }
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     let home = Home::from_env()?;
     match cli.command {
         Command::Start(args) => start::run(&home, *args),
         Command::List { json } => list::run(&home, json),
+        Command::Jlist => list::run(&home, true),
         Command::Describe { target, json } => describe::run(&home, &target, json),
-        Command::Stop { target } if ecosystem::is_file(&target) => {
-            let path = std::env::current_dir()?.join(&target);
-            ecosystem::apply(&home, &path, ApplyAction::Stop, &[], None)
-        }
-        Command::Stop { target } => control::stop(&home, &target),
-        Command::Restart { target } => control::restart(&home, &target),
-        Command::Delete { target } if ecosystem::is_file(&target) => {
-            let path = std::env::current_dir()?.join(&target);
-            ecosystem::apply(&home, &path, ApplyAction::Delete, &[], None)
-        }
-        Command::Delete { target } => control::delete(&home, &target),
+        Command::Stop { targets } => match file_target(&targets)? {
+            Some(path) => ecosystem::apply(&home, &path, ApplyAction::Stop, &[], None),
+            None => control::stop(&home, &targets),
+        },
+        Command::Restart {
+            targets,
+            update_env,
+        } => control::restart(&home, &targets, update_env),
+        Command::Delete { targets } => match file_target(&targets)? {
+            Some(path) => ecosystem::apply(&home, &path, ApplyAction::Delete, &[], None),
+            None => control::delete(&home, &targets),
+        },
         Command::Reload {
-            target,
+            targets,
             update_env,
             json,
             prune,
             only,
             profile,
-        } => {
-            if ecosystem::is_file(&target) {
-                let path = std::env::current_dir()?.join(&target);
-                ecosystem::apply_file(
-                    &home,
-                    &path,
-                    ApplyAction::Reload,
-                    &only,
-                    profile.as_deref(),
-                    prune,
-                )
-            } else if prune || !only.is_empty() || profile.is_some() {
+        } => match file_target(&targets)? {
+            Some(path) => ecosystem::apply_file(
+                &home,
+                &path,
+                ApplyAction::Reload,
+                &only,
+                profile.as_deref(),
+                prune,
+            ),
+            None if prune || !only.is_empty() || profile.is_some() => {
                 anyhow::bail!("--prune, --only and --env apply to an ecosystem file (*.toml)")
-            } else {
-                control::reload(&home, &target, update_env, json)
             }
-        }
+            None => control::reload(&home, &targets, update_env, json),
+        },
+        Command::StartOrReload {
+            file,
+            only,
+            profile,
+        } => match file_target(std::slice::from_ref(&file))? {
+            Some(path) => ecosystem::apply_file(
+                &home,
+                &path,
+                ApplyAction::Reload,
+                &only,
+                profile.as_deref(),
+                false,
+            ),
+            None => anyhow::bail!(
+                "{file}: not an ecosystem file (*.toml, or PM2's *.config.js or JSON); \
+                 startOrReload applies a file (for apps by name: `herdsman reload NAME`)"
+            ),
+        },
         Command::Scale { name, count } => control::scale(&home, &name, &count),
         Command::Signal { signal, target } => control::signal(&home, &signal, &target),
         Command::Logs(args) => logs::run(&home, args),

@@ -193,6 +193,11 @@ pub fn run(
             path.display()
         )
     })?;
+    run_loaded(home, loaded, format)
+}
+
+/// `run` of apps already loaded and checked: a file's, or the one app of `start SCRIPT --no-daemon`.
+pub fn run_loaded(home: &Home, loaded: file::Loaded, format: Format) -> Result<()> {
     home.create()?;
     let daemon_home = home.clone();
     let daemon = std::thread::spawn(move || {

@@ -10,7 +10,10 @@ use anyhow::{Context as _, Result, bail};
 use super::StartArgs;
 use super::control::expect_processes;
 use super::ecosystem;
+use super::logs::Format;
+use super::service;
 use crate::client::Client;
+use crate::config::file::Loaded;
 use crate::config::{self, Context, Item, ListenAddr, RawApp, parse_duration, parse_size};
 use crate::home::Home;
 use crate::protocol::{ApplyAction, ErrorKind, Request, Response, Selection, StartRequest};
@@ -21,6 +24,10 @@ pub fn run(home: &Home, args: StartArgs) -> Result<()> {
         let path = here.join(&args.script);
         if args.dry_run {
             return ecosystem::dry_run(&path, &args.only, args.profile.as_deref());
+        }
+        if args.no_daemon {
+            let loaded = ecosystem::load_apps(&path, &args.only, args.profile.as_deref())?;
+            return service::run_loaded(home, loaded, Format::from_flags(false, false));
         }
         return ecosystem::apply(
             home,
@@ -36,8 +43,20 @@ pub fn run(home: &Home, args: StartArgs) -> Result<()> {
         );
     }
     let cwd = args.cwd.as_ref().map_or(here.clone(), |dir| here.join(dir));
-    if !runnable(&args.script, &here, &cwd) {
+    let command = command_string(&args.script, &here, &cwd);
+    if command.is_none() && !runnable(&args.script, &here, &cwd) {
+        if args.no_daemon {
+            bail!(
+                "--no-daemon runs a script, a command or an ecosystem file in the foreground; {} is none \
+                 of them (an existing app is started with `herdsman start NAME`, through the daemon)",
+                here.join(&args.script).display()
+            );
+        }
         return start_existing(home, &args, &here);
+    }
+    let mut raw = raw_from_args(&args)?;
+    if let Some(command) = command {
+        as_shell_command(&mut raw, command, &args)?;
     }
     let caller_env = caller_env();
     let context = Context {
@@ -45,16 +64,24 @@ pub fn run(home: &Home, args: StartArgs) -> Result<()> {
         caller_env: &caller_env,
         profile: None,
     };
-    let spec = raw_from_args(&args)?
-        .resolve(&context)
-        .map_err(|problems| {
-            let lines: Vec<String> = problems
-                .into_iter()
-                .map(|p| format!("--{}: {}", p.key.replace('_', "-"), p.message))
-                .collect();
-            anyhow::anyhow!(lines.join("\n"))
-        })?;
+    let spec = raw.resolve(&context).map_err(|problems| {
+        let lines: Vec<String> = problems
+            .into_iter()
+            .map(|p| format!("--{}: {}", p.key.replace('_', "-"), p.message))
+            .collect();
+        anyhow::anyhow!(lines.join("\n"))
+    })?;
+    if args.no_daemon {
+        let loaded = Loaded {
+            names: vec![spec.name.clone()],
+            apps: vec![spec],
+        };
+        return service::run_loaded(home, loaded, Format::from_flags(false, false));
+    }
     let mut client = Client::connect_or_start(home)?;
+    if args.force {
+        refuse_duplicate(&mut client, &spec.name)?;
+    }
     let response = client.request(
         &StartRequest {
             spec: Box::new(spec),
@@ -69,6 +96,67 @@ pub fn caller_env() -> BTreeMap<String, String> {
     std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect()
+}
+
+/// `-f`: PM2 would start a second copy under the same name; herdsman's names are unique, so say what to do.
+fn refuse_duplicate(client: &mut Client, name: &str) -> Result<()> {
+    if let Response::Processes { processes } = client.request(&Request::List)?
+        && processes.iter().any(|p| p.name == name)
+    {
+        bail!(
+            "-f/--force: an app named '{name}' already exists, and app names are unique in herdsman, so no \
+             second copy is started. Give the copy a name of its own (--name {name}-2), add workers to it \
+             (`herdsman scale {name} +1`), or restart it (`herdsman restart {name}`)"
+        );
+    }
+    Ok(())
+}
+
+/// A command string as PM2 takes one (`"npm run start"`): a first argument with a space in it that is not
+/// a file. It is run by `/bin/sh -c`.
+fn command_string<'a>(script: &'a str, here: &Path, cwd: &Path) -> Option<&'a str> {
+    let is_file = here.join(script).is_file() || cwd.join(script).is_file();
+    (!is_file && script.trim().contains(char::is_whitespace)).then(|| script.trim())
+}
+
+/// Makes the app run `/bin/sh -c COMMAND` (arguments after `--` are appended to the command, quoted), and
+/// names it after the command's first word unless `--name` is given.
+fn as_shell_command(raw: &mut RawApp, command: &str, args: &StartArgs) -> Result<()> {
+    if args.interpreter.is_some() || !args.interpreter_args.is_empty() {
+        bail!(
+            "--interpreter and --interpreter-args apply to a script; '{command}' is a command, run by /bin/sh \
+             (put the interpreter in the command itself)"
+        );
+    }
+    let mut line = command.to_string();
+    for arg in &args.args {
+        line.push(' ');
+        line.push_str(&shell_quote(arg));
+    }
+    if raw.name.is_none() {
+        let first = command.split_whitespace().next().unwrap_or("sh");
+        raw.name = Some(Item::flag(config::default_name(Path::new(first))));
+    }
+    raw.script = Some(Item::flag(SHELL.to_string()));
+    raw.interpreter = Some(Item::flag("none".to_string()));
+    raw.args = Some(Item::flag(vec!["-c".to_string(), line]));
+    Ok(())
+}
+
+/// The shell that runs command strings.
+const SHELL: &str = "/bin/sh";
+
+/// An argument as one word for `sh`: as it is when it is plain, otherwise in single quotes.
+fn shell_quote(arg: &str) -> String {
+    let plain = !arg.is_empty()
+        && arg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b));
+    if plain {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', "'\\''"))
+    }
 }
 
 /// True when the argument is a file (here or in the app's directory) or a program on PATH.
@@ -180,4 +268,19 @@ fn raw_from_args(args: &StartArgs) -> Result<RawApp> {
         log_max_size: size(&args.log_max_size, "log-max-size")?,
         log_keep: args.log_keep.map(flag),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_after_a_command_string_are_quoted_for_sh() {
+        assert_eq!(shell_quote("start"), "start");
+        assert_eq!(shell_quote("--port=3000"), "--port=3000");
+        assert_eq!(shell_quote("two words"), "'two words'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("$HOME"), "'$HOME'");
+    }
 }

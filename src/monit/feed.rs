@@ -121,6 +121,7 @@ fn perform(home: &Home, action: &Action) -> Result<String> {
         Action::Restart(name) => (
             Request::Restart {
                 target: Selection::Name(name.clone()),
+                env: None,
             },
             name,
             "restarted",

@@ -346,7 +346,7 @@ impl Supervisor {
             Request::Stop { target } => {
                 (Await::Down, self.stop_in_order(&target, LaneAction::Stop))
             }
-            Request::Restart { target } => (Await::Up, self.restart_selected(&target)),
+            Request::Restart { target, env } => (Await::Up, self.restart_selected(&target, env)),
             Request::Delete { target } => {
                 (Await::Gone, self.stop_in_order(&target, LaneAction::Remove))
             }
@@ -499,9 +499,16 @@ impl Supervisor {
         });
     }
 
-    fn restart_selected(&mut self, target: &Selection) -> Reply {
+    fn restart_selected(
+        &mut self,
+        target: &Selection,
+        env: Option<BTreeMap<String, String>>,
+    ) -> Reply {
         let ids = self.select(target)?;
         self.ensure_listeners(&ids)?;
+        if let Some(env) = env {
+            self.replace_env(&ids, &env);
+        }
         self.take_over(&ids);
         for &id in &ids {
             let Some(worker) = self.workers.get_mut(&id) else {
@@ -517,6 +524,18 @@ impl Supervisor {
             }
         }
         Ok(ids)
+    }
+
+    /// `--update-env`: the apps of these workers get this environment (the caller's) from their next
+    /// process on; a variable it lacks is gone from them.
+    fn replace_env(&mut self, ids: &[u32], env: &BTreeMap<String, String>) {
+        for id in ids {
+            if let Some(worker) = self.workers.get(id)
+                && let Some(app) = self.apps.get_mut(&worker.app)
+            {
+                app.spec.env = env.clone();
+            }
+        }
     }
 
     fn stop_selected(&mut self, target: &Selection, on_exit: OnExit) -> Reply {
@@ -604,26 +623,81 @@ impl Supervisor {
         self.park(Await::Shutdown, &ids, reply);
     }
 
-    /// Resolves a selection to worker ids, or an error naming what is missing.
+    /// Resolves a selection to worker ids, or an error naming what is missing. Several targets resolve all
+    /// or nothing: one that selects nothing fails the whole request, naming every such target.
     fn select(&self, target: &Selection) -> Reply {
+        let not_found = |message: String| {
+            Response::error(
+                ErrorKind::NotFound,
+                format!("{message} (see `herdsman list`)"),
+            )
+        };
+        let Selection::Many(targets) = target else {
+            return self.select_one(target).map_err(not_found);
+        };
+        let mut ids: Vec<u32> = Vec::new();
+        let mut missing: Vec<String> = Vec::new();
+        for one in targets {
+            match self.select(one) {
+                Ok(found) => {
+                    for id in found {
+                        if !ids.contains(&id) {
+                            ids.push(id);
+                        }
+                    }
+                }
+                Err(Response::Error { message, .. }) => missing.push(
+                    message
+                        .trim_end_matches(" (see `herdsman list`)")
+                        .to_string(),
+                ),
+                Err(other) => return Err(other),
+            }
+        }
+        if missing.is_empty() {
+            Ok(ids)
+        } else {
+            Err(not_found(format!(
+                "{}; nothing was done",
+                missing.join("; ")
+            )))
+        }
+    }
+
+    /// One target: what it selects, or why it selects nothing.
+    fn select_one(&self, target: &Selection) -> Result<Vec<u32>, String> {
         match target {
             Selection::All => Ok(self.workers.keys().copied().collect()),
             Selection::Name(name) => self
                 .apps
                 .get(name)
                 .map(|app| app.workers.clone())
-                .ok_or_else(|| {
-                    let message = format!("no app named '{name}' (see `herdsman list`)");
-                    Response::error(ErrorKind::NotFound, message)
-                }),
+                .ok_or_else(|| format!("no app named '{name}'")),
             Selection::Id(id) => {
                 if self.workers.contains_key(id) {
                     Ok(vec![*id])
                 } else {
-                    let message = format!("no process with id {id} (see `herdsman list`)");
-                    Err(Response::error(ErrorKind::NotFound, message))
+                    Err(format!("no process with id {id}"))
                 }
             }
+            Selection::Regex(_) | Selection::Glob(_) => {
+                let matcher = target.matcher()?.ok_or("not a pattern")?;
+                let ids: Vec<u32> = self
+                    .apps
+                    .iter()
+                    .filter(|(name, _)| matcher.is_match(name))
+                    .flat_map(|(_, app)| app.workers.iter().copied())
+                    .collect();
+                if ids.is_empty() {
+                    Err(format!("no app matches {target}"))
+                } else {
+                    Ok(ids)
+                }
+            }
+            Selection::Many(_) => self.select(target).map_err(|response| match response {
+                Response::Error { message, .. } => message,
+                _ => "no such target".to_string(),
+            }),
         }
     }
 

@@ -159,11 +159,11 @@ impl Supervisor {
             }
         }
         if let Some(env) = env {
-            for lane in &lanes {
-                if let Some(app) = self.apps.get_mut(&lane.app) {
-                    app.spec.env = env.clone();
-                }
-            }
+            let ids: Vec<u32> = lanes
+                .iter()
+                .flat_map(|l| l.queue.iter().map(|(id, _)| *id))
+                .collect();
+            self.replace_env(&ids, &env);
         }
         for lane in &mut lanes {
             lane.queue
