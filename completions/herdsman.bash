@@ -28,6 +28,9 @@ _herdsman() {
             herdsman,delete)
                 cmd="herdsman__subcmd__delete"
                 ;;
+            herdsman,desc)
+                cmd="herdsman__subcmd__describe"
+                ;;
             herdsman,describe)
                 cmd="herdsman__subcmd__describe"
                 ;;
@@ -40,11 +43,20 @@ _herdsman() {
             herdsman,import)
                 cmd="herdsman__subcmd__import"
                 ;;
+            herdsman,info)
+                cmd="herdsman__subcmd__describe"
+                ;;
             herdsman,init)
                 cmd="herdsman__subcmd__init"
                 ;;
+            herdsman,jlist)
+                cmd="herdsman__subcmd__jlist"
+                ;;
             herdsman,kill)
                 cmd="herdsman__subcmd__kill"
+                ;;
+            herdsman,l)
+                cmd="herdsman__subcmd__list"
                 ;;
             herdsman,list)
                 cmd="herdsman__subcmd__list"
@@ -63,6 +75,9 @@ _herdsman() {
                 ;;
             herdsman,monit)
                 cmd="herdsman__subcmd__monit"
+                ;;
+            herdsman,ps)
+                cmd="herdsman__subcmd__list"
                 ;;
             herdsman,reload)
                 cmd="herdsman__subcmd__reload"
@@ -94,8 +109,20 @@ _herdsman() {
             herdsman,start)
                 cmd="herdsman__subcmd__start"
                 ;;
+            herdsman,startOrGracefulReload)
+                cmd="herdsman__subcmd__startOrReload"
+                ;;
+            herdsman,startOrReload)
+                cmd="herdsman__subcmd__startOrReload"
+                ;;
+            herdsman,startOrRestart)
+                cmd="herdsman__subcmd__startOrReload"
+                ;;
             herdsman,startup)
                 cmd="herdsman__subcmd__startup"
+                ;;
+            herdsman,status)
+                cmd="herdsman__subcmd__list"
                 ;;
             herdsman,stop)
                 cmd="herdsman__subcmd__stop"
@@ -126,6 +153,9 @@ _herdsman() {
                 ;;
             herdsman__subcmd__help,init)
                 cmd="herdsman__subcmd__help__subcmd__init"
+                ;;
+            herdsman__subcmd__help,jlist)
+                cmd="herdsman__subcmd__help__subcmd__jlist"
                 ;;
             herdsman__subcmd__help,kill)
                 cmd="herdsman__subcmd__help__subcmd__kill"
@@ -172,6 +202,9 @@ _herdsman() {
             herdsman__subcmd__help,start)
                 cmd="herdsman__subcmd__help__subcmd__start"
                 ;;
+            herdsman__subcmd__help,startOrReload)
+                cmd="herdsman__subcmd__help__subcmd__startOrReload"
+                ;;
             herdsman__subcmd__help,startup)
                 cmd="herdsman__subcmd__help__subcmd__startup"
                 ;;
@@ -188,7 +221,7 @@ _herdsman() {
 
     case "${cmd}" in
         herdsman)
-            opts="-h -V --help --version start list ls describe show stop restart reload scale signal delete del logs monit flush kill init schema import daemon save resurrect startup unstartup run completions man log-keeper help"
+            opts="-h -V --help --version start list ls l ps status jlist describe show info desc stop restart reload startOrReload startOrRestart startOrGracefulReload scale signal delete del logs monit flush kill init schema import daemon save resurrect startup unstartup run completions man log-keeper help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -272,7 +305,7 @@ _herdsman() {
             return 0
             ;;
         herdsman__subcmd__help)
-            opts="start list describe stop restart reload scale signal delete logs monit flush kill init schema import daemon save resurrect startup unstartup run completions man log-keeper help"
+            opts="start list jlist describe stop restart reload startOrReload scale signal delete logs monit flush kill init schema import daemon save resurrect startup unstartup run completions man log-keeper help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -384,6 +417,20 @@ _herdsman() {
             return 0
             ;;
         herdsman__subcmd__help__subcmd__init)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        herdsman__subcmd__help__subcmd__jlist)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -607,6 +654,20 @@ _herdsman() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        herdsman__subcmd__help__subcmd__startOrReload)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         herdsman__subcmd__help__subcmd__startup)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -673,6 +734,20 @@ _herdsman() {
             ;;
         herdsman__subcmd__init)
             opts="-h -V --force --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        herdsman__subcmd__jlist)
+            opts="-h -V --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -800,7 +875,7 @@ _herdsman() {
             return 0
             ;;
         herdsman__subcmd__restart)
-            opts="-h -V --help --version"
+            opts="-h -V --update-env --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -906,13 +981,17 @@ _herdsman() {
             return 0
             ;;
         herdsman__subcmd__start)
-            opts="-i -o -e -h -V --name --instances --listen --interpreter --interpreter-args --cwd --kill-signal --kill-timeout --min-uptime --max-restarts --restart-backoff --restart-backoff-max --wait-ready --listen-timeout --no-overlap --no-autorestart --stop-exit-codes --output --error --increment-var --depends-on --user --group --max-memory-restart --log-max-size --log-keep --only --env --dry-run --help --version"
+            opts="-n -i -o -e -f -h -V --name --instances --listen --interpreter --node-args --interpreter-args --cwd --kill-signal --kill-timeout --min-uptime --max-restarts --restart-backoff --restart-backoff-max --wait-ready --listen-timeout --no-overlap --no-autorestart --stop-exit-codes --output --error --increment-var --depends-on --user --group --max-memory-restart --log-max-size --log-keep --only --env --dry-run --no-daemon --time --force --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -n)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -933,6 +1012,10 @@ _herdsman() {
                     return 0
                     ;;
                 --interpreter-args)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --node-args)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1016,6 +1099,28 @@ _herdsman() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --only)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --env)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        herdsman__subcmd__startOrReload)
+            opts="-h -V --only --env --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --only)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

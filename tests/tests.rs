@@ -3,6 +3,7 @@
 //! and its [`Herdsman`] fixture leaves no process behind. See `helpers` for the fixtures.
 
 mod ecosystem;
+mod habits;
 mod helpers;
 mod keeper;
 mod lifecycle;
