@@ -26,7 +26,7 @@ end
 
 complete -c herdsman -n "__fish_herdsman_needs_command" -s h -l help -d 'Print help'
 complete -c herdsman -n "__fish_herdsman_needs_command" -s V -l version -d 'Print version'
-complete -c herdsman -n "__fish_herdsman_needs_command" -f -a "start" -d 'Start an app (a script or program), or start again a stopped app by name, id or `all`'
+complete -c herdsman -n "__fish_herdsman_needs_command" -f -a "start" -d 'Start an app (a script, a program or a "command string"), or start again an app by name, id or `all`'
 complete -c herdsman -n "__fish_herdsman_needs_command" -f -a "list" -d 'List every worker'
 complete -c herdsman -n "__fish_herdsman_needs_command" -f -a "ls" -d 'List every worker'
 complete -c herdsman -n "__fish_herdsman_needs_command" -f -a "l" -d 'List every worker'
@@ -40,9 +40,9 @@ complete -c herdsman -n "__fish_herdsman_needs_command" -f -a "desc" -d 'Everyth
 complete -c herdsman -n "__fish_herdsman_needs_command" -f -a "stop" -d 'Stop workers gracefully (kill signal, then SIGKILL after the kill timeout) and free the app\'s port'
 complete -c herdsman -n "__fish_herdsman_needs_command" -f -a "restart" -d 'Stop then start workers; the listening socket stays open, so no connection is refused'
 complete -c herdsman -n "__fish_herdsman_needs_command" -f -a "reload" -d 'Replace workers one at a time with no downtime: each new worker is ready before the old one stops. With an ecosystem file: start its new apps and reload only the apps whose definition changed'
-complete -c herdsman -n "__fish_herdsman_needs_command" -f -a "startOrReload" -d 'PM2\'s `startOrReload`, `startOrRestart` and `startOrGracefulReload`: herdsman\'s `reload FILE`. The file\'s new apps start, the apps whose definition changed reload with no downtime, the others stay'
-complete -c herdsman -n "__fish_herdsman_needs_command" -f -a "startOrRestart" -d 'PM2\'s `startOrReload`, `startOrRestart` and `startOrGracefulReload`: herdsman\'s `reload FILE`. The file\'s new apps start, the apps whose definition changed reload with no downtime, the others stay'
-complete -c herdsman -n "__fish_herdsman_needs_command" -f -a "startOrGracefulReload" -d 'PM2\'s `startOrReload`, `startOrRestart` and `startOrGracefulReload`: herdsman\'s `reload FILE`. The file\'s new apps start, the apps whose definition changed reload with no downtime, the others stay'
+complete -c herdsman -n "__fish_herdsman_needs_command" -f -a "startOrReload" -d '`reload FILE` under PM2\'s names: start the file\'s new apps, reload the changed ones'
+complete -c herdsman -n "__fish_herdsman_needs_command" -f -a "startOrRestart" -d '`reload FILE` under PM2\'s names: start the file\'s new apps, reload the changed ones'
+complete -c herdsman -n "__fish_herdsman_needs_command" -f -a "startOrGracefulReload" -d '`reload FILE` under PM2\'s names: start the file\'s new apps, reload the changed ones'
 complete -c herdsman -n "__fish_herdsman_needs_command" -f -a "scale" -d 'Set an app\'s number of workers: N, +N or -N. New workers share the app\'s sockets; removed ones (the highest instances) stop gracefully'
 complete -c herdsman -n "__fish_herdsman_needs_command" -f -a "signal" -d 'Send a signal to every worker of an app (each worker\'s own pid)'
 complete -c herdsman -n "__fish_herdsman_needs_command" -f -a "delete" -d 'Stop workers and forget them'
@@ -141,15 +141,15 @@ complete -c herdsman -n "__fish_herdsman_using_subcommand reload" -s h -l help -
 complete -c herdsman -n "__fish_herdsman_using_subcommand reload" -s V -l version -d 'Print version'
 complete -c herdsman -n "__fish_herdsman_using_subcommand startOrReload" -l only -d 'Only these apps, comma-separated' -r
 complete -c herdsman -n "__fish_herdsman_using_subcommand startOrReload" -l env -d 'Add the `env_<PROFILE>` variables of each app' -r
-complete -c herdsman -n "__fish_herdsman_using_subcommand startOrReload" -s h -l help -d 'Print help'
+complete -c herdsman -n "__fish_herdsman_using_subcommand startOrReload" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c herdsman -n "__fish_herdsman_using_subcommand startOrReload" -s V -l version -d 'Print version'
 complete -c herdsman -n "__fish_herdsman_using_subcommand startOrRestart" -l only -d 'Only these apps, comma-separated' -r
 complete -c herdsman -n "__fish_herdsman_using_subcommand startOrRestart" -l env -d 'Add the `env_<PROFILE>` variables of each app' -r
-complete -c herdsman -n "__fish_herdsman_using_subcommand startOrRestart" -s h -l help -d 'Print help'
+complete -c herdsman -n "__fish_herdsman_using_subcommand startOrRestart" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c herdsman -n "__fish_herdsman_using_subcommand startOrRestart" -s V -l version -d 'Print version'
 complete -c herdsman -n "__fish_herdsman_using_subcommand startOrGracefulReload" -l only -d 'Only these apps, comma-separated' -r
 complete -c herdsman -n "__fish_herdsman_using_subcommand startOrGracefulReload" -l env -d 'Add the `env_<PROFILE>` variables of each app' -r
-complete -c herdsman -n "__fish_herdsman_using_subcommand startOrGracefulReload" -s h -l help -d 'Print help'
+complete -c herdsman -n "__fish_herdsman_using_subcommand startOrGracefulReload" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c herdsman -n "__fish_herdsman_using_subcommand startOrGracefulReload" -s V -l version -d 'Print version'
 complete -c herdsman -n "__fish_herdsman_using_subcommand scale" -s h -l help -d 'Print help'
 complete -c herdsman -n "__fish_herdsman_using_subcommand scale" -s V -l version -d 'Print version'
@@ -211,14 +211,14 @@ complete -c herdsman -n "__fish_herdsman_using_subcommand man" -s V -l version -
 complete -c herdsman -n "__fish_herdsman_using_subcommand log-keeper" -l control-fd -d 'The inherited control channel' -r
 complete -c herdsman -n "__fish_herdsman_using_subcommand log-keeper" -s h -l help -d 'Print help'
 complete -c herdsman -n "__fish_herdsman_using_subcommand log-keeper" -s V -l version -d 'Print version'
-complete -c herdsman -n "__fish_herdsman_using_subcommand help; and not __fish_seen_subcommand_from start list jlist describe stop restart reload startOrReload scale signal delete logs monit flush kill init schema import daemon save resurrect startup unstartup run completions man log-keeper help" -f -a "start" -d 'Start an app (a script or program), or start again a stopped app by name, id or `all`'
+complete -c herdsman -n "__fish_herdsman_using_subcommand help; and not __fish_seen_subcommand_from start list jlist describe stop restart reload startOrReload scale signal delete logs monit flush kill init schema import daemon save resurrect startup unstartup run completions man log-keeper help" -f -a "start" -d 'Start an app (a script, a program or a "command string"), or start again an app by name, id or `all`'
 complete -c herdsman -n "__fish_herdsman_using_subcommand help; and not __fish_seen_subcommand_from start list jlist describe stop restart reload startOrReload scale signal delete logs monit flush kill init schema import daemon save resurrect startup unstartup run completions man log-keeper help" -f -a "list" -d 'List every worker'
 complete -c herdsman -n "__fish_herdsman_using_subcommand help; and not __fish_seen_subcommand_from start list jlist describe stop restart reload startOrReload scale signal delete logs monit flush kill init schema import daemon save resurrect startup unstartup run completions man log-keeper help" -f -a "jlist" -d 'The same as `list --json` (PM2\'s name)'
 complete -c herdsman -n "__fish_herdsman_using_subcommand help; and not __fish_seen_subcommand_from start list jlist describe stop restart reload startOrReload scale signal delete logs monit flush kill init schema import daemon save resurrect startup unstartup run completions man log-keeper help" -f -a "describe" -d 'Everything about an app: its definition, restart policy, logs, environment (secrets masked) and each worker\'s process group'
 complete -c herdsman -n "__fish_herdsman_using_subcommand help; and not __fish_seen_subcommand_from start list jlist describe stop restart reload startOrReload scale signal delete logs monit flush kill init schema import daemon save resurrect startup unstartup run completions man log-keeper help" -f -a "stop" -d 'Stop workers gracefully (kill signal, then SIGKILL after the kill timeout) and free the app\'s port'
 complete -c herdsman -n "__fish_herdsman_using_subcommand help; and not __fish_seen_subcommand_from start list jlist describe stop restart reload startOrReload scale signal delete logs monit flush kill init schema import daemon save resurrect startup unstartup run completions man log-keeper help" -f -a "restart" -d 'Stop then start workers; the listening socket stays open, so no connection is refused'
 complete -c herdsman -n "__fish_herdsman_using_subcommand help; and not __fish_seen_subcommand_from start list jlist describe stop restart reload startOrReload scale signal delete logs monit flush kill init schema import daemon save resurrect startup unstartup run completions man log-keeper help" -f -a "reload" -d 'Replace workers one at a time with no downtime: each new worker is ready before the old one stops. With an ecosystem file: start its new apps and reload only the apps whose definition changed'
-complete -c herdsman -n "__fish_herdsman_using_subcommand help; and not __fish_seen_subcommand_from start list jlist describe stop restart reload startOrReload scale signal delete logs monit flush kill init schema import daemon save resurrect startup unstartup run completions man log-keeper help" -f -a "startOrReload" -d 'PM2\'s `startOrReload`, `startOrRestart` and `startOrGracefulReload`: herdsman\'s `reload FILE`. The file\'s new apps start, the apps whose definition changed reload with no downtime, the others stay'
+complete -c herdsman -n "__fish_herdsman_using_subcommand help; and not __fish_seen_subcommand_from start list jlist describe stop restart reload startOrReload scale signal delete logs monit flush kill init schema import daemon save resurrect startup unstartup run completions man log-keeper help" -f -a "startOrReload" -d '`reload FILE` under PM2\'s names: start the file\'s new apps, reload the changed ones'
 complete -c herdsman -n "__fish_herdsman_using_subcommand help; and not __fish_seen_subcommand_from start list jlist describe stop restart reload startOrReload scale signal delete logs monit flush kill init schema import daemon save resurrect startup unstartup run completions man log-keeper help" -f -a "scale" -d 'Set an app\'s number of workers: N, +N or -N. New workers share the app\'s sockets; removed ones (the highest instances) stop gracefully'
 complete -c herdsman -n "__fish_herdsman_using_subcommand help; and not __fish_seen_subcommand_from start list jlist describe stop restart reload startOrReload scale signal delete logs monit flush kill init schema import daemon save resurrect startup unstartup run completions man log-keeper help" -f -a "signal" -d 'Send a signal to every worker of an app (each worker\'s own pid)'
 complete -c herdsman -n "__fish_herdsman_using_subcommand help; and not __fish_seen_subcommand_from start list jlist describe stop restart reload startOrReload scale signal delete logs monit flush kill init schema import daemon save resurrect startup unstartup run completions man log-keeper help" -f -a "delete" -d 'Stop workers and forget them'

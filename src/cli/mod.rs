@@ -28,7 +28,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Start an app (a script or program), or start again a stopped app by name, id or `all`.
+    /// Start an app (a script, a program or a "command string"), or start again an app by name, id or `all`.
     Start(Box<StartArgs>),
     /// List every worker.
     #[command(visible_aliases = ["ls", "l", "ps", "status"])]
@@ -88,8 +88,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// PM2's `startOrReload`, `startOrRestart` and `startOrGracefulReload`: herdsman's `reload FILE`. The
-    /// file's new apps start, the apps whose definition changed reload with no downtime, the others stay.
+    /// `reload FILE` under PM2's names: start the file's new apps, reload the changed ones.
+    ///
+    /// PM2's `startOrReload`, `startOrRestart` and `startOrGracefulReload` are all herdsman's `reload FILE`:
+    /// the file's new apps start, the apps whose definition changed reload with no downtime (each new
+    /// worker ready before an old one stops), and the others are left as they are.
     #[command(
         name = "startOrReload",
         visible_aliases = ["startOrRestart", "startOrGracefulReload"]
