@@ -34,13 +34,24 @@ pub fn selection(targets: &[String]) -> Result<Selection> {
 /// Sends a request that needs a running daemon. Without one, every app name or id is unknown.
 fn act(home: &Home, target: &Selection, request: Request) -> Result<()> {
     let Some(mut client) = Client::connect(home)? else {
-        match target {
+        if *target == Selection::All {
             // Nothing runs, so there is nothing to act on: done.
-            Selection::All => return list::print(&[], false),
-            selection => bail!("no {selection} is known: the daemon is not running"),
+            return list::print(&[], false);
         }
+        bail!(unknown_without_daemon(target));
     };
     expect_processes(client.request(&request)?)
+}
+
+/// Why a selection selects nothing when no daemon runs.
+fn unknown_without_daemon(target: &Selection) -> String {
+    match target {
+        Selection::Regex(_) | Selection::Glob(_) => {
+            format!("no app matches {target}: the daemon is not running")
+        }
+        Selection::Many(_) => format!("none of {target} is known: the daemon is not running"),
+        _ => format!("no {target} is known: the daemon is not running"),
+    }
 }
 
 pub fn stop(home: &Home, targets: &[String]) -> Result<()> {
@@ -83,7 +94,7 @@ pub fn reload(home: &Home, targets: &[String], update_env: bool, json: bool) -> 
         env: update_env.then(caller_env),
     };
     let Some(mut client) = Client::connect(home)? else {
-        bail!("no {target} is known: the daemon is not running");
+        bail!(unknown_without_daemon(&target));
     };
     let response = client.request_with_progress(&request, |frame| {
         if let Response::Progress { step } = frame

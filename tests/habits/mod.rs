@@ -269,6 +269,13 @@ fn start_no_daemon_runs_a_script_or_a_file_in_the_foreground() {
 #[test]
 fn several_targets_ids_and_patterns_in_one_command() {
     let h = Herdsman::new();
+    // With no daemon, nothing is known (and none is started to say so).
+    h.cmd(&["stop", "api-1", "w*"])
+        .fails_with("none of app 'api-1', 'w*' is known: the daemon is not running");
+    assert!(
+        !h.home().join("herdsman.sock").exists(),
+        "no daemon started"
+    );
     // ids 0, 1, 2.
     let api1 = start_ticker(&h, "api-1");
     let api2 = start_ticker(&h, "api-2");
