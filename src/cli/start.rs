@@ -57,6 +57,7 @@ pub fn run(home: &Home, args: StartArgs) -> Result<()> {
     let mut raw = raw_from_args(&args)?;
     if let Some(command) = command {
         as_shell_command(&mut raw, command, &args)?;
+        check_first_word(command, &cwd)?;
     }
     let caller_env = caller_env();
     let context = Context {
@@ -141,6 +142,38 @@ fn as_shell_command(raw: &mut RawApp, command: &str, args: &StartArgs) -> Result
     raw.interpreter = Some(Item::flag("none".to_string()));
     raw.args = Some(Item::flag(vec!["-c".to_string(), line]));
     Ok(())
+}
+
+/// A command whose first word is a program that is nowhere to be found would only crash-loop with `sh: 1:
+/// npmx: not found` in its log: say so now. Only a plain word is checked (not a builtin, an assignment,
+/// a path with shell syntax in it).
+fn check_first_word(command: &str, cwd: &Path) -> Result<()> {
+    const BUILTINS: &[&str] = &[
+        ".", ":", "[", "alias", "bg", "break", "case", "cd", "command", "continue", "echo", "eval",
+        "exec", "exit", "export", "false", "fg", "for", "getopts", "hash", "if", "jobs", "kill",
+        "local", "printf", "pwd", "read", "readonly", "return", "set", "shift", "test", "times",
+        "trap", "true", "type", "ulimit", "umask", "unalias", "unset", "until", "wait", "while",
+        "{", "!",
+    ];
+    let Some(first) = command.split_whitespace().next() else {
+        return Ok(());
+    };
+    let plain = first
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_./+@".contains(&b));
+    if !plain || BUILTINS.contains(&first) {
+        return Ok(());
+    }
+    let path = std::env::var("PATH").ok();
+    if config::find_program(first, path.as_deref(), cwd).is_some() {
+        return Ok(());
+    }
+    let place = if first.contains('/') {
+        format!("{} is not an executable file", cwd.join(first).display())
+    } else {
+        format!("'{first}' is not a program on PATH")
+    };
+    bail!("the command '{command}' cannot run: {place}")
 }
 
 /// The shell that runs command strings.

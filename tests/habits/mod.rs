@@ -468,6 +468,9 @@ fn a_command_string_runs_through_the_shell_and_stops_as_a_group() {
         script.display().to_string()
     );
 
+    // A command whose program does not exist is refused at once, not left crash-looping.
+    h.cmd(&["start", "npmx run start", "--name", "typo"])
+        .fails_with("'npmx' is not a program on PATH");
     // A command string takes no interpreter.
     h.cmd(&["start", "sleep 5", "--interpreter", "node"])
         .fails_with("is a command, run by /bin/sh");
