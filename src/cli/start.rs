@@ -54,6 +54,7 @@ pub fn run(home: &Home, args: StartArgs) -> Result<()> {
                 .collect();
             anyhow::anyhow!(lines.join("\n"))
         })?;
+    print_runner(&spec);
     let mut client = Client::connect_or_start(home)?;
     let response = client.request(
         &StartRequest {
@@ -62,6 +63,17 @@ pub fn run(home: &Home, args: StartArgs) -> Result<()> {
         .into(),
     )?;
     expect_processes(response)
+}
+
+/// Says how herdsman chose to run a script that names no interpreter (a TypeScript runner).
+pub fn print_runner(spec: &config::AppSpec) {
+    if let Some(runner) = &spec.runner {
+        println!(
+            "herdsman: {}: {} runs with {runner}",
+            spec.name,
+            spec.script.display()
+        );
+    }
 }
 
 /// The environment of this command: what the workers of an app it creates inherit.
@@ -179,5 +191,6 @@ fn raw_from_args(args: &StartArgs) -> Result<RawApp> {
         max_memory_restart: size(&args.max_memory_restart, "max-memory-restart")?,
         log_max_size: size(&args.log_max_size, "log-max-size")?,
         log_keep: args.log_keep.map(flag),
+        env_file: list(&args.env_file),
     })
 }
