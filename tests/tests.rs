@@ -5,6 +5,7 @@
 mod ecosystem;
 mod helpers;
 mod keeper;
+mod langs;
 mod lifecycle;
 mod logs;
 mod monit;
