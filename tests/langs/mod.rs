@@ -251,6 +251,31 @@ fn env_files_sit_between_the_callers_environment_and_the_env_table() {
             ));
         }
     }
+
+    // `reload --update-env` takes a new caller environment, under the app's own variables still.
+    h.cmd(&["reload", "flagged", "--update-env"])
+        .env("ENV_OUT_DIR", out_dir.display().to_string())
+        .env("OVERRIDES_CALLER", "new caller")
+        .env("NEW_CALLER_VAR", "new")
+        .ok();
+    let reloaded = h.wait_value("the reloaded worker online", 10 * SECOND, || {
+        h.workers("flagged")
+            .into_iter()
+            .find(|w| w.status == "online" && w.pid.is_some_and(|p| p != pid))
+    });
+    let env = env_of(&h, &out_dir, reloaded.pid.expect("a pid"));
+    for (key, value) in [
+        ("FROM_FILE", "file"),
+        ("OVERRIDES_CALLER", "file"),
+        ("NEW_CALLER_VAR", "new"),
+    ] {
+        if env.get(key).map(String::as_str) != Some(value) {
+            h.fail(&format!(
+                "after reload --update-env: expected {key}={value:?}, got {:?}",
+                env.get(key)
+            ));
+        }
+    }
 }
 
 #[test]

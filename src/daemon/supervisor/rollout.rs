@@ -161,7 +161,10 @@ impl Supervisor {
         if let Some(env) = env {
             for lane in &lanes {
                 if let Some(app) = self.apps.get_mut(&lane.app) {
-                    app.spec.env = env.clone();
+                    // The caller's environment, under the app's own variables (env files, `env`).
+                    let mut fresh = env.clone();
+                    fresh.extend(app.spec.defined_env.clone());
+                    app.spec.env = fresh;
                 }
             }
         }
