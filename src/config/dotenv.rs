@@ -91,7 +91,10 @@ pub fn parse(text: &str) -> Result<BTreeMap<String, String>, Vec<DotenvError>> {
         }
         let value_start = line.len() - rest.trim_start().len();
         let rest = rest.trim_start();
-        let quote = rest.chars().next().filter(|c| matches!(c, '"' | '\'' | '`'));
+        let quote = rest
+            .chars()
+            .next()
+            .filter(|c| matches!(c, '"' | '\'' | '`'));
         let Some(quote) = quote else {
             // Unquoted: up to a `#`, trimmed.
             let value = rest.split('#').next().unwrap_or_default().trim_end();

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{
-    AppSpec, Instances, ListenAddr, SignalName, check_name, defaults, dotenv, find_program, typescript,
+    AppSpec, Instances, ListenAddr, SignalName, check_name, defaults, dotenv, find_program,
+    typescript,
 };
 
 /// A line and column (1-based) in a file.
@@ -249,8 +250,14 @@ impl RawApp {
             env_files,
             runner: None,
         };
-        if spec.interpreter.is_none() && typescript::is_typescript(&spec.script) {
-            let path = spec.env.get("PATH").map(String::as_str);
+        let path = spec.env.get("PATH").map(String::as_str);
+        if let Some(given) = &spec.interpreter
+            && let Some(runner) = typescript::given(given, &spec.script, &spec.cwd, path)
+        {
+            spec.interpreter = Some(runner.interpreter);
+            spec.interpreter_args = [runner.args, spec.interpreter_args].concat();
+            spec.runner = Some(runner.description);
+        } else if spec.interpreter.is_none() && typescript::is_typescript(&spec.script) {
             match typescript::choose(&spec.script, &spec.cwd, path) {
                 Ok(runner) => {
                     spec.interpreter = Some(runner.interpreter);

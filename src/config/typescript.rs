@@ -87,48 +87,11 @@ impl std::fmt::Display for NodeVersion {
 pub fn choose(script: &Path, cwd: &Path, path: Option<&str>) -> Result<Runner, String> {
     let node = find_program("node", path, cwd);
     let version = node.as_deref().and_then(node_version);
-    let places = search_dirs(script, cwd);
-    let find = |name: &str| {
-        places
-            .iter()
-            .map(|dir| dir.join("node_modules/.bin").join(name))
-            .find(|bin| is_executable(bin))
-            .or_else(|| find_program(name, path, cwd))
-    };
-    if let Some(bin) = find("tsx") {
-        let package = package_of(&bin, "tsx");
-        let loader = package.as_ref().and_then(|p| tsx_loader(&p.dir));
-        return Ok(match (loader, version) {
-            (Some(loader), Some(v)) if v.has_import() => Runner {
-                interpreter: "node".into(),
-                args: vec!["--import".into(), loader.display().to_string()],
-                description: describe("tsx", package.as_ref(), &bin, "node --import"),
-            },
-            _ => Runner {
-                interpreter: bin.display().to_string(),
-                args: Vec::new(),
-                description: describe("tsx", package.as_ref(), &bin, "its own command"),
-            },
-        });
-    }
-    if let Some(bin) = find("ts-node") {
-        let package = package_of(&bin, "ts-node");
-        let register = package
-            .as_ref()
-            .map(|p| p.dir.join("register"))
-            .filter(|r| r.join("index.js").is_file());
-        return Ok(match register {
-            Some(register) if node.is_some() => Runner {
-                interpreter: "node".into(),
-                args: vec!["--require".into(), register.display().to_string()],
-                description: describe("ts-node", package.as_ref(), &bin, "node --require"),
-            },
-            _ => Runner {
-                interpreter: bin.display().to_string(),
-                args: Vec::new(),
-                description: describe("ts-node", package.as_ref(), &bin, "its own command"),
-            },
-        });
+    let find = |name: &str| find_runner(name, script, cwd, path);
+    for name in ["tsx", "ts-node"] {
+        if let Some(bin) = find(name) {
+            return Ok(through_node(name, &bin, node.is_some(), version, ""));
+        }
     }
     if let Some(v) = version
         && let Some(args) = v.strip_types_args()
@@ -154,6 +117,82 @@ pub fn choose(script: &Path, cwd: &Path, path: Option<&str>) -> Result<Runner, S
          app's directory), or give --interpreter",
         script.display()
     ))
+}
+
+/// An interpreter given as `tsx` or `ts-node` (a name, found as [`choose`] finds it, or a path): loaded
+/// into Node as [`choose`] would, so the Node preload works in cluster mode. `None` for any other
+/// interpreter, or when it is not found (the usual "not found" error follows).
+pub fn given(interpreter: &str, script: &Path, cwd: &Path, path: Option<&str>) -> Option<Runner> {
+    let name = Path::new(interpreter).file_name()?.to_str()?;
+    if !matches!(name, "tsx" | "ts-node") {
+        return None;
+    }
+    let bin = if interpreter.contains('/') {
+        find_program(interpreter, path, cwd)?
+    } else {
+        find_runner(name, script, cwd, path)?
+    };
+    let node = find_program("node", path, cwd);
+    let version = node.as_deref().and_then(node_version);
+    Some(through_node(
+        name,
+        &bin,
+        node.is_some(),
+        version,
+        &format!(" (given as interpreter {interpreter})"),
+    ))
+}
+
+/// tsx or ts-node, found at `bin`: loaded into Node when its package and this Node allow, else its own
+/// command.
+fn through_node(
+    name: &str,
+    bin: &Path,
+    has_node: bool,
+    version: Option<NodeVersion>,
+    note: &str,
+) -> Runner {
+    let package = package_of(bin, name);
+    let preload = match name {
+        "tsx" => package
+            .as_ref()
+            .and_then(|p| tsx_loader(&p.dir))
+            .filter(|_| version.is_some_and(NodeVersion::has_import))
+            .map(|loader| ("--import", loader)),
+        _ => package
+            .as_ref()
+            .map(|p| p.dir.join("register"))
+            .filter(|r| has_node && r.join("index.js").is_file())
+            .map(|register| ("--require", register)),
+    };
+    match preload {
+        Some((flag, file)) => Runner {
+            interpreter: "node".into(),
+            args: vec![flag.into(), file.display().to_string()],
+            description: format!(
+                "{}{note}, through node {flag}",
+                describe(name, package.as_ref(), bin)
+            ),
+        },
+        None => Runner {
+            interpreter: bin.display().to_string(),
+            args: Vec::new(),
+            description: format!(
+                "{}{note}, through its own command",
+                describe(name, package.as_ref(), bin)
+            ),
+        },
+    }
+}
+
+/// A runner's command: in `node_modules/.bin` of the script's directory or one above it, then of the
+/// working directory or one above it, then on PATH.
+fn find_runner(name: &str, script: &Path, cwd: &Path, path: Option<&str>) -> Option<PathBuf> {
+    search_dirs(script, cwd)
+        .iter()
+        .map(|dir| dir.join("node_modules/.bin").join(name))
+        .find(|bin| is_executable(bin))
+        .or_else(|| find_program(name, path, cwd))
 }
 
 /// The script's directory and its ancestors, then the working directory and its ancestors.
@@ -222,12 +261,15 @@ fn tsx_loader(dir: &Path) -> Option<PathBuf> {
     loader.is_file().then_some(loader)
 }
 
-fn describe(name: &str, package: Option<&Package>, bin: &Path, how: &str) -> String {
+fn describe(name: &str, package: Option<&Package>, bin: &Path) -> String {
     let version = package
         .and_then(|p| p.version.as_deref())
         .map_or(String::new(), |v| format!(" {v}"));
-    let place = package.map_or_else(|| bin.display().to_string(), |p| p.dir.display().to_string());
-    format!("{name}{version} from {place}, through {how}")
+    let place = package.map_or_else(
+        || bin.display().to_string(),
+        |p| p.dir.display().to_string(),
+    );
+    format!("{name}{version} from {place}")
 }
 
 #[cfg(test)]
@@ -321,6 +363,9 @@ mod tests {
             r#"{"name":"tsx","version":"4.21.0","exports":{".":"./dist/loader.mjs"}}"#,
         );
         let runner = choose(&script, elsewhere.path(), path.as_deref()).expect("tsx");
-        assert!(runner.description.starts_with("tsx 4.21.0 from "), "{runner:?}");
+        assert!(
+            runner.description.starts_with("tsx 4.21.0 from "),
+            "{runner:?}"
+        );
     }
 }

@@ -102,6 +102,36 @@ fn typescript_runs_with_tsx_in_cluster_mode_and_start_and_describe_say_so() {
 }
 
 #[test]
+fn an_interpreter_given_as_tsx_is_loaded_into_node_so_cluster_mode_works() {
+    // PM2 files often say `interpreter: "tsx"`; the tsx command would run the app in a child process,
+    // out of reach of the Node preload, so it would bind the port again and fail.
+    let h = Herdsman::new();
+    let port = free_port();
+    let dir = h.scratch("given");
+    write_file(
+        &dir,
+        "ecosystem.toml",
+        &format!(
+            "[[apps]]\nname = \"given\"\nscript = {}\ninterpreter = \"tsx\"\ninstances = 2\nlisten = {}\n",
+            q(node_app("server.ts")),
+            q(listen_addr(port))
+        ),
+    );
+    let out = h
+        .cmd(&["start", &dir.join("ecosystem.toml").display().to_string()])
+        .ok();
+    if !out
+        .stdout
+        .contains("(given as interpreter tsx), through node --import")
+    {
+        h.fail(&format!("`start` must say tsx is loaded into node\n{out}"));
+    }
+    let workers = h.wait_online("given", 2);
+    same_socket_on_fd_3(&h, &workers);
+    wait_served_by(&h, port, &pids(&workers), 30 * SECOND);
+}
+
+#[test]
 fn typescript_with_no_runner_is_refused_at_start_naming_what_to_install() {
     let h = Herdsman::new();
     let dir = h.scratch("bare");
@@ -118,7 +148,12 @@ fn typescript_with_no_runner_is_refused_at_start_naming_what_to_install() {
     let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
     let (major, minor) = {
         let mut parts = version.trim_start_matches('v').split('.');
-        let mut next = || parts.next().and_then(|p| p.parse::<u32>().ok()).unwrap_or(0);
+        let mut next = || {
+            parts
+                .next()
+                .and_then(|p| p.parse::<u32>().ok())
+                .unwrap_or(0)
+        };
         (next(), next())
     };
     let port = free_port();
@@ -218,7 +253,10 @@ fn env_files_sit_between_the_callers_environment_and_the_env_table() {
             "describe must list API_TOKEN with its value masked\n{described}"
         ));
     }
-    if !described.stdout.contains(&dir.join("more.env").display().to_string()) {
+    if !described
+        .stdout
+        .contains(&dir.join("more.env").display().to_string())
+    {
         h.fail(&format!("describe must list the env files\n{described}"));
     }
 
@@ -334,7 +372,9 @@ fn a_malformed_env_file_is_reported_by_line_and_changes_nothing() {
 
 /// Says why a test does not run here.
 fn skipped(test: &str, tool: &str, package: &str) {
-    println!("SKIPPED {test}: `{tool}` is not installed (apt-get install -y {package}; .ci/run does)");
+    println!(
+        "SKIPPED {test}: `{tool}` is not installed (apt-get install -y {package}; .ci/run does)"
+    );
 }
 
 #[test]
@@ -409,8 +449,12 @@ fn puma_serves_from_the_inherited_socket_when_its_bind_matches() {
     same_socket_on_fd_3(&h, &workers);
     // puma in single mode: each herdsman worker is the process that answers.
     wait_served_by(&h, port, &pids(&workers), 30 * SECOND);
-    h.wait_for("puma to log that it took the inherited socket", 10 * SECOND, || {
-        h.out_log("puma")
-            .contains(&format!("Activated tcp://127.0.0.1:{port}"))
-    });
+    h.wait_for(
+        "puma to log that it took the inherited socket",
+        10 * SECOND,
+        || {
+            h.out_log("puma")
+                .contains(&format!("Activated tcp://127.0.0.1:{port}"))
+        },
+    );
 }
