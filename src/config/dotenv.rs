@@ -50,6 +50,8 @@ pub fn read(path: &Path) -> Result<BTreeMap<String, String>, Vec<String>> {
 
 /// Parses dotenv text. Reports every malformed line, not just the first.
 pub fn parse(text: &str) -> Result<BTreeMap<String, String>, Vec<DotenvError>> {
+    // (A byte-order mark, as some Windows editors write, is not part of the first key.)
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let lines: Vec<&str> = text.lines().collect();
     let mut vars = BTreeMap::new();
     let mut errors = Vec::new();
@@ -241,6 +243,13 @@ mod tests {
         assert_eq!(v["B"], "back tick");
         assert_eq!(v["U"], "\\x stays");
         assert_eq!(v["AFTER"], "1");
+    }
+
+    #[test]
+    fn windows_line_endings_and_a_byte_order_mark() {
+        let v = vars("\u{feff}A=1\r\nB=\"two\"\r\n");
+        assert_eq!(v["A"], "1");
+        assert_eq!(v["B"], "two");
     }
 
     #[test]
