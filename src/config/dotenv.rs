@@ -1,5 +1,5 @@
 //! `.env` files (`env_file` in an ecosystem file, `--env-file` on `start`): the dotenv syntax that Node's
-//! `--env-file`, the `dotenv` package and Docker Compose share.
+//! `--env-file` and the `dotenv` package share (Docker Compose reads the same lines but expands `$VAR`).
 //!
 //! ```text
 //! # a comment; blank lines are ignored
