@@ -981,7 +981,7 @@ _herdsman() {
             return 0
             ;;
         herdsman__subcmd__start)
-            opts="-n -i -o -e -f -h -V --name --instances --listen --interpreter --node-args --interpreter-args --cwd --kill-signal --kill-timeout --min-uptime --max-restarts --restart-backoff --restart-backoff-max --wait-ready --listen-timeout --no-overlap --no-autorestart --stop-exit-codes --output --error --increment-var --depends-on --user --group --max-memory-restart --log-max-size --log-keep --only --env --dry-run --no-daemon --time --force --help --version"
+            opts="-n -i -o -e -f -h -V --name --instances --listen --interpreter --node-args --interpreter-args --cwd --kill-signal --kill-timeout --min-uptime --max-restarts --restart-backoff --restart-backoff-max --wait-ready --listen-timeout --no-overlap --no-autorestart --stop-exit-codes --output --error --increment-var --depends-on --user --group --max-memory-restart --log-max-size --log-keep --env-file --only --env --dry-run --no-daemon --time --force --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1096,6 +1096,10 @@ _herdsman() {
                     return 0
                     ;;
                 --log-keep)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --env-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -6,6 +6,7 @@ mod ecosystem;
 mod habits;
 mod helpers;
 mod keeper;
+mod langs;
 mod lifecycle;
 mod logs;
 mod monit;

@@ -83,6 +83,9 @@ fn render(app: &AppDetails, now: u64) -> String {
                 .to_string()
         }),
     );
+    if let Some(runner) = &spec.runner {
+        field("runner", runner.clone());
+    }
     if !spec.interpreter_args.is_empty() {
         field("interp. args", spec.interpreter_args.join(" "));
     }
@@ -179,6 +182,14 @@ fn render(app: &AppDetails, now: u64) -> String {
         field("user", user.clone());
     }
     field("created", when(app.created_at_ms, now));
+    if !spec.env_files.is_empty() {
+        let files: Vec<String> = spec
+            .env_files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect();
+        field("env files", files.join(&format!("\n{:16}", "")));
+    }
     let mut env: Vec<String> = spec
         .defined_env
         .iter()

@@ -107,6 +107,9 @@ pub fn apply_file(
         );
     }
     let (loaded, _) = load(path, only, profile)?;
+    if matches!(action, ApplyAction::Start | ApplyAction::Reload) {
+        loaded.apps.iter().for_each(super::start::print_runner);
+    }
     let mut client = match action {
         ApplyAction::Stop | ApplyAction::Delete => match Client::connect(home)? {
             Some(client) => client,

@@ -325,6 +325,11 @@ pub struct StartArgs {
     /// Rotated files kept per log [default: 5].
     #[arg(long)]
     pub log_keep: Option<u32>,
+    // ----- languages -----
+    /// Add the variables of this .env file (dotenv syntax; relative to the current directory); repeat
+    /// for several, later files win. They override this command's environment.
+    #[arg(long, value_name = "PATH")]
+    pub env_file: Vec<String>,
     /// With an ecosystem file: only these apps, comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,

@@ -72,6 +72,7 @@ pub fn run(home: &Home, args: StartArgs) -> Result<()> {
             .collect();
         anyhow::anyhow!(lines.join("\n"))
     })?;
+    print_runner(&spec);
     if args.no_daemon {
         let loaded = Loaded {
             names: vec![spec.name.clone()],
@@ -90,6 +91,17 @@ pub fn run(home: &Home, args: StartArgs) -> Result<()> {
         .into(),
     )?;
     expect_processes(response)
+}
+
+/// Says how herdsman chose to run a script that names no interpreter (a TypeScript runner).
+pub fn print_runner(spec: &config::AppSpec) {
+    if let Some(runner) = &spec.runner {
+        println!(
+            "herdsman: {}: {} runs with {runner}",
+            spec.name,
+            spec.script.display()
+        );
+    }
 }
 
 /// The environment of this command: what the workers of an app it creates inherit.
@@ -300,6 +312,7 @@ fn raw_from_args(args: &StartArgs) -> Result<RawApp> {
         max_memory_restart: size(&args.max_memory_restart, "max-memory-restart")?,
         log_max_size: size(&args.log_max_size, "log-max-size")?,
         log_keep: args.log_keep.map(flag),
+        env_file: list(&args.env_file),
     })
 }
 

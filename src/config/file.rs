@@ -203,6 +203,12 @@ pub const FIELDS: &[Field] = &[
         kind: Kind::Count,
         doc: "Rotated files kept per log (<file>.1 is the newest) [default: 5]",
     },
+    // ----- languages -----
+    Field {
+        key: "env_file",
+        kind: Kind::Texts,
+        doc: "A .env file (dotenv syntax), or a list of them, relative to the file's directory: read when the app is started or the file applied; later files win, `env` wins over them, they win over the caller's environment",
+    },
 ];
 
 /// Reads a file's apps, checking every key and value. `Err` lists every problem found.
@@ -522,7 +528,11 @@ fn read_app(
     let known: Vec<&str> = FIELDS.iter().map(|f| f.key).collect();
     for (key, value) in table {
         let name = key.get_ref().as_ref();
-        if let Some(profile) = name.strip_prefix("env_") {
+        // (`env_file` is an option, not the profile `file`.)
+        if let Some(profile) = name
+            .strip_prefix("env_")
+            .filter(|_| !FIELDS.iter().any(|f| f.key == name))
+        {
             match read_env(lines, name, value) {
                 Ok(env) if !profile.is_empty() => {
                     app.env_profiles.insert(profile.to_string(), env);
@@ -758,6 +768,12 @@ fn set(
             let n = u32::try_from(n)
                 .map_err(|_| fail(format!("expected a count of 0 or more, found {n}")))?;
             app.log_keep = Some(Item { value: n, at });
+        }
+        "env_file" => {
+            app.env_file = Some(Item {
+                value: texts()?,
+                at,
+            })
         }
         _ => unreachable!("every FIELDS key is read above"),
     }

@@ -2,8 +2,10 @@
 //! file and the dump hold. Everything in it is resolved: paths are absolute and defaults are filled in.
 
 mod deps;
+pub mod dotenv;
 pub mod file;
 mod raw;
+pub mod typescript;
 mod values;
 
 use std::collections::BTreeMap;
@@ -96,6 +98,14 @@ pub struct AppSpec {
     /// Rotated files kept per log.
     #[serde(default = "default_log_keep")]
     pub log_keep: u32,
+    // ----- languages: env files, runners -----
+    /// The `.env` files read into `env` and `defined_env` when the app was defined, in order (absolute).
+    #[serde(default)]
+    pub env_files: Vec<PathBuf>,
+    /// How herdsman chose to run a script that has no interpreter of its own (a TypeScript runner), for
+    /// `describe`; `interpreter` and `interpreter_args` already carry the choice.
+    #[serde(default)]
+    pub runner: Option<String>,
 }
 
 fn default_log_max_size() -> u64 {
@@ -252,6 +262,8 @@ mod tests {
             max_memory_restart: None,
             log_max_size: defaults::LOG_MAX_SIZE,
             log_keep: defaults::LOG_KEEP,
+            env_files: vec![],
+            runner: None,
         }
     }
 

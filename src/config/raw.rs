@@ -7,7 +7,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{AppSpec, Instances, ListenAddr, SignalName, check_name, defaults, find_program};
+use super::{
+    AppSpec, Instances, ListenAddr, SignalName, check_name, defaults, dotenv, find_program,
+    typescript,
+};
 
 /// A line and column (1-based) in a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -74,6 +77,9 @@ pub struct RawApp {
     pub max_memory_restart: Option<Item<u64>>,
     pub log_max_size: Option<Item<u64>>,
     pub log_keep: Option<Item<u32>>,
+    // ----- languages -----
+    /// `.env` files, relative to the base; later ones win, `env` wins over all of them.
+    pub env_file: Option<Item<Vec<String>>>,
 }
 
 /// What resolving needs besides the options.
@@ -149,8 +155,25 @@ impl RawApp {
                 format!("script not found: {}", path.display()),
             );
         }
+        // The caller's environment, then the env files (later ones win), then `env`, then the profile.
+        let mut defined_env = BTreeMap::new();
+        let mut env_files = Vec::new();
+        if let Some(files) = &self.env_file {
+            for file in &files.value {
+                let path = context.base.join(file);
+                match dotenv::read(&path) {
+                    Ok(vars) => defined_env.extend(vars),
+                    Err(messages) => {
+                        for message in messages {
+                            problem(files.at, "env_file", message);
+                        }
+                    }
+                }
+                env_files.push(path);
+            }
+        }
+        defined_env.extend(self.env.clone());
         let mut env = context.caller_env.clone();
-        let mut defined_env = self.env.clone();
         if let Some(profile) = context.profile
             && let Some(extra) = self.env_profiles.get(profile)
         {
@@ -190,7 +213,7 @@ impl RawApp {
         if !problems.is_empty() {
             return Err(problems);
         }
-        let spec = AppSpec {
+        let mut spec = AppSpec {
             name,
             script: script_path.unwrap_or_default(),
             args: value(&self.args).unwrap_or_default(),
@@ -224,7 +247,32 @@ impl RawApp {
             max_memory_restart: value(&self.max_memory_restart).filter(|&bytes| bytes > 0),
             log_max_size: value(&self.log_max_size).unwrap_or(defaults::LOG_MAX_SIZE),
             log_keep: value(&self.log_keep).unwrap_or(defaults::LOG_KEEP),
+            env_files,
+            runner: None,
         };
+        let path = spec.env.get("PATH").map(String::as_str);
+        if let Some(given) = &spec.interpreter
+            && let Some(runner) = typescript::given(given, &spec.script, &spec.cwd, path)
+        {
+            spec.interpreter = Some(runner.interpreter);
+            spec.interpreter_args = [runner.args, spec.interpreter_args].concat();
+            spec.runner = Some(runner.description);
+        } else if spec.interpreter.is_none() && typescript::is_typescript(&spec.script) {
+            match typescript::choose(&spec.script, &spec.cwd, path) {
+                Ok(runner) => {
+                    spec.interpreter = Some(runner.interpreter);
+                    spec.interpreter_args = [runner.args, spec.interpreter_args].concat();
+                    spec.runner = Some(runner.description);
+                }
+                Err(message) => {
+                    return Err(vec![Problem {
+                        at: script.at,
+                        key: "interpreter".into(),
+                        message,
+                    }]);
+                }
+            }
+        }
         match spec.command_line() {
             Ok(_) => Ok(spec),
             Err(e) => {

@@ -533,7 +533,10 @@ impl Supervisor {
             if let Some(worker) = self.workers.get(id)
                 && let Some(app) = self.apps.get_mut(&worker.app)
             {
-                app.spec.env = env.clone();
+                // The caller's environment, under the app's own variables (env files, `env`).
+                let mut fresh = env.clone();
+                fresh.extend(app.spec.defined_env.clone());
+                app.spec.env = fresh;
             }
         }
     }
