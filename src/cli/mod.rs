@@ -58,7 +58,8 @@ pub enum Command {
     },
     /// Stop then start workers; the listening socket stays open, so no connection is refused.
     Restart {
-        /// App names, worker ids, `/REGEX/` or globs (`'api-*'`) of app names, or `all`.
+        /// App names, worker ids, `/REGEX/` or globs (`'api-*'`) of app names, `all`, or an ecosystem file
+        /// (its apps).
         #[arg(required = true, value_name = "TARGET")]
         targets: Vec<String>,
         /// Give the workers this command's environment (variables it lacks are removed).
@@ -412,7 +413,14 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Restart {
             targets,
             update_env,
-        } => control::restart(&home, &targets, update_env),
+        } => match file_target(&targets)? {
+            // PM2's `restart FILE`: the file's apps, by name (each must exist; `start FILE` starts the rest).
+            Some(path) => {
+                let names = ecosystem::load_apps(&path, &[], None)?.names;
+                control::restart(&home, &names, update_env)
+            }
+            None => control::restart(&home, &targets, update_env),
+        },
         Command::Delete { targets } => match file_target(&targets)? {
             Some(path) => ecosystem::apply(&home, &path, ApplyAction::Delete, &[], None),
             None => control::delete(&home, &targets),

@@ -941,6 +941,17 @@ fn start_of_a_pm2_file_starts_its_apps_as_import_converts_them() {
     // And the same file drives the rest, as PM2's startOrReload and delete do.
     let reloaded = h.cmd(&["reload", &config]).ok();
     assert_line(&h, &reloaded, "api: unchanged");
+    // PM2's `restart FILE`: every app of the file restarts.
+    h.cmd(&["restart", &config]).ok();
+    let restarted = h.wait_online("api", 2);
+    if restarted
+        .iter()
+        .any(|w| pids(&api).contains(&w.pid.unwrap_or(0)))
+    {
+        h.fail(&format!(
+            "`restart FILE` must restart the file's apps: {api:?} -> {restarted:?}"
+        ));
+    }
     h.cmd(&["delete", &config]).ok();
     if !h.list().is_empty() {
         h.fail("`delete FILE` must delete the file's apps");
