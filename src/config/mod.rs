@@ -5,6 +5,7 @@ mod deps;
 pub mod file;
 mod raw;
 mod values;
+pub mod watch;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -17,6 +18,7 @@ pub use raw::{Context, Item, Location, Problem, RawApp};
 pub use values::{
     Instances, ListenAddr, SignalName, ValueError, check_name, parse_duration, parse_size,
 };
+pub use watch::{WatchSpec, WatchValue};
 
 /// Defaults, PM2's where PM2 has one.
 pub mod defaults {
@@ -96,6 +98,9 @@ pub struct AppSpec {
     /// Rotated files kept per log.
     #[serde(default = "default_log_keep")]
     pub log_keep: u32,
+    /// Watch mode: reload the app (new workers ready first) when its files change; `None`: off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch: Option<WatchSpec>,
 }
 
 fn default_log_max_size() -> u64 {
@@ -252,6 +257,7 @@ mod tests {
             max_memory_restart: None,
             log_max_size: defaults::LOG_MAX_SIZE,
             log_keep: defaults::LOG_KEEP,
+            watch: None,
         }
     }
 

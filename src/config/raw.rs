@@ -7,7 +7,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{AppSpec, Instances, ListenAddr, SignalName, check_name, defaults, find_program};
+use super::{
+    AppSpec, Instances, ListenAddr, SignalName, WatchSpec, WatchValue, check_name, defaults,
+    find_program,
+};
 
 /// A line and column (1-based) in a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -74,6 +77,10 @@ pub struct RawApp {
     pub max_memory_restart: Option<Item<u64>>,
     pub log_max_size: Option<Item<u64>>,
     pub log_keep: Option<Item<u32>>,
+    // Watch mode (see `watch.rs`).
+    pub watch: Option<Item<WatchValue>>,
+    pub ignore_watch: Option<Item<Vec<String>>>,
+    pub watch_delay: Option<Item<Duration>>,
 }
 
 /// What resolving needs besides the options.
@@ -187,6 +194,7 @@ impl RawApp {
                 format!("app '{name}' cannot depend on itself"),
             );
         }
+        let watch = self.resolve_watch(&cwd, script_path.as_deref(), &mut problem);
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -224,6 +232,7 @@ impl RawApp {
             max_memory_restart: value(&self.max_memory_restart).filter(|&bytes| bytes > 0),
             log_max_size: value(&self.log_max_size).unwrap_or(defaults::LOG_MAX_SIZE),
             log_keep: value(&self.log_keep).unwrap_or(defaults::LOG_KEEP),
+            watch,
         };
         match spec.command_line() {
             Ok(_) => Ok(spec),
@@ -236,6 +245,75 @@ impl RawApp {
                 }])
             }
         }
+    }
+}
+
+impl RawApp {
+    /// `watch`, `ignore_watch` and `watch_delay` as a [`WatchSpec`]: watched paths must exist.
+    fn resolve_watch(
+        &self,
+        cwd: &Path,
+        script: Option<&Path>,
+        problem: &mut impl FnMut(Option<Location>, &str, String),
+    ) -> Option<WatchSpec> {
+        if let Some(patterns) = &self.ignore_watch {
+            for pattern in &patterns.value {
+                if let Err(message) = super::watch::check_pattern(pattern) {
+                    problem(patterns.at, "ignore_watch", message);
+                }
+            }
+        }
+        let Some(watch) = &self.watch else {
+            if self.ignore_watch.is_some() {
+                problem(
+                    self.ignore_watch.as_ref().and_then(|i| i.at),
+                    "ignore_watch",
+                    "has no effect without `watch` (true, or the paths to watch)".into(),
+                );
+            }
+            if self.watch_delay.is_some() {
+                problem(
+                    self.watch_delay.as_ref().and_then(|i| i.at),
+                    "watch_delay",
+                    "has no effect without `watch` (true, or the paths to watch)".into(),
+                );
+            }
+            return None;
+        };
+        let (paths, extensions) = match &watch.value {
+            WatchValue::Flag(false) => return None,
+            WatchValue::Paths(paths) if !paths.is_empty() => {
+                let mut resolved = Vec::new();
+                for path in paths {
+                    let absolute = cwd.join(path);
+                    if std::fs::symlink_metadata(&absolute).is_err() {
+                        problem(
+                            watch.at,
+                            "watch",
+                            format!("path to watch not found: {}", absolute.display()),
+                        );
+                    }
+                    resolved.push(absolute);
+                }
+                (resolved, None)
+            }
+            WatchValue::Flag(true) | WatchValue::Paths(_) => {
+                let interpreter = match self.interpreter.as_ref().map(|i| i.value.as_str()) {
+                    Some("none") => None,
+                    Some(other) => Some(other.to_string()),
+                    None => script.and_then(|s| super::interpreter_for(s).map(str::to_string)),
+                };
+                let script = script.unwrap_or(Path::new(""));
+                let extensions = super::watch::source_extensions(interpreter.as_deref(), script);
+                (vec![cwd.to_path_buf()], Some(extensions))
+            }
+        };
+        Some(WatchSpec {
+            paths,
+            extensions,
+            ignore: value(&self.ignore_watch).unwrap_or_default(),
+            delay_ms: millis(&self.watch_delay, super::watch::DEFAULT_DELAY_MS),
+        })
     }
 }
 
