@@ -194,7 +194,7 @@ impl RawApp {
                 format!("app '{name}' cannot depend on itself"),
             );
         }
-        let watch = self.resolve_watch(&cwd, script_path.as_deref(), &mut problem);
+        let watch = self.resolve_watch(context, &cwd, script_path.as_deref(), &mut problem);
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -252,6 +252,7 @@ impl RawApp {
     /// `watch`, `ignore_watch` and `watch_delay` as a [`WatchSpec`]: watched paths must exist.
     fn resolve_watch(
         &self,
+        context: &Context<'_>,
         cwd: &Path,
         script: Option<&Path>,
         problem: &mut impl FnMut(Option<Location>, &str, String),
@@ -303,9 +304,20 @@ impl RawApp {
                     Some(other) => Some(other.to_string()),
                     None => script.and_then(|s| super::interpreter_for(s).map(str::to_string)),
                 };
+                let mut paths = vec![cwd.to_path_buf()];
+                // A script given as a path outside the working directory: its directory too (not that
+                // of a program found on PATH).
+                let raw = self.script.as_ref().map_or("", |s| s.value.as_str());
+                let given_as_path = raw.contains('/') || context.base.join(raw).is_file();
+                if let Some(dir) = script.and_then(Path::parent)
+                    && given_as_path
+                    && !dir.starts_with(cwd)
+                {
+                    paths.push(dir.to_path_buf());
+                }
                 let script = script.unwrap_or(Path::new(""));
                 let extensions = super::watch::source_extensions(interpreter.as_deref(), script);
-                (vec![cwd.to_path_buf()], Some(extensions))
+                (paths, Some(extensions))
             }
         };
         Some(WatchSpec {
