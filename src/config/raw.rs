@@ -286,7 +286,8 @@ impl RawApp {
             WatchValue::Paths(paths) if !paths.is_empty() => {
                 let mut resolved = Vec::new();
                 for path in paths {
-                    let absolute = cwd.join(path);
+                    // Lexically normal (`.` dropped), as the watcher reports paths.
+                    let absolute: PathBuf = cwd.join(path).components().collect();
                     if std::fs::symlink_metadata(&absolute).is_err() {
                         problem(
                             watch.at,
