@@ -314,6 +314,7 @@ fn changes(old: &AppSpec, new: &AppSpec) -> Vec<&'static str> {
     );
     check(old.depends_on != new.depends_on, "depends_on");
     check(old.user != new.user || old.group != new.group, "user");
+    check(old.watch != new.watch, "watch");
     if changed.is_empty() {
         changed.push("restart policy");
     }
