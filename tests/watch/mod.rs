@@ -396,3 +396,54 @@ fn watch_options_are_checked_with_their_place_in_the_file() {
         h.fail("a bad file must start nothing");
     }
 }
+
+#[test]
+fn watch_a_deploy_switching_the_current_link_reloads_the_new_release() {
+    let h = Herdsman::new();
+    let root = h.scratch("deploy");
+    write(&root.join("releases/1/app.js"), &server_js("release 1"));
+    std::os::unix::fs::symlink("releases/1", root.join("current")).expect("link current");
+    let port = free_port();
+    // The app's directory is the link (a shell's cwd would be the release it names).
+    h.cmd(&[
+        "start",
+        "current/app.js",
+        "--name",
+        "web",
+        "--cwd",
+        "current",
+        "--listen",
+        &listen_addr(port),
+        "--watch",
+        "--watch-delay",
+        "200ms",
+    ])
+    .cwd(&root)
+    .ok();
+    let workers = h.wait_online("web", 1);
+    wait_served_by(&h, port, &pids(&workers), 10 * SECOND);
+    if served(port).as_deref() != Some("release 1") {
+        h.fail("release 1 is not served");
+    }
+    // What a deploy does: the new release beside the old, then `current` switched in one rename.
+    write(&root.join("releases/2/app.js"), &server_js("release 2"));
+    h.assert_stays(
+        "no reload for a release not yet switched to",
+        SECOND,
+        || restarts(&h, "web") == [0],
+    );
+    std::os::unix::fs::symlink("releases/2", root.join("current.new")).expect("link current.new");
+    fs::rename(root.join("current.new"), root.join("current")).expect("switch current");
+    h.wait_for("release 2 served after the switch", 20 * SECOND, || {
+        served(port).as_deref() == Some("release 2")
+    });
+    h.wait_for("one reload", 10 * SECOND, || restarts(&h, "web") == [1]);
+    // The new release's files are watched now.
+    write(
+        &root.join("releases/2/app.js"),
+        &server_js("release 2, patched"),
+    );
+    h.wait_for("the patch to the new release served", 20 * SECOND, || {
+        served(port).as_deref() == Some("release 2, patched")
+    });
+}

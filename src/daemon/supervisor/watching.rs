@@ -71,6 +71,9 @@ impl Supervisor {
             generation,
             kind,
         } = report;
+        if self.shutting_down {
+            return;
+        }
         let (busy, stopped) = (self.in_rollout(&name), self.all_stopped(&name));
         let Some(watching) = self
             .apps

@@ -84,6 +84,13 @@ impl Filter {
         None
     }
 
+    /// Whether the path is one of the watched directories itself.
+    pub fn is_root_dir(&self, path: &Path) -> bool {
+        self.roots
+            .iter()
+            .any(|root| matches!(root, Root::Dir(dir) if dir == path))
+    }
+
     /// Whether a directory below a watched one is watched too (walked into).
     pub fn enters(&self, dir: &Path) -> bool {
         match self.below(dir) {

@@ -4,7 +4,9 @@
 //! one it may enter (non-recursively), so `node_modules` and the other ignored trees cost no inotify
 //! watch; a directory created later is watched, and the files already in it count, when its creation is
 //! seen. A watched file is watched through its directory, so an editor that saves by renaming a new file
-//! over it is seen. Each change that counts (`filter.rs`) goes into a [`Debounce`]; once the files have
+//! over it is seen; a watched directory's parent is watched too, so a directory removed and made again
+//! (`rm -rf dist` before a build) or a link switched to a new release (`current -> releases/42`) is
+//! walked again, and its files count. Each change that counts (`filter.rs`) goes into a [`Debounce`]; once the files have
 //! been quiet for `watch_delay`, the thread sends the supervisor one [`Report`] and goes on. It never
 //! touches the supervisor's state: the supervisor decides what a report does (`supervisor/watching.rs`).
 //! Dropping the [`Watch`] stops the thread, and with it the watcher.
@@ -129,7 +131,13 @@ fn run(
     let mut watched = 0;
     for root in &roots {
         match root {
-            Root::Dir(dir) => watched += walk(&mut watcher, &filter, dir, &mut problems, None),
+            Root::Dir(dir) => {
+                watched += walk(&mut watcher, &filter, dir, &mut problems, None);
+                // To see the directory replaced; its siblings do not count (the filter says so).
+                if let Some(parent) = dir.parent() {
+                    let _ = watcher.watch(parent, RecursiveMode::NonRecursive);
+                }
+            }
             Root::File(file) => {
                 let dir = file.parent().unwrap_or(Path::new("/"));
                 match watcher.watch(dir, RecursiveMode::NonRecursive) {
@@ -199,7 +207,10 @@ fn changes(
             event.kind,
             EventKind::Create(_) | EventKind::Modify(notify::event::ModifyKind::Name(_))
         );
-        if appeared
+        if appeared && filter.is_root_dir(path) && path.is_dir() {
+            // A watched directory made again, or a link to it switched: watch what it names now.
+            walk(watcher, filter, path, problems, Some(&mut counted));
+        } else if appeared
             && std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
             && filter.enters(path)
         {
