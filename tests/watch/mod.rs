@@ -447,3 +447,47 @@ fn watch_a_deploy_switching_the_current_link_reloads_the_new_release() {
         served(port).as_deref() == Some("release 2, patched")
     });
 }
+
+#[test]
+fn watch_turned_on_in_the_file_leaves_the_workers_running_and_then_reloads_on_changes() {
+    let h = Herdsman::new();
+    let dir = h.scratch("eco");
+    write(&dir.join("app.js"), &server_js("v1"));
+    let port = free_port();
+    let file = |watch: &str| {
+        format!(
+            "[[apps]]\nname = \"web\"\nscript = \"app.js\"\nlisten = \"127.0.0.1:{port}\"\n{watch}"
+        )
+    };
+    write(&dir.join("ecosystem.toml"), &file(""));
+    h.cmd(&["start", "ecosystem.toml"]).cwd(&dir).ok();
+    let before = pids(&h.wait_online("web", 1));
+    wait_served_by(&h, port, &before, 10 * SECOND);
+
+    write(
+        &dir.join("ecosystem.toml"),
+        &file("watch = true\nwatch_delay = \"200ms\"\n"),
+    );
+    let out = h.cmd(&["reload", "ecosystem.toml"]).cwd(&dir).ok();
+    if !out
+        .stdout
+        .contains("web: changed (watch): watching its files; the workers go on")
+    {
+        h.fail(&format!(
+            "expected the app to take watch mode without a reload\n{out}"
+        ));
+    }
+    let w = h.workers("web");
+    if pids(&w) != before || w[0].restarts != 0 {
+        h.fail(&format!(
+            "turning watch on must not replace the workers: {w:?}"
+        ));
+    }
+    h.wait_for("the watcher to be up", 10 * SECOND, || {
+        daemon_log(&h).contains("watching for changes")
+    });
+    write(&dir.join("app.js"), &server_js("v2"));
+    h.wait_for("v2 served after the change", 20 * SECOND, || {
+        served(port).as_deref() == Some("v2")
+    });
+}
