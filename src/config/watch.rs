@@ -128,6 +128,69 @@ mod tests {
         assert!(source_extensions(None, Path::new("/bin/true")).is_empty());
     }
 
+    fn resolve(dir: &Path, app: crate::config::RawApp) -> Result<Option<WatchSpec>, Vec<String>> {
+        use crate::config::{Context, Item, RawApp};
+        let env = std::collections::BTreeMap::from([("PATH".into(), "/usr/bin:/bin".into())]);
+        let context = Context {
+            base: dir,
+            caller_env: &env,
+            profile: None,
+        };
+        RawApp {
+            script: Some(Item::flag("app.js".into())),
+            ..app
+        }
+        .resolve(&context)
+        .map(|spec| spec.watch)
+        .map_err(|problems| problems.into_iter().map(|p| p.message).collect())
+    }
+
+    #[test]
+    fn watch_resolves_to_paths_and_a_rule() {
+        use crate::config::{Item, RawApp};
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("app.js"), "").expect("write");
+        std::fs::create_dir(dir.path().join("src")).expect("mkdir");
+        let on = |value| RawApp {
+            watch: Some(Item::flag(value)),
+            ..RawApp::default()
+        };
+        let default = resolve(dir.path(), on(WatchValue::Flag(true)))
+            .expect("valid")
+            .expect("on");
+        assert_eq!(default.paths, [dir.path()]);
+        assert!(
+            default
+                .extensions
+                .is_some_and(|e| e.contains(&"js".to_string()))
+        );
+        assert_eq!(default.delay_ms, DEFAULT_DELAY_MS);
+        let empty = resolve(dir.path(), on(WatchValue::Paths(vec![])));
+        assert_eq!(
+            empty.expect("valid").map(|w| w.paths),
+            Some(vec![dir.path().to_path_buf()])
+        );
+        assert_eq!(resolve(dir.path(), on(WatchValue::Flag(false))), Ok(None));
+        let named = resolve(dir.path(), on(WatchValue::Paths(vec!["./src".into()])))
+            .expect("valid")
+            .expect("on");
+        assert_eq!(named.paths, [dir.path().join("src")]);
+        assert_eq!(named.extensions, None);
+        let missing = resolve(dir.path(), on(WatchValue::Paths(vec!["lib".into()])));
+        assert!(
+            missing.is_err_and(|p| p[0].starts_with("path to watch not found")),
+            "a path that does not exist"
+        );
+        let orphan = RawApp {
+            ignore_watch: Some(Item::flag(vec!["*.db".into()])),
+            ..RawApp::default()
+        };
+        assert!(
+            resolve(dir.path(), orphan).is_err_and(|p| p[0].contains("without `watch`")),
+            "ignore_watch alone"
+        );
+    }
+
     #[test]
     fn a_shebang_names_the_language() {
         let dir = tempfile::tempdir().expect("temp dir");
