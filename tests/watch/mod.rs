@@ -165,10 +165,19 @@ fn watch_a_500_file_change_is_one_reload() {
             &format!("module.exports = {i};\n"),
         );
     }
-    // The default delay (500 ms).
-    h.cmd(&["start", "app.js", "--name", "repo", "--watch"])
-        .cwd(&dir)
-        .ok();
+    // Twice the default delay: a test thread descheduled for 500 ms on a loaded machine must not split the
+    // checkout in two bursts.
+    h.cmd(&[
+        "start",
+        "app.js",
+        "--name",
+        "repo",
+        "--watch",
+        "--watch-delay",
+        "1s",
+    ])
+    .cwd(&dir)
+    .ok();
     h.wait_online("repo", 1);
     h.wait_for("the watcher to be up", 10 * SECOND, || {
         daemon_log(&h).contains("watching for changes")
