@@ -182,7 +182,7 @@ impl Supervisor {
                 Ok(answer) if answer.is_progress() => continue,
                 Ok(Response::Error { message, .. }) => {
                     warn!(app = %name, reason = %message, "watch: the reload after a change failed: the old workers keep serving");
-                    watching.failure = Some(message);
+                    watching.failure = Some(format!("the reload after a change failed: {message}"));
                 }
                 Ok(_) => {
                     info!(app = %name, "watch: reloaded after a change");
