@@ -500,3 +500,54 @@ fn watch_turned_on_in_the_file_leaves_the_workers_running_and_then_reloads_on_ch
         served(port).as_deref() == Some("v2")
     });
 }
+
+/// Keeps a database and its journal open and writes to them every 50 ms, as SQLite does.
+const DB_WRITER: &str = r#"'use strict';
+const fs = require('fs');
+const db = fs.openSync('data.db', 'a');
+const journal = fs.openSync('data.db-wal', 'a');
+let n = 0;
+setInterval(() => {
+  n += 1;
+  fs.writeSync(db, 'row ' + n + '\n');
+  fs.writeSync(journal, 'page ' + n + '\n');
+}, 50);
+process.on('SIGINT', () => process.exit(0));
+"#;
+
+#[test]
+fn watch_files_the_app_holds_open_for_writing_never_reload_it() {
+    let h = Herdsman::new();
+    let dir = h.scratch("db");
+    write(&dir.join("app.js"), DB_WRITER);
+    // Every file of the directory counts, and nothing is in ignore_watch.
+    h.cmd(&[
+        "start",
+        "app.js",
+        "--name",
+        "db",
+        "--watch=.",
+        "--watch-delay",
+        "100ms",
+    ])
+    .cwd(&dir)
+    .ok();
+    h.wait_online("db", 1);
+    let rows = || fs::read_to_string(dir.join("data.db")).map_or(0, |t| t.lines().count());
+    h.wait_for("the app writing its database", 10 * SECOND, || rows() >= 5);
+    // Written without a pause: each second (ten delays) a report comes, and is found to be the app's.
+    h.assert_stays("no reload for the app's own database", 3 * SECOND, || {
+        restarts(&h, "db") == [0]
+    });
+    if !daemon_log(&h).contains("files the app holds open for writing are its own") {
+        h.fail("daemon.log must say why the database's changes do not reload the app");
+    }
+    // An edit among the database's writes still reloads it, once.
+    write(&dir.join("app.js"), &format!("{DB_WRITER}// edited\n"));
+    h.wait_for("one reload after the edit", 20 * SECOND, || {
+        restarts(&h, "db") == [1]
+    });
+    h.assert_stays("no reload loop after the edit", 3 * SECOND, || {
+        restarts(&h, "db") == [1]
+    });
+}

@@ -3,7 +3,8 @@
 //! same rollout as `herdsman reload` (each new worker ready before an old one is told to stop). While a
 //! rollout is replacing the app's workers (that reload, a `reload` command, a file being applied), changes
 //! leave one reload waiting, never more, which begins once the rollout ends. A change to a stopped app
-//! does not start it.
+//! does not start it. Changes only to files one of the app's processes holds open for writing (a SQLite
+//! database, a log it keeps open) are the app's own doing and never reload it (`watch/own_files.rs`).
 //!
 //! A reload that fails (the new code does not start) leaves the old workers serving, as any reload does;
 //! the reason is logged and shown by `list` (`watch_error`) until a later reload succeeds.
@@ -26,6 +27,8 @@ pub(super) struct Watching {
     reload: Option<mpsc::UnboundedReceiver<Response>>,
     /// Why the last reload after a change failed (or why watching failed); cleared by one that succeeds.
     pub failure: Option<String>,
+    /// Changes to files the app holds open were ignored, and the log said so.
+    told_own: bool,
 }
 
 impl Supervisor {
@@ -89,7 +92,36 @@ impl Supervisor {
                 warn!(app = %name, %message, "watch: cannot watch every path");
                 watching.failure = Some(format!("watching: {message}"));
             }
-            ReportKind::Changed { count, sample } => {
+            ReportKind::Changed {
+                count,
+                paths,
+                truncated,
+            } => {
+                // Files one of the app's processes holds open for writing are its own doing.
+                let own = if truncated {
+                    Default::default()
+                } else {
+                    watch::held_for_writing(&self.app_pids(&name), &paths)
+                };
+                let Some(watching) = self.apps.get_mut(&name).and_then(|a| a.watch.as_mut()) else {
+                    return;
+                };
+                let theirs: Vec<&std::path::PathBuf> =
+                    paths.iter().filter(|p| !own.contains(*p)).collect();
+                if theirs.is_empty() {
+                    if !watching.told_own {
+                        watching.told_own = true;
+                        let own: Vec<String> =
+                            own.iter().map(|p| p.display().to_string()).collect();
+                        info!(app = %name, paths = %own.join(", "), "watch: changes to files the app holds open for writing are its own: they never reload it");
+                    }
+                    return;
+                }
+                let sample: Vec<String> = theirs
+                    .iter()
+                    .take(3)
+                    .map(|p| p.display().to_string())
+                    .collect();
                 let sample = sample.join(", ");
                 match watching.gate.change(busy, stopped) {
                     Decision::Reload => {
@@ -105,6 +137,24 @@ impl Supervisor {
                 }
             }
         }
+    }
+
+    /// The pids of an app's processes (and the successors a reload is bringing up).
+    fn app_pids(&self, name: &str) -> Vec<i32> {
+        let Some(app) = self.apps.get(name) else {
+            return Vec::new();
+        };
+        app.workers
+            .iter()
+            .filter_map(|id| self.workers.get(id))
+            .flat_map(|w| {
+                w.state
+                    .process()
+                    .map(|p| p.pid)
+                    .into_iter()
+                    .chain(w.successor.map(|p| p.pid))
+            })
+            .collect()
     }
 
     /// Starts an app's watcher if it has none.
@@ -141,6 +191,7 @@ impl Supervisor {
                 gate: Gate::default(),
                 reload: None,
                 failure,
+                told_own: false,
             });
         }
     }

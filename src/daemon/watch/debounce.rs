@@ -1,53 +1,64 @@
 //! The decisions of watch mode, as plain data and functions over given instants (no clock is read here):
-//! [`Debounce`] turns a burst of changes into one report once the files have been quiet for the delay,
-//! and [`Gate`] decides what the supervisor does with a report.
+//! [`Debounce`] turns a burst of changes into one report once the files have been quiet for the delay (or,
+//! if they never are, ten delays after the first change: a file written without pause must not hold a
+//! reload back for ever), and [`Gate`] decides what the supervisor does with a report.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// Paths named in a report (the count says how many there were).
-const SAMPLE: usize = 3;
+/// Paths a report names (the count says how many there were).
+const PATHS: usize = 64;
+
+/// A report is due at the latest this many delays after the first change of its burst.
+const MAX_DELAYS: u32 = 10;
 
 /// Changes seen since the last report.
 #[derive(Debug)]
 pub struct Debounce {
     delay: Duration,
+    first: Option<Instant>,
     last: Option<Instant>,
     count: usize,
-    sample: Vec<String>,
+    paths: Vec<PathBuf>,
 }
 
 /// A burst of changes, reported once quiet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batch {
+    /// Changes counted (a path changed twice counts twice).
     pub count: usize,
-    /// The first few paths.
-    pub sample: Vec<String>,
+    /// The paths changed, each once, the first [`PATHS`] of them.
+    pub paths: Vec<PathBuf>,
+    /// More paths changed than `paths` holds.
+    pub truncated: bool,
 }
 
 impl Debounce {
     pub fn new(delay: Duration) -> Debounce {
         Debounce {
             delay,
+            first: None,
             last: None,
             count: 0,
-            sample: Vec::new(),
+            paths: Vec::new(),
         }
     }
 
     /// A change at `now`: the report waits until `delay` after the last change.
     pub fn push(&mut self, now: Instant, path: &Path) {
+        self.first.get_or_insert(now);
         self.last = Some(now);
         self.count += 1;
-        let shown = path.display().to_string();
-        if self.sample.len() < SAMPLE && !self.sample.contains(&shown) {
-            self.sample.push(shown);
+        if !self.paths.iter().any(|p| p == path) && self.paths.len() <= PATHS {
+            self.paths.push(path.to_path_buf());
         }
     }
 
     /// When the pending changes are to be reported, if any are pending.
     pub fn due(&self) -> Option<Instant> {
-        self.last.map(|last| last + self.delay)
+        let quiet = self.last? + self.delay;
+        let longest = self.first? + self.delay * MAX_DELAYS;
+        Some(quiet.min(longest))
     }
 
     /// The pending changes, if they are due at `now`.
@@ -55,10 +66,15 @@ impl Debounce {
         if self.due().is_none_or(|due| due > now) {
             return None;
         }
+        self.first = None;
         self.last = None;
+        let mut paths = std::mem::take(&mut self.paths);
+        let truncated = paths.len() > PATHS;
+        paths.truncate(PATHS);
         Some(Batch {
             count: std::mem::take(&mut self.count),
-            sample: std::mem::take(&mut self.sample),
+            paths,
+            truncated,
         })
     }
 }
@@ -125,9 +141,29 @@ mod tests {
         assert_eq!(d.take(last + Duration::from_millis(499)), None);
         let batch = d.take(last + Duration::from_millis(500)).expect("due");
         assert_eq!(batch.count, 500);
-        assert_eq!(batch.sample, ["/a/f0.js", "/a/f1.js", "/a/f2.js"]);
+        assert_eq!(batch.paths.len(), PATHS);
+        assert_eq!(batch.paths[0], Path::new("/a/f0.js"));
+        assert!(batch.truncated);
         assert_eq!(d.due(), None, "nothing left");
         assert_eq!(d.take(ms(10_000)), None);
+    }
+
+    #[test]
+    fn changes_without_pause_are_reported_ten_delays_after_the_first() {
+        let start = Instant::now();
+        let ms = |n| start + Duration::from_millis(n);
+        let mut d = Debounce::new(Duration::from_millis(100));
+        // A file written every 50 ms, for ever.
+        for i in 0..20u64 {
+            d.push(ms(i * 50), Path::new("/a/data.db"));
+        }
+        assert_eq!(d.due(), Some(ms(1000)));
+        let batch = d.take(ms(1000)).expect("due");
+        assert_eq!(batch.count, 20);
+        assert_eq!(batch.paths, [PathBuf::from("/a/data.db")]);
+        assert!(!batch.truncated);
+        d.push(ms(1050), Path::new("/a/data.db"));
+        assert_eq!(d.due(), Some(ms(1150)), "a new burst");
     }
 
     #[test]

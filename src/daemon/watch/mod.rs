@@ -13,6 +13,7 @@
 
 mod debounce;
 mod filter;
+mod own_files;
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
@@ -25,6 +26,7 @@ use tracing::{debug, info, warn};
 use debounce::{Batch, Debounce};
 pub use debounce::{Decision, Gate};
 use filter::{Filter, Root};
+pub use own_files::held_for_writing;
 
 use super::supervisor::Message;
 use crate::config::WatchSpec;
@@ -40,8 +42,14 @@ pub struct Report {
 
 #[derive(Debug)]
 pub enum ReportKind {
-    /// Files changed, and have been quiet for `watch_delay` since.
-    Changed { count: usize, sample: Vec<String> },
+    /// Files changed, and have been quiet for `watch_delay` since (or changed for ten delays).
+    Changed {
+        count: usize,
+        /// The paths, each once (the first 64).
+        paths: Vec<PathBuf>,
+        /// More paths changed than `paths` holds.
+        truncated: bool,
+    },
     /// Watching could not start, or part of the tree cannot be watched.
     Failed(String),
 }
@@ -165,8 +173,16 @@ fn run(
                 return;
             }
             Err(std_mpsc::RecvTimeoutError::Timeout) => {
-                if let Some(Batch { count, sample }) = debounce.take(Instant::now())
-                    && !report(ReportKind::Changed { count, sample })
+                if let Some(Batch {
+                    count,
+                    paths,
+                    truncated,
+                }) = debounce.take(Instant::now())
+                    && !report(ReportKind::Changed {
+                        count,
+                        paths,
+                        truncated,
+                    })
                 {
                     return;
                 }
