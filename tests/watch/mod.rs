@@ -501,9 +501,12 @@ fn watch_turned_on_in_the_file_leaves_the_workers_running_and_then_reloads_on_ch
     });
 }
 
-/// Keeps a database and its journal open and writes to them every 50 ms, as SQLite does.
+/// Writes its pid file as it starts (as puma writes `tmp/pids/server.pid`), keeps a database and its journal
+/// open and writes to them every 50 ms, as SQLite does.
 const DB_WRITER: &str = r#"'use strict';
 const fs = require('fs');
+fs.mkdirSync('tmp/pids', { recursive: true });
+fs.writeFileSync('tmp/pids/server.pid', process.pid + '\n');
 const db = fs.openSync('data.db', 'a');
 const journal = fs.openSync('data.db-wal', 'a');
 let n = 0;
@@ -516,7 +519,7 @@ process.on('SIGINT', () => process.exit(0));
 "#;
 
 #[test]
-fn watch_files_the_app_holds_open_for_writing_never_reload_it() {
+fn watch_the_apps_open_database_and_pid_file_never_reload_it() {
     let h = Herdsman::new();
     let dir = h.scratch("db");
     write(&dir.join("app.js"), DB_WRITER);
@@ -539,7 +542,7 @@ fn watch_files_the_app_holds_open_for_writing_never_reload_it() {
     h.assert_stays("no reload for the app's own database", 3 * SECOND, || {
         restarts(&h, "db") == [0]
     });
-    if !daemon_log(&h).contains("files the app holds open for writing are its own") {
+    if !daemon_log(&h).contains("changes to the app's own files") {
         h.fail("daemon.log must say why the database's changes do not reload the app");
     }
     // An edit among the database's writes still reloads it, once.

@@ -4,7 +4,8 @@
 //! rollout is replacing the app's workers (that reload, a `reload` command, a file being applied), changes
 //! leave one reload waiting, never more, which begins once the rollout ends. A change to a stopped app
 //! does not start it. Changes only to files one of the app's processes holds open for writing (a SQLite
-//! database, a log it keeps open) are the app's own doing and never reload it (`watch/own_files.rs`).
+//! database, a log it keeps open) or that hold one of its pids are the app's own doing and never reload
+//! it (`watch/own_files.rs`).
 //!
 //! A reload that fails (the new code does not start) leaves the old workers serving, as any reload does;
 //! the reason is logged and shown by `list` (`watch_error`) until a later reload succeeds.
@@ -97,11 +98,11 @@ impl Supervisor {
                 paths,
                 truncated,
             } => {
-                // Files one of the app's processes holds open for writing are its own doing.
+                // Files one of the app's processes holds open for writing, and its pid files, are its own.
                 let own = if truncated {
                     Default::default()
                 } else {
-                    watch::held_for_writing(&self.app_pids(&name), &paths)
+                    watch::own_files(&self.app_pids(&name), &paths)
                 };
                 let Some(watching) = self.apps.get_mut(&name).and_then(|a| a.watch.as_mut()) else {
                     return;
@@ -113,7 +114,7 @@ impl Supervisor {
                         watching.told_own = true;
                         let own: Vec<String> =
                             own.iter().map(|p| p.display().to_string()).collect();
-                        info!(app = %name, paths = %own.join(", "), "watch: changes to files the app holds open for writing are its own: they never reload it");
+                        info!(app = %name, paths = %own.join(", "), "watch: changes to the app's own files (held open for writing, or its pid file): they never reload it");
                     }
                     return;
                 }

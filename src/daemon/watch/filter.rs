@@ -99,7 +99,7 @@ impl Filter {
         }
     }
 
-    /// Whether a change of `path` (a file, or a directory created or removed) counts.
+    /// Whether a change of the file `path` counts.
     pub fn counts(&self, path: &Path) -> bool {
         let Some(rel) = self.below(path) else {
             return false;

@@ -26,7 +26,7 @@ use tracing::{debug, info, warn};
 use debounce::{Batch, Debounce};
 pub use debounce::{Decision, Gate};
 use filter::{Filter, Root};
-pub use own_files::held_for_writing;
+pub use own_files::own_files;
 
 use super::supervisor::Message;
 use crate::config::WatchSpec;
@@ -232,7 +232,13 @@ fn changes(
         {
             walk(watcher, filter, path, problems, Some(&mut counted));
         }
-        if filter.counts(path) {
+        // A directory made or removed is no change in itself: the files in it are.
+        let directory = matches!(
+            event.kind,
+            EventKind::Create(notify::event::CreateKind::Folder)
+                | EventKind::Remove(notify::event::RemoveKind::Folder)
+        ) || std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir());
+        if !directory && filter.counts(path) {
             counted.push(path.clone());
         }
     }

@@ -1,5 +1,6 @@
 //! Files an app writes itself, as far as the kernel can tell: the ones one of its processes holds open for
-//! writing (a SQLite database and its journal, a log file it keeps open). A change to such a file is the
+//! writing (a SQLite database and its journal, a log file it keeps open), and pid files (a small file
+//! holding the pid of one of its processes, as `tmp/pids/server.pid`). A change to such a file is the
 //! app's own doing, never a reason to reload it. Read from `/proc/<pid>/fd` and `fdinfo`, for the workers and
 //! their descendants, only when a report comes (no polling).
 
@@ -7,14 +8,20 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 /// Of `paths`, those a process of `pids` (or a descendant) holds open for writing.
-pub fn held_for_writing(pids: &[i32], paths: &[PathBuf]) -> BTreeSet<PathBuf> {
+pub fn own_files(pids: &[i32], paths: &[PathBuf]) -> BTreeSet<PathBuf> {
     // What a descriptor's link names is the real path; the watcher's may go through a link (`current/`).
     let wanted: Vec<(PathBuf, &PathBuf)> = paths
         .iter()
         .map(|p| (std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()), p))
         .collect();
     let mut held = BTreeSet::new();
-    for pid in family(pids) {
+    let family = family(pids);
+    for (_, original) in &wanted {
+        if is_pid_file(original, &family) {
+            held.insert((*original).clone());
+        }
+    }
+    for &pid in &family {
         let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
             continue;
         };
@@ -32,6 +39,17 @@ pub fn held_for_writing(pids: &[i32], paths: &[PathBuf]) -> BTreeSet<PathBuf> {
         }
     }
     held
+}
+
+/// A small file that holds one of these pids and nothing else.
+fn is_pid_file(path: &std::path::Path, pids: &[i32]) -> bool {
+    if std::fs::symlink_metadata(path).map_or(true, |m| !m.is_file() || m.len() > 24) {
+        return false;
+    }
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| text.trim().parse::<i32>().ok())
+        .is_some_and(|pid| pids.contains(&pid))
 }
 
 /// Whether an `fdinfo` says the descriptor was opened for writing (`O_WRONLY` or `O_RDWR`).
@@ -85,8 +103,20 @@ mod tests {
             .expect("open for writing");
         let _r = std::fs::File::open(&read).expect("open for reading");
         let me = std::process::id() as i32;
-        let held = held_for_writing(&[me], &[written.clone(), read.clone()]);
+        let held = own_files(&[me], &[written.clone(), read.clone()]);
         assert_eq!(held, BTreeSet::from([written]));
+    }
+
+    #[test]
+    fn a_file_holding_a_pid_of_the_app_is_its_pid_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let me = std::process::id() as i32;
+        let pid_file = dir.path().join("server.pid");
+        let other = dir.path().join("count.txt");
+        std::fs::write(&pid_file, format!("{me}\n")).expect("write");
+        std::fs::write(&other, "1\n").expect("write");
+        let held = own_files(&[me], &[pid_file.clone(), other]);
+        assert_eq!(held, BTreeSet::from([pid_file]));
     }
 
     #[test]
