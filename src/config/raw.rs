@@ -321,6 +321,14 @@ impl RawApp {
                 (paths, Some(extensions))
             }
         };
+        if paths.iter().any(|p| p.parent().is_none()) {
+            problem(
+                watch.at,
+                "watch",
+                "would watch / (the whole system, /proc included): name the paths to watch, or give the app a cwd"
+                    .into(),
+            );
+        }
         Some(WatchSpec {
             paths,
             extensions,

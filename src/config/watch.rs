@@ -181,6 +181,14 @@ mod tests {
             missing.is_err_and(|p| p[0].starts_with("path to watch not found")),
             "a path that does not exist"
         );
+        let everything = RawApp {
+            cwd: Some(Item::flag("/".into())),
+            ..on(WatchValue::Flag(true))
+        };
+        assert!(
+            resolve(dir.path(), everything).is_err_and(|p| p[0].contains("would watch /")),
+            "watching the whole system"
+        );
         let orphan = RawApp {
             ignore_watch: Some(Item::flag(vec!["*.db".into()])),
             ..RawApp::default()
