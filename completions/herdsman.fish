@@ -88,6 +88,9 @@ complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l max-memory-r
 complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l log-max-size -d 'Rotate a log file when it grows past this (`10M`); 0 never rotates [default: 10M]' -r
 complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l log-keep -d 'Rotated files kept per log [default: 5]' -r
 complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l env-file -d 'Add the variables of this .env file (dotenv syntax; relative to the current directory); repeat for several, later files win. They override this command\'s environment' -r
+complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l watch -d 'Reload the app (new workers ready first) when its files change. Alone: its source files under its directory (by language); `--watch=src,config.toml`: every file under these paths' -r
+complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l ignore-watch -d 'With --watch: names or globs that never count as a change (`*.db`, `tmp`), separated by commas or spaces; node_modules, .git, __pycache__ and the app\'s logs never do' -r
+complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l watch-delay -d 'With --watch: reload once the files have been quiet this long [default: 500ms]' -r
 complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l only -d 'With an ecosystem file: only these apps, comma-separated' -r
 complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l env -d 'With an ecosystem file: add the `env_<PROFILE>` variables of each app' -r
 complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l wait-ready -d 'A worker is ready only when the app says so (sd_notify READY=1, Node\'s process.send(\'ready\'), or a Node server listening), within --listen-timeout; otherwise once it has run for --min-uptime'

@@ -426,6 +426,13 @@ pub struct ProcessInfo {
     /// Times the worker was replaced for using more memory than `max_memory_restart`.
     #[serde(default)]
     pub memory_restarts: u32,
+    /// The app reloads when its files change (`watch`).
+    #[serde(default)]
+    pub watching: bool,
+    /// Why the last reload after a change failed (the old workers kept serving), or why watching failed;
+    /// `null` once a reload after a change succeeds.
+    #[serde(default)]
+    pub watch_error: Option<String>,
     /// With `describe`: the processes the worker's `cpu` and `memory` add up (the worker and its
     /// descendants). Empty elsewhere.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -17,6 +17,7 @@ mod production;
 mod races;
 mod reload;
 mod security;
+mod watch;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;

@@ -175,6 +175,12 @@ fn render(app: &AppDetails, now: u64) -> String {
             ),
         );
     }
+    if let Some(watch) = &spec.watch {
+        field("watch", watch_line(watch));
+        if let Some(error) = app.workers.iter().find_map(|w| w.watch_error.as_deref()) {
+            field("watch error", error.to_string());
+        }
+    }
     if !spec.depends_on.is_empty() {
         field("depends on", spec.depends_on.join(", "));
     }
@@ -272,6 +278,29 @@ fn render_worker(worker: &ProcessInfo, now: u64) -> String {
         }
     }
     out
+}
+
+/// What watch mode watches, on one line.
+fn watch_line(watch: &crate::config::WatchSpec) -> String {
+    let paths: Vec<String> = watch
+        .paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let what = match &watch.extensions {
+        Some(ext) if ext.is_empty() => "the script itself".to_string(),
+        Some(ext) => format!("*.{} and the script", ext.join(", *.")),
+        None => "every file".to_string(),
+    };
+    let mut line = format!("{what} under {}", paths.join(", "));
+    if !watch.ignore.is_empty() {
+        line.push_str(&format!("; ignoring {}", watch.ignore.join(", ")));
+    }
+    line.push_str(&format!(
+        "; reload {} after the last change",
+        ms(watch.delay_ms)
+    ));
+    line
 }
 
 #[cfg(test)]

@@ -139,11 +139,9 @@ fn read_pm2(input: &Path) -> Result<Value> {
 /// PM2 options with no herdsman equivalent, and why.
 const UNSUPPORTED: &[(&str, &str)] = &[
     (
-        "watch",
-        "herdsman does not watch files; reload from your deploy instead",
+        "watch_options",
+        "chokidar's options do not apply: herdsman watches with inotify (see `watch`, `ignore_watch`, `watch_delay`)",
     ),
-    ("ignore_watch", "herdsman does not watch files"),
-    ("watch_options", "herdsman does not watch files"),
     (
         "cron_restart",
         "herdsman has no cron restarts; use a systemd timer or cron calling `herdsman reload`",
@@ -232,6 +230,15 @@ fn env_table(value: &Value) -> Option<Toml> {
     Some(Toml::Table(table))
 }
 
+/// A PM2 `ignore_watch` entry as a herdsman pattern: chokidar takes globs, in which `\\.` is a dot; an
+/// entry that only makes sense as a regular expression cannot be mapped.
+fn watch_pattern(pattern: &str) -> Option<String> {
+    let glob = pattern.replace("\\.", ".");
+    let glob = glob.strip_prefix("./").unwrap_or(&glob).to_string();
+    let regex_only = ['^', '$', '(', ')', '|', '+', '\\'];
+    (!glob.is_empty() && !glob.contains(regex_only)).then_some(glob)
+}
+
 /// Maps one PM2 app; returns the table and a note for each option not mapped.
 fn convert(app: &serde_json::Map<String, Value>) -> (Table, Vec<String>) {
     let mut table = Table::new();
@@ -310,6 +317,44 @@ fn convert(app: &serde_json::Map<String, Value>) -> (Table, Vec<String>) {
                     _ => None,
                 },
             ),
+            "watch" => put(
+                "watch",
+                match value {
+                    Value::Bool(b) => Some(Toml::Boolean(*b)),
+                    Value::String(s) => Some(Toml::Array(vec![Toml::String(s.clone())])),
+                    Value::Array(_) => {
+                        words(value).map(|w| Toml::Array(w.into_iter().map(Toml::String).collect()))
+                    }
+                    _ => None,
+                },
+            ),
+            "ignore_watch" => {
+                let patterns = match value {
+                    Value::String(s) => vec![s.clone()],
+                    Value::Array(items) => items.iter().filter_map(text).collect(),
+                    _ => Vec::new(),
+                };
+                let mut kept = Vec::new();
+                for pattern in patterns {
+                    match watch_pattern(&pattern) {
+                        Some(glob) => kept.push(Toml::String(glob)),
+                        None => notes.push(format!(
+                            "`ignore_watch`: the pattern {pattern:?} looks like a regular expression; herdsman takes names and globs (`*.log`, `tmp`, `data/**`)"
+                        )),
+                    }
+                }
+                if !kept.is_empty() {
+                    table.insert("ignore_watch".into(), Toml::Array(kept));
+                }
+            }
+            "watch_delay" => put(
+                "watch_delay",
+                match value {
+                    Value::Number(n) => n.as_i64().map(Toml::Integer),
+                    Value::String(s) => Some(Toml::String(s.clone())),
+                    _ => None,
+                },
+            ),
             "out_file" | "output" => put("out_file", text(value).map(Toml::String)),
             "error_file" | "error" | "err_file" => put("error_file", text(value).map(Toml::String)),
             "env" => {
@@ -352,7 +397,8 @@ mod tests {
             "name": "api", "script": "server.js", "exec_mode": "cluster", "instances": "max",
             "env": { "PORT": 3000, "NODE_ENV": "dev" }, "env_production": { "NODE_ENV": "production" },
             "kill_timeout": 3000, "watch": true, "node_args": "--max-old-space-size=512",
-            "error_file": "logs/api.err"
+            "error_file": "logs/api.err", "ignore_watch": ["node_modules", "\\.git", "*.log", "^tmp$"],
+            "watch_delay": 1000, "watch_options": { "usePolling": true }
         });
         let (table, notes) = convert(app.as_object().expect("object"));
         assert_eq!(table["listen"].as_str(), Some("3000"));
@@ -364,11 +410,16 @@ mod tests {
         );
         assert_eq!(table["interpreter_args"].as_array().map(Vec::len), Some(1));
         assert_eq!(table["error_file"].as_str(), Some("logs/api.err"));
-        assert_eq!(notes.len(), 1);
-        assert!(
-            notes[0].contains("`watch`") && notes[0].contains("does not watch"),
-            "{notes:?}"
-        );
+        assert_eq!(table["watch"].as_bool(), Some(true));
+        let ignored: Vec<&str> = table["ignore_watch"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Toml::as_str).collect())
+            .unwrap_or_default();
+        assert_eq!(ignored, ["node_modules", ".git", "*.log"]);
+        assert_eq!(table["watch_delay"].as_integer(), Some(1000));
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(notes[0].contains("^tmp$"), "{notes:?}");
+        assert!(notes[1].contains("`watch_options`"), "{notes:?}");
         let mut root = Table::new();
         root.insert("apps".into(), Toml::Array(vec![Toml::Table(table)]));
         let root = toml::to_string(&root).expect("serialise");

@@ -80,7 +80,23 @@ pub fn table(processes: &[ProcessInfo], colour: bool) -> String {
     if processes.is_empty() {
         text.push_str("(no apps; start one with `herdsman start app.js -i max --listen 3000`)\n");
     }
+    text.push_str(&watch_notes(processes));
     text
+}
+
+/// A line for each app whose last reload after a change failed: the old workers keep serving.
+fn watch_notes(processes: &[ProcessInfo]) -> String {
+    let mut notes = String::new();
+    let mut seen: Vec<&str> = Vec::new();
+    for p in processes {
+        if let Some(error) = &p.watch_error
+            && !seen.contains(&p.name.as_str())
+        {
+            seen.push(&p.name);
+            notes.push_str(&format!("{}: watch: {error}\n", p.name));
+        }
+    }
+    notes
 }
 
 fn status_colour(status: Status) -> &'static str {
@@ -104,9 +120,11 @@ fn row(p: &ProcessInfo) -> [String; 10] {
         } else {
             p.name.clone()
         },
-        match p.mode {
-            crate::protocol::Mode::Cluster => "cluster".into(),
-            crate::protocol::Mode::Fork => "fork".into(),
+        match (p.mode, p.watching) {
+            (crate::protocol::Mode::Cluster, false) => "cluster".into(),
+            (crate::protocol::Mode::Fork, false) => "fork".into(),
+            (crate::protocol::Mode::Cluster, true) => "cluster+watch".into(),
+            (crate::protocol::Mode::Fork, true) => "fork+watch".into(),
         },
         p.pid.map_or("-".into(), |pid| pid.to_string()),
         status,
@@ -142,6 +160,8 @@ mod tests {
             error_file: None,
             last_exit_at_ms: None,
             memory_restarts: 0,
+            watching: false,
+            watch_error: None,
             group: Vec::new(),
         }
     }

@@ -331,6 +331,24 @@ pub struct StartArgs {
     /// for several, later files win. They override this command's environment.
     #[arg(long, value_name = "PATH")]
     pub env_file: Vec<String>,
+    /// Reload the app (new workers ready first) when its files change. Alone: its source files under its
+    /// directory (by language); `--watch=src,config.toml`: every file under these paths.
+    #[arg(
+        long,
+        value_name = "PATHS",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "",
+        value_delimiter = ','
+    )]
+    pub watch: Option<Vec<String>>,
+    /// With --watch: names or globs that never count as a change (`*.db`, `tmp`), separated by commas or
+    /// spaces; node_modules, .git, __pycache__ and the app's logs never do.
+    #[arg(long, value_name = "PATTERNS")]
+    pub ignore_watch: Vec<String>,
+    /// With --watch: reload once the files have been quiet this long [default: 500ms].
+    #[arg(long, value_name = "DURATION")]
+    pub watch_delay: Option<String>,
     /// With an ecosystem file: only these apps, comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,

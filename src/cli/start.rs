@@ -313,6 +313,25 @@ fn raw_from_args(args: &StartArgs) -> Result<RawApp> {
         log_max_size: size(&args.log_max_size, "log-max-size")?,
         log_keep: args.log_keep.map(flag),
         env_file: list(&args.env_file),
+        watch: args.watch.as_ref().map(|paths| {
+            let paths: Vec<String> = paths.iter().filter(|p| !p.is_empty()).cloned().collect();
+            flag(if paths.is_empty() {
+                config::WatchValue::Flag(true)
+            } else {
+                config::WatchValue::Paths(paths)
+            })
+        }),
+        ignore_watch: {
+            let patterns: Vec<String> = args
+                .ignore_watch
+                .iter()
+                .flat_map(|p| p.split([',', ' ']))
+                .filter(|p| !p.is_empty())
+                .map(str::to_string)
+                .collect();
+            (!patterns.is_empty()).then(|| flag(patterns))
+        },
+        watch_delay: duration(&args.watch_delay, "watch-delay")?,
     })
 }
 

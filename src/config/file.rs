@@ -47,6 +47,8 @@ pub enum Kind {
     Env,
     /// Bytes as an integer, or a string with a unit: "300M", "1G".
     Size,
+    /// true or false, or a path or an array of paths.
+    Watch,
 }
 
 /// One app option: its key in the file (and `--key` on the command line) and what it means.
@@ -208,6 +210,22 @@ pub const FIELDS: &[Field] = &[
         key: "env_file",
         kind: Kind::Texts,
         doc: "A .env file (dotenv syntax), or a list of them, relative to the file's directory: read when the app is started or the file applied; later files win, `env` wins over them, they win over the caller's environment",
+    },
+    // Watch mode (see `watch.rs`).
+    Field {
+        key: "watch",
+        kind: Kind::Watch,
+        doc: "Reload the app (new workers ready first) when its files change: true watches its directory for its source files (by language); paths (relative to cwd) watch every file under them [default: false]",
+    },
+    Field {
+        key: "ignore_watch",
+        kind: Kind::Texts,
+        doc: "Names or globs that never count as a change (`*.db`, `tmp`, `data/**`); node_modules, .git, __pycache__ and the app's logs never do",
+    },
+    Field {
+        key: "watch_delay",
+        kind: Kind::Duration,
+        doc: "With watch: reload once the files have been quiet this long, so many changes make one reload [default: 500ms]",
     },
 ];
 
@@ -775,6 +793,27 @@ fn set(
                 at,
             })
         }
+        "watch" => {
+            let watch = match value.get_ref() {
+                DeValue::Boolean(b) => super::WatchValue::Flag(*b),
+                _ => super::WatchValue::Paths(
+                    texts().map_err(|_| expected("true, false, a path or an array of paths"))?,
+                ),
+            };
+            app.watch = Some(Item { value: watch, at });
+        }
+        "ignore_watch" => {
+            app.ignore_watch = Some(Item {
+                value: texts()?,
+                at,
+            })
+        }
+        "watch_delay" => {
+            app.watch_delay = Some(Item {
+                value: duration()?,
+                at,
+            })
+        }
         _ => unreachable!("every FIELDS key is read above"),
     }
     Ok(())
@@ -835,6 +874,11 @@ pub fn schema() -> serde_json::Value {
             Kind::Size => json!({ "oneOf": [
                 { "type": "integer", "minimum": 0, "description": "bytes" },
                 { "type": "string", "pattern": "^[0-9.]+ *([KkMmGg]([Ii]?[Bb])?|[Bb])?$" }
+            ]}),
+            Kind::Watch => json!({ "oneOf": [
+                { "type": "boolean" },
+                { "type": "string" },
+                { "type": "array", "items": { "type": "string" } }
             ]}),
         };
         if let Some(object) = schema.as_object_mut() {

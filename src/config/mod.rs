@@ -7,6 +7,7 @@ pub mod file;
 mod raw;
 pub mod typescript;
 mod values;
+pub mod watch;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -19,6 +20,7 @@ pub use raw::{Context, Item, Location, Problem, RawApp};
 pub use values::{
     Instances, ListenAddr, SignalName, ValueError, check_name, parse_duration, parse_size,
 };
+pub use watch::{WatchSpec, WatchValue};
 
 /// Defaults, PM2's where PM2 has one.
 pub mod defaults {
@@ -106,6 +108,9 @@ pub struct AppSpec {
     /// `describe`; `interpreter` and `interpreter_args` already carry the choice.
     #[serde(default)]
     pub runner: Option<String>,
+    /// Watch mode: reload the app (new workers ready first) when its files change; `None`: off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch: Option<WatchSpec>,
 }
 
 fn default_log_max_size() -> u64 {
@@ -264,6 +269,7 @@ mod tests {
             log_keep: defaults::LOG_KEEP,
             env_files: vec![],
             runner: None,
+            watch: None,
         }
     }
 

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{
-    AppSpec, Instances, ListenAddr, SignalName, check_name, defaults, dotenv, find_program,
-    typescript,
+    AppSpec, Instances, ListenAddr, SignalName, WatchSpec, WatchValue, check_name, defaults,
+    dotenv, find_program, typescript,
 };
 
 /// A line and column (1-based) in a file.
@@ -80,6 +80,10 @@ pub struct RawApp {
     // ----- languages -----
     /// `.env` files, relative to the base; later ones win, `env` wins over all of them.
     pub env_file: Option<Item<Vec<String>>>,
+    // Watch mode (see `watch.rs`).
+    pub watch: Option<Item<WatchValue>>,
+    pub ignore_watch: Option<Item<Vec<String>>>,
+    pub watch_delay: Option<Item<Duration>>,
 }
 
 /// What resolving needs besides the options.
@@ -210,6 +214,7 @@ impl RawApp {
                 format!("app '{name}' cannot depend on itself"),
             );
         }
+        let watch = self.resolve_watch(context, &cwd, script_path.as_deref(), &mut problem);
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -249,6 +254,7 @@ impl RawApp {
             log_keep: value(&self.log_keep).unwrap_or(defaults::LOG_KEEP),
             env_files,
             runner: None,
+            watch,
         };
         let path = spec.env.get("PATH").map(String::as_str);
         if let Some(given) = &spec.interpreter
@@ -284,6 +290,96 @@ impl RawApp {
                 }])
             }
         }
+    }
+}
+
+impl RawApp {
+    /// `watch`, `ignore_watch` and `watch_delay` as a [`WatchSpec`]: watched paths must exist.
+    fn resolve_watch(
+        &self,
+        context: &Context<'_>,
+        cwd: &Path,
+        script: Option<&Path>,
+        problem: &mut impl FnMut(Option<Location>, &str, String),
+    ) -> Option<WatchSpec> {
+        if let Some(patterns) = &self.ignore_watch {
+            for pattern in &patterns.value {
+                if let Err(message) = super::watch::check_pattern(pattern) {
+                    problem(patterns.at, "ignore_watch", message);
+                }
+            }
+        }
+        let Some(watch) = &self.watch else {
+            if self.ignore_watch.is_some() {
+                problem(
+                    self.ignore_watch.as_ref().and_then(|i| i.at),
+                    "ignore_watch",
+                    "has no effect without `watch` (true, or the paths to watch)".into(),
+                );
+            }
+            if self.watch_delay.is_some() {
+                problem(
+                    self.watch_delay.as_ref().and_then(|i| i.at),
+                    "watch_delay",
+                    "has no effect without `watch` (true, or the paths to watch)".into(),
+                );
+            }
+            return None;
+        };
+        let (paths, extensions) = match &watch.value {
+            WatchValue::Flag(false) => return None,
+            WatchValue::Paths(paths) if !paths.is_empty() => {
+                let mut resolved = Vec::new();
+                for path in paths {
+                    // Lexically normal (`.` dropped), as the watcher reports paths.
+                    let absolute: PathBuf = cwd.join(path).components().collect();
+                    if std::fs::symlink_metadata(&absolute).is_err() {
+                        problem(
+                            watch.at,
+                            "watch",
+                            format!("path to watch not found: {}", absolute.display()),
+                        );
+                    }
+                    resolved.push(absolute);
+                }
+                (resolved, None)
+            }
+            WatchValue::Flag(true) | WatchValue::Paths(_) => {
+                let interpreter = match self.interpreter.as_ref().map(|i| i.value.as_str()) {
+                    Some("none") => None,
+                    Some(other) => Some(other.to_string()),
+                    None => script.and_then(|s| super::interpreter_for(s).map(str::to_string)),
+                };
+                let mut paths = vec![cwd.to_path_buf()];
+                // A script given as a path outside the working directory: its directory too (not that
+                // of a program found on PATH).
+                let raw = self.script.as_ref().map_or("", |s| s.value.as_str());
+                let given_as_path = raw.contains('/') || context.base.join(raw).is_file();
+                if let Some(dir) = script.and_then(Path::parent)
+                    && given_as_path
+                    && !dir.starts_with(cwd)
+                {
+                    paths.push(dir.to_path_buf());
+                }
+                let script = script.unwrap_or(Path::new(""));
+                let extensions = super::watch::source_extensions(interpreter.as_deref(), script);
+                (paths, Some(extensions))
+            }
+        };
+        if paths.iter().any(|p| p.parent().is_none()) {
+            problem(
+                watch.at,
+                "watch",
+                "would watch / (the whole system, /proc included): name the paths to watch, or give the app a cwd"
+                    .into(),
+            );
+        }
+        Some(WatchSpec {
+            paths,
+            extensions,
+            ignore: value(&self.ignore_watch).unwrap_or_default(),
+            delay_ms: millis(&self.watch_delay, super::watch::DEFAULT_DELAY_MS),
+        })
     }
 }
 

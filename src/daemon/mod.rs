@@ -19,6 +19,7 @@ mod ready;
 mod server;
 mod spawn;
 mod supervisor;
+mod watch;
 mod worker;
 
 use std::fs::{self, File, OpenOptions};

@@ -839,7 +839,7 @@ fn import_of_a_pm2_file_reports_unmapped_options_and_starts_the_same_apps() {
             &toml.display().to_string(),
         ])
         .ok();
-    let prefix = "not imported: apps[2] (watched): `watch`: ";
+    let prefix = "not imported: apps[2] (watched): `watch_options`: ";
     if !out.stderr.lines().any(|l| {
         l.strip_prefix(prefix)
             .is_some_and(|why| !why.trim().is_empty())
@@ -855,7 +855,7 @@ fn import_of_a_pm2_file_reports_unmapped_options_and_starts_the_same_apps() {
         .collect();
     if unmapped.len() != 1 {
         h.fail(&format!(
-            "only `watch` cannot be imported (kill_timeout, env, instances, exec_mode, max_memory_restart can): {unmapped:?}\n{out}"
+            "only `watch_options` cannot be imported (kill_timeout, env, instances, exec_mode, max_memory_restart can): {unmapped:?}\n{out}"
         ));
     }
     if !toml.is_file() {
@@ -923,7 +923,7 @@ fn start_of_a_pm2_file_starts_its_apps_as_import_converts_them() {
     if !started
         .stderr
         .lines()
-        .any(|l| l.starts_with("herdsman: not imported: apps[2] (watched): `watch`: "))
+        .any(|l| l.starts_with("herdsman: not imported: apps[2] (watched): `watch_options`: "))
     {
         h.fail(&format!("each unmapped option must be printed\n{started}"));
     }

@@ -31,6 +31,8 @@ pub(super) struct App {
     pub workers: Vec<u32>,
     /// When it was created (a changed definition keeps the time).
     pub created: std::time::SystemTime,
+    /// Watch mode's state, once its watcher is started (see `watching.rs`).
+    pub watch: Option<super::watching::Watching>,
 }
 
 impl App {
@@ -104,6 +106,7 @@ impl App {
             preload,
             workers: Vec::new(),
             created: std::time::SystemTime::now(),
+            watch: None,
         })
     }
 

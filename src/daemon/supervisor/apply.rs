@@ -102,9 +102,30 @@ impl Supervisor {
                             .get(&name)
                             .map(|old| changes(&old.spec, &app.spec))
                             .unwrap_or_default();
+                        // Nothing but watch mode differs: the workers need not change.
+                        let only_watch = self.apps.get(&name).is_some_and(|old| {
+                            let watch = app.spec.watch.clone();
+                            AppSpec {
+                                watch,
+                                ..old.spec.clone()
+                            }
+                            .same_definition(&app.spec)
+                        });
                         let needs = app.spec.depends_on.clone();
                         let (kept, added) = self.update_app(*app);
-                        if changes == ["instances"] {
+                        if only_watch {
+                            // Only watch mode changed: the workers run the same thing, and go on.
+                            let watching =
+                                self.apps.get(&name).is_some_and(|a| a.spec.watch.is_some());
+                            note(format!(
+                                "{name}: changed (watch): {}; the workers go on",
+                                if watching {
+                                    "watching its files"
+                                } else {
+                                    "no longer watching"
+                                }
+                            ));
+                        } else if changes == ["instances"] {
                             // Only the count changed: the workers that stay are left alone.
                             note(format!(
                                 "{name}: changed (instances): scaling to {}",
@@ -314,6 +335,7 @@ fn changes(old: &AppSpec, new: &AppSpec) -> Vec<&'static str> {
     );
     check(old.depends_on != new.depends_on, "depends_on");
     check(old.user != new.user || old.group != new.group, "user");
+    check(old.watch != new.watch, "watch");
     if changed.is_empty() {
         changed.push("restart policy");
     }

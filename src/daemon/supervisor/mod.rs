@@ -10,6 +10,7 @@
 //! - `lifecycle.rs`: one process's life: spawn, readiness, stop, exit, crash policy.
 //! - `rollout.rs`: reload (one worker at a time, each replaced only once its successor is ready) and scale.
 //! - `observe.rs`: what it shows (`list`, live snapshots, `describe`) and the memory limit.
+//! - `watching.rs`: watch mode: starting each app's watcher, and reloading on its reports.
 
 mod app;
 mod apply;
@@ -17,6 +18,7 @@ mod lifecycle;
 mod observe;
 mod preload;
 mod rollout;
+mod watching;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -67,6 +69,8 @@ pub enum Message {
     },
     /// SIGTERM or SIGINT to the daemon: stop every app, then return.
     Shutdown,
+    /// A watched app's files changed, or its watcher failed (see `daemon/watch/`).
+    Watch(super::watch::Report),
 }
 
 /// Timers, each naming what it is about so a stale one is recognised and ignored.
@@ -167,6 +171,8 @@ pub struct Supervisor {
     shutting_down: bool,
     /// The log keeper the workers' output goes to (see `crate::logs`).
     logs: crate::logs::Keeper,
+    /// The generation of the last watcher started (see `watching.rs`).
+    watch_generation: u64,
 }
 
 type Reply = Result<Vec<u32>, Response>;
@@ -198,6 +204,7 @@ impl Supervisor {
             failed: false,
             shutting_down: false,
             logs: crate::logs::Keeper::new(),
+            watch_generation: 0,
         }
     }
 
@@ -245,6 +252,7 @@ impl Supervisor {
                 }
             }
             Message::Shutdown => self.begin_shutdown(None),
+            Message::Watch(report) => self.watch_report(report),
         }
     }
 
@@ -735,6 +743,11 @@ impl Supervisor {
     /// sends the replies whose workers have settled.
     fn settle(&mut self) {
         self.advance_rollouts();
+        if self.settle_watches() {
+            // A reload a change left waiting has begun: move it forward now, not at the next message.
+            self.advance_rollouts();
+            self.settle_watches();
+        }
         self.arm_sampling();
         let workers = &self.workers;
         self.apps.retain(|name, app| {

@@ -202,6 +202,13 @@ impl Supervisor {
         self.rollouts.push(rollout);
     }
 
+    /// Whether a rollout in progress is handling an app's workers (a reload, a file applied, a stop).
+    pub(super) fn in_rollout(&self, app: &str) -> bool {
+        self.rollouts
+            .iter()
+            .any(|r| r.lanes.iter().any(|l| l.app == app && !l.finished()))
+    }
+
     /// Ends every rollout in progress with an error (the daemon is shutting down): each is answered now,
     /// and none starts anything again.
     pub(super) fn abort_rollouts(&mut self, why: &str) {

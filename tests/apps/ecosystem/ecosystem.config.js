@@ -1,6 +1,6 @@
 // A PM2 ecosystem file for `herdsman import` (the test copies it and replaces the __PLACEHOLDERS__):
 // a cluster app on a port from env.PORT, a fork-mode worker, and an app with options herdsman does
-// not map (`watch`).
+// not map (`watch_options`: chokidar's).
 'use strict';
 const path = require('path');
 
@@ -25,7 +25,7 @@ module.exports = {
     {
       name: 'watched',
       script: path.join(apps, 'ready.js'),
-      watch: true,
+      watch_options: { usePolling: true },
       kill_timeout: 3000,
     },
   ],
