@@ -6,6 +6,7 @@ mod ecosystem;
 mod helpers;
 mod keeper;
 mod lifecycle;
+mod logfeat;
 mod logs;
 mod monit;
 mod observe;

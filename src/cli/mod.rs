@@ -287,6 +287,19 @@ pub struct StartArgs {
     /// Rotated files kept per log [default: 5].
     #[arg(long)]
     pub log_keep: Option<u32>,
+    /// Write each line to the log files exactly as the app wrote it, without time and instance.
+    #[arg(long, conflicts_with_all = ["log_format", "log_date_format"])]
+    pub no_log_prefix: bool,
+    /// `text` (`<time> [<instance>] <line>`) or `json` (one object a line: time, app, instance, stream,
+    /// message) [default: text].
+    #[arg(long, alias = "log-type", value_parser = ["text", "json"])]
+    pub log_format: Option<String>,
+    /// The time of each log line, strftime-style (`%Y-%m-%d %H:%M:%S %z`) [default: RFC 3339].
+    #[arg(long)]
+    pub log_date_format: Option<String>,
+    /// The zone of the times in the log files: `utc` or `local` [default: utc].
+    #[arg(long, value_parser = ["utc", "local"])]
+    pub log_timezone: Option<String>,
     /// With an ecosystem file: only these apps, comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,

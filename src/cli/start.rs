@@ -179,5 +179,20 @@ fn raw_from_args(args: &StartArgs) -> Result<RawApp> {
         max_memory_restart: size(&args.max_memory_restart, "max-memory-restart")?,
         log_max_size: size(&args.log_max_size, "log-max-size")?,
         log_keep: args.log_keep.map(flag),
+        log_prefix: args.no_log_prefix.then(|| flag(false)),
+        log_format: args.log_format.as_deref().map(|f| {
+            flag(if f == "json" {
+                crate::logs::LogStyle::Json
+            } else {
+                crate::logs::LogStyle::Text
+            })
+        }),
+        log_date_format: args.log_date_format.clone().map(flag),
+        log_timezone: args
+            .log_timezone
+            .as_deref()
+            .map(|z| z.parse().map(flag).map_err(anyhow::Error::msg))
+            .transpose()
+            .context("--log-timezone")?,
     })
 }

@@ -47,6 +47,10 @@ pub enum Kind {
     Env,
     /// Bytes as an integer, or a string with a unit: "300M", "1G".
     Size,
+    /// "text" or "json".
+    LogFormat,
+    /// "utc" or "local".
+    Timezone,
 }
 
 /// One app option: its key in the file (and `--key` on the command line) and what it means.
@@ -202,6 +206,26 @@ pub const FIELDS: &[Field] = &[
         key: "log_keep",
         kind: Kind::Count,
         doc: "Rotated files kept per log (<file>.1 is the newest) [default: 5]",
+    },
+    Field {
+        key: "log_prefix",
+        kind: Kind::Flag,
+        doc: "Start each line of the log files with its time and instance; false writes the lines exactly as the app wrote them (one JSON object a line stays one) [default: true]",
+    },
+    Field {
+        key: "log_format",
+        kind: Kind::LogFormat,
+        doc: "\"text\": `<time> [<instance>] <line>`; \"json\": one JSON object a line with time, app, instance, stream and message [default: \"text\"]",
+    },
+    Field {
+        key: "log_date_format",
+        kind: Kind::Text,
+        doc: "The time of each log line, strftime-style: \"%Y-%m-%d %H:%M:%S %z\" [default: RFC 3339 with milliseconds]",
+    },
+    Field {
+        key: "log_timezone",
+        kind: Kind::Timezone,
+        doc: "The zone of the times in the log files: \"utc\" or \"local\" (the daemon's TZ) [default: \"utc\"]",
     },
 ];
 
@@ -759,6 +783,24 @@ fn set(
                 .map_err(|_| fail(format!("expected a count of 0 or more, found {n}")))?;
             app.log_keep = Some(Item { value: n, at });
         }
+        "log_prefix" => app.log_prefix = Some(Item { value: flag()?, at }),
+        "log_format" => {
+            let style = match text()?.as_str() {
+                "text" => crate::logs::LogStyle::Text,
+                "json" => crate::logs::LogStyle::Json,
+                other => {
+                    return Err(fail(format!(
+                        "invalid log_format '{other}': expected \"text\" or \"json\""
+                    )));
+                }
+            };
+            app.log_format = Some(Item { value: style, at });
+        }
+        "log_date_format" => app.log_date_format = item(text()?),
+        "log_timezone" => {
+            let zone = text()?.parse().map_err(fail)?;
+            app.log_timezone = Some(Item { value: zone, at });
+        }
         _ => unreachable!("every FIELDS key is read above"),
     }
     Ok(())
@@ -816,6 +858,8 @@ pub fn schema() -> serde_json::Value {
                 json!({ "type": "array", "items": { "type": "integer", "minimum": 0, "maximum": 255 } })
             }
             Kind::Env => env.clone(),
+            Kind::LogFormat => json!({ "type": "string", "enum": ["text", "json"] }),
+            Kind::Timezone => json!({ "type": "string", "enum": ["utc", "local"] }),
             Kind::Size => json!({ "oneOf": [
                 { "type": "integer", "minimum": 0, "description": "bytes" },
                 { "type": "string", "pattern": "^[0-9.]+ *([KkMmGg]([Ii]?[Bb])?|[Bb])?$" }

@@ -96,6 +96,10 @@ pub struct AppSpec {
     /// Rotated files kept per log.
     #[serde(default = "default_log_keep")]
     pub log_keep: u32,
+    /// How each line is written to the log files (`log_prefix`, `log_format`, `log_date_format`,
+    /// `log_timezone`).
+    #[serde(default)]
+    pub log_lines: crate::logs::LineFormat,
 }
 
 fn default_log_max_size() -> u64 {
@@ -252,6 +256,7 @@ mod tests {
             max_memory_restart: None,
             log_max_size: defaults::LOG_MAX_SIZE,
             log_keep: defaults::LOG_KEEP,
+            log_lines: Default::default(),
         }
     }
 

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{AppSpec, Instances, ListenAddr, SignalName, check_name, defaults, find_program};
+use crate::logs::{LineFormat, LogStyle, LogTimezone};
 
 /// A line and column (1-based) in a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -74,6 +75,10 @@ pub struct RawApp {
     pub max_memory_restart: Option<Item<u64>>,
     pub log_max_size: Option<Item<u64>>,
     pub log_keep: Option<Item<u32>>,
+    pub log_prefix: Option<Item<bool>>,
+    pub log_format: Option<Item<LogStyle>>,
+    pub log_date_format: Option<Item<String>>,
+    pub log_timezone: Option<Item<LogTimezone>>,
 }
 
 /// What resolving needs besides the options.
@@ -187,6 +192,7 @@ impl RawApp {
                 format!("app '{name}' cannot depend on itself"),
             );
         }
+        let log_lines = self.log_lines(&mut problem);
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -224,6 +230,7 @@ impl RawApp {
             max_memory_restart: value(&self.max_memory_restart).filter(|&bytes| bytes > 0),
             log_max_size: value(&self.log_max_size).unwrap_or(defaults::LOG_MAX_SIZE),
             log_keep: value(&self.log_keep).unwrap_or(defaults::LOG_KEEP),
+            log_lines,
         };
         match spec.command_line() {
             Ok(_) => Ok(spec),
@@ -235,6 +242,45 @@ impl RawApp {
                     message: e.to_string(),
                 }])
             }
+        }
+    }
+}
+
+impl RawApp {
+    /// `log_prefix`, `log_format`, `log_date_format` and `log_timezone` as one [`LineFormat`].
+    fn log_lines(&self, problem: &mut impl FnMut(Option<Location>, &str, String)) -> LineFormat {
+        let prefix = value(&self.log_prefix).unwrap_or(true);
+        let style = value(&self.log_format).unwrap_or(LogStyle::Text);
+        let style = match (prefix, style) {
+            (true, style) => style,
+            (false, LogStyle::Text | LogStyle::Plain) => LogStyle::Plain,
+            (false, LogStyle::Json) => {
+                let at = self.log_prefix.as_ref().and_then(|i| i.at);
+                problem(
+                    at,
+                    "log_prefix",
+                    "log_prefix = false writes lines as the app wrote them, log_format = \"json\" wraps \
+                     each in a JSON object: choose one"
+                        .into(),
+                );
+                LogStyle::Json
+            }
+        };
+        if let Some(format) = &self.log_date_format {
+            if style == LogStyle::Plain {
+                problem(
+                    format.at,
+                    "log_date_format",
+                    "has no effect with log_prefix = false (lines are written without a time)".into(),
+                );
+            } else if let Err(e) = LineFormat::check_date_format(&format.value) {
+                problem(format.at, "log_date_format", e);
+            }
+        }
+        LineFormat {
+            style,
+            date_format: value(&self.log_date_format),
+            timezone: value(&self.log_timezone).unwrap_or_default(),
         }
     }
 }

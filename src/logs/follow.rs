@@ -182,13 +182,13 @@ impl Source {
 
     fn line(&self, raw: &[u8]) -> LogLine {
         let text = String::from_utf8_lossy(raw);
-        let (time, instance, text) = parse_line(&text);
+        let parsed = parse_line(&text);
         LogLine {
             app: self.app.clone(),
-            instance,
+            instance: parsed.instance,
             stream: self.stream,
-            time,
-            text: text.to_string(),
+            time: parsed.time,
+            text: parsed.text.into_owned(),
         }
     }
 }

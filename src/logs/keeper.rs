@@ -24,7 +24,7 @@ use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
 use serde::{Deserialize, Serialize};
 
 use super::output::Output;
-use super::{MAX_LINE, Stream, format_line, now_ms};
+use super::{LineFormat, MAX_LINE, Stream, now_ms};
 
 /// What the daemon tells the keeper about a pipe it hands over.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,6 +38,9 @@ pub struct Header {
     pub max_size: u64,
     /// Rotated files kept.
     pub keep: u32,
+    /// How each line is written.
+    #[serde(default)]
+    pub format: LineFormat,
 }
 
 /// The largest header accepted.
@@ -46,7 +49,10 @@ pub const MAX_HEADER: usize = 8192;
 /// One pipe being read.
 struct Pipe {
     file: File,
+    app: String,
     instance: u32,
+    stream: Stream,
+    format: LineFormat,
     path: PathBuf,
     /// The start of a line not ended yet.
     partial: Vec<u8>,
@@ -217,7 +223,10 @@ impl Keeper {
         shared.output.keep = header.keep;
         self.pipes.push(Pipe {
             file: File::from(fd),
+            app: header.app,
             instance: header.instance,
+            stream: header.stream,
+            format: header.format,
             path: header.path,
             partial: Vec::new(),
         });
@@ -238,19 +247,24 @@ impl Keeper {
         let Some(shared) = self.outputs.get_mut(&pipe.path) else {
             return;
         };
-        let time = now_ms();
+        // One time for the batch, formatted once.
+        let time = pipe.format.time_text(now_ms());
+        let format = |line: &[u8]| {
+            pipe.format
+                .line(&time, &pipe.app, pipe.instance, pipe.stream, line)
+        };
         let mut start = 0;
         if read > 0 {
             pipe.partial.extend_from_slice(&buffer[..read]);
             while let Some(end) = pipe.partial[start..].iter().position(|&b| b == b'\n') {
                 let line = &pipe.partial[start..start + end];
-                shared.output.push(&format_line(time, pipe.instance, line));
+                shared.output.push(&format(line));
                 start += end + 1;
             }
             while pipe.partial.len() - start >= MAX_LINE {
                 let cut = char_boundary(&pipe.partial[start..start + MAX_LINE]);
                 let line = &pipe.partial[start..start + cut];
-                shared.output.push(&format_line(time, pipe.instance, line));
+                shared.output.push(&format(line));
                 start += cut;
             }
             pipe.partial.drain(..start);
@@ -258,9 +272,7 @@ impl Keeper {
             return;
         }
         if !pipe.partial.is_empty() {
-            shared
-                .output
-                .push(&format_line(time, pipe.instance, &pipe.partial));
+            shared.output.push(&format(&pipe.partial));
         }
         shared.output.flush();
         shared.users -= 1;

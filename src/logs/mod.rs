@@ -26,6 +26,7 @@
 
 pub mod daemon_log;
 pub mod follow;
+pub mod format;
 pub mod handle;
 pub mod keeper;
 pub mod open;
@@ -38,6 +39,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use follow::{Follower, Source, tail};
+pub use format::{LineFormat, LogStyle, LogTimezone, parse_line};
 pub use handle::Keeper;
 
 /// Lines longer than this are split: the keeper never holds more of one line.
@@ -115,34 +117,6 @@ pub fn parse_time(text: &str) -> Option<u64> {
     let days = days_from_civil(year as i64, month as u32, day as u32);
     let secs = u64::try_from(days).ok()? * 86_400 + hour * 3600 + minute * 60 + second.min(60);
     Some(secs * 1000 + millis)
-}
-
-/// The line the keeper writes for `text` (without its newline), newline included.
-pub fn format_line(time_ms: u64, instance: u32, text: &[u8]) -> Vec<u8> {
-    let mut line = Vec::with_capacity(TIME_LEN + 8 + text.len() + 1);
-    line.extend_from_slice(format_time(time_ms).as_bytes());
-    line.extend_from_slice(format!(" [{instance}] ").as_bytes());
-    line.extend_from_slice(text);
-    line.push(b'\n');
-    line
-}
-
-/// Splits a line of a log file (without its newline) into its time, instance and text. A line without
-/// the keeper's prefix is all text.
-pub fn parse_line(line: &str) -> (Option<u64>, Option<u32>, &str) {
-    let parsed = (|| {
-        let time = parse_time(line.get(..TIME_LEN)?)?;
-        let rest = line.get(TIME_LEN..)?.strip_prefix(" [")?;
-        // An empty line is the prefix and a space; accept it without the space too.
-        let (instance, text) = rest
-            .split_once("] ")
-            .or_else(|| rest.strip_suffix(']').map(|instance| (instance, "")))?;
-        if instance.is_empty() || !instance.bytes().all(|c| c.is_ascii_digit()) {
-            return None;
-        }
-        Some((Some(time), Some(instance.parse().ok()?), text))
-    })();
-    parsed.unwrap_or((None, None, line))
 }
 
 /// The `n`th rotated file of a log: `app-out.log.1` is the most recent.
@@ -361,38 +335,6 @@ mod tests {
         assert_eq!(parse_time("2026-11-24 01:02:03.456Z"), None);
         assert_eq!(parse_time("2026-13-24T01:02:03.456Z"), None);
         assert_eq!(parse_time("2026-11-24T01:02:03.45xZ"), None);
-    }
-
-    #[test]
-    fn a_formatted_line_parses_back() {
-        let line = format_line(1_795_482_123_456, 12, b"hello [world] ");
-        let text = std::str::from_utf8(&line).expect("utf-8");
-        assert_eq!(text, "2026-11-24T01:02:03.456Z [12] hello [world] \n");
-        assert_eq!(
-            parse_line(text.trim_end_matches('\n')),
-            (Some(1_795_482_123_456), Some(12), "hello [world] ")
-        );
-        let empty = format_line(0, 0, b"");
-        let empty = std::str::from_utf8(&empty).expect("utf-8");
-        assert_eq!(
-            parse_line(&empty[..empty.len() - 1]),
-            (Some(0), Some(0), "")
-        );
-    }
-
-    #[test]
-    fn lines_without_the_prefix_are_all_text() {
-        for raw in [
-            "plain text",
-            "",
-            "2026-11-24T01:02:03.456Z no instance",
-            "2026-11-24T01:02:03.456Z [x] not a number",
-            "2026-11-24T01:02:03.456Z [] empty",
-            "2026-11-24T01:02:03.456Z [1]no space",
-            "é2026-11-24T01:02:03.456Z [1] shifted",
-        ] {
-            assert_eq!(parse_line(raw), (None, None, raw), "{raw:?}");
-        }
     }
 
     #[test]

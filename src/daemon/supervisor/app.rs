@@ -119,6 +119,7 @@ impl App {
             },
             max_size: self.spec.log_max_size,
             keep: self.spec.log_keep,
+            format: self.spec.log_lines.clone(),
         }
     }
 

