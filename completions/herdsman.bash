@@ -732,13 +732,25 @@ _herdsman() {
             return 0
             ;;
         herdsman__subcmd__logs)
-            opts="-h -V --lines --nostream --raw --json --timestamp --out --err --help --version"
+            opts="-h -V --lines --nostream --raw --json --timestamp --out --err --since --until --grep --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --lines)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --until)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --grep)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -123,7 +123,10 @@ complete -c herdsman -n "__fish_herdsman_using_subcommand delete" -s h -l help -
 complete -c herdsman -n "__fish_herdsman_using_subcommand delete" -s V -l version -d 'Print version'
 complete -c herdsman -n "__fish_herdsman_using_subcommand del" -s h -l help -d 'Print help'
 complete -c herdsman -n "__fish_herdsman_using_subcommand del" -s V -l version -d 'Print version'
-complete -c herdsman -n "__fish_herdsman_using_subcommand logs" -l lines -d 'How many of the last lines to print first' -r
+complete -c herdsman -n "__fish_herdsman_using_subcommand logs" -l lines -d 'How many of the last lines to print first [default: 15; with --since or --until, all]' -r
+complete -c herdsman -n "__fish_herdsman_using_subcommand logs" -l since -d 'Only lines written since this: a duration back from now (`90s`, `10m`, `1h`, `2d`) or a time (`2026-11-24T01:02:03Z`; `2026-11-24 01:02` and `2026-11-24` in local time)' -r
+complete -c herdsman -n "__fish_herdsman_using_subcommand logs" -l until -d 'Only lines written until this (as --since); prints and exits instead of following' -r
+complete -c herdsman -n "__fish_herdsman_using_subcommand logs" -l grep -d 'Only lines whose text matches this regular expression' -r
 complete -c herdsman -n "__fish_herdsman_using_subcommand logs" -l nostream -d 'Print the last lines and exit instead of following'
 complete -c herdsman -n "__fish_herdsman_using_subcommand logs" -l raw -d 'Lines without the `app|instance` prefix'
 complete -c herdsman -n "__fish_herdsman_using_subcommand logs" -l json -d 'One JSON object per line: app, instance, stream ("out" or "err"), time, line'

@@ -15,7 +15,8 @@ use anyhow::{Context, Result, bail};
 use super::LogsArgs;
 use crate::client::Client;
 use crate::home::Home;
-use crate::logs::{Follower, LogLine, Source, Stream, format_time};
+use crate::logs::filter::parse_moment;
+use crate::logs::{Filter, Follower, LogLine, Source, Stream, format_time, now_ms};
 use crate::protocol::{ProcessInfo, Request, Response, Selection};
 
 /// How often a follower looks at its files.
@@ -133,11 +134,43 @@ pub fn sources(
     sources
 }
 
+/// The lines `--since`, `--until` and `--grep` select.
+fn filter(args: &LogsArgs) -> Result<Filter> {
+    let now = now_ms();
+    let moment = |text: &Option<String>, flag: &str| -> Result<Option<u64>> {
+        text.as_deref()
+            .map(|t| parse_moment(t, now).map_err(|e| anyhow::anyhow!("--{flag}: {e}")))
+            .transpose()
+    };
+    let grep = args
+        .grep
+        .as_deref()
+        .map(|pattern| {
+            regex::Regex::new(pattern).map_err(|e| anyhow::anyhow!("--grep: invalid pattern: {e}"))
+        })
+        .transpose()?;
+    let filter = Filter {
+        since: moment(&args.since, "since")?,
+        until: moment(&args.until, "until")?,
+        grep,
+    };
+    if let (Some(since), Some(until)) = (filter.since, filter.until)
+        && since > until
+    {
+        bail!("--since is later than --until: no line can be in between");
+    }
+    Ok(filter)
+}
+
 pub fn run(home: &Home, args: LogsArgs) -> Result<()> {
+    let filter = filter(&args)?;
+    let by_time = filter.since.is_some() || filter.until.is_some();
+    let count = args.lines.unwrap_or(if by_time { usize::MAX } else { 15 });
+    let nostream = args.nostream || filter.until.is_some();
     let (apps, only) = resolve(home, args.target.as_deref())?;
     if apps.is_empty() {
         eprintln!("no logs yet in {}", home.logs_dir().display());
-        if args.nostream {
+        if nostream {
             return Ok(());
         }
     }
@@ -146,13 +179,13 @@ pub fn run(home: &Home, args: LogsArgs) -> Result<()> {
         timestamp: args.timestamp,
     };
     let sources = sources(&apps, !args.err, !args.out, only);
-    let (history, mut follower) = Follower::with_history(sources, args.lines);
+    let (history, mut follower) = Follower::with_history_filtered(sources, count, filter);
     let mut out = std::io::stdout().lock();
     for line in &history {
         printer.print(&mut out, line)?;
     }
     out.flush()?;
-    if args.nostream {
+    if nostream {
         return Ok(());
     }
     let follow_new_apps =

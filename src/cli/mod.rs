@@ -319,9 +319,9 @@ pub struct StartArgs {
 pub struct LogsArgs {
     /// An app name, a worker id, or `all` [default: all].
     pub target: Option<String>,
-    /// How many of the last lines to print first.
-    #[arg(long, default_value_t = 15)]
-    pub lines: usize,
+    /// How many of the last lines to print first [default: 15; with --since or --until, all].
+    #[arg(long)]
+    pub lines: Option<usize>,
     /// Print the last lines and exit instead of following.
     #[arg(long)]
     pub nostream: bool,
@@ -340,6 +340,16 @@ pub struct LogsArgs {
     /// Only standard error.
     #[arg(long)]
     pub err: bool,
+    /// Only lines written since this: a duration back from now (`90s`, `10m`, `1h`, `2d`) or a time
+    /// (`2026-11-24T01:02:03Z`; `2026-11-24 01:02` and `2026-11-24` in local time).
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Only lines written until this (as --since); prints and exits instead of following.
+    #[arg(long, value_name = "WHEN")]
+    pub until: Option<String>,
+    /// Only lines whose text matches this regular expression.
+    #[arg(long, value_name = "PATTERN")]
+    pub grep: Option<String>,
 }
 
 /// Runs a parsed command line.

@@ -18,6 +18,7 @@ use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use super::filter::Filter;
 use super::{LogLine, Stream, parse_line, rotated_files};
 
 /// One log file to read: an app's stream.
@@ -39,6 +40,8 @@ pub fn tail(sources: &[Source], count: usize) -> Vec<LogLine> {
 /// Follows a set of log files.
 pub struct Follower {
     files: Vec<Followed>,
+    /// The lines shown, history and new ones alike.
+    filter: Filter,
 }
 
 struct Followed {
@@ -67,7 +70,17 @@ impl Follower {
     /// The last `count` lines of the sources, merged by time, and a follower that goes on right after
     /// them: nothing between the two is lost or repeated.
     pub fn with_history(sources: Vec<Source>, count: usize) -> (Vec<LogLine>, Follower) {
-        Follower::with_history_between(sources, count, &mut || {})
+        Follower::with_history_between(sources, count, Filter::default(), &mut || {})
+    }
+
+    /// [`Follower::with_history`] of the lines a filter selects: the last `count` of them, and a
+    /// follower that shows only those.
+    pub fn with_history_filtered(
+        sources: Vec<Source>,
+        count: usize,
+        filter: Filter,
+    ) -> (Vec<LogLine>, Follower) {
+        Follower::with_history_between(sources, count, filter, &mut || {})
     }
 
     /// [`Follower::with_history`], calling `between` after each current file is opened and before its
@@ -75,6 +88,7 @@ impl Follower {
     fn with_history_between(
         sources: Vec<Source>,
         count: usize,
+        filter: Filter,
         between: &mut dyn FnMut(),
     ) -> (Vec<LogLine>, Follower) {
         let mut per_file = Vec::new();
@@ -91,7 +105,7 @@ impl Follower {
             let (current, rotated) = open_with_rotated(&followed.source.path, between);
             let mut lines = Vec::new();
             if let Some((file, meta)) = current {
-                let (last, end) = followed.source.last(&file, meta.len(), count);
+                let (last, end) = followed.source.last(&file, meta.len(), count, &filter);
                 lines = last;
                 followed.id = (meta.dev(), meta.ino());
                 followed.offset = end;
@@ -106,8 +120,19 @@ impl Follower {
                 if lines.len() >= count {
                     break;
                 }
-                let len = file.metadata().map_or(0, |m| m.len());
-                let (mut older, _) = followed.source.last(&file, len, count - lines.len());
+                let meta = file.metadata().ok();
+                // A file last written before `since` holds only older lines, and so do the ones after it.
+                let written = meta.as_ref().and_then(|m| m.modified().ok()).map(ms_of);
+                if let (Some(since), Some(written)) = (filter.since, written)
+                    && written < since
+                {
+                    break;
+                }
+                let len = meta.map_or(0, |m| m.len());
+                let (mut older, _) =
+                    followed
+                        .source
+                        .last(&file, len, count - lines.len(), &filter);
                 older.append(&mut lines);
                 lines = older;
             }
@@ -117,7 +142,7 @@ impl Follower {
         let mut merged = merge(per_file);
         let skip = merged.len().saturating_sub(count);
         merged.drain(..skip);
-        (merged, Follower { files })
+        (merged, Follower { files, filter })
     }
 
     /// Follows one more source from its start (a new app's file, which holds only new lines); a path
@@ -148,7 +173,9 @@ impl Follower {
             .map(|followed| {
                 let lines = followed.read_new();
                 let lines = lines.iter().map(|l| followed.source.line(l));
-                lines.filter(|l| followed.source.wants(l)).collect()
+                lines
+                    .filter(|l| followed.source.wants(l) && self.filter.accepts(l))
+                    .collect()
             })
             .collect();
         merge(per_file)
@@ -162,7 +189,7 @@ impl Source {
 
     /// The last `count` lines of the first `len` bytes of a file that this source wants, and the offset
     /// just past the last complete line.
-    fn last(&self, file: &File, len: u64, count: usize) -> (Vec<LogLine>, u64) {
+    fn last(&self, file: &File, len: u64, count: usize, filter: &Filter) -> (Vec<LogLine>, u64) {
         let mut wanted = count;
         loop {
             let (raw, end) = last_lines(file, len, wanted);
@@ -170,7 +197,7 @@ impl Source {
             let mut lines: Vec<LogLine> = raw
                 .iter()
                 .map(|l| self.line(l))
-                .filter(|l| self.wants(l))
+                .filter(|l| self.wants(l) && filter.accepts(l))
                 .collect();
             if lines.len() >= count || exhausted || wanted >= 1 << 20 {
                 let skip = lines.len().saturating_sub(count);
@@ -306,6 +333,11 @@ impl Followed {
             }
         }
     }
+}
+
+fn ms_of(time: std::time::SystemTime) -> u64 {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn file_id(path: &Path) -> Option<(u64, u64)> {
@@ -664,7 +696,7 @@ mod tests {
         let mut rotate = true;
         // Rotated after the current file is opened, before the rotated ones are listed.
         let (history, mut follower) =
-            Follower::with_history_between(vec![source("a", &path)], 10, &mut || {
+            Follower::with_history_between(vec![source("a", &path)], 10, Filter::default(), &mut || {
                 if std::mem::take(&mut rotate) {
                     std::fs::rename(&one, super::super::rotated(&path, 2)).expect("rename");
                     std::fs::rename(&path, &one).expect("rename");

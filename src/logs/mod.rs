@@ -25,6 +25,7 @@
 //! - `daemon_log.rs`: the daemon's own log, rotated by the daemon.
 
 pub mod daemon_log;
+pub mod filter;
 pub mod follow;
 pub mod format;
 pub mod handle;
@@ -38,6 +39,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use filter::Filter;
 pub use follow::{Follower, Source, tail};
 pub use format::{LineFormat, LogStyle, LogTimezone, parse_line};
 pub use handle::Keeper;

@@ -5,7 +5,6 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde_json::Value;
 
@@ -230,5 +229,114 @@ fn start_flags_set_the_line_format() {
     assert_eq!(value["app"], "j");
     let p = wait_lines(&h, &log_path(&h, "p", "out"), 3);
     assert_eq!(p[0], r#"{"level":"info","n":1,"msg":"a [1] b"}"#);
+    h.cmd(&["kill"]).ok();
+}
+
+/// Now, as RFC 3339 with milliseconds (UTC).
+fn now_rfc3339() -> String {
+    jiff::Timestamp::now().round(jiff::Unit::Millisecond).expect("round").to_string()
+}
+
+/// `logs ARGS --nostream --raw`, the lines.
+fn logs_raw(h: &Herdsman, args: &[&str]) -> Vec<String> {
+    let mut all = vec!["logs", "--nostream", "--raw"];
+    all.extend_from_slice(args);
+    h.cmd(&all).ok().stdout.lines().map(str::to_string).collect()
+}
+
+#[test]
+fn since_until_and_grep_select_lines_by_time_and_text_across_formats_and_rotated_files() {
+    let h = Herdsman::new();
+    let logs = h.home().join("logs");
+    fs::create_dir_all(&logs).expect("mkdir");
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(h.home(), fs::Permissions::from_mode(0o700)).expect("chmod");
+    // Lines written at known times, in several formats, the oldest in a rotated file.
+    fs::write(
+        logs.join("old-out.log.1"),
+        "2026-11-24T01:00:00.000Z [0] GET /a 200\n2026-11-24T01:00:20.000Z [0] GET /b 500\n",
+    )
+    .expect("write");
+    fs::write(
+        logs.join("old-out.log"),
+        "2026-11-24T01:00:40.000Z [0] GET /c 200\n\
+         {\"time\":\"2026-11-24T01:01:00.000Z\",\"app\":\"old\",\"instance\":1,\"stream\":\"out\",\"message\":\"GET /d 500\"}\n\
+         2026-11-24 02:01:20.000 +0100 [0] GET /e 200\n\
+         no time here\n",
+    )
+    .expect("write");
+    fs::write(
+        logs.join("old-err.log"),
+        "2026-11-24T01:00:50.000Z [0] boom\n",
+    )
+    .expect("write");
+    let since = |when: &str| logs_raw(&h, &["old", "--since", when]);
+    assert_eq!(
+        since("2026-11-24T01:00:20Z"),
+        ["GET /b 500", "GET /c 200", "boom", "GET /d 500", "GET /e 200"]
+    );
+    assert_eq!(
+        logs_raw(&h, &["old", "--since", "2026-11-24T01:00:10Z", "--until", "2026-11-24T01:00:50Z"]),
+        ["GET /b 500", "GET /c 200", "boom"]
+    );
+    assert_eq!(
+        logs_raw(&h, &["old", "--until", "2026-11-24T01:00:30Z", "--out"]),
+        ["GET /a 200", "GET /b 500"]
+    );
+    // --grep applies before --lines: the last matching lines, from the rotated file too.
+    assert_eq!(
+        logs_raw(&h, &["old", "--grep", r" 500$", "--lines", "5"]),
+        ["GET /b 500", "GET /d 500"]
+    );
+    assert_eq!(
+        logs_raw(&h, &["old", "--grep", "GET /[a-c]", "--since", "2026-11-24T01:00:10Z"]),
+        ["GET /b 500", "GET /c 200"]
+    );
+    assert_eq!(logs_raw(&h, &["old", "--err", "--grep", "oo"]), ["boom"]);
+    // A duration back from now: these lines are older than a day.
+    assert!(since("1d").is_empty());
+    h.cmd(&["logs", "--since", "yesterday"])
+        .fails_with("--since: 'yesterday' is neither a duration");
+    h.cmd(&["logs", "--grep", "("]).fails_with("--grep: invalid pattern");
+    h.cmd(&["logs", "--since", "1h", "--until", "2h"])
+        .fails_with("--since is later than --until");
+}
+
+#[test]
+fn since_selects_the_lines_an_app_wrote_after_a_moment() {
+    let h = Herdsman::new();
+    let dir = h.scratch("app");
+    write_file(
+        &dir,
+        "twice.sh",
+        r#"for i in 1 2 3; do echo "early $i"; done
+until [ -e go ]; do sleep 0.05; done
+for i in 1 2 3 4; do echo "late $i"; done
+echo "late err" >&2
+exec sleep 600
+"#,
+    );
+    h.cmd(&["start", "twice.sh"]).cwd(&dir).ok();
+    let out = log_path(&h, "twice", "out");
+    wait_lines(&h, &out, 3);
+    let moment = now_rfc3339();
+    fs::write(dir.join("go"), "").expect("write");
+    wait_lines(&h, &out, 7);
+    h.wait_for("the err line", 10 * SECOND, || {
+        !lines_of(&log_path(&h, "twice", "err")).is_empty()
+    });
+    assert_eq!(
+        logs_raw(&h, &["twice", "--since", &moment, "--out"]),
+        ["late 1", "late 2", "late 3", "late 4"]
+    );
+    assert_eq!(
+        logs_raw(&h, &["twice", "--until", &moment]),
+        ["early 1", "early 2", "early 3"]
+    );
+    assert_eq!(logs_raw(&h, &["twice", "--since", "1h"]).len(), 8);
+    assert_eq!(
+        logs_raw(&h, &["twice", "--since", &moment, "--grep", "late [24]|err"]),
+        ["late 2", "late 4", "late err"]
+    );
     h.cmd(&["kill"]).ok();
 }
