@@ -918,7 +918,7 @@ _herdsman() {
             return 0
             ;;
         herdsman__subcmd__start)
-            opts="-i -o -e -h -V --name --instances --listen --interpreter --interpreter-args --cwd --kill-signal --kill-timeout --min-uptime --max-restarts --restart-backoff --restart-backoff-max --wait-ready --listen-timeout --no-overlap --no-autorestart --stop-exit-codes --output --error --increment-var --depends-on --user --group --max-memory-restart --log-max-size --log-keep --no-log-prefix --log-format --log-date-format --log-timezone --only --env --dry-run --help --version"
+            opts="-i -o -e -h -V --name --instances --listen --interpreter --interpreter-args --cwd --kill-signal --kill-timeout --min-uptime --max-restarts --restart-backoff --restart-backoff-max --wait-ready --listen-timeout --no-overlap --no-autorestart --stop-exit-codes --output --error --increment-var --depends-on --user --group --max-memory-restart --log-max-size --log-keep --no-log-prefix --log-format --log-date-format --log-timezone --log-rotate --log-compress --only --env --dry-run --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1038,6 +1038,10 @@ _herdsman() {
                     ;;
                 --log-timezone)
                     COMPREPLY=($(compgen -W "utc local" -- "${cur}"))
+                    return 0
+                    ;;
+                --log-rotate)
+                    COMPREPLY=($(compgen -W "daily hourly" -- "${cur}"))
                     return 0
                     ;;
                 --only)

@@ -83,12 +83,15 @@ json\t''"
 complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l log-date-format -d 'The time of each log line, strftime-style (`%Y-%m-%d %H:%M:%S %z`) [default: RFC 3339]' -r
 complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l log-timezone -d 'The zone of the times in the log files: `utc` or `local` [default: utc]' -r -f -a "utc\t''
 local\t''"
+complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l log-rotate -d 'Also rotate the logs when a new day (or hour) starts: `daily` or `hourly` [default: by size only]' -r -f -a "daily\t''
+hourly\t''"
 complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l only -d 'With an ecosystem file: only these apps, comma-separated' -r
 complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l env -d 'With an ecosystem file: add the `env_<PROFILE>` variables of each app' -r
 complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l wait-ready -d 'A worker is ready only when the app says so (sd_notify READY=1, Node\'s process.send(\'ready\'), or a Node server listening), within --listen-timeout; otherwise once it has run for --min-uptime'
 complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l no-overlap -d 'Only one copy of each worker may run at a time: reload stops the old one before starting the new'
 complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l no-autorestart -d 'Do not restart workers that exit unexpectedly'
 complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l no-log-prefix -d 'Write each line to the log files exactly as the app wrote it, without time and instance'
+complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l log-compress -d 'gzip rotated log files from `.2` on'
 complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l dry-run -d 'With an ecosystem file: check it and print the TOML it stands for (a PM2 file converted), starting nothing'
 complete -c herdsman -n "__fish_herdsman_using_subcommand start" -s h -l help -d 'Print help'
 complete -c herdsman -n "__fish_herdsman_using_subcommand start" -s V -l version -d 'Print version'

@@ -300,6 +300,12 @@ pub struct StartArgs {
     /// The zone of the times in the log files: `utc` or `local` [default: utc].
     #[arg(long, value_parser = ["utc", "local"])]
     pub log_timezone: Option<String>,
+    /// Also rotate the logs when a new day (or hour) starts: `daily` or `hourly` [default: by size only].
+    #[arg(long, value_parser = ["daily", "hourly"])]
+    pub log_rotate: Option<String>,
+    /// gzip rotated log files from `.2` on.
+    #[arg(long)]
+    pub log_compress: bool,
     /// With an ecosystem file: only these apps, comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,

@@ -194,5 +194,12 @@ fn raw_from_args(args: &StartArgs) -> Result<RawApp> {
             .map(|z| z.parse().map(flag).map_err(anyhow::Error::msg))
             .transpose()
             .context("--log-timezone")?,
+        log_rotate: args
+            .log_rotate
+            .as_deref()
+            .map(|r| r.parse().map(flag).map_err(anyhow::Error::msg))
+            .transpose()
+            .context("--log-rotate")?,
+        log_compress: args.log_compress.then(|| flag(true)),
     })
 }

@@ -51,6 +51,8 @@ pub enum Kind {
     LogFormat,
     /// "utc" or "local".
     Timezone,
+    /// "daily" or "hourly".
+    Rotate,
 }
 
 /// One app option: its key in the file (and `--key` on the command line) and what it means.
@@ -226,6 +228,16 @@ pub const FIELDS: &[Field] = &[
         key: "log_timezone",
         kind: Kind::Timezone,
         doc: "The zone of the times in the log files: \"utc\" or \"local\" (the daemon's TZ) [default: \"utc\"]",
+    },
+    Field {
+        key: "log_rotate",
+        kind: Kind::Rotate,
+        doc: "Also rotate the logs when the first line of a new day (or hour) is written, at midnight of log_timezone: \"daily\" or \"hourly\" [default: by size only]",
+    },
+    Field {
+        key: "log_compress",
+        kind: Kind::Flag,
+        doc: "gzip rotated log files from <file>.2 on (<file>.1 stays plain for readers finishing it) [default: false]",
     },
 ];
 
@@ -797,6 +809,11 @@ fn set(
             app.log_format = Some(Item { value: style, at });
         }
         "log_date_format" => app.log_date_format = item(text()?),
+        "log_rotate" => {
+            let every = text()?.parse().map_err(fail)?;
+            app.log_rotate = Some(Item { value: every, at });
+        }
+        "log_compress" => app.log_compress = Some(Item { value: flag()?, at }),
         "log_timezone" => {
             let zone = text()?.parse().map_err(fail)?;
             app.log_timezone = Some(Item { value: zone, at });
@@ -860,6 +877,7 @@ pub fn schema() -> serde_json::Value {
             Kind::Env => env.clone(),
             Kind::LogFormat => json!({ "type": "string", "enum": ["text", "json"] }),
             Kind::Timezone => json!({ "type": "string", "enum": ["utc", "local"] }),
+            Kind::Rotate => json!({ "type": "string", "enum": ["daily", "hourly"] }),
             Kind::Size => json!({ "oneOf": [
                 { "type": "integer", "minimum": 0, "description": "bytes" },
                 { "type": "string", "pattern": "^[0-9.]+ *([KkMmGg]([Ii]?[Bb])?|[Bb])?$" }

@@ -100,6 +100,12 @@ pub struct AppSpec {
     /// `log_timezone`).
     #[serde(default)]
     pub log_lines: crate::logs::LineFormat,
+    /// Also rotate the logs at the start of each hour or day (`log_rotate`).
+    #[serde(default)]
+    pub log_rotate: Option<crate::logs::RotateEvery>,
+    /// gzip rotated log files (`log_compress`).
+    #[serde(default)]
+    pub log_compress: bool,
 }
 
 fn default_log_max_size() -> u64 {
@@ -257,6 +263,8 @@ mod tests {
             log_max_size: defaults::LOG_MAX_SIZE,
             log_keep: defaults::LOG_KEEP,
             log_lines: Default::default(),
+            log_rotate: None,
+            log_compress: false,
         }
     }
 

@@ -79,6 +79,8 @@ pub struct RawApp {
     pub log_format: Option<Item<LogStyle>>,
     pub log_date_format: Option<Item<String>>,
     pub log_timezone: Option<Item<LogTimezone>>,
+    pub log_rotate: Option<Item<crate::logs::RotateEvery>>,
+    pub log_compress: Option<Item<bool>>,
 }
 
 /// What resolving needs besides the options.
@@ -231,6 +233,8 @@ impl RawApp {
             log_max_size: value(&self.log_max_size).unwrap_or(defaults::LOG_MAX_SIZE),
             log_keep: value(&self.log_keep).unwrap_or(defaults::LOG_KEEP),
             log_lines,
+            log_rotate: value(&self.log_rotate),
+            log_compress: value(&self.log_compress).unwrap_or(false),
         };
         match spec.command_line() {
             Ok(_) => Ok(spec),
@@ -271,7 +275,8 @@ impl RawApp {
                 problem(
                     format.at,
                     "log_date_format",
-                    "has no effect with log_prefix = false (lines are written without a time)".into(),
+                    "has no effect with log_prefix = false (lines are written without a time)"
+                        .into(),
                 );
             } else if let Err(e) = LineFormat::check_date_format(&format.value) {
                 problem(format.at, "log_date_format", e);

@@ -24,7 +24,7 @@ use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
 use serde::{Deserialize, Serialize};
 
 use super::output::Output;
-use super::{LineFormat, MAX_LINE, Stream, now_ms};
+use super::{LineFormat, MAX_LINE, RotateEvery, Stream, now_ms};
 
 /// What the daemon tells the keeper about a pipe it hands over.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,6 +41,12 @@ pub struct Header {
     /// How each line is written.
     #[serde(default)]
     pub format: LineFormat,
+    /// Also rotate at the start of each hour or day (in the format's zone).
+    #[serde(default)]
+    pub rotate: Option<RotateEvery>,
+    /// gzip rotated files from `.2` on.
+    #[serde(default)]
+    pub compress: bool,
 }
 
 /// The largest header accepted.
@@ -110,6 +116,7 @@ pub fn run(control_fd: RawFd) -> Result<()> {
         outputs: HashMap::new(),
     };
     keeper.run();
+    super::compress::finish();
     tracing::info!(pid = std::process::id(), "log keeper done");
     Ok(())
 }
@@ -221,6 +228,9 @@ impl Keeper {
         shared.users += 1;
         shared.output.max_size = header.max_size;
         shared.output.keep = header.keep;
+        shared.output.every = header.rotate;
+        shared.output.zone = header.format.timezone;
+        shared.output.compress = header.compress;
         self.pipes.push(Pipe {
             file: File::from(fd),
             app: header.app,

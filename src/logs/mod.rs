@@ -15,7 +15,10 @@
 //! no instance. [`follow`] reads the last lines of a set of files merged by time, and follows them across
 //! rotation and truncation.
 //!
-//! - `mod.rs`: the line format, rotated file names, [`flush`].
+//! - `mod.rs`: times, rotated file names (`.N`, `.N.gz`), [`flush`].
+//! - `format.rs`: the line formats an app can ask for, and [`parse_line`] for all of them.
+//! - `filter.rs`: `logs --since/--until/--grep`.
+//! - `compress.rs`: gzipping rotated files, in a thread of the keeper.
 //! - `open.rs`: opening a log for writing: never through a link, never a FIFO, never in a directory
 //!   another user can write.
 //! - `output.rs`: one file the keeper appends to, and its rotation.
@@ -24,6 +27,7 @@
 //! - `follow.rs`: reading: [`tail`] and [`Follower`].
 //! - `daemon_log.rs`: the daemon's own log, rotated by the daemon.
 
+mod compress;
 pub mod daemon_log;
 pub mod filter;
 pub mod follow;
@@ -43,6 +47,7 @@ pub use filter::Filter;
 pub use follow::{Follower, Source, tail};
 pub use format::{LineFormat, LogStyle, LogTimezone, parse_line};
 pub use handle::Keeper;
+pub use output::RotateEvery;
 
 /// Lines longer than this are split: the keeper never holds more of one line.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -128,7 +133,8 @@ pub fn rotated(path: &Path, n: u32) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// The rotated files of a log that exist, by number (most recent first).
+/// The rotated files of a log that exist, by number (most recent first), compressed ones (`.N.gz`)
+/// included; when both `.N` and `.N.gz` exist (a compression finishing), the plain one.
 pub fn rotated_files(path: &Path) -> Vec<(u32, PathBuf)> {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return Vec::new();
@@ -148,7 +154,13 @@ pub fn rotated_files(path: &Path) -> Vec<(u32, PathBuf)> {
         })
         .collect();
     found.sort();
+    found.dedup_by_key(|(n, _)| *n);
     found
+}
+
+/// True for a compressed rotated file (`.gz`).
+pub fn is_compressed(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "gz")
 }
 
 /// The `n`th rotated name of a log's file name.
@@ -172,12 +184,13 @@ fn rotated_in(
     Ok(found)
 }
 
-/// `n` when `file` is `<name>.<n>`.
+/// `n` when `file` is `<name>.<n>` or `<name>.<n>.gz`.
 fn rotation_number(file: &OsStr, name: &OsStr) -> Option<u32> {
     let n = file
         .as_bytes()
         .strip_prefix(name.as_bytes())?
         .strip_prefix(b".")?;
+    let n = n.strip_suffix(b".gz").unwrap_or(n);
     if n.is_empty() || !n.iter().all(u8::is_ascii_digit) {
         return None;
     }
@@ -349,6 +362,7 @@ mod tests {
             "web-out.log.1",
             "web-out.log.2",
             "web-out.log.10",
+            "web-out.log.11.gz",
             "web-out.log.x",
             "web-out.log.",
             "web-out.logs.1",
@@ -357,7 +371,7 @@ mod tests {
             std::fs::write(dir.path().join(file), "line\n").expect("write");
         }
         let found: Vec<u32> = rotated_files(&path).into_iter().map(|(n, _)| n).collect();
-        assert_eq!(found, [1, 2, 10]);
+        assert_eq!(found, [1, 2, 10, 11]);
         flush(&path).expect("flush");
         assert_eq!(std::fs::metadata(&path).expect("stat").len(), 0);
         assert!(rotated_files(&path).is_empty());

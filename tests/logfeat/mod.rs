@@ -124,12 +124,15 @@ log_date_format = "%d/%m %Hh%M"
     }
     let err = wait_lines(&h, &log_path(&h, "structured", "err"), 1);
     let value: Value = serde_json::from_str(&err[0]).expect("json");
-    assert_eq!((&value["stream"], &value["message"]), (&"err".into(), &"to stderr".into()));
+    assert_eq!(
+        (&value["stream"], &value["message"]),
+        (&"err".into(), &"to stderr".into())
+    );
 
     // log_date_format: the time as asked, then the instance.
     let dated = wait_lines(&h, &log_path(&h, "dated", "out"), 3);
-    let pattern =
-        regex::Regex::new(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} [+-]\d{4} \[0\] \{").expect("re");
+    let pattern = regex::Regex::new(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} [+-]\d{4} \[0\] \{")
+        .expect("re");
     for line in &dated {
         assert!(pattern.is_match(line), "{line}");
     }
@@ -196,19 +199,27 @@ log_format = "json"
         .cmd(&["start", file.to_str().expect("utf-8")])
         .fails_with("ecosystem.toml:5:16: `log_timezone`: invalid log_timezone 'mars'");
     assert!(
-        out.stderr.contains("ecosystem.toml:4:19: `log_date_format`: invalid log_date_format"),
+        out.stderr
+            .contains("ecosystem.toml:4:19: `log_date_format`: invalid log_date_format"),
         "{out}"
     );
     assert!(
-        out.stderr.contains("ecosystem.toml:10:14: `log_prefix`: log_prefix = false writes"),
+        out.stderr
+            .contains("ecosystem.toml:10:14: `log_prefix`: log_prefix = false writes"),
         "{out}"
     );
     h.cmd(&["start", "json.sh", "--log-date-format", "%!"])
         .cwd(&dir)
         .fails_with("invalid log_date_format '%!'");
-    h.cmd(&["start", "json.sh", "--no-log-prefix", "--log-format", "json"])
-        .cwd(&dir)
-        .fails_with("cannot be used with");
+    h.cmd(&[
+        "start",
+        "json.sh",
+        "--no-log-prefix",
+        "--log-format",
+        "json",
+    ])
+    .cwd(&dir)
+    .fails_with("cannot be used with");
     assert!(h.list().is_empty());
     h.cmd(&["kill"]).ok();
 }
@@ -234,14 +245,22 @@ fn start_flags_set_the_line_format() {
 
 /// Now, as RFC 3339 with milliseconds (UTC).
 fn now_rfc3339() -> String {
-    jiff::Timestamp::now().round(jiff::Unit::Millisecond).expect("round").to_string()
+    jiff::Timestamp::now()
+        .round(jiff::Unit::Millisecond)
+        .expect("round")
+        .to_string()
 }
 
 /// `logs ARGS --nostream --raw`, the lines.
 fn logs_raw(h: &Herdsman, args: &[&str]) -> Vec<String> {
     let mut all = vec!["logs", "--nostream", "--raw"];
     all.extend_from_slice(args);
-    h.cmd(&all).ok().stdout.lines().map(str::to_string).collect()
+    h.cmd(&all)
+        .ok()
+        .stdout
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 #[test]
@@ -273,10 +292,25 @@ fn since_until_and_grep_select_lines_by_time_and_text_across_formats_and_rotated
     let since = |when: &str| logs_raw(&h, &["old", "--since", when]);
     assert_eq!(
         since("2026-11-24T01:00:20Z"),
-        ["GET /b 500", "GET /c 200", "boom", "GET /d 500", "GET /e 200"]
+        [
+            "GET /b 500",
+            "GET /c 200",
+            "boom",
+            "GET /d 500",
+            "GET /e 200"
+        ]
     );
     assert_eq!(
-        logs_raw(&h, &["old", "--since", "2026-11-24T01:00:10Z", "--until", "2026-11-24T01:00:50Z"]),
+        logs_raw(
+            &h,
+            &[
+                "old",
+                "--since",
+                "2026-11-24T01:00:10Z",
+                "--until",
+                "2026-11-24T01:00:50Z"
+            ]
+        ),
         ["GET /b 500", "GET /c 200", "boom"]
     );
     assert_eq!(
@@ -289,7 +323,16 @@ fn since_until_and_grep_select_lines_by_time_and_text_across_formats_and_rotated
         ["GET /b 500", "GET /d 500"]
     );
     assert_eq!(
-        logs_raw(&h, &["old", "--grep", "GET /[a-c]", "--since", "2026-11-24T01:00:10Z"]),
+        logs_raw(
+            &h,
+            &[
+                "old",
+                "--grep",
+                "GET /[a-c]",
+                "--since",
+                "2026-11-24T01:00:10Z"
+            ]
+        ),
         ["GET /b 500", "GET /c 200"]
     );
     assert_eq!(logs_raw(&h, &["old", "--err", "--grep", "oo"]), ["boom"]);
@@ -297,7 +340,8 @@ fn since_until_and_grep_select_lines_by_time_and_text_across_formats_and_rotated
     assert!(since("1d").is_empty());
     h.cmd(&["logs", "--since", "yesterday"])
         .fails_with("--since: 'yesterday' is neither a duration");
-    h.cmd(&["logs", "--grep", "("]).fails_with("--grep: invalid pattern");
+    h.cmd(&["logs", "--grep", "("])
+        .fails_with("--grep: invalid pattern");
     h.cmd(&["logs", "--since", "1h", "--until", "2h"])
         .fails_with("--since is later than --until");
 }
@@ -335,8 +379,191 @@ exec sleep 600
     );
     assert_eq!(logs_raw(&h, &["twice", "--since", "1h"]).len(), 8);
     assert_eq!(
-        logs_raw(&h, &["twice", "--since", &moment, "--grep", "late [24]|err"]),
+        logs_raw(
+            &h,
+            &["twice", "--since", &moment, "--grep", "late [24]|err"]
+        ),
         ["late 2", "late 4", "late err"]
     );
+    h.cmd(&["kill"]).ok();
+}
+
+/// The text of a log file, gunzipped if it ends in `.gz`.
+fn read_log(path: &Path) -> String {
+    let bytes = fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    if path.extension().is_some_and(|e| e == "gz") {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut text)
+            .unwrap_or_else(|e| panic!("gunzip {}: {e}", path.display()));
+        text
+    } else {
+        String::from_utf8(bytes).expect("utf-8")
+    }
+}
+
+/// The files of a log, oldest first: `.N(.gz)` down to `.1`, then the current one.
+fn log_files(path: &Path) -> Vec<PathBuf> {
+    let dir = path.parent().expect("dir");
+    let name = path.file_name().and_then(|n| n.to_str()).expect("name");
+    let mut rotated: Vec<(u32, PathBuf)> = fs::read_dir(dir)
+        .expect("read_dir")
+        .filter_map(|e| {
+            let file = e.ok()?.file_name().into_string().ok()?;
+            let n = file.strip_prefix(name)?.strip_prefix('.')?;
+            let n = n.strip_suffix(".gz").unwrap_or(n);
+            Some((n.parse().ok()?, dir.join(&file)))
+        })
+        .collect();
+    rotated.sort();
+    rotated.reverse();
+    let mut files: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
+    files.push(path.to_path_buf());
+    files
+}
+
+/// The texts of `count.sh` lines in the files, in order.
+fn numbers_in(files: &[PathBuf]) -> Vec<u32> {
+    files
+        .iter()
+        .flat_map(|f| read_log(f).lines().map(str::to_string).collect::<Vec<_>>())
+        .filter_map(|l| l.split_once("] line ")?.1.split(' ').next()?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn rotated_files_are_compressed_and_logs_reads_them_back() {
+    let h = Herdsman::new();
+    let dir = h.scratch("app");
+    write_file(
+        &dir,
+        "count.sh",
+        r#"i=0; while [ $i -lt 400 ]; do echo "line $i ......................................"; i=$((i+1)); done
+echo done
+exec sleep 600
+"#,
+    );
+    h.cmd(&[
+        "start",
+        "count.sh",
+        "--log-max-size",
+        "2K",
+        "--log-keep",
+        "30",
+        "--log-compress",
+    ])
+    .cwd(&dir)
+    .ok();
+    let out = log_path(&h, "count", "out");
+    h.wait_for("the last line", 20 * SECOND, || {
+        log_files(&out).iter().any(|f| read_log(f).contains("done"))
+    });
+    // Every rotated file from `.2` on ends up compressed; `.1` stays plain.
+    h.wait_for("the rotated files compressed", 20 * SECOND, || {
+        log_files(&out).iter().all(|f| {
+            let name = f.to_string_lossy();
+            name.ends_with(".gz") || name.ends_with(".log") || name.ends_with(".log.1")
+        })
+    });
+    let files = log_files(&out);
+    assert!(files.len() > 10, "{files:?}");
+    assert!(files[files.len() - 2].to_string_lossy().ends_with(".log.1"));
+    assert!(files[0].to_string_lossy().ends_with(".gz"));
+    for file in &files {
+        assert!(
+            fs::metadata(file).expect("stat").len() <= 2048 + 200,
+            "{file:?}"
+        );
+    }
+    assert_eq!(numbers_in(&files), (0..400).collect::<Vec<_>>());
+    // `logs` reads the compressed history transparently, in order.
+    let printed = logs_raw(&h, &["count", "--out", "--lines", "1000"]);
+    let numbers: Vec<u32> = printed
+        .iter()
+        .filter_map(|l| l.strip_prefix("line ")?.split(' ').next()?.parse().ok())
+        .collect();
+    assert_eq!(numbers, (0..400).collect::<Vec<_>>());
+    assert_eq!(printed.last().map(String::as_str), Some("done"));
+    // flush removes the compressed files too.
+    h.cmd(&["flush", "count"]).ok();
+    assert_eq!(log_files(&out), vec![out.clone()]);
+    h.cmd(&["kill"]).ok();
+}
+
+/// libfaketime, from Debian's `faketime` package (.ci/run installs it).
+fn libfaketime() -> String {
+    let path = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+    assert!(
+        Path::new(path).exists(),
+        "{path} is missing: apt-get install faketime (.ci/run does)"
+    );
+    path.to_string()
+}
+
+#[test]
+fn daily_rotation_starts_a_new_file_at_midnight_and_logs_follows_it() {
+    let h = Herdsman::new();
+    let dir = h.scratch("app");
+    write_file(
+        &dir,
+        "tick.sh",
+        r#"i=0; while [ $i -lt 25 ]; do echo "line $i"; i=$((i+1)); sleep 0.2; done
+echo done
+exec sleep 600
+"#,
+    );
+    // The daemon and its log keeper live two seconds before midnight (UTC) of 2026-11-24: each
+    // process's clock starts there when it starts, then runs at the normal pace.
+    h.cmd(&[
+        "start",
+        "tick.sh",
+        "--log-rotate",
+        "daily",
+        "--log-max-size",
+        "0",
+    ])
+    .cwd(&dir)
+    .env("LD_PRELOAD", libfaketime())
+    .env("FAKETIME", "@2026-11-24 23:59:58")
+    .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+    .env("TZ", "UTC")
+    .ok();
+    // Following from before midnight.
+    let follower = crate::helpers::Streaming::spawn({
+        let mut c = h.command();
+        c.args(["logs", "tick", "--out", "--raw", "--lines", "100"]);
+        c
+    });
+    let out = log_path(&h, "tick", "out");
+    h.wait_for("the last line", 20 * SECOND, || {
+        log_files(&out).iter().any(|f| read_log(f).contains("done"))
+    });
+    let files = log_files(&out);
+    assert_eq!(files.len(), 2, "one rotation at midnight: {files:?}");
+    let before = read_log(&files[0]);
+    let after = read_log(&files[1]);
+    assert!(
+        !before.is_empty() && !after.is_empty(),
+        "{before}\n--\n{after}"
+    );
+    for line in before.lines() {
+        assert!(line.starts_with("2026-11-24T23:59:5"), "{line}");
+    }
+    for line in after.lines() {
+        assert!(line.starts_with("2026-11-25T00:00:"), "{line}");
+    }
+    let expected: Vec<u32> = (0..25).collect();
+    assert_eq!(numbers_in(&files), expected);
+    // `logs` followed the file across the rotation, and reads both for history.
+    let printed = |text: String| -> Vec<u32> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("line ")?.parse().ok())
+            .collect()
+    };
+    h.wait_for("logs to print every line", 10 * SECOND, || {
+        printed(follower.stdout()).len() >= 25
+    });
+    assert_eq!(printed(follower.stdout()), expected);
+    let history = logs_raw(&h, &["tick", "--out", "--lines", "100"]);
+    assert_eq!(printed(history.join("\n")), expected);
     h.cmd(&["kill"]).ok();
 }
