@@ -67,6 +67,12 @@ _herdsman() {
             herdsman,reload)
                 cmd="herdsman__subcmd__reload"
                 ;;
+            herdsman,reload-logs)
+                cmd="herdsman__subcmd__reloadLogs"
+                ;;
+            herdsman,reloadLogs)
+                cmd="herdsman__subcmd__reloadLogs"
+                ;;
             herdsman,restart)
                 cmd="herdsman__subcmd__restart"
                 ;;
@@ -148,6 +154,9 @@ _herdsman() {
             herdsman__subcmd__help,reload)
                 cmd="herdsman__subcmd__help__subcmd__reload"
                 ;;
+            herdsman__subcmd__help,reloadLogs)
+                cmd="herdsman__subcmd__help__subcmd__reloadLogs"
+                ;;
             herdsman__subcmd__help,restart)
                 cmd="herdsman__subcmd__help__subcmd__restart"
                 ;;
@@ -188,7 +197,7 @@ _herdsman() {
 
     case "${cmd}" in
         herdsman)
-            opts="-h -V --help --version start list ls describe show stop restart reload scale signal delete del logs monit flush kill init schema import daemon save resurrect startup unstartup run completions man log-keeper help"
+            opts="-h -V --help --version start list ls describe show stop restart reload scale signal delete del logs monit flush reloadLogs reload-logs kill init schema import daemon save resurrect startup unstartup run completions man log-keeper help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -272,7 +281,7 @@ _herdsman() {
             return 0
             ;;
         herdsman__subcmd__help)
-            opts="start list describe stop restart reload scale signal delete logs monit flush kill init schema import daemon save resurrect startup unstartup run completions man log-keeper help"
+            opts="start list describe stop restart reload scale signal delete logs monit flush reloadLogs kill init schema import daemon save resurrect startup unstartup run completions man log-keeper help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -482,6 +491,20 @@ _herdsman() {
             return 0
             ;;
         herdsman__subcmd__help__subcmd__reload)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        herdsman__subcmd__help__subcmd__reloadLogs)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -732,7 +755,7 @@ _herdsman() {
             return 0
             ;;
         herdsman__subcmd__logs)
-            opts="-h -V --lines --nostream --raw --json --timestamp --out --err --since --until --grep --help --version"
+            opts="-h -V --lines --nostream --raw --json --timestamp --out --err --since --until --grep --reopen --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -804,6 +827,20 @@ _herdsman() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        herdsman__subcmd__reloadLogs)
+            opts="-h -V --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 *)
                     COMPREPLY=()
                     ;;

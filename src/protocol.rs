@@ -116,6 +116,9 @@ pub enum Request {
     Describe { target: Selection },
     /// Empty the selected apps' log files and remove their rotated files.
     Flush { target: Selection },
+    /// Tell the log keeper to reopen every log by its path now (after an external rotator renamed the
+    /// files); answered with [`Response::Ok`].
+    ReloadLogs,
     /// A live view: the daemon answers with a [`Response::Snapshot`] at once and then after each sample of
     /// its workers, until the client closes the connection. It samples every `interval_ms` (at least 250)
     /// or more often if another view or a memory limit asks for it. A client that does not keep up is

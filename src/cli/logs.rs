@@ -163,6 +163,9 @@ fn filter(args: &LogsArgs) -> Result<Filter> {
 }
 
 pub fn run(home: &Home, args: LogsArgs) -> Result<()> {
+    if args.reopen {
+        return reopen(home);
+    }
     let filter = filter(&args)?;
     let by_time = filter.since.is_some() || filter.until.is_some();
     let count = args.lines.unwrap_or(if by_time { usize::MAX } else { 15 });
@@ -206,6 +209,23 @@ pub fn run(home: &Home, args: LogsArgs) -> Result<()> {
             }
         }
         std::thread::sleep(POLL);
+    }
+}
+
+/// `herdsman reloadLogs` (and `logs --reopen`): the daemon tells its log keeper to reopen every log by
+/// its path. Without a daemon no log is open, and there is nothing to do.
+pub fn reopen(home: &Home) -> Result<()> {
+    let Some(mut client) = Client::connect(home)? else {
+        println!("the daemon is not running: no log is open");
+        return Ok(());
+    };
+    match client.request(&Request::ReloadLogs)? {
+        Response::Ok => {
+            println!("logs reopened");
+            Ok(())
+        }
+        Response::Error { message, .. } => bail!(message),
+        _ => bail!("unexpected answer to reloadLogs; is the CLI the same version as the daemon?"),
     }
 }
 

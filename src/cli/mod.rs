@@ -111,6 +111,10 @@ pub enum Command {
         /// An app name, a worker id (its app), or `all` [default: all].
         target: Option<String>,
     },
+    /// Reopen every app's log by its path, for an external rotator (logrotate's `postrotate`) that
+    /// renamed the files; herdsman rotates by itself otherwise (`logs --reopen` does the same).
+    #[command(name = "reloadLogs", visible_alias = "reload-logs")]
+    ReloadLogs,
     /// Stop every app and the daemon.
     Kill,
     /// Write a commented ecosystem.toml to start from.
@@ -356,6 +360,9 @@ pub struct LogsArgs {
     /// Only lines whose text matches this regular expression.
     #[arg(long, value_name = "PATTERN")]
     pub grep: Option<String>,
+    /// Reopen every app's log by its path (as `reloadLogs`) and exit.
+    #[arg(long, exclusive = true)]
+    pub reopen: bool,
 }
 
 /// Runs a parsed command line.
@@ -405,6 +412,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Logs(args) => logs::run(&home, args),
         Command::Monit => crate::monit::run(&home),
         Command::Flush { target } => logs::flush(&home, target.as_deref()),
+        Command::ReloadLogs => logs::reopen(&home),
         Command::Kill => control::kill(&home),
         Command::Init { path, force } => ecosystem::init(&path, force),
         Command::Schema => ecosystem::schema(),

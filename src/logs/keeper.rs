@@ -10,7 +10,8 @@
 //! It outlives the daemon on purpose: a daemon killed with SIGKILL leaves its workers serving, and their
 //! output still reaches the files. It exits once its control channel is closed (the daemon exited) and
 //! every pipe reached EOF (every worker that held one is gone). SIGTERM closes the control channel
-//! early; SIGINT, SIGHUP and SIGPIPE are ignored.
+//! early; SIGUSR1 reopens every log by its path (`herdsman reloadLogs`, after an external rotator renamed
+//! the files); SIGINT, SIGHUP and SIGPIPE are ignored.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -77,9 +78,14 @@ struct Keeper {
 }
 
 static TERMINATE: AtomicBool = AtomicBool::new(false);
+static REOPEN: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_terminate(_: libc::c_int) {
     TERMINATE.store(true, Ordering::Relaxed);
+}
+
+extern "C" fn on_reopen(_: libc::c_int) {
+    REOPEN.store(true, Ordering::Relaxed);
 }
 
 /// Runs the keeper on the inherited control channel until there is nothing left to read.
@@ -102,6 +108,8 @@ pub fn run(control_fd: RawFd) -> Result<()> {
         libc::sigemptyset(&mut action.sa_mask);
         // No SA_RESTART: poll returns EINTR, and the flag is looked at.
         libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
+        action.sa_sigaction = on_reopen as *const () as libc::sighandler_t;
+        libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut());
         let mut limit: libc::rlimit = std::mem::zeroed();
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
         {
@@ -128,6 +136,12 @@ impl Keeper {
             if TERMINATE.load(Ordering::Relaxed) && self.control.take().is_some() {
                 tracing::info!("SIGTERM: no new streams; draining the ones open");
                 continue;
+            }
+            if REOPEN.swap(false, Ordering::Relaxed) {
+                for shared in self.outputs.values_mut() {
+                    shared.output.reopen_by_path();
+                }
+                tracing::info!(logs = self.outputs.len(), "SIGUSR1: logs reopened by path");
             }
             let mut fds: Vec<libc::pollfd> = Vec::with_capacity(self.pipes.len() + 1);
             let control = self.control.as_ref().map(AsRawFd::as_raw_fd).unwrap_or(-1);

@@ -162,6 +162,14 @@ impl Output {
         self.busy = false;
     }
 
+    /// Opens the file the path names now (creating it) if it is not the file open: after an external
+    /// rotator renamed it (`herdsman reloadLogs`). Lines go on to the file open until then.
+    pub fn reopen_by_path(&mut self) {
+        if self.queue.is_empty() {
+            self.refresh();
+        }
+    }
+
     /// Follows the file the path names now, if it is another one (rotated, or removed, by someone
     /// else), and takes its real size (another keeper's lines, or a flush).
     fn refresh(&mut self) {

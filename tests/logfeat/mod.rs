@@ -567,3 +567,60 @@ exec sleep 600
     assert_eq!(printed(history.join("\n")), expected);
     h.cmd(&["kill"]).ok();
 }
+
+#[test]
+fn reload_logs_reopens_each_log_by_path_after_an_external_rotation() {
+    let h = Herdsman::new();
+    let dir = h.scratch("app");
+    write_file(
+        &dir,
+        "idle.sh",
+        r#"echo "before 1"; echo "before err" >&2
+until [ -e go ]; do sleep 0.05; done
+echo "after 1"; echo "after 2"; echo "after err" >&2
+exec sleep 600
+"#,
+    );
+    h.cmd(&["start", "idle.sh"]).cwd(&dir).ok();
+    let out = log_path(&h, "idle", "out");
+    let err = log_path(&h, "idle", "err");
+    wait_lines(&h, &out, 1);
+    wait_lines(&h, &err, 1);
+    // logrotate without copytruncate: rename, then tell herdsman.
+    let old_out = out.with_extension("log-20261124");
+    let old_err = err.with_extension("log-20261124");
+    fs::rename(&out, &old_out).expect("rename");
+    fs::rename(&err, &old_err).expect("rename");
+    // The app is idle: nothing makes the keeper look at the paths until it is told to.
+    h.assert_stays("no new file before reloadLogs", SECOND / 2, || {
+        !out.exists()
+    });
+    let done = h.cmd(&["reloadLogs"]).ok();
+    assert!(done.stdout.contains("logs reopened"), "{done}");
+    h.wait_for("the logs reopened by path", 5 * SECOND, || {
+        out.exists() && err.exists()
+    });
+    assert!(lines_of(&out).is_empty() && lines_of(&err).is_empty());
+    // What the app writes from now on goes to the new files; the renamed ones are left alone.
+    fs::write(dir.join("go"), "").expect("write");
+    assert_eq!(wait_lines(&h, &out, 2).len(), 2);
+    wait_lines(&h, &err, 1);
+    let texts = |path: &Path| -> Vec<String> {
+        lines_of(path)
+            .iter()
+            .map(|l| l.split_once("] ").map_or(l.clone(), |(_, t)| t.to_string()))
+            .collect()
+    };
+    assert_eq!(texts(&out), ["after 1", "after 2"]);
+    assert_eq!(texts(&err), ["after err"]);
+    assert_eq!(texts(&old_out), ["before 1"]);
+    assert_eq!(texts(&old_err), ["before err"]);
+    // `logs --reopen` is the same request.
+    let again = h.cmd(&["logs", "--reopen"]).ok();
+    assert!(again.stdout.contains("logs reopened"), "{again}");
+    h.cmd(&["logs", "--reopen", "--lines", "3"])
+        .fails_with("cannot be used with");
+    h.cmd(&["kill"]).ok();
+    let stopped = h.cmd(&["reload-logs"]).ok();
+    assert!(stopped.stdout.contains("not running"), "{stopped}");
+}
