@@ -336,6 +336,10 @@ pub struct ProcessInfo {
     /// Times the worker was replaced for using more memory than `max_memory_restart`.
     #[serde(default)]
     pub memory_restarts: u32,
+    /// How the app writes its log lines, when not the default (`log_prefix`, `log_format`,
+    /// `log_date_format`, `log_timezone`): readers use it to read the times back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_lines: Option<crate::logs::LineFormat>,
     /// With `describe`: the processes the worker's `cpu` and `memory` add up (the worker and its
     /// descendants). Empty elsewhere.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

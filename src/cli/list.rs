@@ -142,6 +142,7 @@ mod tests {
             error_file: None,
             last_exit_at_ms: None,
             memory_restarts: 0,
+            log_lines: None,
             group: Vec::new(),
         }
     }

@@ -16,7 +16,7 @@ use super::LogsArgs;
 use crate::client::Client;
 use crate::home::Home;
 use crate::logs::filter::parse_moment;
-use crate::logs::{Filter, Follower, LogLine, Source, Stream, format_time, now_ms};
+use crate::logs::{Filter, Follower, LineFormat, LogLine, Source, Stream, format_time, now_ms};
 use crate::protocol::{ProcessInfo, Request, Response, Selection};
 
 /// How often a follower looks at its files.
@@ -108,21 +108,31 @@ fn colour_of(app: &str, instance: Option<u32>) -> &'static str {
     PALETTE[hash as usize % PALETTE.len()]
 }
 
+/// An app's log files, and how its lines are written (when the daemon says).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppLogs {
+    pub out: PathBuf,
+    pub err: PathBuf,
+    pub format: LineFormat,
+}
+
 /// The streams of some apps, as sources to read.
 /// Only the lines of `instance`, when it is given.
 pub fn sources(
-    apps: &BTreeMap<String, (PathBuf, PathBuf)>,
+    apps: &BTreeMap<String, AppLogs>,
     out: bool,
     err: bool,
     instance: Option<u32>,
 ) -> Vec<Source> {
     let mut sources = Vec::new();
-    for (app, (out_path, err_path)) in apps {
+    for (app, logs) in apps {
+        let (out_path, err_path) = (&logs.out, &logs.err);
         let source = |stream, path: &PathBuf| Source {
             app: app.clone(),
             stream,
             path: path.clone(),
             instance,
+            format: logs.format.clone(),
         };
         if out {
             sources.push(source(Stream::Out, out_path));
@@ -246,8 +256,8 @@ pub fn flush(home: &Home, target: Option<&str>) -> Result<()> {
         };
     }
     let (apps, _) = resolve(home, target)?;
-    for (app, (out, err)) in &apps {
-        for path in [out, err] {
+    for (app, logs) in &apps {
+        for path in [&logs.out, &logs.err] {
             crate::logs::flush(path).map_err(|e| anyhow::anyhow!("app '{app}': {e}"))?;
         }
     }
@@ -262,7 +272,7 @@ pub fn flush(home: &Home, target: Option<&str>) -> Result<()> {
 pub fn resolve(
     home: &Home,
     target: Option<&str>,
-) -> Result<(BTreeMap<String, (PathBuf, PathBuf)>, Option<u32>)> {
+) -> Result<(BTreeMap<String, AppLogs>, Option<u32>)> {
     let selection = Selection::parse(target.unwrap_or("all"));
     let known = match Client::connect(home)? {
         Some(mut client) => match client.request(&Request::List)? {
@@ -272,12 +282,22 @@ pub fn resolve(
         },
         None => None,
     };
-    let defaults = |name: &str| (name.to_string(), (home.out_log(name), home.err_log(name)));
+    let defaults = |name: &str| {
+        let logs = AppLogs {
+            out: home.out_log(name),
+            err: home.err_log(name),
+            format: LineFormat::default(),
+        };
+        (name.to_string(), logs)
+    };
     let paths = |p: &ProcessInfo| {
-        let (out, err) = defaults(&p.name).1;
-        let out = p.out_file.as_ref().map_or(out, PathBuf::from);
-        let err = p.error_file.as_ref().map_or(err, PathBuf::from);
-        (p.name.clone(), (out, err))
+        let AppLogs { out, err, .. } = defaults(&p.name).1;
+        let logs = AppLogs {
+            out: p.out_file.as_ref().map_or(out, PathBuf::from),
+            err: p.error_file.as_ref().map_or(err, PathBuf::from),
+            format: p.log_lines.clone().unwrap_or_default(),
+        };
+        (p.name.clone(), logs)
     };
     let on_disk = apps_on_disk(home)?;
     match (selection, known) {

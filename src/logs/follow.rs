@@ -19,7 +19,7 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use super::filter::Filter;
-use super::{LogLine, Stream, parse_line, rotated_files};
+use super::{LogLine, Stream, parse_line_as, rotated_files};
 
 /// One log file to read: an app's stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +29,8 @@ pub struct Source {
     pub path: PathBuf,
     /// Only the lines of this instance.
     pub instance: Option<u32>,
+    /// How the app writes its lines, when known (see [`super::parse_line_as`]).
+    pub format: super::LineFormat,
 }
 
 /// The last `count` lines of the sources, merged by time, oldest first.
@@ -220,7 +222,7 @@ impl Source {
 
     fn line(&self, raw: &[u8]) -> LogLine {
         let text = String::from_utf8_lossy(raw);
-        let parsed = parse_line(&text);
+        let parsed = parse_line_as(&text, &self.format);
         LogLine {
             app: self.app.clone(),
             instance: parsed.instance,
@@ -532,6 +534,7 @@ mod tests {
             stream: Stream::Out,
             path: path.to_path_buf(),
             instance: None,
+            format: Default::default(),
         }
     }
 

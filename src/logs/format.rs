@@ -188,6 +188,72 @@ pub fn parse_line(line: &str) -> Parsed<'_> {
     }
 }
 
+/// [`parse_line`] for a file whose app's settings are known (the daemon tells `logs` and monit, `run`
+/// has the file): a time in the app's `log_date_format` is read with it first, so that one that is not
+/// ISO 8601 (`%d/%m %H:%M`) still gives the line its time.
+pub fn parse_line_as<'a>(line: &'a str, format: &LineFormat) -> Parsed<'a> {
+    let Some(date_format) = &format.date_format else {
+        return parse_line(line);
+    };
+    let time = |text: &str| parse_time_as(text, date_format, format.timezone);
+    if line.starts_with('{')
+        && let Ok(record) = serde_json::from_str::<JsonLine<'_>>(line)
+    {
+        return Parsed {
+            time: record.time.as_deref().and_then(time),
+            instance: record.instance,
+            text: Cow::Owned(record.message.into_owned()),
+        };
+    }
+    let head = &line[..floor_char_boundary(line, 96)];
+    let mut from = 0;
+    while let Some(found) = head[from..].find(" [") {
+        let at = from + found;
+        if let Some((instance, text)) = instance_and_text(&line[at..])
+            && let Some(time) = time(&line[..at])
+        {
+            return Parsed {
+                time: Some(time),
+                instance: Some(instance),
+                text: Cow::Borrowed(text),
+            };
+        }
+        from = at + 2;
+    }
+    parse_line(line)
+}
+
+/// A time written with `format` in `zone`. A format without the year (`%d/%m %H:%M`) is taken in the
+/// last year that does not put the time in the future.
+pub fn parse_time_as(text: &str, format: &str, zone: LogTimezone) -> Option<u64> {
+    let ms = |t: Timestamp| u64::try_from(t.as_millisecond()).ok();
+    let mut tm = strtime::parse(format, text).ok()?;
+    if tm.offset().is_some() || tm.timestamp().is_some() {
+        return tm.to_timestamp().ok().and_then(ms);
+    }
+    let tz = match zone {
+        LogTimezone::Utc => TimeZone::UTC,
+        LogTimezone::Local => TimeZone::system(),
+    };
+    let now = Timestamp::now();
+    let guessed = tm.year().is_none();
+    if guessed {
+        tm.set_year(Some(now.to_zoned(tz.clone()).year())).ok()?;
+    }
+    let mut time = tm
+        .to_datetime()
+        .ok()?
+        .to_zoned(tz.clone())
+        .ok()?
+        .timestamp();
+    if guessed && time > now + jiff::SignedDuration::from_hours(24) {
+        let year = tm.year()? - 1;
+        tm.set_year(Some(year)).ok()?;
+        time = tm.to_datetime().ok()?.to_zoned(tz).ok()?.timestamp();
+    }
+    ms(time)
+}
+
 /// `2026-11-24T01:02:03.456Z [0] text`: the keeper's default, read without allocating.
 fn default_prefix(line: &str) -> Option<Parsed<'_>> {
     const TIME_LEN: usize = 24;
@@ -374,6 +440,49 @@ mod tests {
             ..LineFormat::default()
         };
         assert_eq!(parse_any_time(&civil.time_text(MS)), Some(MS));
+    }
+
+    #[test]
+    fn a_known_date_format_reads_times_iso_8601_does_not_cover() {
+        for (format, zone) in [
+            ("%d/%m/%Y %Hh%M:%S%.3f", LogTimezone::Utc),
+            ("%d/%m/%Y %Hh%M:%S%.3f", LogTimezone::Local),
+            ("%a %d %b %Y %H:%M:%S%.3f %z", LogTimezone::Local),
+        ] {
+            let app = LineFormat {
+                date_format: Some(format.into()),
+                timezone: zone,
+                ..LineFormat::default()
+            };
+            let line = written(&app, "hi");
+            assert_eq!(parse_line(line.trim_end()).time, None, "{line}");
+            let p = parse_line_as(line.trim_end(), &app);
+            assert_eq!(
+                (p.time, p.instance, &*p.text),
+                (Some(MS), Some(2), "hi"),
+                "{line}"
+            );
+            let json = LineFormat {
+                style: LogStyle::Json,
+                ..app.clone()
+            };
+            let line = written(&json, "hi");
+            let p = parse_line_as(line.trim_end(), &json);
+            assert_eq!((p.time, p.instance, &*p.text), (Some(MS), Some(2), "hi"));
+        }
+        // No year: this year, or the last if that would be in the future.
+        let recent = Timestamp::now() - jiff::SignedDuration::from_hours(1);
+        let text = strtime::format("%d/%m %H:%M", &recent.to_zoned(TimeZone::UTC)).expect("fmt");
+        let parsed = parse_time_as(&text, "%d/%m %H:%M", LogTimezone::Utc).expect("parsed");
+        let expected = recent.as_millisecond() / 60_000 * 60_000;
+        assert_eq!(parsed as i64, expected);
+        // Lines of another format still read.
+        let app = LineFormat {
+            date_format: Some("%d/%m %H:%M".into()),
+            ..LineFormat::default()
+        };
+        let p = parse_line_as("2026-11-24T01:02:03.456Z [1] x", &app);
+        assert_eq!((p.time, p.instance), (Some(MS), Some(1)));
     }
 
     #[test]

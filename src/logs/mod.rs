@@ -45,7 +45,7 @@ use serde::{Deserialize, Serialize};
 
 pub use filter::Filter;
 pub use follow::{Follower, Source, tail};
-pub use format::{LineFormat, LogStyle, LogTimezone, parse_line};
+pub use format::{LineFormat, LogStyle, LogTimezone, parse_line, parse_line_as};
 pub use handle::Keeper;
 pub use output::RotateEvery;
 

@@ -10,7 +10,12 @@ use super::app::LogLine;
 use crate::logs::{Source, Stream};
 
 /// The last `n` lines of the out and err files, oldest first, each with the instance that wrote it.
-pub fn tail(out_file: Option<&str>, error_file: Option<&str>, n: usize) -> Vec<LogLine> {
+pub fn tail(
+    out_file: Option<&str>,
+    error_file: Option<&str>,
+    format: &crate::logs::LineFormat,
+    n: usize,
+) -> Vec<LogLine> {
     let sources: Vec<Source> = [(out_file, Stream::Out), (error_file, Stream::Err)]
         .into_iter()
         .filter_map(|(path, stream)| {
@@ -19,6 +24,7 @@ pub fn tail(out_file: Option<&str>, error_file: Option<&str>, n: usize) -> Vec<L
                 stream,
                 path: PathBuf::from(path?),
                 instance: None,
+                format: format.clone(),
             })
         })
         .collect();

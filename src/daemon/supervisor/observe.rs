@@ -285,6 +285,8 @@ impl Supervisor {
                     error_file: Some(app.err_path.display().to_string()),
                     last_exit_at_ms: w.last_exit_at.map(unix_ms),
                     memory_restarts: w.memory_restarts,
+                    log_lines: (app.spec.log_lines != Default::default())
+                        .then(|| app.spec.log_lines.clone()),
                     group: match (group, sample) {
                         (true, Some(sample)) => sample
                             .members

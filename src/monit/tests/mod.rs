@@ -38,6 +38,7 @@ fn worker(id: u32, name: &str, instance: u32, status: Status) -> ProcessInfo {
         error_file: Some(format!("/var/log/{name}-err.log")),
         last_exit_at_ms: None,
         memory_restarts: 0,
+        log_lines: None,
         group: Vec::new(),
     }
 }
