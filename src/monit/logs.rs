@@ -68,7 +68,7 @@ mod tests {
             "2026-11-24T01:02:03.200Z [0] second\n2026-11-24T01:02:03.400Z [0]\n",
         )
         .expect("write err");
-        let lines = tail(out.to_str(), err.to_str(), 10);
+        let lines = tail(out.to_str(), err.to_str(), &Default::default(), 10);
         let texts: Vec<(&str, bool)> = lines.iter().map(|l| (l.text.as_str(), l.err)).collect();
         assert_eq!(
             texts,
@@ -79,7 +79,10 @@ mod tests {
                 ("[0] ", true)
             ]
         );
-        assert_eq!(tail(out.to_str(), err.to_str(), 2).len(), 2);
+        assert_eq!(
+            tail(out.to_str(), err.to_str(), &Default::default(), 2).len(),
+            2
+        );
     }
 
     #[test]
