@@ -90,9 +90,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let out = dir.path().join("raw.log");
         std::fs::write(&out, "plain [0] line\n\tindented\x1b[31m\n").expect("write");
-        let lines = tail(out.to_str(), Some("/nonexistent/err.log"), 10);
+        let lines = tail(
+            out.to_str(),
+            Some("/nonexistent/err.log"),
+            &Default::default(),
+            10,
+        );
         let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
         assert_eq!(texts, ["plain [0] line", "    indented[31m"]);
-        assert!(tail(None, None, 10).is_empty());
+        assert!(tail(None, None, &Default::default(), 10).is_empty());
     }
 }
