@@ -46,6 +46,15 @@ pub fn queue(job: Job) {
     };
     if worker.is_none() {
         let (jobs, received) = channel::<Job>();
+        // The thread starts with every signal blocked (it inherits the mask it is created with), so that
+        // SIGTERM and SIGUSR1 reach the keeper's loop and interrupt its poll.
+        let all = nix::sys::signal::SigSet::all();
+        let mut previous = nix::sys::signal::SigSet::empty();
+        let blocked = nix::sys::signal::pthread_sigmask(
+            nix::sys::signal::SigmaskHow::SIG_BLOCK,
+            Some(&all),
+            Some(&mut previous),
+        );
         let spawned = std::thread::Builder::new()
             .name("log-compress".into())
             .spawn(move || {
@@ -53,6 +62,13 @@ pub fn queue(job: Job) {
                     compress_rotated(&job.dir, &job.name);
                 }
             });
+        if blocked.is_ok() {
+            let _ = nix::sys::signal::pthread_sigmask(
+                nix::sys::signal::SigmaskHow::SIG_SETMASK,
+                Some(&previous),
+                None,
+            );
+        }
         match spawned {
             Ok(thread) => *worker = Some(Worker { jobs, thread }),
             Err(error) => {
