@@ -620,3 +620,38 @@ exec sleep 600
     let stopped = h.cmd(&["reload-logs"]).ok();
     assert!(stopped.stdout.contains("not running"), "{stopped}");
 }
+
+#[test]
+fn import_maps_pm2_log_date_format_time_and_log_type() {
+    let h = Herdsman::new();
+    let dir = h.scratch("pm2");
+    json_app(&dir);
+    let file = write_file(
+        &dir,
+        "ecosystem.json",
+        r#"{"apps": [{"name": "api", "script": "json.sh", "time": true,
+            "log_date_format": "YYYY-MM-DD HH:mm:ss.SSS Z", "log_type": "json"}]}"#,
+    );
+    let out = h.cmd(&["import", file.to_str().expect("utf-8")]).ok();
+    assert!(!out.stderr.contains("not imported"), "{out}");
+    for line in [
+        r#"log_date_format = "%Y-%m-%d %H:%M:%S.%3f %:z""#,
+        r#"log_timezone = "local""#,
+        r#"log_format = "json""#,
+    ] {
+        assert!(out.stdout.contains(line), "{line}\n{out}");
+    }
+    // The converted file runs: its lines are JSON objects whose time is in that format.
+    write_file(&dir, "ecosystem.toml", &out.stdout);
+    h.cmd(&["start", dir.join("ecosystem.toml").to_str().expect("utf-8")])
+        .ok();
+    let lines = wait_lines(&h, &log_path(&h, "api", "out"), 3);
+    let value: Value = serde_json::from_str(&lines[0]).expect("json");
+    let time = value["time"].as_str().expect("time");
+    let pattern =
+        regex::Regex::new(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} [+-]\d\d:\d\d$").expect("re");
+    assert!(pattern.is_match(time), "{time}");
+    let records = logs_json(&h, &["api", "--out"]);
+    assert!(records.iter().all(|r| r["time"].is_string()), "{records:?}");
+    h.cmd(&["kill"]).ok();
+}
