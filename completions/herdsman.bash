@@ -82,6 +82,12 @@ _herdsman() {
             herdsman,reload)
                 cmd="herdsman__subcmd__reload"
                 ;;
+            herdsman,reload-logs)
+                cmd="herdsman__subcmd__reloadLogs"
+                ;;
+            herdsman,reloadLogs)
+                cmd="herdsman__subcmd__reloadLogs"
+                ;;
             herdsman,restart)
                 cmd="herdsman__subcmd__restart"
                 ;;
@@ -178,6 +184,9 @@ _herdsman() {
             herdsman__subcmd__help,reload)
                 cmd="herdsman__subcmd__help__subcmd__reload"
                 ;;
+            herdsman__subcmd__help,reloadLogs)
+                cmd="herdsman__subcmd__help__subcmd__reloadLogs"
+                ;;
             herdsman__subcmd__help,restart)
                 cmd="herdsman__subcmd__help__subcmd__restart"
                 ;;
@@ -221,7 +230,7 @@ _herdsman() {
 
     case "${cmd}" in
         herdsman)
-            opts="-h -V --help --version start list ls l ps status jlist describe show info desc stop restart reload startOrReload startOrRestart startOrGracefulReload scale signal delete del logs monit flush kill init schema import daemon save resurrect startup unstartup run completions man log-keeper help"
+            opts="-h -V --help --version start list ls l ps status jlist describe show info desc stop restart reload startOrReload startOrRestart startOrGracefulReload scale signal delete del logs monit flush reloadLogs reload-logs kill init schema import daemon save resurrect startup unstartup run completions man log-keeper help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -305,7 +314,7 @@ _herdsman() {
             return 0
             ;;
         herdsman__subcmd__help)
-            opts="start list jlist describe stop restart reload startOrReload scale signal delete logs monit flush kill init schema import daemon save resurrect startup unstartup run completions man log-keeper help"
+            opts="start list jlist describe stop restart reload startOrReload scale signal delete logs monit flush reloadLogs kill init schema import daemon save resurrect startup unstartup run completions man log-keeper help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -529,6 +538,20 @@ _herdsman() {
             return 0
             ;;
         herdsman__subcmd__help__subcmd__reload)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        herdsman__subcmd__help__subcmd__reloadLogs)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -807,13 +830,25 @@ _herdsman() {
             return 0
             ;;
         herdsman__subcmd__logs)
-            opts="-h -V --lines --nostream --raw --json --timestamp --out --err --help --version"
+            opts="-h -V --lines --nostream --raw --json --timestamp --out --err --since --until --grep --reopen --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --lines)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --until)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --grep)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -867,6 +902,20 @@ _herdsman() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        herdsman__subcmd__reloadLogs)
+            opts="-h -V --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 *)
                     COMPREPLY=()
                     ;;
@@ -981,7 +1030,7 @@ _herdsman() {
             return 0
             ;;
         herdsman__subcmd__start)
-            opts="-n -i -o -e -f -h -V --name --instances --listen --interpreter --node-args --interpreter-args --cwd --kill-signal --kill-timeout --min-uptime --max-restarts --restart-backoff --restart-backoff-max --wait-ready --listen-timeout --no-overlap --no-autorestart --stop-exit-codes --output --error --increment-var --depends-on --user --group --max-memory-restart --log-max-size --log-keep --env-file --watch --ignore-watch --watch-delay --only --env --dry-run --no-daemon --time --force --help --version"
+            opts="-n -i -o -e -f -h -V --name --instances --listen --interpreter --node-args --interpreter-args --cwd --kill-signal --kill-timeout --min-uptime --max-restarts --restart-backoff --restart-backoff-max --wait-ready --listen-timeout --no-overlap --no-autorestart --stop-exit-codes --output --error --increment-var --depends-on --user --group --max-memory-restart --log-max-size --log-keep --env-file --watch --ignore-watch --watch-delay --no-log-prefix --log-format --log-date-format --log-timezone --log-rotate --log-compress --only --env --dry-run --no-daemon --time --force --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1113,6 +1162,22 @@ _herdsman() {
                     ;;
                 --watch-delay)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --log-date-format)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-timezone)
+                    COMPREPLY=($(compgen -W "utc local" -- "${cur}"))
+                    return 0
+                    ;;
+                --log-rotate)
+                    COMPREPLY=($(compgen -W "daily hourly" -- "${cur}"))
                     return 0
                     ;;
                 --only)

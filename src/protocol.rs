@@ -209,6 +209,9 @@ pub enum Request {
     Describe { target: Selection },
     /// Empty the selected apps' log files and remove their rotated files.
     Flush { target: Selection },
+    /// Tell the log keeper to reopen every log by its path now (after an external rotator renamed the
+    /// files); answered with [`Response::Ok`].
+    ReloadLogs,
     /// A live view: the daemon answers with a [`Response::Snapshot`] at once and then after each sample of
     /// its workers, until the client closes the connection. It samples every `interval_ms` (at least 250)
     /// or more often if another view or a memory limit asks for it. A client that does not keep up is
@@ -433,6 +436,10 @@ pub struct ProcessInfo {
     /// `null` once a reload after a change succeeds.
     #[serde(default)]
     pub watch_error: Option<String>,
+    /// How the app writes its log lines, when not the default (`log_prefix`, `log_format`,
+    /// `log_date_format`, `log_timezone`): readers use it to read the times back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_lines: Option<crate::logs::LineFormat>,
     /// With `describe`: the processes the worker's `cpu` and `memory` add up (the worker and its
     /// descendants). Empty elsewhere.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -319,6 +319,37 @@ impl Dir {
         Ok(File::from(fd))
     }
 
+    /// Opens the regular file `name` in this directory for reading: never through a link, never blocking.
+    pub fn open_read(&self, name: &OsStr) -> Result<File, Error> {
+        let path = self.path.join(name);
+        let flags = OFlag::O_RDONLY
+            | OFlag::O_NOFOLLOW
+            | OFlag::O_NONBLOCK
+            | OFlag::O_NOCTTY
+            | OFlag::O_CLOEXEC;
+        let fd = match openat(&self.fd, name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::ELOOP) => return Err(Error::Link { path }),
+            Err(e) => return Err(Error::io("open", &path, e)),
+        };
+        let stat = fstat(&fd).map_err(|e| Error::io("stat", &path, e))?;
+        regular(&stat, &path)?;
+        Ok(File::from(fd))
+    }
+
+    /// Another handle on the same directory (for another thread).
+    pub fn try_clone(&self) -> Result<Dir, Error> {
+        let fd = self.fd.try_clone().map_err(|e| Error::Io {
+            action: "duplicate",
+            path: self.path.clone(),
+            source: e,
+        })?;
+        Ok(Dir {
+            fd,
+            path: self.path.clone(),
+        })
+    }
+
     /// Creates the new file `name` (which must not exist) with exactly `mode`, for writing.
     pub fn create_new(&self, name: &OsStr, mode: u32) -> Result<File, Error> {
         let path = self.path.join(name);

@@ -8,6 +8,7 @@ mod helpers;
 mod keeper;
 mod langs;
 mod lifecycle;
+mod logfeat;
 mod logs;
 mod monit;
 mod observe;

@@ -155,15 +155,36 @@ fn render(app: &AppDetails, now: u64) -> String {
         },
     );
     if let Some(worker) = app.workers.first() {
-        let rotation = if spec.log_max_size == 0 {
-            "never rotated".to_string()
-        } else {
-            format!(
-                "rotated at {}, {} kept",
-                bytes(spec.log_max_size),
-                spec.log_keep
-            )
+        let every = match spec.log_rotate {
+            Some(crate::logs::RotateEvery::Daily) => Some("daily"),
+            Some(crate::logs::RotateEvery::Hourly) => Some("hourly"),
+            None => None,
         };
+        let mut rotation = match (spec.log_max_size, every) {
+            (0, None) => "never rotated".to_string(),
+            (0, Some(every)) => format!("rotated {every}, {} kept", spec.log_keep),
+            (size, None) => format!("rotated at {}, {} kept", bytes(size), spec.log_keep),
+            (size, Some(every)) => format!(
+                "rotated {every} and at {}, {} kept",
+                bytes(size),
+                spec.log_keep
+            ),
+        };
+        if spec.log_compress {
+            rotation.push_str(", gzipped from .2");
+        }
+        let lines = &spec.log_lines;
+        rotation.push_str(match lines.style {
+            crate::logs::LogStyle::Text => "; lines: time [instance] text",
+            crate::logs::LogStyle::Plain => "; lines: as written",
+            crate::logs::LogStyle::Json => "; lines: JSON objects",
+        });
+        if let Some(format) = &lines.date_format {
+            rotation.push_str(&format!(", time as {format}"));
+        }
+        if lines.timezone == crate::logs::LogTimezone::Local {
+            rotation.push_str(", local time");
+        }
         field(
             "logs",
             format!(

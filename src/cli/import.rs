@@ -151,14 +151,6 @@ const UNSUPPORTED: &[(&str, &str)] = &[
         "herdsman backs off exponentially instead (restart_backoff)",
     ),
     (
-        "log_date_format",
-        "every log line has its UTC time; `herdsman logs --timestamp` shows it",
-    ),
-    (
-        "time",
-        "every log line has its UTC time; `herdsman logs --timestamp` shows it",
-    ),
-    (
         "combine_logs",
         "each app's workers always share one out and one error log; each line names its instance",
     ),
@@ -362,6 +354,26 @@ fn convert(app: &serde_json::Map<String, Value>) -> (Table, Vec<String>) {
                 put("env", env_table(value));
             }
             profile if profile.starts_with("env_") => put(profile, env_table(value)),
+            // herdsman stamps every line (in UTC unless told otherwise); PM2's `time` only turns that on.
+            "time" => {}
+            "log_date_format" => match value.as_str().map(dayjs_to_strftime) {
+                Some(Ok(format)) => {
+                    table.insert("log_date_format".into(), Toml::String(format));
+                    // PM2 writes its dates in local time.
+                    table.insert("log_timezone".into(), Toml::String("local".into()));
+                }
+                Some(Err(e)) => notes.push(format!("`log_date_format`: {e}")),
+                None => notes.push(format!("`{key}`: cannot read the value {value}")),
+            },
+            "log_type" => match value.as_str() {
+                Some("json") => {
+                    table.insert("log_format".into(), Toml::String("json".into()));
+                }
+                Some("raw" | "text" | "") => {}
+                _ => notes.push(format!(
+                    "`log_type`: {value} is not a log type herdsman knows (\"json\")"
+                )),
+            },
             other => {
                 let reason = UNSUPPORTED
                     .iter()
@@ -385,6 +397,62 @@ fn convert(app: &serde_json::Map<String, Value>) -> (Table, Vec<String>) {
         }
     }
     (table, notes)
+}
+
+/// PM2's `log_date_format` (a dayjs format: `YYYY-MM-DD HH:mm:ss Z`) as a strftime format
+/// (`%Y-%m-%d %H:%M:%S %:z`). Text in brackets is literal, as are letters dayjs does not know.
+pub fn dayjs_to_strftime(format: &str) -> Result<String, String> {
+    const TOKENS: &[(&str, &str)] = &[
+        ("YYYY", "%Y"),
+        ("YY", "%y"),
+        ("MMMM", "%B"),
+        ("MMM", "%b"),
+        ("MM", "%m"),
+        ("M", "%-m"),
+        ("DD", "%d"),
+        ("D", "%-d"),
+        ("dddd", "%A"),
+        ("ddd", "%a"),
+        ("HH", "%H"),
+        ("H", "%-H"),
+        ("hh", "%I"),
+        ("h", "%-I"),
+        ("mm", "%M"),
+        ("m", "%-M"),
+        ("ss", "%S"),
+        ("s", "%-S"),
+        ("SSS", "%3f"),
+        ("ZZ", "%z"),
+        ("Z", "%:z"),
+        ("A", "%p"),
+        ("a", "%P"),
+        ("X", "%s"),
+    ];
+    let mut out = String::new();
+    let mut rest = format;
+    while let Some(c) = rest.chars().next() {
+        if c == '[' {
+            let Some(end) = rest.find(']') else {
+                return Err(format!("'{format}' has a `[` without its `]`"));
+            };
+            out.push_str(&rest[1..end].replace('%', "%%"));
+            rest = &rest[end + 1..];
+            continue;
+        }
+        if let Some((token, directive)) = TOKENS.iter().find(|(t, _)| rest.starts_with(t)) {
+            out.push_str(directive);
+            rest = &rest[token.len()..];
+            continue;
+        }
+        if c == '%' {
+            out.push_str("%%");
+        } else {
+            out.push(c);
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    crate::logs::LineFormat::check_date_format(&out)?;
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -420,6 +488,32 @@ mod tests {
         assert_eq!(notes.len(), 2, "{notes:?}");
         assert!(notes[0].contains("^tmp$"), "{notes:?}");
         assert!(notes[1].contains("`watch_options`"), "{notes:?}");
+        let mut root = Table::new();
+        root.insert("apps".into(), Toml::Array(vec![Toml::Table(table)]));
+        let root = toml::to_string(&root).expect("serialise");
+        crate::config::file::parse(&root).expect("the converted app is a valid herdsman app");
+    }
+
+    #[test]
+    fn pm2_log_options_map_to_herdsman_ones() {
+        let app = serde_json::json!({
+            "name": "api", "script": "server.js", "time": true,
+            "log_date_format": "YYYY-MM-DD HH:mm:ss.SSS Z", "log_type": "json"
+        });
+        let (table, notes) = convert(app.as_object().expect("object"));
+        assert!(notes.is_empty(), "{notes:?}");
+        assert_eq!(
+            table["log_date_format"].as_str(),
+            Some("%Y-%m-%d %H:%M:%S.%3f %:z")
+        );
+        assert_eq!(table["log_timezone"].as_str(), Some("local"));
+        assert_eq!(table["log_format"].as_str(), Some("json"));
+        assert!(!table.contains_key("time"));
+        assert_eq!(
+            dayjs_to_strftime("[at] h:mm A, D MMM YYYY (100%)").as_deref(),
+            Ok("at %-I:%M %p, %-d %b %Y (100%%)")
+        );
+        assert!(dayjs_to_strftime("YYYY [unclosed").is_err());
         let mut root = Table::new();
         root.insert("apps".into(), Toml::Array(vec![Toml::Table(table)]));
         let root = toml::to_string(&root).expect("serialise");

@@ -162,6 +162,7 @@ mod tests {
             memory_restarts: 0,
             watching: false,
             watch_error: None,
+            log_lines: None,
             group: Vec::new(),
         }
     }

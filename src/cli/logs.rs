@@ -15,7 +15,8 @@ use anyhow::{Context, Result, bail};
 use super::LogsArgs;
 use crate::client::Client;
 use crate::home::Home;
-use crate::logs::{Follower, LogLine, Source, Stream, format_time};
+use crate::logs::filter::parse_moment;
+use crate::logs::{Filter, Follower, LineFormat, LogLine, Source, Stream, format_time, now_ms};
 use crate::protocol::{ProcessInfo, Request, Response, Selection};
 
 /// How often a follower looks at its files.
@@ -107,21 +108,31 @@ fn colour_of(app: &str, instance: Option<u32>) -> &'static str {
     PALETTE[hash as usize % PALETTE.len()]
 }
 
+/// An app's log files, and how its lines are written (when the daemon says).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppLogs {
+    pub out: PathBuf,
+    pub err: PathBuf,
+    pub format: LineFormat,
+}
+
 /// The streams of some apps, as sources to read.
 /// Only the lines of `instance`, when it is given.
 pub fn sources(
-    apps: &BTreeMap<String, (PathBuf, PathBuf)>,
+    apps: &BTreeMap<String, AppLogs>,
     out: bool,
     err: bool,
     instance: Option<u32>,
 ) -> Vec<Source> {
     let mut sources = Vec::new();
-    for (app, (out_path, err_path)) in apps {
+    for (app, logs) in apps {
+        let (out_path, err_path) = (&logs.out, &logs.err);
         let source = |stream, path: &PathBuf| Source {
             app: app.clone(),
             stream,
             path: path.clone(),
             instance,
+            format: logs.format.clone(),
         };
         if out {
             sources.push(source(Stream::Out, out_path));
@@ -133,11 +144,46 @@ pub fn sources(
     sources
 }
 
+/// The lines `--since`, `--until` and `--grep` select.
+fn filter(args: &LogsArgs) -> Result<Filter> {
+    let now = now_ms();
+    let moment = |text: &Option<String>, flag: &str| -> Result<Option<u64>> {
+        text.as_deref()
+            .map(|t| parse_moment(t, now).map_err(|e| anyhow::anyhow!("--{flag}: {e}")))
+            .transpose()
+    };
+    let grep = args
+        .grep
+        .as_deref()
+        .map(|pattern| {
+            regex::Regex::new(pattern).map_err(|e| anyhow::anyhow!("--grep: invalid pattern: {e}"))
+        })
+        .transpose()?;
+    let filter = Filter {
+        since: moment(&args.since, "since")?,
+        until: moment(&args.until, "until")?,
+        grep,
+    };
+    if let (Some(since), Some(until)) = (filter.since, filter.until)
+        && since > until
+    {
+        bail!("--since is later than --until: no line can be in between");
+    }
+    Ok(filter)
+}
+
 pub fn run(home: &Home, args: LogsArgs) -> Result<()> {
+    if args.reopen {
+        return reopen(home);
+    }
+    let filter = filter(&args)?;
+    let by_time = filter.since.is_some() || filter.until.is_some();
+    let count = args.lines.unwrap_or(if by_time { usize::MAX } else { 15 });
+    let nostream = args.nostream || filter.until.is_some();
     let (apps, only) = resolve(home, args.target.as_deref())?;
     if apps.is_empty() {
         eprintln!("no logs yet in {}", home.logs_dir().display());
-        if args.nostream {
+        if nostream {
             return Ok(());
         }
     }
@@ -146,13 +192,13 @@ pub fn run(home: &Home, args: LogsArgs) -> Result<()> {
         timestamp: args.timestamp,
     };
     let sources = sources(&apps, !args.err, !args.out, only);
-    let (history, mut follower) = Follower::with_history(sources, args.lines);
+    let (history, mut follower) = Follower::with_history_filtered(sources, count, filter);
     let mut out = std::io::stdout().lock();
     for line in &history {
         printer.print(&mut out, line)?;
     }
     out.flush()?;
-    if args.nostream {
+    if nostream {
         return Ok(());
     }
     let follow_new_apps =
@@ -176,6 +222,23 @@ pub fn run(home: &Home, args: LogsArgs) -> Result<()> {
     }
 }
 
+/// `herdsman reloadLogs` (and `logs --reopen`): the daemon tells its log keeper to reopen every log by
+/// its path. Without a daemon no log is open, and there is nothing to do.
+pub fn reopen(home: &Home) -> Result<()> {
+    let Some(mut client) = Client::connect(home)? else {
+        println!("the daemon is not running: no log is open");
+        return Ok(());
+    };
+    match client.request(&Request::ReloadLogs)? {
+        Response::Ok => {
+            println!("logs reopened");
+            Ok(())
+        }
+        Response::Error { message, .. } => bail!(message),
+        _ => bail!("unexpected answer to reloadLogs; is the CLI the same version as the daemon?"),
+    }
+}
+
 /// `herdsman flush`: empties the selected apps' logs. The daemon does it when it runs; otherwise the
 /// files in the home are emptied here.
 pub fn flush(home: &Home, target: Option<&str>) -> Result<()> {
@@ -193,8 +256,8 @@ pub fn flush(home: &Home, target: Option<&str>) -> Result<()> {
         };
     }
     let (apps, _) = resolve(home, target)?;
-    for (app, (out, err)) in &apps {
-        for path in [out, err] {
+    for (app, logs) in &apps {
+        for path in [&logs.out, &logs.err] {
             crate::logs::flush(path).map_err(|e| anyhow::anyhow!("app '{app}': {e}"))?;
         }
     }
@@ -209,7 +272,7 @@ pub fn flush(home: &Home, target: Option<&str>) -> Result<()> {
 pub fn resolve(
     home: &Home,
     target: Option<&str>,
-) -> Result<(BTreeMap<String, (PathBuf, PathBuf)>, Option<u32>)> {
+) -> Result<(BTreeMap<String, AppLogs>, Option<u32>)> {
     let selection = Selection::parse(target.unwrap_or("all"));
     let known = match Client::connect(home)? {
         Some(mut client) => match client.request(&Request::List)? {
@@ -219,12 +282,22 @@ pub fn resolve(
         },
         None => None,
     };
-    let defaults = |name: &str| (name.to_string(), (home.out_log(name), home.err_log(name)));
+    let defaults = |name: &str| {
+        let logs = AppLogs {
+            out: home.out_log(name),
+            err: home.err_log(name),
+            format: LineFormat::default(),
+        };
+        (name.to_string(), logs)
+    };
     let paths = |p: &ProcessInfo| {
-        let (out, err) = defaults(&p.name).1;
-        let out = p.out_file.as_ref().map_or(out, PathBuf::from);
-        let err = p.error_file.as_ref().map_or(err, PathBuf::from);
-        (p.name.clone(), (out, err))
+        let AppLogs { out, err, .. } = defaults(&p.name).1;
+        let logs = AppLogs {
+            out: p.out_file.as_ref().map_or(out, PathBuf::from),
+            err: p.error_file.as_ref().map_or(err, PathBuf::from),
+            format: p.log_lines.clone().unwrap_or_default(),
+        };
+        (p.name.clone(), logs)
     };
     let on_disk = apps_on_disk(home)?;
     match (selection, known) {

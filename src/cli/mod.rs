@@ -143,6 +143,10 @@ pub enum Command {
         /// An app name, a worker id (its app), or `all` [default: all].
         target: Option<String>,
     },
+    /// Reopen every app's log by its path, for an external rotator (logrotate's `postrotate`) that
+    /// renamed the files; herdsman rotates by itself otherwise (`logs --reopen` does the same).
+    #[command(name = "reloadLogs", visible_alias = "reload-logs")]
+    ReloadLogs,
     /// Stop every app and the daemon.
     Kill,
     /// Write a commented ecosystem.toml to start from.
@@ -349,6 +353,25 @@ pub struct StartArgs {
     /// With --watch: reload once the files have been quiet this long [default: 500ms].
     #[arg(long, value_name = "DURATION")]
     pub watch_delay: Option<String>,
+    /// Write each line to the log files exactly as the app wrote it, without time and instance.
+    #[arg(long, conflicts_with_all = ["log_format", "log_date_format"])]
+    pub no_log_prefix: bool,
+    /// `text` (`<time> [<instance>] <line>`) or `json` (one object a line: time, app, instance, stream,
+    /// message) [default: text].
+    #[arg(long, alias = "log-type", value_parser = ["text", "json"])]
+    pub log_format: Option<String>,
+    /// The time of each log line, strftime-style (`%Y-%m-%d %H:%M:%S %z`) [default: RFC 3339].
+    #[arg(long)]
+    pub log_date_format: Option<String>,
+    /// The zone of the times in the log files: `utc` or `local` [default: utc].
+    #[arg(long, value_parser = ["utc", "local"])]
+    pub log_timezone: Option<String>,
+    /// Also rotate the logs when a new day (or hour) starts: `daily` or `hourly` [default: by size only].
+    #[arg(long, value_parser = ["daily", "hourly"])]
+    pub log_rotate: Option<String>,
+    /// gzip rotated log files from `.2` on.
+    #[arg(long)]
+    pub log_compress: bool,
     /// With an ecosystem file: only these apps, comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
@@ -380,9 +403,9 @@ pub struct StartArgs {
 pub struct LogsArgs {
     /// An app name, a worker id, or `all` [default: all].
     pub target: Option<String>,
-    /// How many of the last lines to print first.
-    #[arg(long, default_value_t = 15)]
-    pub lines: usize,
+    /// How many of the last lines to print first [default: 15; with --since or --until, all].
+    #[arg(long)]
+    pub lines: Option<usize>,
     /// Print the last lines and exit instead of following.
     #[arg(long)]
     pub nostream: bool,
@@ -401,6 +424,19 @@ pub struct LogsArgs {
     /// Only standard error.
     #[arg(long)]
     pub err: bool,
+    /// Only lines written since this: a duration back from now (`90s`, `10m`, `1h`, `2d`) or a time
+    /// (`2026-11-24T01:02:03Z`; `2026-11-24 01:02` and `2026-11-24` in local time).
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Only lines written until this (as --since); prints and exits instead of following.
+    #[arg(long, value_name = "WHEN")]
+    pub until: Option<String>,
+    /// Only lines whose text matches this regular expression.
+    #[arg(long, value_name = "PATTERN")]
+    pub grep: Option<String>,
+    /// Reopen every app's log by its path (as `reloadLogs`) and exit.
+    #[arg(long, exclusive = true)]
+    pub reopen: bool,
 }
 
 /// The ecosystem file a control command's targets name, if they name one: then it must be the only target.
@@ -487,6 +523,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Logs(args) => logs::run(&home, args),
         Command::Monit => crate::monit::run(&home),
         Command::Flush { target } => logs::flush(&home, target.as_deref()),
+        Command::ReloadLogs => logs::reopen(&home),
         Command::Kill => control::kill(&home),
         Command::Init { path, force } => ecosystem::init(&path, force),
         Command::Schema => ecosystem::schema(),

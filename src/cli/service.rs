@@ -270,7 +270,12 @@ fn serve_run(
                 .error_file
                 .clone()
                 .unwrap_or_else(|| home.err_log(&spec.name));
-            (spec.name.clone(), (out, err))
+            let logs = super::logs::AppLogs {
+                out,
+                err,
+                format: spec.log_lines.clone(),
+            };
+            (spec.name.clone(), logs)
         })
         .collect();
     let mut follower = crate::logs::Follower::new(sources(&logs, true, true, None));

@@ -332,6 +332,28 @@ fn raw_from_args(args: &StartArgs) -> Result<RawApp> {
             (!patterns.is_empty()).then(|| flag(patterns))
         },
         watch_delay: duration(&args.watch_delay, "watch-delay")?,
+        log_prefix: args.no_log_prefix.then(|| flag(false)),
+        log_format: args.log_format.as_deref().map(|f| {
+            flag(if f == "json" {
+                crate::logs::LogStyle::Json
+            } else {
+                crate::logs::LogStyle::Text
+            })
+        }),
+        log_date_format: args.log_date_format.clone().map(flag),
+        log_timezone: args
+            .log_timezone
+            .as_deref()
+            .map(|z| z.parse().map(flag).map_err(anyhow::Error::msg))
+            .transpose()
+            .context("--log-timezone")?,
+        log_rotate: args
+            .log_rotate
+            .as_deref()
+            .map(|r| r.parse().map(flag).map_err(anyhow::Error::msg))
+            .transpose()
+            .context("--log-rotate")?,
+        log_compress: args.log_compress.then(|| flag(true)),
     })
 }
 

@@ -49,6 +49,12 @@ pub enum Kind {
     Size,
     /// true or false, or a path or an array of paths.
     Watch,
+    /// "text" or "json".
+    LogFormat,
+    /// "utc" or "local".
+    Timezone,
+    /// "daily" or "hourly".
+    Rotate,
 }
 
 /// One app option: its key in the file (and `--key` on the command line) and what it means.
@@ -226,6 +232,36 @@ pub const FIELDS: &[Field] = &[
         key: "watch_delay",
         kind: Kind::Duration,
         doc: "With watch: reload once the files have been quiet this long, so many changes make one reload [default: 500ms]",
+    },
+    Field {
+        key: "log_prefix",
+        kind: Kind::Flag,
+        doc: "Start each line of the log files with its time and instance; false writes the lines exactly as the app wrote them (one JSON object a line stays one) [default: true]",
+    },
+    Field {
+        key: "log_format",
+        kind: Kind::LogFormat,
+        doc: "\"text\": `<time> [<instance>] <line>`; \"json\": one JSON object a line with time, app, instance, stream and message [default: \"text\"]",
+    },
+    Field {
+        key: "log_date_format",
+        kind: Kind::Text,
+        doc: "The time of each log line, strftime-style: \"%Y-%m-%d %H:%M:%S %z\" [default: RFC 3339 with milliseconds]",
+    },
+    Field {
+        key: "log_timezone",
+        kind: Kind::Timezone,
+        doc: "The zone of the times in the log files: \"utc\" or \"local\" (the daemon's TZ) [default: \"utc\"]",
+    },
+    Field {
+        key: "log_rotate",
+        kind: Kind::Rotate,
+        doc: "Also rotate the logs when the first line of a new day (or hour) is written, at midnight of log_timezone: \"daily\" or \"hourly\" [default: by size only]",
+    },
+    Field {
+        key: "log_compress",
+        kind: Kind::Flag,
+        doc: "gzip rotated log files from <file>.2 on (<file>.1 stays plain for readers finishing it) [default: false]",
     },
 ];
 
@@ -814,6 +850,29 @@ fn set(
                 at,
             })
         }
+        "log_prefix" => app.log_prefix = Some(Item { value: flag()?, at }),
+        "log_format" => {
+            let style = match text()?.as_str() {
+                "text" => crate::logs::LogStyle::Text,
+                "json" => crate::logs::LogStyle::Json,
+                other => {
+                    return Err(fail(format!(
+                        "invalid log_format '{other}': expected \"text\" or \"json\""
+                    )));
+                }
+            };
+            app.log_format = Some(Item { value: style, at });
+        }
+        "log_date_format" => app.log_date_format = item(text()?),
+        "log_rotate" => {
+            let every = text()?.parse().map_err(fail)?;
+            app.log_rotate = Some(Item { value: every, at });
+        }
+        "log_compress" => app.log_compress = Some(Item { value: flag()?, at }),
+        "log_timezone" => {
+            let zone = text()?.parse().map_err(fail)?;
+            app.log_timezone = Some(Item { value: zone, at });
+        }
         _ => unreachable!("every FIELDS key is read above"),
     }
     Ok(())
@@ -871,6 +930,9 @@ pub fn schema() -> serde_json::Value {
                 json!({ "type": "array", "items": { "type": "integer", "minimum": 0, "maximum": 255 } })
             }
             Kind::Env => env.clone(),
+            Kind::LogFormat => json!({ "type": "string", "enum": ["text", "json"] }),
+            Kind::Timezone => json!({ "type": "string", "enum": ["utc", "local"] }),
+            Kind::Rotate => json!({ "type": "string", "enum": ["daily", "hourly"] }),
             Kind::Size => json!({ "oneOf": [
                 { "type": "integer", "minimum": 0, "description": "bytes" },
                 { "type": "string", "pattern": "^[0-9.]+ *([KkMmGg]([Ii]?[Bb])?|[Bb])?$" }

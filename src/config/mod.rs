@@ -111,6 +111,16 @@ pub struct AppSpec {
     /// Watch mode: reload the app (new workers ready first) when its files change; `None`: off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watch: Option<WatchSpec>,
+    /// How each line is written to the log files (`log_prefix`, `log_format`, `log_date_format`,
+    /// `log_timezone`).
+    #[serde(default)]
+    pub log_lines: crate::logs::LineFormat,
+    /// Also rotate the logs at the start of each hour or day (`log_rotate`).
+    #[serde(default)]
+    pub log_rotate: Option<crate::logs::RotateEvery>,
+    /// gzip rotated log files (`log_compress`).
+    #[serde(default)]
+    pub log_compress: bool,
 }
 
 fn default_log_max_size() -> u64 {
@@ -270,6 +280,9 @@ mod tests {
             env_files: vec![],
             runner: None,
             watch: None,
+            log_lines: Default::default(),
+            log_rotate: None,
+            log_compress: false,
         }
     }
 

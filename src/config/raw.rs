@@ -11,6 +11,7 @@ use super::{
     AppSpec, Instances, ListenAddr, SignalName, WatchSpec, WatchValue, check_name, defaults,
     dotenv, find_program, typescript,
 };
+use crate::logs::{LineFormat, LogStyle, LogTimezone};
 
 /// A line and column (1-based) in a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -84,6 +85,12 @@ pub struct RawApp {
     pub watch: Option<Item<WatchValue>>,
     pub ignore_watch: Option<Item<Vec<String>>>,
     pub watch_delay: Option<Item<Duration>>,
+    pub log_prefix: Option<Item<bool>>,
+    pub log_format: Option<Item<LogStyle>>,
+    pub log_date_format: Option<Item<String>>,
+    pub log_timezone: Option<Item<LogTimezone>>,
+    pub log_rotate: Option<Item<crate::logs::RotateEvery>>,
+    pub log_compress: Option<Item<bool>>,
 }
 
 /// What resolving needs besides the options.
@@ -215,6 +222,7 @@ impl RawApp {
             );
         }
         let watch = self.resolve_watch(context, &cwd, script_path.as_deref(), &mut problem);
+        let log_lines = self.log_lines(&mut problem);
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -255,6 +263,9 @@ impl RawApp {
             env_files,
             runner: None,
             watch,
+            log_lines,
+            log_rotate: value(&self.log_rotate),
+            log_compress: value(&self.log_compress).unwrap_or(false),
         };
         let path = spec.env.get("PATH").map(String::as_str);
         if let Some(given) = &spec.interpreter
@@ -380,6 +391,44 @@ impl RawApp {
             ignore: value(&self.ignore_watch).unwrap_or_default(),
             delay_ms: millis(&self.watch_delay, super::watch::DEFAULT_DELAY_MS),
         })
+    }
+
+    /// `log_prefix`, `log_format`, `log_date_format` and `log_timezone` as one [`LineFormat`].
+    fn log_lines(&self, problem: &mut impl FnMut(Option<Location>, &str, String)) -> LineFormat {
+        let prefix = value(&self.log_prefix).unwrap_or(true);
+        let style = value(&self.log_format).unwrap_or(LogStyle::Text);
+        let style = match (prefix, style) {
+            (true, style) => style,
+            (false, LogStyle::Text | LogStyle::Plain) => LogStyle::Plain,
+            (false, LogStyle::Json) => {
+                let at = self.log_prefix.as_ref().and_then(|i| i.at);
+                problem(
+                    at,
+                    "log_prefix",
+                    "log_prefix = false writes lines as the app wrote them, log_format = \"json\" wraps \
+                     each in a JSON object: choose one"
+                        .into(),
+                );
+                LogStyle::Json
+            }
+        };
+        if let Some(format) = &self.log_date_format {
+            if style == LogStyle::Plain {
+                problem(
+                    format.at,
+                    "log_date_format",
+                    "has no effect with log_prefix = false (lines are written without a time)"
+                        .into(),
+                );
+            } else if let Err(e) = LineFormat::check_date_format(&format.value) {
+                problem(format.at, "log_date_format", e);
+            }
+        }
+        LineFormat {
+            style,
+            date_format: value(&self.log_date_format),
+            timezone: value(&self.log_timezone).unwrap_or_default(),
+        }
     }
 }
 

@@ -18,7 +18,8 @@ use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use super::{LogLine, Stream, parse_line, rotated_files};
+use super::filter::Filter;
+use super::{LogLine, Stream, parse_line_as, rotated_files};
 
 /// One log file to read: an app's stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +29,8 @@ pub struct Source {
     pub path: PathBuf,
     /// Only the lines of this instance.
     pub instance: Option<u32>,
+    /// How the app writes its lines, when known (see [`super::parse_line_as`]).
+    pub format: super::LineFormat,
 }
 
 /// The last `count` lines of the sources, merged by time, oldest first.
@@ -39,6 +42,8 @@ pub fn tail(sources: &[Source], count: usize) -> Vec<LogLine> {
 /// Follows a set of log files.
 pub struct Follower {
     files: Vec<Followed>,
+    /// The lines shown, history and new ones alike.
+    filter: Filter,
 }
 
 struct Followed {
@@ -67,7 +72,17 @@ impl Follower {
     /// The last `count` lines of the sources, merged by time, and a follower that goes on right after
     /// them: nothing between the two is lost or repeated.
     pub fn with_history(sources: Vec<Source>, count: usize) -> (Vec<LogLine>, Follower) {
-        Follower::with_history_between(sources, count, &mut || {})
+        Follower::with_history_between(sources, count, Filter::default(), &mut || {})
+    }
+
+    /// [`Follower::with_history`] of the lines a filter selects: the last `count` of them, and a
+    /// follower that shows only those.
+    pub fn with_history_filtered(
+        sources: Vec<Source>,
+        count: usize,
+        filter: Filter,
+    ) -> (Vec<LogLine>, Follower) {
+        Follower::with_history_between(sources, count, filter, &mut || {})
     }
 
     /// [`Follower::with_history`], calling `between` after each current file is opened and before its
@@ -75,6 +90,7 @@ impl Follower {
     fn with_history_between(
         sources: Vec<Source>,
         count: usize,
+        filter: Filter,
         between: &mut dyn FnMut(),
     ) -> (Vec<LogLine>, Follower) {
         let mut per_file = Vec::new();
@@ -91,7 +107,10 @@ impl Follower {
             let (current, rotated) = open_with_rotated(&followed.source.path, between);
             let mut lines = Vec::new();
             if let Some((file, meta)) = current {
-                let (last, end) = followed.source.last(&file, meta.len(), count);
+                let (last, end) =
+                    followed
+                        .source
+                        .last(&Body::File(&file, meta.len()), count, &filter);
                 lines = last;
                 followed.id = (meta.dev(), meta.ino());
                 followed.offset = end;
@@ -102,12 +121,28 @@ impl Follower {
                 followed.file = Some(file);
             }
             // Older lines from the rotated files, most recent first.
-            for file in rotated {
+            for (file, compressed) in rotated {
                 if lines.len() >= count {
                     break;
                 }
-                let len = file.metadata().map_or(0, |m| m.len());
-                let (mut older, _) = followed.source.last(&file, len, count - lines.len());
+                let meta = file.metadata().ok();
+                // A file last written before `since` holds only older lines, and so do the ones after it.
+                let written = meta.as_ref().and_then(|m| m.modified().ok()).map(ms_of);
+                if let (Some(since), Some(written)) = (filter.since, written)
+                    && written < since
+                {
+                    break;
+                }
+                let len = meta.map_or(0, |m| m.len());
+                let wanted = count - lines.len();
+                let (mut older, _) = if compressed {
+                    let text = gunzip(&file);
+                    followed.source.last(&Body::Bytes(&text), wanted, &filter)
+                } else {
+                    followed
+                        .source
+                        .last(&Body::File(&file, len), wanted, &filter)
+                };
                 older.append(&mut lines);
                 lines = older;
             }
@@ -117,7 +152,7 @@ impl Follower {
         let mut merged = merge(per_file);
         let skip = merged.len().saturating_sub(count);
         merged.drain(..skip);
-        (merged, Follower { files })
+        (merged, Follower { files, filter })
     }
 
     /// Follows one more source from its start (a new app's file, which holds only new lines); a path
@@ -148,7 +183,9 @@ impl Follower {
             .map(|followed| {
                 let lines = followed.read_new();
                 let lines = lines.iter().map(|l| followed.source.line(l));
-                lines.filter(|l| followed.source.wants(l)).collect()
+                lines
+                    .filter(|l| followed.source.wants(l) && self.filter.accepts(l))
+                    .collect()
             })
             .collect();
         merge(per_file)
@@ -160,17 +197,20 @@ impl Source {
         self.instance.is_none_or(|i| line.instance == Some(i))
     }
 
-    /// The last `count` lines of the first `len` bytes of a file that this source wants, and the offset
-    /// just past the last complete line.
-    fn last(&self, file: &File, len: u64, count: usize) -> (Vec<LogLine>, u64) {
+    /// The last `count` lines of a body that this source wants (and the filter selects), and the
+    /// offset just past the last complete line.
+    fn last(&self, body: &Body<'_>, count: usize, filter: &Filter) -> (Vec<LogLine>, u64) {
         let mut wanted = count;
         loop {
-            let (raw, end) = last_lines(file, len, wanted);
+            let (raw, end) = match body {
+                Body::File(file, len) => last_lines(file, *len, wanted),
+                Body::Bytes(bytes) => last_lines_of(bytes, wanted),
+            };
             let exhausted = raw.len() < wanted;
             let mut lines: Vec<LogLine> = raw
                 .iter()
                 .map(|l| self.line(l))
-                .filter(|l| self.wants(l))
+                .filter(|l| self.wants(l) && filter.accepts(l))
                 .collect();
             if lines.len() >= count || exhausted || wanted >= 1 << 20 {
                 let skip = lines.len().saturating_sub(count);
@@ -182,13 +222,13 @@ impl Source {
 
     fn line(&self, raw: &[u8]) -> LogLine {
         let text = String::from_utf8_lossy(raw);
-        let (time, instance, text) = parse_line(&text);
+        let parsed = parse_line_as(&text, &self.format);
         LogLine {
             app: self.app.clone(),
-            instance,
+            instance: parsed.instance,
             stream: self.stream,
-            time,
-            text: text.to_string(),
+            time: parsed.time,
+            text: parsed.text.into_owned(),
         }
     }
 }
@@ -308,6 +348,42 @@ impl Followed {
     }
 }
 
+/// What history is read from: the first bytes of a file, or a decompressed rotated file.
+enum Body<'a> {
+    File(&'a File, u64),
+    Bytes(&'a [u8]),
+}
+
+/// The text of a gzipped rotated file (at most 256 MiB of it; what cannot be read is left out).
+fn gunzip(file: &File) -> Vec<u8> {
+    use std::io::Read;
+    const LIMIT: u64 = 256 << 20;
+    let mut text = Vec::new();
+    let _ = flate2::read::GzDecoder::new(file)
+        .take(LIMIT)
+        .read_to_end(&mut text);
+    text
+}
+
+/// [`last_lines`] of bytes in memory.
+fn last_lines_of(bytes: &[u8], count: usize) -> (Vec<Vec<u8>>, u64) {
+    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    if count == 0 || complete == 0 {
+        return (Vec::new(), complete as u64);
+    }
+    let mut lines: Vec<Vec<u8>> = bytes[..complete - 1]
+        .split(|&b| b == b'\n')
+        .map(<[u8]>::to_vec)
+        .collect();
+    let skip = lines.len().saturating_sub(count);
+    (lines.split_off(skip), complete as u64)
+}
+
+fn ms_of(time: std::time::SystemTime) -> u64 {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 fn file_id(path: &Path) -> Option<(u64, u64)> {
     std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
@@ -321,10 +397,11 @@ fn open(path: &Path) -> Option<(File, (u64, u64))> {
 /// The file the path names (with its metadata) and its rotated files, most recent first, as they were
 /// at one moment: if the path names another file once they are open (a rotation happened meanwhile),
 /// they are opened again, up to three times. A file met twice (renamed during the listing) is dropped.
+#[allow(clippy::type_complexity)]
 fn open_with_rotated(
     path: &Path,
     between: &mut dyn FnMut(),
-) -> (Option<(File, Metadata)>, Vec<File>) {
+) -> (Option<(File, Metadata)>, Vec<(File, bool)>) {
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -342,7 +419,7 @@ fn open_with_rotated(
             };
             if !seen.contains(&id) {
                 seen.push(id);
-                rotated.push(file);
+                rotated.push((file, super::is_compressed(&old)));
             }
         }
         if file_id(path) == id || attempt >= 3 {
@@ -457,6 +534,7 @@ mod tests {
             stream: Stream::Out,
             path: path.to_path_buf(),
             instance: None,
+            format: Default::default(),
         }
     }
 
@@ -502,6 +580,35 @@ mod tests {
         };
         assert_eq!(texts(&tail(&[only(0)], 5)), ["a1", "a3"]);
         assert!(tail(&[only(1)], 5).is_empty());
+    }
+
+    #[test]
+    fn history_reads_compressed_rotated_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = dir.path().join("a.log");
+        let gz = dir.path().join("a.log.2.gz");
+        let mut encoder = flate2::write::GzEncoder::new(
+            File::create(&gz).expect("create"),
+            flate2::Compression::default(),
+        );
+        encoder
+            .write_all(b"2026-01-01T00:00:01.000Z [0] z1\n2026-01-01T00:00:02.000Z [0] z2\n")
+            .expect("gzip");
+        encoder.finish().expect("finish");
+        append(
+            &super::super::rotated(&a, 1),
+            "2026-01-01T00:00:03.000Z [0] r1\n",
+        );
+        append(&a, "2026-01-01T00:00:04.000Z [0] c1\n");
+        let sources = [source("a", &a)];
+        assert_eq!(texts(&tail(&sources, 10)), ["z1", "z2", "r1", "c1"]);
+        assert_eq!(texts(&tail(&sources, 3)), ["z2", "r1", "c1"]);
+        // While both `.2` and `.2.gz` exist (a compression finishing), one is read.
+        append(
+            &super::super::rotated(&a, 2),
+            "2026-01-01T00:00:01.000Z [0] z1\n2026-01-01T00:00:02.000Z [0] z2\n",
+        );
+        assert_eq!(texts(&tail(&sources, 10)), ["z1", "z2", "r1", "c1"]);
     }
 
     #[test]
@@ -663,14 +770,18 @@ mod tests {
         append(&path, "c1\nc2\n");
         let mut rotate = true;
         // Rotated after the current file is opened, before the rotated ones are listed.
-        let (history, mut follower) =
-            Follower::with_history_between(vec![source("a", &path)], 10, &mut || {
+        let (history, mut follower) = Follower::with_history_between(
+            vec![source("a", &path)],
+            10,
+            Filter::default(),
+            &mut || {
                 if std::mem::take(&mut rotate) {
                     std::fs::rename(&one, super::super::rotated(&path, 2)).expect("rename");
                     std::fs::rename(&path, &one).expect("rename");
                     append(&path, "d1\n");
                 }
-            });
+            },
+        );
         assert_eq!(texts(&history), ["r1", "c1", "c2", "d1"]);
         append(&path, "d2\n");
         assert_eq!(texts(&follower.poll()), ["d2"]);

@@ -148,6 +148,24 @@ impl Keeper {
         }
     }
 
+    /// Tells every keeper reading this daemon's pipes to reopen its logs by path now (`SIGUSR1`): for an
+    /// external rotator that renamed the files. Returns how many keepers were told.
+    pub fn reopen(&self) -> usize {
+        let mut pids: Vec<i32> = self.held.iter().map(|h| h.keeper).collect();
+        pids.extend(self.link.as_ref().map(|l| l.pid));
+        pids.sort_unstable();
+        pids.dedup();
+        pids.into_iter()
+            .filter(|&pid| {
+                nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGUSR1,
+                )
+                .is_ok()
+            })
+            .count()
+    }
+
     /// Stops taking new streams and waits (a few seconds at most) for the keeper to write what it has and
     /// exit. For a daemon that has stopped its workers and is about to exit.
     pub fn drain(&mut self) {

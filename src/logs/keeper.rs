@@ -10,7 +10,8 @@
 //! It outlives the daemon on purpose: a daemon killed with SIGKILL leaves its workers serving, and their
 //! output still reaches the files. It exits once its control channel is closed (the daemon exited) and
 //! every pipe reached EOF (every worker that held one is gone). SIGTERM closes the control channel
-//! early; SIGINT, SIGHUP and SIGPIPE are ignored.
+//! early; SIGUSR1 reopens every log by its path (`herdsman reloadLogs`, after an external rotator renamed
+//! the files); SIGINT, SIGHUP and SIGPIPE are ignored.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -24,7 +25,7 @@ use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
 use serde::{Deserialize, Serialize};
 
 use super::output::Output;
-use super::{MAX_LINE, Stream, format_line, now_ms};
+use super::{LineFormat, MAX_LINE, RotateEvery, Stream, now_ms};
 
 /// What the daemon tells the keeper about a pipe it hands over.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,6 +39,15 @@ pub struct Header {
     pub max_size: u64,
     /// Rotated files kept.
     pub keep: u32,
+    /// How each line is written.
+    #[serde(default)]
+    pub format: LineFormat,
+    /// Also rotate at the start of each hour or day (in the format's zone).
+    #[serde(default)]
+    pub rotate: Option<RotateEvery>,
+    /// gzip rotated files from `.2` on.
+    #[serde(default)]
+    pub compress: bool,
 }
 
 /// The largest header accepted.
@@ -46,7 +56,10 @@ pub const MAX_HEADER: usize = 8192;
 /// One pipe being read.
 struct Pipe {
     file: File,
+    app: String,
     instance: u32,
+    stream: Stream,
+    format: LineFormat,
     path: PathBuf,
     /// The start of a line not ended yet.
     partial: Vec<u8>,
@@ -65,9 +78,14 @@ struct Keeper {
 }
 
 static TERMINATE: AtomicBool = AtomicBool::new(false);
+static REOPEN: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_terminate(_: libc::c_int) {
     TERMINATE.store(true, Ordering::Relaxed);
+}
+
+extern "C" fn on_reopen(_: libc::c_int) {
+    REOPEN.store(true, Ordering::Relaxed);
 }
 
 /// Runs the keeper on the inherited control channel until there is nothing left to read.
@@ -90,6 +108,8 @@ pub fn run(control_fd: RawFd) -> Result<()> {
         libc::sigemptyset(&mut action.sa_mask);
         // No SA_RESTART: poll returns EINTR, and the flag is looked at.
         libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
+        action.sa_sigaction = on_reopen as *const () as libc::sighandler_t;
+        libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut());
         let mut limit: libc::rlimit = std::mem::zeroed();
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
         {
@@ -104,6 +124,7 @@ pub fn run(control_fd: RawFd) -> Result<()> {
         outputs: HashMap::new(),
     };
     keeper.run();
+    super::compress::finish();
     tracing::info!(pid = std::process::id(), "log keeper done");
     Ok(())
 }
@@ -115,6 +136,12 @@ impl Keeper {
             if TERMINATE.load(Ordering::Relaxed) && self.control.take().is_some() {
                 tracing::info!("SIGTERM: no new streams; draining the ones open");
                 continue;
+            }
+            if REOPEN.swap(false, Ordering::Relaxed) {
+                for shared in self.outputs.values_mut() {
+                    shared.output.reopen_by_path();
+                }
+                tracing::info!(logs = self.outputs.len(), "SIGUSR1: logs reopened by path");
             }
             let mut fds: Vec<libc::pollfd> = Vec::with_capacity(self.pipes.len() + 1);
             let control = self.control.as_ref().map(AsRawFd::as_raw_fd).unwrap_or(-1);
@@ -215,9 +242,15 @@ impl Keeper {
         shared.users += 1;
         shared.output.max_size = header.max_size;
         shared.output.keep = header.keep;
+        shared.output.every = header.rotate;
+        shared.output.zone = header.format.timezone;
+        shared.output.compress = header.compress;
         self.pipes.push(Pipe {
             file: File::from(fd),
+            app: header.app,
             instance: header.instance,
+            stream: header.stream,
+            format: header.format,
             path: header.path,
             partial: Vec::new(),
         });
@@ -238,19 +271,24 @@ impl Keeper {
         let Some(shared) = self.outputs.get_mut(&pipe.path) else {
             return;
         };
-        let time = now_ms();
+        // One time for the batch, formatted once.
+        let time = pipe.format.time_text(now_ms());
+        let format = |line: &[u8]| {
+            pipe.format
+                .line(&time, &pipe.app, pipe.instance, pipe.stream, line)
+        };
         let mut start = 0;
         if read > 0 {
             pipe.partial.extend_from_slice(&buffer[..read]);
             while let Some(end) = pipe.partial[start..].iter().position(|&b| b == b'\n') {
                 let line = &pipe.partial[start..start + end];
-                shared.output.push(&format_line(time, pipe.instance, line));
+                shared.output.push(&format(line));
                 start += end + 1;
             }
             while pipe.partial.len() - start >= MAX_LINE {
                 let cut = char_boundary(&pipe.partial[start..start + MAX_LINE]);
                 let line = &pipe.partial[start..start + cut];
-                shared.output.push(&format_line(time, pipe.instance, line));
+                shared.output.push(&format(line));
                 start += cut;
             }
             pipe.partial.drain(..start);
@@ -258,9 +296,7 @@ impl Keeper {
             return;
         }
         if !pipe.partial.is_empty() {
-            shared
-                .output
-                .push(&format_line(time, pipe.instance, &pipe.partial));
+            shared.output.push(&format(&pipe.partial));
         }
         shared.output.flush();
         shared.users -= 1;

@@ -15,7 +15,10 @@
 //! no instance. [`follow`] reads the last lines of a set of files merged by time, and follows them across
 //! rotation and truncation.
 //!
-//! - `mod.rs`: the line format, rotated file names, [`flush`].
+//! - `mod.rs`: times, rotated file names (`.N`, `.N.gz`), [`flush`].
+//! - `format.rs`: the line formats an app can ask for, and [`parse_line`] for all of them.
+//! - `filter.rs`: `logs --since/--until/--grep`.
+//! - `compress.rs`: gzipping rotated files, in a thread of the keeper.
 //! - `open.rs`: opening a log for writing: never through a link, never a FIFO, never in a directory
 //!   another user can write.
 //! - `output.rs`: one file the keeper appends to, and its rotation.
@@ -24,8 +27,11 @@
 //! - `follow.rs`: reading: [`tail`] and [`Follower`].
 //! - `daemon_log.rs`: the daemon's own log, rotated by the daemon.
 
+mod compress;
 pub mod daemon_log;
+pub mod filter;
 pub mod follow;
+pub mod format;
 pub mod handle;
 pub mod keeper;
 pub mod open;
@@ -37,8 +43,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use filter::Filter;
 pub use follow::{Follower, Source, tail};
+pub use format::{LineFormat, LogStyle, LogTimezone, parse_line, parse_line_as};
 pub use handle::Keeper;
+pub use output::RotateEvery;
 
 /// Lines longer than this are split: the keeper never holds more of one line.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -117,34 +126,6 @@ pub fn parse_time(text: &str) -> Option<u64> {
     Some(secs * 1000 + millis)
 }
 
-/// The line the keeper writes for `text` (without its newline), newline included.
-pub fn format_line(time_ms: u64, instance: u32, text: &[u8]) -> Vec<u8> {
-    let mut line = Vec::with_capacity(TIME_LEN + 8 + text.len() + 1);
-    line.extend_from_slice(format_time(time_ms).as_bytes());
-    line.extend_from_slice(format!(" [{instance}] ").as_bytes());
-    line.extend_from_slice(text);
-    line.push(b'\n');
-    line
-}
-
-/// Splits a line of a log file (without its newline) into its time, instance and text. A line without
-/// the keeper's prefix is all text.
-pub fn parse_line(line: &str) -> (Option<u64>, Option<u32>, &str) {
-    let parsed = (|| {
-        let time = parse_time(line.get(..TIME_LEN)?)?;
-        let rest = line.get(TIME_LEN..)?.strip_prefix(" [")?;
-        // An empty line is the prefix and a space; accept it without the space too.
-        let (instance, text) = rest
-            .split_once("] ")
-            .or_else(|| rest.strip_suffix(']').map(|instance| (instance, "")))?;
-        if instance.is_empty() || !instance.bytes().all(|c| c.is_ascii_digit()) {
-            return None;
-        }
-        Some((Some(time), Some(instance.parse().ok()?), text))
-    })();
-    parsed.unwrap_or((None, None, line))
-}
-
 /// The `n`th rotated file of a log: `app-out.log.1` is the most recent.
 pub fn rotated(path: &Path, n: u32) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
@@ -152,7 +133,8 @@ pub fn rotated(path: &Path, n: u32) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// The rotated files of a log that exist, by number (most recent first).
+/// The rotated files of a log that exist, by number (most recent first), compressed ones (`.N.gz`)
+/// included; when both `.N` and `.N.gz` exist (a compression finishing), the plain one.
 pub fn rotated_files(path: &Path) -> Vec<(u32, PathBuf)> {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return Vec::new();
@@ -172,7 +154,13 @@ pub fn rotated_files(path: &Path) -> Vec<(u32, PathBuf)> {
         })
         .collect();
     found.sort();
+    found.dedup_by_key(|(n, _)| *n);
     found
+}
+
+/// True for a compressed rotated file (`.gz`).
+pub fn is_compressed(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "gz")
 }
 
 /// The `n`th rotated name of a log's file name.
@@ -196,12 +184,13 @@ fn rotated_in(
     Ok(found)
 }
 
-/// `n` when `file` is `<name>.<n>`.
+/// `n` when `file` is `<name>.<n>` or `<name>.<n>.gz`.
 fn rotation_number(file: &OsStr, name: &OsStr) -> Option<u32> {
     let n = file
         .as_bytes()
         .strip_prefix(name.as_bytes())?
         .strip_prefix(b".")?;
+    let n = n.strip_suffix(b".gz").unwrap_or(n);
     if n.is_empty() || !n.iter().all(u8::is_ascii_digit) {
         return None;
     }
@@ -364,38 +353,6 @@ mod tests {
     }
 
     #[test]
-    fn a_formatted_line_parses_back() {
-        let line = format_line(1_795_482_123_456, 12, b"hello [world] ");
-        let text = std::str::from_utf8(&line).expect("utf-8");
-        assert_eq!(text, "2026-11-24T01:02:03.456Z [12] hello [world] \n");
-        assert_eq!(
-            parse_line(text.trim_end_matches('\n')),
-            (Some(1_795_482_123_456), Some(12), "hello [world] ")
-        );
-        let empty = format_line(0, 0, b"");
-        let empty = std::str::from_utf8(&empty).expect("utf-8");
-        assert_eq!(
-            parse_line(&empty[..empty.len() - 1]),
-            (Some(0), Some(0), "")
-        );
-    }
-
-    #[test]
-    fn lines_without_the_prefix_are_all_text() {
-        for raw in [
-            "plain text",
-            "",
-            "2026-11-24T01:02:03.456Z no instance",
-            "2026-11-24T01:02:03.456Z [x] not a number",
-            "2026-11-24T01:02:03.456Z [] empty",
-            "2026-11-24T01:02:03.456Z [1]no space",
-            "é2026-11-24T01:02:03.456Z [1] shifted",
-        ] {
-            assert_eq!(parse_line(raw), (None, None, raw), "{raw:?}");
-        }
-    }
-
-    #[test]
     fn rotated_names_and_flush() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("web-out.log");
@@ -405,6 +362,7 @@ mod tests {
             "web-out.log.1",
             "web-out.log.2",
             "web-out.log.10",
+            "web-out.log.11.gz",
             "web-out.log.x",
             "web-out.log.",
             "web-out.logs.1",
@@ -413,7 +371,7 @@ mod tests {
             std::fs::write(dir.path().join(file), "line\n").expect("write");
         }
         let found: Vec<u32> = rotated_files(&path).into_iter().map(|(n, _)| n).collect();
-        assert_eq!(found, [1, 2, 10]);
+        assert_eq!(found, [1, 2, 10, 11]);
         flush(&path).expect("flush");
         assert_eq!(std::fs::metadata(&path).expect("stat").len(), 0);
         assert!(rotated_files(&path).is_empty());

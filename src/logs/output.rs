@@ -31,6 +31,9 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
+use super::LogTimezone;
 use super::open::{discards, explain, locate};
 use super::{rotated_in, rotated_name};
 use crate::secure_fs::{self, Dir};
@@ -49,6 +52,17 @@ pub struct Output {
     pub max_size: u64,
     /// Rotated files kept.
     pub keep: u32,
+    /// Also rotate the first time a line is written in a new hour or day (`log_rotate`).
+    pub every: Option<RotateEvery>,
+    /// The zone whose midnight starts a day.
+    pub zone: LogTimezone,
+    /// gzip the rotated files from `.2` on (`log_compress`).
+    pub compress: bool,
+    /// When this batch started (read at its first line).
+    batch_ms: u64,
+    /// When the file was last written: by this keeper, else its modification time when it was opened
+    /// (`None`: empty). Kept here rather than read from the file, whose time is the kernel's.
+    written_ms: Option<u64>,
     /// No rotation in this batch: the lock was busy, or a failed rotation waits for its retry.
     busy: bool,
     /// Whole lines not written yet.
@@ -90,6 +104,7 @@ impl Output {
                 id,
             });
             output.size = size;
+            output.written_ms = output.target.as_ref().and_then(|t| last_written(&t.file));
         }
         Ok(output)
     }
@@ -102,6 +117,11 @@ impl Output {
             size: 0,
             max_size,
             keep,
+            every: None,
+            zone: LogTimezone::Utc,
+            compress: false,
+            batch_ms: 0,
+            written_ms: None,
             busy: false,
             queue: Vec::new(),
             failing: false,
@@ -121,11 +141,11 @@ impl Output {
             self.refresh();
         }
         let pending = self.size + self.queue.len() as u64;
-        if !self.busy
-            && self.max_size > 0
-            && pending > 0
-            && pending + line.len() as u64 > self.max_size
-        {
+        let by_size =
+            self.max_size > 0 && pending > 0 && pending + line.len() as u64 > self.max_size;
+        // The first line of a batch in a new period, to a file last written in an earlier one.
+        let by_time = self.queue.is_empty() && self.size > 0 && self.new_period();
+        if !self.busy && (by_size || by_time) {
             if self.rotation_retry.is_some_and(|at| Instant::now() < at) {
                 self.busy = true;
             } else {
@@ -140,6 +160,14 @@ impl Output {
     pub fn flush(&mut self) {
         self.write_queue();
         self.busy = false;
+    }
+
+    /// Opens the file the path names now (creating it) if it is not the file open: after an external
+    /// rotator renamed it (`herdsman reloadLogs`). Lines go on to the file open until then.
+    pub fn reopen_by_path(&mut self) {
+        if self.queue.is_empty() {
+            self.refresh();
+        }
     }
 
     /// Follows the file the path names now, if it is another one (rotated, or removed, by someone
@@ -157,6 +185,17 @@ impl Output {
         } else if let Ok(meta) = target.file.metadata() {
             self.size = meta.len();
         }
+        self.batch_ms = super::now_ms();
+    }
+
+    /// With `log_rotate`: the batch is in a later hour or day than the file's last write.
+    fn new_period(&self) -> bool {
+        match (self.every, self.written_ms) {
+            (Some(every), Some(written)) => {
+                every.period(written, self.zone) < every.period(self.batch_ms, self.zone)
+            }
+            _ => false,
+        }
     }
 
     fn write_queue(&mut self) {
@@ -166,6 +205,9 @@ impl Output {
         if let Some(target) = &mut self.target {
             let (written, result) = write_lines(&mut target.file, &self.queue, &mut self.mid_line);
             self.size += written;
+            if written > 0 {
+                self.written_ms = Some(self.batch_ms);
+            }
             match result {
                 Ok(()) => self.failing = false,
                 Err(e) => {
@@ -204,11 +246,23 @@ impl Output {
             self.reopen();
         } else {
             self.size = target.file.metadata().map_or(self.size, |m| m.len());
-            if self.size > 0 && self.size + incoming > self.max_size {
+            let by_size = self.max_size > 0 && self.size + incoming > self.max_size;
+            let by_time = self.new_period();
+            if self.size > 0 && (by_size || by_time) {
                 match self.shift() {
                     Ok(()) => {
                         if self.rotation_retry.take().is_some() {
                             tracing::info!(path = %self.path.display(), "the log rotates again");
+                        }
+                        if self.compress
+                            && self.keep >= 2
+                            && let Some(target) = &self.target
+                            && let Ok(dir) = target.dir.try_clone()
+                        {
+                            super::compress::queue(super::compress::Job {
+                                dir,
+                                name: target.name.clone(),
+                            });
                         }
                         self.reopen();
                     }
@@ -257,9 +311,17 @@ impl Output {
             return dir.remove(name);
         }
         for n in (1..self.keep).rev() {
-            match dir.rename(&rotated_name(name, n), &rotated_name(name, n + 1)) {
-                Err(e) if !e.is_not_found() => return Err(e),
-                _ => {}
+            let (from, to) = (rotated_name(name, n), rotated_name(name, n + 1));
+            let gz = |name: &OsString| {
+                let mut gz = name.clone();
+                gz.push(".gz");
+                gz
+            };
+            for (from, to) in [(gz(&from), gz(&to)), (from, to)] {
+                match dir.rename(&from, &to) {
+                    Err(e) if !e.is_not_found() => return Err(e),
+                    _ => {}
+                }
             }
         }
         dir.rename(name, &rotated_name(name, 1))
@@ -284,6 +346,7 @@ impl Output {
                 if id != target.id {
                     self.mid_line = false;
                 }
+                self.written_ms = last_written(&file);
                 target.file = file;
                 target.id = id;
                 self.size = size;
@@ -303,6 +366,58 @@ impl Output {
             }
         }
     }
+}
+
+/// How often a log rotates by time (`log_rotate`), besides by size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RotateEvery {
+    Hourly,
+    Daily,
+}
+
+impl RotateEvery {
+    /// The number of the hour or day `ms` falls in, counted in `zone` (a local day starts at local
+    /// midnight).
+    pub fn period(self, ms: u64, zone: LogTimezone) -> i64 {
+        let mut ms = ms as i64;
+        if zone == LogTimezone::Local
+            && let Ok(at) = jiff::Timestamp::from_millisecond(ms)
+        {
+            ms += i64::from(jiff::tz::TimeZone::system().to_offset(at).seconds()) * 1000;
+        }
+        match self {
+            RotateEvery::Hourly => ms.div_euclid(3_600_000),
+            RotateEvery::Daily => ms.div_euclid(86_400_000),
+        }
+    }
+}
+
+impl std::str::FromStr for RotateEvery {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "hourly" => Ok(RotateEvery::Hourly),
+            "daily" => Ok(RotateEvery::Daily),
+            _ => Err(format!(
+                "invalid log_rotate '{text}': expected \"daily\" or \"hourly\""
+            )),
+        }
+    }
+}
+
+/// When a file just opened was last written (`None`: it is empty).
+fn last_written(file: &File) -> Option<u64> {
+    file.metadata()
+        .ok()
+        .filter(|m| m.len() > 0)
+        .and_then(|m| m.modified().ok())
+        .map(ms_of)
+}
+
+fn ms_of(time: std::time::SystemTime) -> u64 {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// (device, inode) and size of an open file.
@@ -466,6 +581,55 @@ mod tests {
         output.flush();
         assert_eq!(read(&rotated(&path, 1)).len(), 45);
         assert_eq!(read(&path), "line 4 .......\n");
+    }
+
+    #[test]
+    fn a_file_last_written_in_an_earlier_period_rotates_at_the_first_line_of_a_new_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("app-out.log");
+        std::fs::write(&path, "yesterday\n").expect("write");
+        let day = std::time::Duration::from_secs(86_400);
+        let set_mtime = |ago: std::time::Duration| {
+            let file = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .expect("open");
+            file.set_modified(std::time::SystemTime::now() - ago)
+                .expect("mtime");
+        };
+        set_mtime(day);
+        let mut output = Output::open(&path, 0, 3).expect("open");
+        output.every = Some(RotateEvery::Daily);
+        output.compress = true;
+        output.push(b"today 1\n");
+        output.push(b"today 2\n");
+        output.flush();
+        output.push(b"today 3\n");
+        output.flush();
+        let read = |p: &Path| std::fs::read_to_string(p).expect("read");
+        assert_eq!(read(&rotated(&path, 1)), "yesterday\n");
+        assert_eq!(read(&path), "today 1\ntoday 2\ntoday 3\n");
+        // Once more a day later (as this keeper knows it: the file's own time is the kernel's): `.1`
+        // moves to `.2` and is compressed (off this thread).
+        output.written_ms = output.written_ms.map(|ms| ms - 86_400_000);
+        output.push(b"tomorrow\n");
+        output.flush();
+        assert_eq!(read(&path), "tomorrow\n");
+        assert_eq!(read(&rotated(&path, 1)), "today 1\ntoday 2\ntoday 3\n");
+        super::super::compress::finish();
+        let gz = dir.path().join("app-out.log.2.gz");
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut flate2::read::GzDecoder::new(File::open(&gz).expect("open .2.gz")),
+            &mut text,
+        )
+        .expect("gunzip");
+        assert_eq!(text, "yesterday\n");
+        assert!(!rotated(&path, 2).exists());
+        assert_eq!(
+            RotateEvery::Hourly.period(3_600_000 * 5 + 1, LogTimezone::Utc),
+            5
+        );
     }
 
     #[test]

@@ -183,6 +183,13 @@ impl App {
         }
     }
 
+    /// How the selected worker's app writes its log lines.
+    pub fn log_format(&self) -> crate::logs::LineFormat {
+        self.selected_process()
+            .and_then(|p| p.log_lines.clone())
+            .unwrap_or_default()
+    }
+
     /// Whether actions can reach the daemon.
     fn connected(&self) -> bool {
         matches!(self.link, Link::Live | Link::Waiting)

@@ -10,7 +10,12 @@ use super::app::LogLine;
 use crate::logs::{Source, Stream};
 
 /// The last `n` lines of the out and err files, oldest first, each with the instance that wrote it.
-pub fn tail(out_file: Option<&str>, error_file: Option<&str>, n: usize) -> Vec<LogLine> {
+pub fn tail(
+    out_file: Option<&str>,
+    error_file: Option<&str>,
+    format: &crate::logs::LineFormat,
+    n: usize,
+) -> Vec<LogLine> {
     let sources: Vec<Source> = [(out_file, Stream::Out), (error_file, Stream::Err)]
         .into_iter()
         .filter_map(|(path, stream)| {
@@ -19,6 +24,7 @@ pub fn tail(out_file: Option<&str>, error_file: Option<&str>, n: usize) -> Vec<L
                 stream,
                 path: PathBuf::from(path?),
                 instance: None,
+                format: format.clone(),
             })
         })
         .collect();
@@ -62,7 +68,7 @@ mod tests {
             "2026-11-24T01:02:03.200Z [0] second\n2026-11-24T01:02:03.400Z [0]\n",
         )
         .expect("write err");
-        let lines = tail(out.to_str(), err.to_str(), 10);
+        let lines = tail(out.to_str(), err.to_str(), &Default::default(), 10);
         let texts: Vec<(&str, bool)> = lines.iter().map(|l| (l.text.as_str(), l.err)).collect();
         assert_eq!(
             texts,
@@ -73,7 +79,10 @@ mod tests {
                 ("[0] ", true)
             ]
         );
-        assert_eq!(tail(out.to_str(), err.to_str(), 2).len(), 2);
+        assert_eq!(
+            tail(out.to_str(), err.to_str(), &Default::default(), 2).len(),
+            2
+        );
     }
 
     #[test]
@@ -81,9 +90,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let out = dir.path().join("raw.log");
         std::fs::write(&out, "plain [0] line\n\tindented\x1b[31m\n").expect("write");
-        let lines = tail(out.to_str(), Some("/nonexistent/err.log"), 10);
+        let lines = tail(
+            out.to_str(),
+            Some("/nonexistent/err.log"),
+            &Default::default(),
+            10,
+        );
         let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
         assert_eq!(texts, ["plain [0] line", "    indented[31m"]);
-        assert!(tail(None, None, 10).is_empty());
+        assert!(tail(None, None, &Default::default(), 10).is_empty());
     }
 }

@@ -86,7 +86,8 @@ fn event_loop(
         }
         let files = app.log_files();
         if refresh_log || files != log_files {
-            let lines = logs::tail(files.0.as_deref(), files.1.as_deref(), LOG_LINES);
+            let format = app.log_format();
+            let lines = logs::tail(files.0.as_deref(), files.1.as_deref(), &format, LOG_LINES);
             app.handle_event(Event::Log(lines));
             log_files = files;
         }

@@ -122,6 +122,9 @@ impl App {
             },
             max_size: self.spec.log_max_size,
             keep: self.spec.log_keep,
+            format: self.spec.log_lines.clone(),
+            rotate: self.spec.log_rotate,
+            compress: self.spec.log_compress,
         }
     }
 

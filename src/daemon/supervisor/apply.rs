@@ -333,6 +333,14 @@ fn changes(old: &AppSpec, new: &AppSpec) -> Vec<&'static str> {
         old.out_file != new.out_file || old.error_file != new.error_file,
         "log files",
     );
+    check(
+        old.log_max_size != new.log_max_size
+            || old.log_keep != new.log_keep
+            || old.log_lines != new.log_lines
+            || old.log_rotate != new.log_rotate
+            || old.log_compress != new.log_compress,
+        "log options",
+    );
     check(old.depends_on != new.depends_on, "depends_on");
     check(old.user != new.user || old.group != new.group, "user");
     check(old.watch != new.watch, "watch");

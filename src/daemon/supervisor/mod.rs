@@ -372,6 +372,12 @@ impl Supervisor {
                 let _ = reply.send(self.flush_logs(&target));
                 return;
             }
+            Request::ReloadLogs => {
+                let keepers = self.logs.reopen();
+                tracing::info!(keepers, "logs reopened");
+                let _ = reply.send(Response::Ok);
+                return;
+            }
             Request::Scale { name, to } => match self.scale(&name, to) {
                 Ok((until, ids)) => (until, Ok(ids)),
                 Err(response) => (Await::Up, Err(response)),

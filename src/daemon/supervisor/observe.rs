@@ -287,6 +287,8 @@ impl Supervisor {
                     memory_restarts: w.memory_restarts,
                     watching: app.spec.watch.is_some(),
                     watch_error: app.watch.as_ref().and_then(|w| w.failure.clone()),
+                    log_lines: (app.spec.log_lines != Default::default())
+                        .then(|| app.spec.log_lines.clone()),
                     group: match (group, sample) {
                         (true, Some(sample)) => sample
                             .members

@@ -40,6 +40,7 @@ fn worker(id: u32, name: &str, instance: u32, status: Status) -> ProcessInfo {
         memory_restarts: 0,
         watching: false,
         watch_error: None,
+        log_lines: None,
         group: Vec::new(),
     }
 }
