@@ -86,6 +86,15 @@ struct Target {
     id: (u64, u64),
 }
 
+impl Target {
+    /// Whether the log's name still names the file held open (not rotated or removed by someone else).
+    fn still_named(&self) -> bool {
+        self.dir
+            .stat(&self.name)
+            .is_ok_and(|stat| secure_fs::id(&stat) == self.id)
+    }
+}
+
 impl Output {
     /// Opens the log at `path` (its directory and file checked, see [`super::open`]); `/dev/null` drops
     /// the lines.
@@ -176,10 +185,7 @@ impl Output {
         let Some(target) = &self.target else {
             return;
         };
-        let same = target
-            .dir
-            .stat(&target.name)
-            .is_ok_and(|stat| secure_fs::id(&stat) == target.id);
+        let same = target.still_named();
         if !same {
             self.reopen();
         } else if let Ok(meta) = target.file.metadata() {
@@ -238,10 +244,7 @@ impl Output {
             self.busy = true;
             return;
         }
-        let same = target
-            .dir
-            .stat(&target.name)
-            .is_ok_and(|stat| secure_fs::id(&stat) == target.id);
+        let same = target.still_named();
         if !same {
             self.reopen();
         } else {

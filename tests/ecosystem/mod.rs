@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::helpers::{
     Herdsman, Output, Probe, Proc, SECOND, app_arg, connect_refused, env_of, fd_link, free_port,
@@ -814,11 +814,9 @@ fn depends_on_starts_an_app_after_its_dependency_is_ready_and_stops_it_first() {
 // 8. import of a PM2 ecosystem.config.js
 // =============================================================================================
 
-#[test]
-fn import_of_a_pm2_file_reports_unmapped_options_and_starts_the_same_apps() {
-    let h = Herdsman::new();
-    let dir = h.scratch("eco");
-    let port = free_port();
+/// `tests/apps/ecosystem/ecosystem.config.js` with its placeholders filled, written to `dir`: `api` (cluster
+/// on `port`), `bg` and `watched`.
+fn pm2_file(dir: &Path, port: u16) -> PathBuf {
     let template = fs::read_to_string(crate::helpers::app("ecosystem/ecosystem.config.js"))
         .expect("read tests/apps/ecosystem/ecosystem.config.js");
     let js = template
@@ -828,7 +826,15 @@ fn import_of_a_pm2_file_reports_unmapped_options_and_starts_the_same_apps() {
             "__STAMP_FILE__",
             &dir.join("bg.stamps").display().to_string(),
         );
-    let config = write_file(&dir, "ecosystem.config.js", &js);
+    write_file(dir, "ecosystem.config.js", &js)
+}
+
+#[test]
+fn import_of_a_pm2_file_reports_unmapped_options_and_starts_the_same_apps() {
+    let h = Herdsman::new();
+    let dir = h.scratch("eco");
+    let port = free_port();
+    let config = pm2_file(&dir, port);
     let toml = dir.join("out.toml");
 
     let out = h
@@ -896,16 +902,7 @@ fn start_of_a_pm2_file_starts_its_apps_as_import_converts_them() {
     let h = Herdsman::new();
     let dir = h.scratch("eco");
     let port = free_port();
-    let template = fs::read_to_string(crate::helpers::app("ecosystem/ecosystem.config.js"))
-        .expect("read tests/apps/ecosystem/ecosystem.config.js");
-    let js = template
-        .replace("__APPS_DIR__", &app_arg(""))
-        .replace("__API_PORT__", &port.to_string())
-        .replace(
-            "__STAMP_FILE__",
-            &dir.join("bg.stamps").display().to_string(),
-        );
-    let config = write_file(&dir, "ecosystem.config.js", &js);
+    let config = pm2_file(&dir, port);
     let config = config.display().to_string();
 
     // --dry-run: the TOML it stands for, and nothing started (not even a daemon).
