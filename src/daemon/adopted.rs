@@ -68,7 +68,7 @@ fn children() -> Vec<i32> {
 }
 
 /// The parent pid and the state letter of a process, from `/proc/<pid>/stat`.
-fn parent_and_state(pid: i32) -> Option<(i32, char)> {
+pub fn parent_and_state(pid: i32) -> Option<(i32, char)> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // After the command name, which is in parentheses and may hold anything: state, ppid, ...
     let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();

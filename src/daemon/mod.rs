@@ -12,6 +12,7 @@
 //! daemon nobody can reach and let a second one start on the same home.
 
 mod adopted;
+mod groups;
 mod listener;
 mod metrics;
 pub mod persist;

@@ -13,7 +13,9 @@ use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::Pid;
 use tracing::{info, warn};
 
-use super::{EnvContext, Message, Retiring, Supervisor, Timer, grace, worker_env};
+use super::env::{EnvContext, grace, worker_env};
+use super::{Message, Retiring, Supervisor, Timer};
+use crate::daemon::groups::signal_group;
 use crate::daemon::listener::Listener;
 use crate::daemon::ready::{self, Source};
 use crate::daemon::spawn::{self, ExecError, SpawnRequest};
@@ -790,29 +792,4 @@ impl Supervisor {
             }
         }
     }
-}
-
-/// Signals a worker's process group (`None`: only asks whether a member is left), and says whether one was.
-///
-/// `leader_reaped`: the daemon has reaped the group's leader (or is about to: its zombie may still be
-/// there). The group's id then stays the group's only while a member of it lives: the kernel does not give
-/// the number to a new process before that. So a live process that has the number now means the group is
-/// empty and the number belongs to someone else, who is not signalled.
-fn signal_group(pgid: i32, leader_reaped: bool, signal: Option<Signal>) -> bool {
-    if leader_reaped && number_taken(pgid) {
-        return false;
-    }
-    killpg(Pid::from_raw(pgid), signal).is_ok()
-}
-
-/// Whether a process other than a zombie has this pid.
-fn number_taken(pid: i32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // The state is the first field after the command name, which is in parentheses and may hold anything.
-    let state = stat
-        .rfind(')')
-        .and_then(|end| stat[end + 1..].trim_start().chars().next());
-    state.is_some_and(|s| s != 'Z')
 }
