@@ -19,6 +19,9 @@ _herdsman() {
             herdsman,completions)
                 cmd="herdsman__subcmd__completions"
                 ;;
+            herdsman,controller)
+                cmd="herdsman__subcmd__controller"
+                ;;
             herdsman,daemon)
                 cmd="herdsman__subcmd__daemon"
                 ;;
@@ -136,8 +139,14 @@ _herdsman() {
             herdsman,unstartup)
                 cmd="herdsman__subcmd__unstartup"
                 ;;
+            herdsman,version)
+                cmd="herdsman__subcmd__version"
+                ;;
             herdsman__subcmd__help,completions)
                 cmd="herdsman__subcmd__help__subcmd__completions"
+                ;;
+            herdsman__subcmd__help,controller)
+                cmd="herdsman__subcmd__help__subcmd__controller"
                 ;;
             herdsman__subcmd__help,daemon)
                 cmd="herdsman__subcmd__help__subcmd__daemon"
@@ -223,6 +232,9 @@ _herdsman() {
             herdsman__subcmd__help,unstartup)
                 cmd="herdsman__subcmd__help__subcmd__unstartup"
                 ;;
+            herdsman__subcmd__help,version)
+                cmd="herdsman__subcmd__help__subcmd__version"
+                ;;
             *)
                 ;;
         esac
@@ -230,7 +242,7 @@ _herdsman() {
 
     case "${cmd}" in
         herdsman)
-            opts="-h -V --help --version start list ls l ps status jlist describe show info desc stop restart reload startOrReload startOrRestart startOrGracefulReload scale signal delete del logs monit flush reloadLogs reload-logs kill init schema import daemon save resurrect startup unstartup run completions man log-keeper help"
+            opts="-h -V --help --version start list ls l ps status jlist describe show info desc stop restart reload startOrReload startOrRestart startOrGracefulReload scale signal delete del logs monit flush reloadLogs reload-logs kill version init schema import daemon save resurrect startup unstartup run completions man controller log-keeper help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -250,6 +262,28 @@ _herdsman() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        herdsman__subcmd__controller)
+            opts="-h -V --listen-fd --keeper-pid --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --listen-fd)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keeper-pid)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -314,7 +348,7 @@ _herdsman() {
             return 0
             ;;
         herdsman__subcmd__help)
-            opts="start list jlist describe stop restart reload startOrReload scale signal delete logs monit flush reloadLogs kill init schema import daemon save resurrect startup unstartup run completions man log-keeper help"
+            opts="start list jlist describe stop restart reload startOrReload scale signal delete logs monit flush reloadLogs kill version init schema import daemon save resurrect startup unstartup run completions man controller log-keeper help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -328,6 +362,20 @@ _herdsman() {
             return 0
             ;;
         herdsman__subcmd__help__subcmd__completions)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        herdsman__subcmd__help__subcmd__controller)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -720,6 +768,20 @@ _herdsman() {
             return 0
             ;;
         herdsman__subcmd__help__subcmd__unstartup)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        herdsman__subcmd__help__subcmd__version)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1247,6 +1309,20 @@ _herdsman() {
             ;;
         herdsman__subcmd__unstartup)
             opts="-h -V --user --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        herdsman__subcmd__version)
+            opts="-h -V --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

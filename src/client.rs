@@ -16,6 +16,27 @@ use crate::protocol::{self, FrameError, Hello, PROTOCOL_VERSION, Request, Respon
 
 /// How long a command waits for a daemon it started to accept connections.
 const START_DEADLINE: Duration = Duration::from_secs(10);
+/// How long the daemon may take to greet a connection before the command gives up on it (a controller
+/// frozen by SIGSTOP, or one that is stuck, leaves connections waiting in the socket's backlog).
+const GREETING_DEADLINE: Duration = Duration::from_secs(5);
+/// How long a request the daemon answers at once (`list`, `describe`, ...) may take.
+const ANSWER_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a command goes on trying when a connection is closed before the greeting: a controller that
+/// died with connections in its queue is replaced within milliseconds.
+const REGREET_DEADLINE: Duration = Duration::from_secs(1);
+
+/// What a connection attempt found.
+enum Greeting {
+    Client(Box<Client>),
+    NoDaemon,
+    /// The connection was closed before the greeting.
+    Closed,
+}
+
+/// A read that ran out of time (`SO_RCVTIMEO`).
+fn timed_out(e: &std::io::Error) -> bool {
+    matches!(e.kind(), IoErrorKind::WouldBlock | IoErrorKind::TimedOut)
+}
 
 /// A connection to the daemon.
 pub struct Client {
@@ -27,6 +48,22 @@ pub struct Client {
 impl Client {
     /// Connects to a running daemon; `Ok(None)` when none runs for this home.
     pub fn connect(home: &Home) -> Result<Option<Client>> {
+        let deadline = Instant::now() + REGREET_DEADLINE;
+        loop {
+            match Client::connect_once(home)? {
+                Greeting::Client(client) => return Ok(Some(*client)),
+                Greeting::NoDaemon => return Ok(None),
+                // Closed at once: a controller that died after accepting (the next one answers), a daemon
+                // shutting down, or one that refused us as another user.
+                Greeting::Closed if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Greeting::Closed => return Ok(None),
+            }
+        }
+    }
+
+    fn connect_once(home: &Home) -> Result<Greeting> {
         let stream = match UnixStream::connect(home.socket()) {
             Ok(stream) => stream,
             Err(e)
@@ -35,21 +72,30 @@ impl Client {
                     IoErrorKind::NotFound | IoErrorKind::ConnectionRefused
                 ) =>
             {
-                return Ok(None);
+                return Ok(Greeting::NoDaemon);
             }
             Err(e) => {
                 return Err(e)
                     .with_context(|| format!("cannot connect to {}", home.socket().display()));
             }
         };
+        stream
+            .set_read_timeout(Some(GREETING_DEADLINE))
+            .context("cannot use the control socket")?;
         let writer = stream
             .try_clone()
             .context("cannot use the control socket")?;
         let mut reader = BufReader::new(stream);
         let hello: Hello = match protocol::read_frame(&mut reader) {
             Ok(Some(hello)) => hello,
-            // The daemon closed at once: it is shutting down, or refused us as another user.
-            Ok(None) | Err(FrameError::Io(_)) => return Ok(None),
+            Err(FrameError::Io(e)) if timed_out(&e) => bail!(
+                "the daemon is not answering: no greeting on {} within {} s (its controller may be \
+                 stopped or stuck; see {})",
+                home.socket().display(),
+                GREETING_DEADLINE.as_secs(),
+                home.daemon_log().display()
+            ),
+            Ok(None) | Err(FrameError::Io(_)) => return Ok(Greeting::Closed),
             Err(e) => bail!(
                 "unexpected greeting from the daemon ({e}); is the CLI the same version as the daemon?"
             ),
@@ -64,11 +110,15 @@ impl Client {
                 env!("CARGO_PKG_VERSION")
             );
         }
-        Ok(Some(Client {
+        reader
+            .get_ref()
+            .set_read_timeout(None)
+            .context("cannot use the control socket")?;
+        Ok(Greeting::Client(Box::new(Client {
             reader,
             writer,
             hello,
-        }))
+        })))
     }
 
     /// Connects, starting a daemon for this home first when none runs.
@@ -144,6 +194,22 @@ impl Client {
     ) -> Result<Response> {
         protocol::write_frame(&mut self.writer, request)
             .context("cannot send the request to the daemon")?;
+        // A request answered at once has a deadline; one that waits on workers (a stop, a reload) has not.
+        let quick = matches!(
+            request,
+            Request::Ping
+                | Request::List
+                | Request::Describe { .. }
+                | Request::Version
+                | Request::Signal { .. }
+                | Request::Save
+                | Request::Flush { .. }
+                | Request::ReloadLogs
+        );
+        self.reader
+            .get_ref()
+            .set_read_timeout(quick.then_some(ANSWER_DEADLINE))
+            .context("cannot use the control socket")?;
         loop {
             let response = self.read_response()?;
             if !response.is_progress() {
@@ -157,7 +223,14 @@ impl Client {
         match protocol::read_frame(&mut self.reader) {
             Ok(Some(response)) => Ok(response),
             Ok(None) => Err(anyhow!(
-                "the daemon closed the connection without answering"
+                "the daemon stopped answering in the middle of this request (its controller exited; the \
+                 keeper starts a new one at once, and the apps run on): what was asked may be done in \
+                 part or in full; see `herdsman list`"
+            )),
+            Err(FrameError::Io(e)) if timed_out(&e) => Err(anyhow!(
+                "the daemon is not answering: no answer within {} s (its controller may be stopped or \
+                 stuck)",
+                ANSWER_DEADLINE.as_secs()
             )),
             Err(FrameError::Decode(e)) => Err(anyhow!(
                 "cannot read the daemon's answer ({e}); is the CLI the same version as the daemon?"

@@ -42,6 +42,11 @@ impl Home {
         self.root.join("herdsman.sock")
     }
 
+    /// The keeper's own socket: only its controller may connect.
+    pub fn keeper_socket(&self) -> PathBuf {
+        self.root.join("keeper.sock")
+    }
+
     pub fn pid_file(&self) -> PathBuf {
         self.root.join("daemon.pid")
     }

@@ -4,9 +4,11 @@
 //! workers that inherit it (systemd socket activation), so connections go from the kernel straight to the
 //! workers. See docs/architecture.md for the shape of the whole.
 
+mod accepting;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod controller;
 pub mod daemon;
 mod descriptors;
 pub mod home;

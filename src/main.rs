@@ -20,7 +20,9 @@ fn main() -> ExitCode {
     // The daemon (and `run`, which holds one) keeps SIGPIPE ignored and treats a closed output as an error.
     let client = !matches!(
         cli.command,
-        herdsman::cli::Command::Daemon { .. } | herdsman::cli::Command::Run { .. }
+        herdsman::cli::Command::Daemon { .. }
+            | herdsman::cli::Command::Run { .. }
+            | herdsman::cli::Command::Controller { .. }
     );
     if client {
         // A client writing to a closed pipe (`herdsman schema | head`) ends quietly, as Unix tools do. The

@@ -17,7 +17,8 @@ use crate::config::{AppSpec, SignalName};
 
 /// Bumped whenever a type here changes shape; the client refuses a daemon that speaks another version.
 /// 5: [`Selection`] gained `regex`, `glob` and `many`; [`Request::Restart`] gained `env`.
-pub const PROTOCOL_VERSION: u32 = 5;
+/// 6: [`Request::Version`]; the daemon is a keeper and a controller (the CLI talks to the controller).
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// The largest frame either side accepts (a start request carries the caller's environment).
 pub const MAX_FRAME: usize = 4 << 20;
@@ -217,6 +218,8 @@ pub enum Request {
     /// or more often if another view or a memory limit asks for it. A client that does not keep up is
     /// dropped.
     Subscribe { interval_ms: u64 },
+    /// The running daemon's version and processes, answered with [`Response::Version`].
+    Version,
 }
 
 impl From<StartRequest> for Request {
@@ -293,6 +296,21 @@ pub enum Response {
         at_ms: u64,
         processes: Vec<ProcessInfo>,
     },
+    /// The answer to [`Request::Version`].
+    Version(DaemonVersion),
+}
+
+/// What runs as the daemon: the keeper (the root process, the workers' parent) and its controller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonVersion {
+    /// The keeper's herdsman version.
+    pub version: String,
+    pub protocol: u32,
+    pub keeper_pid: u32,
+    /// The controller that serves the control socket (none for a moment after it died).
+    pub controller_pid: Option<u32>,
+    /// Controllers started after one exited.
+    pub controller_restarts: u32,
 }
 
 impl Response {

@@ -21,7 +21,8 @@ pub fn expect_processes(response: Response) -> Result<()> {
         | Response::Progress { .. }
         | Response::Note { .. }
         | Response::Described { .. }
-        | Response::Snapshot { .. } => Ok(()),
+        | Response::Snapshot { .. }
+        | Response::Version(_) => Ok(()),
         Response::Error { message, .. } => bail!(message),
     }
 }

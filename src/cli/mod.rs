@@ -8,6 +8,7 @@ mod list;
 mod logs;
 mod service;
 mod start;
+mod version;
 
 use std::path::PathBuf;
 
@@ -149,6 +150,12 @@ pub enum Command {
     ReloadLogs,
     /// Stop every app and the daemon.
     Kill,
+    /// Print this CLI's version and the running daemon's (keeper and controller).
+    Version {
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a commented ecosystem.toml to start from.
     Init {
         /// Where to write it.
@@ -225,6 +232,16 @@ pub enum Command {
     /// Print the man page (roff).
     #[command(hide = true)]
     Man,
+    /// The daemon's controller (started by the daemon's keeper).
+    #[command(hide = true)]
+    Controller {
+        /// The inherited control socket.
+        #[arg(long)]
+        listen_fd: i32,
+        /// The keeper that started it.
+        #[arg(long)]
+        keeper_pid: i32,
+    },
     /// The daemon's log keeper (started by the daemon).
     #[command(hide = true)]
     LogKeeper {
@@ -525,6 +542,11 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Flush { target } => logs::flush(&home, target.as_deref()),
         Command::ReloadLogs => logs::reopen(&home),
         Command::Kill => control::kill(&home),
+        Command::Version { json } => version::run(&home, json),
+        Command::Controller {
+            listen_fd,
+            keeper_pid,
+        } => crate::controller::run(&home, listen_fd, keeper_pid),
         Command::Init { path, force } => ecosystem::init(&path, force),
         Command::Schema => ecosystem::schema(),
         Command::Import {

@@ -1,6 +1,7 @@
-//! The daemon: wiring. Takes the home's lock, becomes a child subreaper, binds the control socket, runs the
-//! control server and the supervisor on one current-thread runtime, and on shutdown removes what it
-//! created.
+//! The daemon's keeper: wiring. Takes the home's lock, becomes a child subreaper, binds the control socket
+//! (for its controller, `crate::controller`, which it starts and starts again whenever it exits) and its
+//! own socket, runs its server and the supervisor on one current-thread runtime, and on shutdown removes
+//! what it created.
 //!
 //! Shutdown is a value, not an exit: SIGTERM, SIGINT and a `kill` request all become one message to the
 //! supervisor, which stops every app and returns; [`run`] then removes the socket and pid file, lets
@@ -12,6 +13,7 @@
 //! daemon nobody can reach and let a second one start on the same home.
 
 mod adopted;
+mod controller;
 mod groups;
 mod listener;
 mod metrics;
@@ -74,12 +76,13 @@ pub fn run(home: Home, options: Options) -> Result<Outcome> {
     write_private(&home.node_preload(), NODE_PRELOAD.as_bytes())?;
     let socket_path = home.socket();
     remove_stale_socket(&socket_path)?;
+    remove_stale_socket(&home.keeper_socket())?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let files = [socket_path.clone(), home.pid_file()];
+    let files = [socket_path.clone(), home.keeper_socket(), home.pid_file()];
     removing_on_panic(&files, || {
         runtime.block_on(serve(home, &socket_path, options))
     })
@@ -99,10 +102,17 @@ fn removing_on_panic<T>(files: &[PathBuf], f: impl FnOnce() -> T) -> T {
 }
 
 async fn serve(home: Home, socket_path: &Path, options: Options) -> Result<Outcome> {
-    let listener = UnixListener::bind(socket_path)
+    // The control socket is served by the controller; the keeper binds it and keeps a copy, so that it
+    // stays open (connections wait in its backlog) while one controller is replaced by the next.
+    let control = std::os::unix::net::UnixListener::bind(socket_path)
         .with_context(|| format!("cannot bind the control socket {}", socket_path.display()))?;
     fs::set_permissions(socket_path, fs::Permissions::from_mode(0o600))
         .with_context(|| format!("cannot set the mode of {}", socket_path.display()))?;
+    let keeper_path = home.keeper_socket();
+    let listener = UnixListener::bind(&keeper_path)
+        .with_context(|| format!("cannot bind the keeper's socket {}", keeper_path.display()))?;
+    fs::set_permissions(&keeper_path, fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot set the mode of {}", keeper_path.display()))?;
 
     let sigchld = signal(SignalKind::child()).context("cannot watch SIGCHLD")?;
     let mut sigterm = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
@@ -111,13 +121,23 @@ async fn serve(home: Home, socket_path: &Path, options: Options) -> Result<Outco
 
     let notify = ready::NotifySocket::bind().context("cannot bind the notify socket")?;
     let (tx, rx) = mpsc::unbounded_channel();
+    let shared = std::sync::Arc::new(controller::Shared::default());
     let mut supervisor = Supervisor::new(home.clone(), tx.clone(), notify.address.clone());
     supervisor.exit_when_errored = options.exit_when_errored;
+    supervisor.controller = Some(shared.clone());
     let notify = tokio::spawn(notify.serve(tx.clone()));
     // Each connection task holds a clone of `alive`; when the last is dropped, every reply has been flushed.
     let (alive, mut all_closed) = mpsc::channel::<()>(1);
     let notifier = options.notifier.clone();
-    let server = tokio::spawn(server::serve(listener, tx.clone(), alive, notifier.clone()));
+    let server = tokio::spawn(server::serve(
+        listener,
+        tx.clone(),
+        alive,
+        notifier.clone(),
+        shared.clone(),
+    ));
+    let (stop_controller, stop) = tokio::sync::watch::channel(false);
+    let controller = tokio::spawn(controller::keep(control, shared, stop));
     let signal_tx = tx.clone();
     let signal_notifier = notifier.clone();
     let signals = tokio::spawn(async move {
@@ -137,7 +157,7 @@ async fn serve(home: Home, socket_path: &Path, options: Options) -> Result<Outco
     });
     let watchdog = tokio::spawn(watchdog(notifier.clone()));
     tokio::spawn(crate::logs::daemon_log::keep_small(home.daemon_log()));
-    info!(pid = std::process::id(), socket = %socket_path.display(), "daemon serving");
+    info!(pid = std::process::id(), socket = %socket_path.display(), "keeper serving");
     let startup = tokio::spawn(announce_ready(tx.clone(), options.resurrect, notifier));
 
     let (kill_replies, mut failed) = supervisor.run(rx, sigchld).await;
@@ -150,12 +170,16 @@ async fn serve(home: Home, socket_path: &Path, options: Options) -> Result<Outco
     let _ = server.await;
     // Remove our files before answering `kill`, so that a daemon started right after it keeps its own.
     let _ = fs::remove_file(socket_path);
+    let _ = fs::remove_file(&keeper_path);
     let _ = fs::remove_file(home.pid_file());
     for reply in kill_replies {
         let _ = reply.send(crate::protocol::Response::Ok);
     }
-    // Let the connections write their last replies (the `kill` that stopped us is waiting for its answer).
+    // Let the connections write their last replies (the `kill` that stopped us is waiting for its answer),
+    // then the controller pass them on and exit.
     let _ = tokio::time::timeout(Duration::from_secs(2), all_closed.recv()).await;
+    let _ = stop_controller.send(true);
+    let _ = controller.await;
     info!("daemon stopped");
     Ok(Outcome { failed })
 }

@@ -1,34 +1,33 @@
-//! The control server: accepts CLI connections on the Unix socket and relays their requests to the
-//! supervisor. One task per connection; a bad frame or a bad peer affects only that connection.
+//! The keeper's socket (`HERDSMAN_HOME/keeper.sock`): its controller's connections, each relaying one
+//! request of a CLI (see `crate::controller`) to the supervisor. One task per connection; a bad frame
+//! affects only that connection. Only the controller the keeper started may connect (SO_PEERCRED: its pid
+//! and our uid); anyone else is refused and logged.
 //!
-//! A connection that waits more than [`IDLE_TIMEOUT`] for its next request is closed, so forgotten clients
-//! do not pile up (each costs the daemon a descriptor). A request being processed has no deadline (a
-//! reload or a stop may take long), nor has a subscription. When `accept` fails (out of descriptors, most
-//! likely) the loop retries every 100 ms and warns once when it starts failing, then once a minute while it
-//! lasts, and says when it accepts again.
+//! A connection that waits more than [`IDLE_TIMEOUT`] for its next request is closed. A request being
+//! processed has no deadline (a reload or a stop may take long), nor has a subscription. When the
+//! controller dies, its connections close: the answers of requests it was relaying are dropped, and what
+//! they started goes on here (a reload completes, a stop stops).
 
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
+use super::controller;
 use super::supervisor::{Message, SUBSCRIBER_QUEUE};
 use crate::protocol::{
     self, ErrorKind, FrameError, Hello, PROTOCOL_VERSION, Request, Response, Selection,
 };
 use crate::systemd::Notifier;
 
-/// How long a control connection may wait for its next request (the first one too).
+/// How long a connection may wait for its next request (the first one too).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// How often a failing `accept` is retried.
-const ACCEPT_RETRY: Duration = Duration::from_millis(100);
-/// How often a failing `accept` is warned about while it goes on failing.
-const ACCEPT_WARN_EVERY: Duration = Duration::from_secs(60);
 
-/// Accepts connections until the listener fails or the supervisor is gone.
-/// Each connection task holds a clone of `alive`, so the daemon can wait for the last replies to be flushed.
+/// Accepts the controller's connections until the supervisor is gone.
+/// Each connection task holds a clone of `alive`, so the keeper can wait for the last replies to be flushed.
 /// With systemd watching, `reload all` is announced (`RELOADING=1`, then `READY=1`) and `kill` too
 /// (`STOPPING=1`).
 pub async fn serve(
@@ -36,45 +35,20 @@ pub async fn serve(
     supervisor: mpsc::UnboundedSender<Message>,
     alive: mpsc::Sender<()>,
     notifier: Option<Notifier>,
+    controller: Arc<controller::Shared>,
 ) {
     let uid = nix::unistd::geteuid().as_raw();
-    // While accept fails: when it was last warned about, and how many times it failed.
-    let mut failing: Option<(Instant, u64)> = None;
+    let mut acceptor = crate::accepting::Acceptor::default();
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => {
-                if let Some((_, failures)) = failing.take() {
-                    info!(failures, "accepting control connections again");
-                }
-                stream
-            }
-            Err(e) => {
-                // Out of descriptors, most likely: wait a little instead of spinning, and do not fill the
-                // log with one line per retry.
-                match &mut failing {
-                    None => {
-                        warn!(error = %e, "accept on the control socket failed; retrying every 100 ms");
-                        failing = Some((Instant::now(), 1));
-                    }
-                    Some((warned, failures)) => {
-                        *failures += 1;
-                        if warned.elapsed() >= ACCEPT_WARN_EVERY {
-                            warn!(error = %e, failures = *failures, "accept on the control socket still fails");
-                            *warned = Instant::now();
-                        }
-                    }
-                }
-                tokio::time::sleep(ACCEPT_RETRY).await;
-                continue;
-            }
-        };
-        // Only this user, or root, may drive the daemon.
+        let stream = acceptor.accept(&listener, "keeper.sock").await;
         match stream.peer_cred() {
-            Ok(cred) if cred.uid() == uid || cred.uid() == 0 => {}
+            Ok(cred)
+                if cred.uid() == uid && cred.pid().is_some() && cred.pid() == controller.pid() => {}
             Ok(cred) => {
                 warn!(
                     peer_uid = cred.uid(),
-                    "refused a control connection from another user"
+                    peer_pid = cred.pid(),
+                    "refused a connection to the keeper's socket: not its controller"
                 );
                 continue;
             }
@@ -86,7 +60,7 @@ pub async fn serve(
         let (supervisor, alive, notifier) = (supervisor.clone(), alive.clone(), notifier.clone());
         tokio::spawn(async move {
             if let Err(e) = connection(stream, supervisor, notifier).await {
-                debug!(error = %e, "control connection ended");
+                debug!(error = %e, "keeper connection ended");
             }
             drop(alive);
         });

@@ -173,6 +173,8 @@ pub struct Supervisor {
     logs: crate::logs::Keeper,
     /// The generation of the last watcher started (see `watching.rs`).
     watch_generation: u64,
+    /// The controller's pid and restarts, for `version` (see `daemon/controller.rs`).
+    pub controller: Option<std::sync::Arc<super::controller::Shared>>,
 }
 
 type Reply = Result<Vec<u32>, Response>;
@@ -205,6 +207,7 @@ impl Supervisor {
             shutting_down: false,
             logs: crate::logs::Keeper::new(),
             watch_generation: 0,
+            controller: None,
         }
     }
 
@@ -264,6 +267,18 @@ impl Supervisor {
             }
             Request::List => {
                 let _ = reply.send(self.processes());
+                return;
+            }
+            Request::Version => {
+                let controller = self.controller.as_deref();
+                let version = crate::protocol::DaemonVersion {
+                    version: env!("CARGO_PKG_VERSION").to_string(),
+                    protocol: crate::protocol::PROTOCOL_VERSION,
+                    keeper_pid: std::process::id(),
+                    controller_pid: controller.and_then(|c| c.pid()).map(|pid| pid as u32),
+                    controller_restarts: controller.map_or(0, |c| c.restarts()),
+                };
+                let _ = reply.send(Response::Version(version));
                 return;
             }
             Request::Kill if self.shutting_down => {
