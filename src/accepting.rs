@@ -26,20 +26,20 @@ impl Acceptor {
             match listener.accept().await {
                 Ok((stream, _)) => {
                     if let Some((_, failures)) = self.failing.take() {
-                        info!(socket, failures, "accepting connections again");
+                        info!(failures, "accepting {socket} connections again");
                     }
                     return stream;
                 }
                 Err(e) => {
                     match &mut self.failing {
                         None => {
-                            warn!(socket, error = %e, "accept failed; retrying every 100 ms");
+                            warn!(error = %e, "accept on the {socket} socket failed; retrying every 100 ms");
                             self.failing = Some((Instant::now(), 1));
                         }
                         Some((warned, failures)) => {
                             *failures += 1;
                             if warned.elapsed() >= WARN_EVERY {
-                                warn!(socket, error = %e, failures = *failures, "accept still fails");
+                                warn!(error = %e, failures = *failures, "accept on the {socket} socket still fails");
                                 *warned = Instant::now();
                             }
                         }

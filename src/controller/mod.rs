@@ -66,7 +66,7 @@ async fn serve(listener: std::os::unix::net::UnixListener, keeper: PathBuf) -> R
     info!(pid = std::process::id(), "controller serving");
     loop {
         let stream = tokio::select! {
-            stream = acceptor.accept(&listener, "herdsman.sock") => stream,
+            stream = acceptor.accept(&listener, "control") => stream,
             _ = sigterm.recv() => break,
             _ = sigint.recv() => continue,
             _ = sighup.recv() => continue,

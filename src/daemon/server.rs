@@ -40,7 +40,7 @@ pub async fn serve(
     let uid = nix::unistd::geteuid().as_raw();
     let mut acceptor = crate::accepting::Acceptor::default();
     loop {
-        let stream = acceptor.accept(&listener, "keeper.sock").await;
+        let stream = acceptor.accept(&listener, "keeper").await;
         match stream.peer_cred() {
             Ok(cred)
                 if cred.uid() == uid && cred.pid().is_some() && cred.pid() == controller.pid() => {}

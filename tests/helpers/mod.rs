@@ -1144,6 +1144,18 @@ pub fn is_log_keeper(pid: i32) -> bool {
         .is_ok_and(|c| c.split(|&b| b == 0).any(|arg| arg == b"log-keeper"))
 }
 
+/// True if `pid` is the daemon's controller (`herdsman controller`), the keeper's child that serves the
+/// control socket.
+pub fn is_controller(pid: i32) -> bool {
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|c| c.split(|&b| b == 0).nth(1) == Some(b"controller".as_slice()))
+}
+
+/// True if `pid` is one of herdsman's own processes besides the keeper: the controller or a log keeper.
+pub fn is_helper_process(pid: i32) -> bool {
+    is_log_keeper(pid) || is_controller(pid)
+}
+
 /// The `Uid:` line of `/proc/<pid>/status`: real, effective, saved and filesystem uid.
 pub fn proc_uids(pid: i32) -> Option<Vec<u32>> {
     let text = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

@@ -3,7 +3,7 @@
 //! server behaves when it runs out of descriptors.
 
 use std::fs;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -564,18 +564,39 @@ fn a_child_with_no_descriptor_left_for_its_status_pipe_reports_it() {
          restart_backoff = \"100ms\"\nrestart_backoff_max = \"100ms\"\n",
     )
     .expect("write the file");
-    // `start` itself fails (the worker does not stay up); the daemon goes on restarting it.
+    // `start` itself fails (the worker does not stay up); the daemon goes on restarting it. The daemon
+    // starts with room (a hard limit of 400); then the keeper's limit is lowered to 40, while its
+    // controller keeps its room: each subscription (a `monit`) takes one more of the keeper's descriptors
+    // and two of the controller's, so the keeper is the one to run out. Somewhere on the way it still has
+    // all it needs to fork, and the child finds none free to move its status pipe to: that failure must
+    // be reported as one, not look like a program that ran and exited 127.
     let out = run_cli_with(
         &h,
         &["start", &file.display().to_string()],
-        limit_fds(40, 40),
+        limit_fds(40, 400),
     );
     if !out.stderr.contains("did not stay up") {
         h.fail(&format!("start did not start the crashing app\n{out}"));
     }
-    // Each control connection takes one more of the daemon's descriptors. Somewhere on the way the daemon
-    // still has all it needs to fork, and the child finds none free to move its status pipe to: that
-    // failure must be reported as one, not look like a program that ran and exited 127.
+    let few = libc::rlimit {
+        rlim_cur: 40,
+        rlim_max: 40,
+    };
+    // SAFETY: prlimit with valid pointers (the old limit is not asked for).
+    if unsafe {
+        libc::prlimit(
+            h.daemon_pid(),
+            libc::RLIMIT_NOFILE,
+            &few,
+            std::ptr::null_mut(),
+        )
+    } != 0
+    {
+        h.fail(&format!(
+            "cannot lower the keeper's descriptor limit: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
     let socket = h.home().join("herdsman.sock");
     let mut held = Vec::new();
     let reported = |h: &Herdsman| {
@@ -592,12 +613,17 @@ fn a_child_with_no_descriptor_left_for_its_status_pipe_reports_it() {
         stream
             .set_read_timeout(Some(Duration::from_secs(5)))
             .expect("timeout");
+        let mut reader = BufReader::new(&stream);
         let mut hello = String::new();
-        if !BufReader::new(&stream)
-            .read_line(&mut hello)
-            .is_ok_and(|n| n > 0)
-        {
+        if !reader.read_line(&mut hello).is_ok_and(|n| n > 0) {
             h.fail("the daemon stopped accepting before a spawn ran out of descriptors");
+        }
+        (&stream)
+            .write_all(b"{\"request\":\"subscribe\",\"interval_ms\":600000}\n")
+            .expect("subscribe");
+        let mut snapshot = String::new();
+        if !reader.read_line(&mut snapshot).is_ok_and(|n| n > 0) {
+            h.fail("the daemon stopped answering before a spawn ran out of descriptors");
         }
         held.push(stream);
         // Two more attempts: the last one certainly began after this connection took its descriptor.

@@ -4,7 +4,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::helpers::{Herdsman, free_port, is_log_keeper, wait_child};
+use crate::helpers::{Herdsman, free_port, is_helper_process, wait_child};
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -62,7 +62,7 @@ fn two_overlapping_reloads_of_a_worker_leave_no_unsupervised_process() {
             // the daemon, the worker, its replacement (not the log keeper)
             h.marked_pids()
                 .into_iter()
-                .filter(|&p| !is_log_keeper(p))
+                .filter(|&p| !is_helper_process(p))
                 .count()
                 >= 3
         },
@@ -82,7 +82,7 @@ fn two_overlapping_reloads_of_a_worker_leave_no_unsupervised_process() {
         || {
             let left: Vec<i32> = h.marked_pids();
             left.into_iter()
-                .filter(|&p| !is_log_keeper(p))
+                .filter(|&p| !is_helper_process(p))
                 .collect::<Vec<_>>()
                 == vec![daemon]
         },
