@@ -139,6 +139,12 @@ _herdsman() {
             herdsman,unstartup)
                 cmd="herdsman__subcmd__unstartup"
                 ;;
+            herdsman,update)
+                cmd="herdsman__subcmd__update"
+                ;;
+            herdsman,upgrade-check)
+                cmd="herdsman__subcmd__upgrade__subcmd__check"
+                ;;
             herdsman,version)
                 cmd="herdsman__subcmd__version"
                 ;;
@@ -232,6 +238,12 @@ _herdsman() {
             herdsman__subcmd__help,unstartup)
                 cmd="herdsman__subcmd__help__subcmd__unstartup"
                 ;;
+            herdsman__subcmd__help,update)
+                cmd="herdsman__subcmd__help__subcmd__update"
+                ;;
+            herdsman__subcmd__help,upgrade-check)
+                cmd="herdsman__subcmd__help__subcmd__upgrade__subcmd__check"
+                ;;
             herdsman__subcmd__help,version)
                 cmd="herdsman__subcmd__help__subcmd__version"
                 ;;
@@ -242,7 +254,7 @@ _herdsman() {
 
     case "${cmd}" in
         herdsman)
-            opts="-h -V --help --version start list ls l ps status jlist describe show info desc stop restart reload startOrReload startOrRestart startOrGracefulReload scale signal delete del logs monit flush reloadLogs reload-logs kill version init schema import daemon save resurrect startup unstartup run completions man controller log-keeper help"
+            opts="-h -V --help --version start list ls l ps status jlist describe show info desc stop restart reload startOrReload startOrRestart startOrGracefulReload scale signal delete del logs monit flush reloadLogs reload-logs kill update version init schema import daemon save resurrect startup unstartup run completions man upgrade-check controller log-keeper help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -292,12 +304,16 @@ _herdsman() {
             return 0
             ;;
         herdsman__subcmd__daemon)
-            opts="-h -V --foreground --resurrect --help --version"
+            opts="-h -V --foreground --resurrect --handover-fd --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --handover-fd)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -348,7 +364,7 @@ _herdsman() {
             return 0
             ;;
         herdsman__subcmd__help)
-            opts="start list jlist describe stop restart reload startOrReload scale signal delete logs monit flush reloadLogs kill version init schema import daemon save resurrect startup unstartup run completions man controller log-keeper help"
+            opts="start list jlist describe stop restart reload startOrReload scale signal delete logs monit flush reloadLogs kill update version init schema import daemon save resurrect startup unstartup run completions man upgrade-check controller log-keeper help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -768,6 +784,34 @@ _herdsman() {
             return 0
             ;;
         herdsman__subcmd__help__subcmd__unstartup)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        herdsman__subcmd__help__subcmd__update)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        herdsman__subcmd__help__subcmd__upgrade__subcmd__check)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1309,6 +1353,38 @@ _herdsman() {
             ;;
         herdsman__subcmd__unstartup)
             opts="-h -V --user --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        herdsman__subcmd__update)
+            opts="-h -V --binary --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --binary)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        herdsman__subcmd__upgrade__subcmd__check)
+            opts="-h -V --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

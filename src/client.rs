@@ -48,9 +48,19 @@ pub struct Client {
 impl Client {
     /// Connects to a running daemon; `Ok(None)` when none runs for this home.
     pub fn connect(home: &Home) -> Result<Option<Client>> {
+        Client::connect_speaking(home, true)
+    }
+
+    /// Connects to a running daemon whatever protocol it speaks (for `update`, whose request every version
+    /// understands); `Ok(None)` when none runs.
+    pub fn connect_any(home: &Home) -> Result<Option<Client>> {
+        Client::connect_speaking(home, false)
+    }
+
+    fn connect_speaking(home: &Home, same_protocol: bool) -> Result<Option<Client>> {
         let deadline = Instant::now() + REGREET_DEADLINE;
         loop {
-            match Client::connect_once(home)? {
+            match Client::connect_once(home, same_protocol)? {
                 Greeting::Client(client) => return Ok(Some(*client)),
                 Greeting::NoDaemon => return Ok(None),
                 // Closed at once: a controller that died after accepting (the next one answers), a daemon
@@ -63,7 +73,7 @@ impl Client {
         }
     }
 
-    fn connect_once(home: &Home) -> Result<Greeting> {
+    fn connect_once(home: &Home, same_protocol: bool) -> Result<Greeting> {
         let stream = match UnixStream::connect(home.socket()) {
             Ok(stream) => stream,
             Err(e)
@@ -100,10 +110,10 @@ impl Client {
                 "unexpected greeting from the daemon ({e}); is the CLI the same version as the daemon?"
             ),
         };
-        if hello.protocol != PROTOCOL_VERSION {
+        if same_protocol && hello.protocol != PROTOCOL_VERSION {
             bail!(
                 "the daemon speaks protocol {} (herdsman {}) but this CLI speaks {} (herdsman {}); \
-                 run `herdsman kill` to restart it with this version",
+                 run `herdsman update` to move the daemon onto this version (no app is restarted)",
                 hello.protocol,
                 hello.version,
                 PROTOCOL_VERSION,

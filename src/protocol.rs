@@ -220,6 +220,13 @@ pub enum Request {
     Subscribe { interval_ms: u64 },
     /// The running daemon's version and processes, answered with [`Response::Version`].
     Version,
+    /// Move the running daemon onto the herdsman executable at `binary` without restarting any app: the
+    /// keeper runs its self-check, answers [`Response::Ok`], then re-executes itself in place (same pid,
+    /// same workers, same sockets) and starts a new controller. `version` tells when it is done.
+    ///
+    /// Its encoding, `{"request":"update","binary":"..."}`, and the answers `ok` and `error` never change:
+    /// a CLI sends it to a daemon of any protocol version.
+    Update { binary: std::path::PathBuf },
 }
 
 impl From<StartRequest> for Request {
@@ -311,6 +318,12 @@ pub struct DaemonVersion {
     pub controller_pid: Option<u32>,
     /// Controllers started after one exited.
     pub controller_restarts: u32,
+    /// The executable the keeper runs.
+    pub binary: String,
+    /// In-place updates of the keeper since it started.
+    pub updates: u32,
+    /// Why the last `update` did not happen, if it did not.
+    pub last_update_error: Option<String>,
 }
 
 impl Response {

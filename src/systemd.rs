@@ -18,6 +18,15 @@ pub struct Notifier {
 }
 
 impl Notifier {
+    /// A notifier for this address (carried over an in-place re-exec).
+    pub fn new(address: String) -> Notifier {
+        Notifier { address }
+    }
+
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
     /// Takes `NOTIFY_SOCKET` from the daemon's environment (and removes it, so nothing else inherits it).
     pub fn from_env() -> Option<Notifier> {
         let address = std::env::var("NOTIFY_SOCKET")

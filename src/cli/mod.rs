@@ -8,6 +8,7 @@ mod list;
 mod logs;
 mod service;
 mod start;
+mod update;
 mod version;
 
 use std::path::PathBuf;
@@ -150,6 +151,13 @@ pub enum Command {
     ReloadLogs,
     /// Stop every app and the daemon.
     Kill,
+    /// Move the running daemon onto this herdsman executable (after installing a new one) without
+    /// restarting any app: same workers, same sockets.
+    Update {
+        /// The new executable (default: this one).
+        #[arg(long)]
+        binary: Option<std::path::PathBuf>,
+    },
     /// Print this CLI's version and the running daemon's (keeper and controller).
     Version {
         /// As JSON.
@@ -186,6 +194,9 @@ pub enum Command {
         /// Start the saved apps once up (see `save`).
         #[arg(long)]
         resurrect: bool,
+        /// Take over the state a keeper left when it re-executed itself in place (`update`).
+        #[arg(long, hide = true)]
+        handover_fd: Option<i32>,
     },
     /// Remember the apps that run now (their specs and environments) in HERDSMAN_HOME/dump.json.
     Save,
@@ -232,6 +243,9 @@ pub enum Command {
     /// Print the man page (roff).
     #[command(hide = true)]
     Man,
+    /// Check that this executable can take over a keeper's state (read on stdin): run by `update`.
+    #[command(hide = true)]
+    UpgradeCheck,
     /// The daemon's controller (started by the daemon's keeper).
     #[command(hide = true)]
     Controller {
@@ -543,6 +557,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::ReloadLogs => logs::reopen(&home),
         Command::Kill => control::kill(&home),
         Command::Version { json } => version::run(&home, json),
+        Command::Update { binary } => update::run(&home, binary),
+        Command::UpgradeCheck => crate::daemon::upgrade_check(),
         Command::Controller {
             listen_fd,
             keeper_pid,
@@ -557,7 +573,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Daemon {
             foreground,
             resurrect,
-        } => service::daemon(&home, foreground, resurrect),
+            handover_fd,
+        } => service::daemon(&home, foreground, resurrect, handover_fd),
         Command::Save => service::save(&home),
         Command::Resurrect => service::resurrect(&home),
         Command::Startup { user, install } => service::startup(&home, user, install),

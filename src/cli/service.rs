@@ -21,16 +21,26 @@ use crate::protocol::{ApplyAction, ApplyRequest, Request, Response};
 use crate::systemd::{self, Notifier, UnitOptions};
 
 /// `herdsman daemon`: in the foreground (what systemd and containers run), or started in the background.
-pub fn daemon(home: &Home, foreground: bool, resurrect: bool) -> Result<()> {
+pub fn daemon(
+    home: &Home,
+    foreground: bool,
+    resurrect: bool,
+    handover_fd: Option<i32>,
+) -> Result<()> {
     if foreground {
         // The daemon outlives whatever ran it: it keeps none of its caller's descriptors but 0-2 (a lock
         // or a pipe the caller holds is not the daemon's to keep), and none reach the keeper or a worker.
-        // Nothing herdsman opened is open yet; nothing is passed to the daemon this way.
-        crate::descriptors::close_from(3);
+        // Nothing herdsman opened is open yet; nothing is passed to the daemon this way, except by a keeper
+        // re-executing itself, which passes exactly what it keeps (and everything else was close-on-exec).
+        if handover_fd.is_none() {
+            crate::descriptors::close_from(3);
+        }
         let options = Options {
             resurrect,
             exit_when_errored: false,
             notifier: Notifier::from_env(),
+            in_process: false,
+            handover_fd,
         };
         let outcome = daemon::run(home.clone(), options)?;
         if outcome.failed {
@@ -205,6 +215,8 @@ pub fn run_loaded(home: &Home, loaded: file::Loaded, format: Format) -> Result<(
             resurrect: false,
             exit_when_errored: true,
             notifier: None,
+            in_process: true,
+            handover_fd: None,
         };
         daemon::run(daemon_home, options)
     });

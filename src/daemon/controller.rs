@@ -46,6 +46,11 @@ impl Shared {
     pub fn restarts(&self) -> u32 {
         self.restarts.load(Ordering::SeqCst)
     }
+
+    /// Carries the count over an in-place re-exec.
+    pub fn set_restarts(&self, restarts: u32) {
+        self.restarts.store(restarts, Ordering::SeqCst);
+    }
 }
 
 /// The delay before starting a controller again, from how long the last one ran and how many quick deaths

@@ -25,6 +25,9 @@ use crate::config::ListenAddr;
 pub const BACKLOG: i32 = 4096;
 
 /// A bound, listening socket. Dropping it closes the socket and removes a Unix socket's file.
+/// A Unix socket's path, and the (device, inode) of the file bound there.
+pub type UnixFile = (PathBuf, (u64, u64));
+
 #[derive(Debug)]
 pub struct Listener {
     socket: Socket,
@@ -106,6 +109,24 @@ impl Listener {
 
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.socket.as_fd()
+    }
+
+    /// What an in-place re-exec carries over: the address, and a Unix socket's file (path, device, inode).
+    pub fn parts(&self) -> (ListenAddr, Option<UnixFile>) {
+        (self.addr.clone(), self.unix_path.clone())
+    }
+
+    /// A listener carried over an in-place re-exec: its socket, inherited, and what [`Listener::parts`] said.
+    pub fn from_parts(
+        socket: std::os::fd::OwnedFd,
+        addr: ListenAddr,
+        unix_path: Option<UnixFile>,
+    ) -> Listener {
+        Listener {
+            socket: Socket::from(socket),
+            addr,
+            unix_path,
+        }
     }
 }
 

@@ -15,6 +15,7 @@
 mod adopted;
 mod controller;
 mod groups;
+mod handover;
 mod listener;
 mod metrics;
 pub mod persist;
@@ -27,7 +28,7 @@ mod worker;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -39,6 +40,7 @@ use tokio::sync::mpsc;
 use tracing::info;
 
 use crate::home::Home;
+pub use handover::upgrade_check;
 use supervisor::{Message, Supervisor};
 
 /// The Node listen preload, written into the home when the daemon starts.
@@ -53,6 +55,10 @@ pub struct Options {
     pub exit_when_errored: bool,
     /// systemd's notification socket, when systemd started the daemon.
     pub notifier: Option<crate::systemd::Notifier>,
+    /// The daemon runs on a thread of another command (`run`): it cannot re-execute itself (`update`).
+    pub in_process: bool,
+    /// This keeper was just re-executed in place (`update`): the state its old image left.
+    pub handover_fd: Option<std::os::fd::RawFd>,
 }
 
 /// What the daemon's run came to.
@@ -63,10 +69,18 @@ pub struct Outcome {
 
 /// Runs the daemon in this process until it is told to stop.
 pub fn run(home: Home, options: Options) -> Result<Outcome> {
+    let handover = options.handover_fd.map(handover::take).transpose()?;
     open_standard_descriptors();
-    spawn::raise_fd_limit();
+    match &handover {
+        Some(h) => spawn::restore_fd_limit(h.context.nofile),
+        None => spawn::raise_fd_limit(),
+    }
     home.create()?;
-    let _lock = lock(&home)?;
+    let lock = match &handover {
+        // SAFETY: inherited for this alone; the lock is the open file's, so the home stays locked.
+        Some(h) => unsafe { File::from_raw_fd(h.context.lock) },
+        None => lock(&home)?,
+    };
     // SAFETY: prctl with integer arguments.
     if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
         tracing::warn!(
@@ -75,17 +89,22 @@ pub fn run(home: Home, options: Options) -> Result<Outcome> {
     }
     write_private(&home.node_preload(), NODE_PRELOAD.as_bytes())?;
     let socket_path = home.socket();
-    remove_stale_socket(&socket_path)?;
-    remove_stale_socket(&home.keeper_socket())?;
+    if handover.is_none() {
+        remove_stale_socket(&socket_path)?;
+        remove_stale_socket(&home.keeper_socket())?;
+    }
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     let files = [socket_path.clone(), home.keeper_socket(), home.pid_file()];
-    removing_on_panic(&files, || {
-        runtime.block_on(serve(home, &socket_path, options))
-    })
+    let lock_fd = lock.as_raw_fd();
+    let outcome = removing_on_panic(&files, || {
+        runtime.block_on(serve(home, &socket_path, options, handover, lock_fd))
+    });
+    drop(lock);
+    outcome
 }
 
 /// Runs `f`; if a panic unwinds out of it (it is going to end the daemon), removes `files` first.
@@ -101,30 +120,88 @@ fn removing_on_panic<T>(files: &[PathBuf], f: impl FnOnce() -> T) -> T {
     }
 }
 
-async fn serve(home: Home, socket_path: &Path, options: Options) -> Result<Outcome> {
-    // The control socket is served by the controller; the keeper binds it and keeps a copy, so that it
-    // stays open (connections wait in its backlog) while one controller is replaced by the next.
-    let control = std::os::unix::net::UnixListener::bind(socket_path)
-        .with_context(|| format!("cannot bind the control socket {}", socket_path.display()))?;
-    fs::set_permissions(socket_path, fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("cannot set the mode of {}", socket_path.display()))?;
+async fn serve(
+    home: Home,
+    socket_path: &Path,
+    mut options: Options,
+    handover: Option<handover::Handover>,
+    lock_fd: std::os::fd::RawFd,
+) -> Result<Outcome> {
     let keeper_path = home.keeper_socket();
-    let listener = UnixListener::bind(&keeper_path)
-        .with_context(|| format!("cannot bind the keeper's socket {}", keeper_path.display()))?;
-    fs::set_permissions(&keeper_path, fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("cannot set the mode of {}", keeper_path.display()))?;
+    let (control, listener, notify) = match &handover {
+        None => bind_sockets(socket_path, &keeper_path)?,
+        Some(h) => {
+            let c = &h.context;
+            // SAFETY: each was inherited for this alone, and is owned by nothing else.
+            let (control, keeper, notify) = unsafe {
+                (
+                    std::os::unix::net::UnixListener::from_raw_fd(c.control),
+                    std::os::unix::net::UnixListener::from_raw_fd(c.keeper),
+                    std::os::fd::OwnedFd::from_raw_fd(c.notify),
+                )
+            };
+            keeper.set_nonblocking(true)?;
+            let listener =
+                UnixListener::from_std(keeper).context("cannot use the keeper's socket")?;
+            let notify = ready::NotifySocket::from_fd(notify, c.notify_address.clone())
+                .context("cannot use the notify socket")?;
+            if options.notifier.is_none() {
+                options.notifier = c.notifier.clone().map(crate::systemd::Notifier::new);
+            }
+            (control, listener, notify)
+        }
+    };
+    let context = handover::ExecContext {
+        lock: lock_fd,
+        control: control.as_raw_fd(),
+        keeper: listener.as_raw_fd(),
+        notify: notify.raw_fd(),
+        notify_address: notify.address.clone(),
+        notifier: options.notifier.as_ref().map(|n| n.address().to_string()),
+        nofile: spawn::original_fd_limit(),
+    };
+    handover::adopted(&[
+        context.lock,
+        context.control,
+        context.keeper,
+        context.notify,
+    ]);
 
     let sigchld = signal(SignalKind::child()).context("cannot watch SIGCHLD")?;
     let mut sigterm = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut sigint = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let mut sighup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
 
-    let notify = ready::NotifySocket::bind().context("cannot bind the notify socket")?;
     let (tx, rx) = mpsc::unbounded_channel();
     let shared = std::sync::Arc::new(controller::Shared::default());
-    let mut supervisor = Supervisor::new(home.clone(), tx.clone(), notify.address.clone());
+    let mut supervisor = match handover {
+        None => Supervisor::new(home.clone(), tx.clone(), notify.address.clone()),
+        Some(h) => {
+            handover::adopted(&h.state_fds());
+            shared.set_restarts(h.controller_restarts);
+            if let Some(old) = h.controller {
+                // The old image's controller passes on its last answers and exits; a new one starts below.
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(old),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+            info!(from = %h.from_version, to = env!("CARGO_PKG_VERSION"), "keeper re-executed in place");
+            // SAFETY: the descriptors the handover names were inherited for this alone.
+            unsafe {
+                Supervisor::restore(
+                    home.clone(),
+                    tx.clone(),
+                    notify.address.clone(),
+                    h.state,
+                    h.updates,
+                )
+            }
+        }
+    };
     supervisor.exit_when_errored = options.exit_when_errored;
     supervisor.controller = Some(shared.clone());
+    supervisor.exec_context = (!options.in_process).then_some(context);
     let notify = tokio::spawn(notify.serve(tx.clone()));
     // Each connection task holds a clone of `alive`; when the last is dropped, every reply has been flushed.
     let (alive, mut all_closed) = mpsc::channel::<()>(1);
@@ -182,6 +259,29 @@ async fn serve(home: Home, socket_path: &Path, options: Options) -> Result<Outco
     let _ = controller.await;
     info!("daemon stopped");
     Ok(Outcome { failed })
+}
+
+/// Binds the control socket (the controller's, which the keeper keeps a copy of, so that it stays open while
+/// one controller is replaced by the next: connections wait in its backlog), the keeper's own socket, and
+/// the workers' notify socket.
+fn bind_sockets(
+    socket_path: &Path,
+    keeper_path: &Path,
+) -> Result<(
+    std::os::unix::net::UnixListener,
+    UnixListener,
+    ready::NotifySocket,
+)> {
+    let control = std::os::unix::net::UnixListener::bind(socket_path)
+        .with_context(|| format!("cannot bind the control socket {}", socket_path.display()))?;
+    fs::set_permissions(socket_path, fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot set the mode of {}", socket_path.display()))?;
+    let listener = UnixListener::bind(keeper_path)
+        .with_context(|| format!("cannot bind the keeper's socket {}", keeper_path.display()))?;
+    fs::set_permissions(keeper_path, fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot set the mode of {}", keeper_path.display()))?;
+    let notify = ready::NotifySocket::bind().context("cannot bind the notify socket")?;
+    Ok((control, listener, notify))
 }
 
 /// Resurrects the dump's apps if asked, then tells systemd the daemon is ready. Returns false when the

@@ -68,6 +68,18 @@ impl NotifySocket {
         })
     }
 
+    /// The socket carried over an in-place re-exec (its name holds the pid, which the exec keeps).
+    pub fn from_fd(fd: OwnedFd, address: String) -> io::Result<NotifySocket> {
+        // SAFETY: the descriptor is owned by the AsyncFd, so it stays open for as long as it is registered.
+        let fd = unsafe { AsyncFd::register(fd) }.map_err(|e| e.into_parts().1)?;
+        Ok(NotifySocket { fd, address })
+    }
+
+    /// The descriptor, for an in-place re-exec.
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd.get_ref().as_raw_fd()
+    }
+
     /// Forwards every `READY=1` to the supervisor until it is gone.
     pub async fn serve(self, supervisor: mpsc::UnboundedSender<Message>) {
         let mut buffer = vec![0u8; 4096];

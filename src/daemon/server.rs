@@ -110,6 +110,7 @@ async fn connection(
                 return subscription(interval_ms, &mut writer, &supervisor).await;
             }
             Ok(request) => {
+                let update = matches!(request, Request::Update { .. });
                 let reload_all = matches!(
                     request,
                     Request::Reload {
@@ -140,7 +141,13 @@ async fn connection(
                         if let (Some(notifier), true) = (&notifier, reload_all) {
                             notifier.notify("READY=1");
                         }
-                        send(&mut writer, &response).await?;
+                        let sent = send(&mut writer, &response).await;
+                        if update && matches!(response, Response::Ok) {
+                            // The answer is on its way: the keeper may re-execute now (see handover.rs).
+                            let _ = writer.flush().await;
+                            let _ = supervisor.send(Message::Reexec);
+                        }
+                        sent?;
                         break;
                     }
                     send(&mut writer, &response).await?;

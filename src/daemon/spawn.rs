@@ -98,6 +98,22 @@ const SESSION_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// The soft and hard `RLIMIT_NOFILE` the daemon started with, when [`raise_fd_limit`] raised the soft one.
 static ORIGINAL_NOFILE: OnceLock<libc::rlimit> = OnceLock::new();
 
+/// The soft and hard `RLIMIT_NOFILE` the daemon started with, if it raised the soft one.
+pub fn original_fd_limit() -> Option<(u64, u64)> {
+    ORIGINAL_NOFILE.get().map(|l| (l.rlim_cur, l.rlim_max))
+}
+
+/// After an in-place re-exec: the limit the daemon started with, as its old image recorded it (its own
+/// was raised already).
+pub fn restore_fd_limit(original: Option<(u64, u64)>) {
+    if let Some((soft, hard)) = original {
+        let _ = ORIGINAL_NOFILE.set(libc::rlimit {
+            rlim_cur: soft,
+            rlim_max: hard,
+        });
+    }
+}
+
 /// Raises the soft `RLIMIT_NOFILE` to the hard one, for the daemon's own sake: each worker costs it two or
 /// three descriptors, and a daemon started from a shell (soft limit 1024) would run out after a few hundred.
 /// Workers get the original soft limit back before they exec (a program may rely on it, as `select(2)` does

@@ -59,6 +59,37 @@ struct Held {
     worker: i32,
 }
 
+/// What an in-place re-exec of the daemon carries over of its log keepers: the running keeper's channel and
+/// the copies of every read end, as descriptor numbers the new image inherits.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Carried {
+    pub link: Option<CarriedLink>,
+    pub streams: Vec<CarriedStream>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct CarriedLink {
+    pub control: RawFd,
+    pub pid: i32,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct CarriedStream {
+    pub header: Header,
+    pub read: RawFd,
+    pub keeper: i32,
+    pub worker: i32,
+}
+
+impl Carried {
+    /// Every descriptor it names.
+    pub fn fds(&self) -> Vec<RawFd> {
+        let mut fds: Vec<RawFd> = self.streams.iter().map(|s| s.read).collect();
+        fds.extend(self.link.as_ref().map(|l| l.control));
+        fds
+    }
+}
+
 /// A running keeper.
 struct Link {
     control: OwnedFd,
@@ -164,6 +195,62 @@ impl Keeper {
                 .is_ok()
             })
             .count()
+    }
+
+    /// What an in-place re-exec carries over (the descriptors stay owned here until the exec).
+    pub fn carry(&self) -> Carried {
+        Carried {
+            link: self.link.as_ref().map(|l| CarriedLink {
+                control: l.control.as_raw_fd(),
+                pid: l.pid,
+            }),
+            streams: self
+                .held
+                .iter()
+                .chain(&self.pending)
+                .map(|h| CarriedStream {
+                    header: h.header.clone(),
+                    read: h.read.as_raw_fd(),
+                    keeper: h.keeper,
+                    worker: h.worker,
+                })
+                .collect(),
+        }
+    }
+
+    /// The keepers' state after an in-place re-exec.
+    ///
+    /// # Safety
+    /// Every descriptor `carried` names must be open, inherited for this purpose, and owned by nothing else.
+    pub unsafe fn restore(carried: Carried) -> Keeper {
+        // SAFETY: the caller vouches for the descriptors.
+        let own = |fd: RawFd| unsafe { OwnedFd::from_raw_fd(fd) };
+        let link = carried.link.map(|l| {
+            // SAFETY: pidfd_open on our own child (it may have exited: then there is no pidfd).
+            let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, l.pid, 0) } as RawFd;
+            Link {
+                control: own(l.control),
+                pid: l.pid,
+                // SAFETY: a descriptor just returned by the kernel.
+                pidfd: (raw >= 0).then(|| unsafe { OwnedFd::from_raw_fd(raw) }),
+            }
+        });
+        let held = carried
+            .streams
+            .into_iter()
+            .map(|s| Held {
+                header: s.header,
+                read: own(s.read),
+                keeper: s.keeper,
+                worker: s.worker,
+            })
+            .collect();
+        Keeper {
+            link,
+            held,
+            pending: Vec::new(),
+            restarts: VecDeque::new(),
+        }
     }
 
     /// Stops taking new streams and waits (a few seconds at most) for the keeper to write what it has and

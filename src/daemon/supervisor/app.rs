@@ -76,6 +76,31 @@ impl App {
                 "increment_var {var} needs a number to count from: set {var} in the app's env"
             ));
         }
+        let mut app = App::assemble(spec, command, home)?;
+        // Checked now, so a path that cannot be written fails the start; the keeper opens them itself.
+        open_log(&app.out_path)?;
+        open_log(&app.err_path)?;
+        app.listeners = bind(&app.spec, previous)?;
+        Ok(app)
+    }
+
+    /// An app carried over an in-place re-exec of the keeper: its workers run and its sockets are
+    /// inherited, so nothing is checked that could refuse it (a script being replaced by a deploy).
+    pub fn restore(
+        spec: AppSpec,
+        home: &Home,
+        listeners: Vec<Listener>,
+        created: std::time::SystemTime,
+    ) -> Result<App, String> {
+        let command = spec.command_line().map_err(|e| e.to_string())?;
+        let mut app = App::assemble(spec, command, home)?;
+        app.listeners = listeners;
+        app.created = created;
+        Ok(app)
+    }
+
+    /// The app with its user, preload and log paths, and no socket.
+    fn assemble(spec: AppSpec, command: CommandLine, home: &Home) -> Result<App, String> {
         let (credentials, user_env) = credentials(&spec)?;
         let preload = match &credentials {
             Some(c) if spec.is_node() && c.uid != nix::unistd::geteuid().as_raw() => {
@@ -91,14 +116,10 @@ impl App {
             .error_file
             .clone()
             .unwrap_or_else(|| home.err_log(&spec.name));
-        // Checked now, so a path that cannot be written fails the start; the keeper opens them itself.
-        open_log(&out_path)?;
-        open_log(&err_path)?;
-        let listeners = bind(&spec, previous)?;
         Ok(App {
             spec,
             command,
-            listeners,
+            listeners: Vec::new(),
             out_path,
             err_path,
             credentials,

@@ -15,6 +15,7 @@
 mod app;
 mod apply;
 mod env;
+pub mod handover;
 mod lifecycle;
 mod observe;
 mod preload;
@@ -71,6 +72,8 @@ pub enum Message {
     Shutdown,
     /// A watched app's files changed, or its watcher failed (see `daemon/watch/`).
     Watch(super::watch::Report),
+    /// The answer to an `update` is on its way: re-execute in place now (see `handover.rs`).
+    Reexec,
 }
 
 /// Timers, each naming what it is about so a stale one is recognised and ignored.
@@ -175,6 +178,13 @@ pub struct Supervisor {
     watch_generation: u64,
     /// The controller's pid and restarts, for `version` (see `daemon/controller.rs`).
     pub controller: Option<std::sync::Arc<super::controller::Shared>>,
+    /// The keeper's descriptors an in-place re-exec keeps; `None` where it cannot re-exec (`run`).
+    pub exec_context: Option<super::handover::ExecContext>,
+    /// The executable an `update` checked, re-executed on [`Message::Reexec`].
+    update_to: Option<std::path::PathBuf>,
+    /// In-place updates since the keeper started.
+    updates: u32,
+    last_update_error: Option<String>,
 }
 
 type Reply = Result<Vec<u32>, Response>;
@@ -208,6 +218,10 @@ impl Supervisor {
             logs: crate::logs::Keeper::new(),
             watch_generation: 0,
             controller: None,
+            exec_context: None,
+            update_to: None,
+            updates: 0,
+            last_update_error: None,
         }
     }
 
@@ -256,6 +270,7 @@ impl Supervisor {
             }
             Message::Shutdown => self.begin_shutdown(None),
             Message::Watch(report) => self.watch_report(report),
+            Message::Reexec => self.reexec(),
         }
     }
 
@@ -277,8 +292,16 @@ impl Supervisor {
                     keeper_pid: std::process::id(),
                     controller_pid: controller.and_then(|c| c.pid()).map(|pid| pid as u32),
                     controller_restarts: controller.map_or(0, |c| c.restarts()),
+                    binary: std::fs::read_link("/proc/self/exe")
+                        .map_or_else(|_| "unknown".to_string(), |p| p.display().to_string()),
+                    updates: self.updates,
+                    last_update_error: self.last_update_error.clone(),
                 };
                 let _ = reply.send(Response::Version(version));
+                return;
+            }
+            Request::Update { binary } => {
+                let _ = reply.send(self.update(binary));
                 return;
             }
             Request::Kill if self.shutting_down => {
