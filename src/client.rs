@@ -117,7 +117,7 @@ impl Client {
                 hello.protocol,
                 hello.version,
                 PROTOCOL_VERSION,
-                env!("CARGO_PKG_VERSION")
+                crate::VERSION
             );
         }
         reader

@@ -18,6 +18,7 @@ mod production;
 mod races;
 mod reload;
 mod security;
+mod update;
 mod watch;
 
 use std::collections::{BTreeMap, BTreeSet};

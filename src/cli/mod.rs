@@ -22,7 +22,7 @@ use crate::protocol::ApplyAction;
 /// A pre-fork cluster process supervisor: it binds each app's socket, starts N workers that share it,
 /// restarts them when they crash, and keeps their logs.
 #[derive(Debug, Parser)]
-#[command(name = "herdsman", version, about, propagate_version = true)]
+#[command(name = "herdsman", version = crate::VERSION, about, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

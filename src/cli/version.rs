@@ -31,7 +31,7 @@ pub fn run(home: &Home, json: bool) -> Result<()> {
     };
     let versions = Versions {
         cli: Cli {
-            version: env!("CARGO_PKG_VERSION"),
+            version: crate::VERSION,
             protocol: PROTOCOL_VERSION,
         },
         daemon,

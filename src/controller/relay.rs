@@ -41,7 +41,7 @@ async fn serve(stream: UnixStream, keeper: &Path) -> Result<(), FrameError> {
     let mut reader = BufReader::new(reader);
     let hello = Hello {
         protocol: PROTOCOL_VERSION,
-        version: env!("CARGO_PKG_VERSION").to_string(),
+        version: crate::VERSION.to_string(),
         // The daemon's pid is the keeper's: it is the one in daemon.pid, and it outlives controllers.
         pid: nix::unistd::getppid().as_raw() as u32,
     };

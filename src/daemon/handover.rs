@@ -72,7 +72,7 @@ impl Handover {
     ) -> Handover {
         Handover {
             format: FORMAT,
-            from_version: env!("CARGO_PKG_VERSION").to_string(),
+            from_version: crate::VERSION.to_string(),
             context: context.clone(),
             controller: controller.and_then(|c| c.pid()),
             controller_restarts: controller.map_or(0, |c| c.restarts()),
@@ -271,7 +271,7 @@ pub fn upgrade_check() -> Result<()> {
     let handover = read(&mut std::io::stdin().lock())?;
     println!(
         "herdsman {} (protocol {}) can take over a keeper of herdsman {} with {} apps",
-        env!("CARGO_PKG_VERSION"),
+        crate::VERSION,
         crate::protocol::PROTOCOL_VERSION,
         handover.from_version,
         handover.state.apps.len()

@@ -186,7 +186,7 @@ async fn serve(
                     nix::sys::signal::Signal::SIGTERM,
                 );
             }
-            info!(from = %h.from_version, to = env!("CARGO_PKG_VERSION"), "keeper re-executed in place");
+            info!(from = %h.from_version, to = crate::VERSION, "keeper re-executed in place");
             // SAFETY: the descriptors the handover names were inherited for this alone.
             unsafe {
                 Supervisor::restore(

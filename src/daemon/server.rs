@@ -9,6 +9,7 @@
 //! they started goes on here (a reload completes, a stop stops).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncWriteExt, BufReader};
@@ -25,6 +26,31 @@ use crate::systemd::Notifier;
 
 /// How long a connection may wait for its next request (the first one too).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Requests whose final answer is not written yet: an in-place re-exec waits for them, so no answer is
+/// lost with the connection it was to be written on.
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// How many requests are still to be answered.
+pub fn answers_in_flight() -> usize {
+    IN_FLIGHT.load(Ordering::SeqCst)
+}
+
+/// Counts one request from when it reaches the supervisor until its final answer is written (or dropped).
+struct InFlight;
+
+impl InFlight {
+    fn new() -> InFlight {
+        IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 /// Accepts the controller's connections until the supervisor is gone.
 /// Each connection task holds a clone of `alive`, so the keeper can wait for the last replies to be flushed.
@@ -84,7 +110,7 @@ async fn connection(
     let mut reader = BufReader::new(reader);
     let hello = Hello {
         protocol: PROTOCOL_VERSION,
-        version: env!("CARGO_PKG_VERSION").to_string(),
+        version: crate::VERSION.to_string(),
         pid: std::process::id(),
     };
     send(&mut writer, &hello).await?;
@@ -126,6 +152,7 @@ async fn connection(
                     }
                 }
                 let (reply, mut answers) = mpsc::unbounded_channel();
+                let in_flight = InFlight::new();
                 if supervisor
                     .send(Message::Request { request, reply })
                     .is_err()
@@ -142,6 +169,7 @@ async fn connection(
                             notifier.notify("READY=1");
                         }
                         let sent = send(&mut writer, &response).await;
+                        drop(in_flight);
                         if update && matches!(response, Response::Ok) {
                             // The answer is on its way: the keeper may re-execute now (see handover.rs).
                             let _ = writer.flush().await;

@@ -24,6 +24,8 @@ use crate::daemon::worker::{OnExit, Process, State as Slot};
 use crate::logs::handle::Carried as CarriedLogs;
 use crate::protocol::{ErrorKind, Response};
 
+/// How long a re-exec waits for the answers being written.
+const FLUSH_DEADLINE: Duration = Duration::from_secs(5);
 /// How long the new executable's self-check may take.
 const CHECK_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -234,6 +236,22 @@ impl Supervisor {
         let Some(context) = &self.exec_context else {
             return;
         };
+        // Answers still being written (a reload that just finished) would be lost with their connections:
+        // look again in a moment, for a few seconds at most.
+        if crate::daemon::server::answers_in_flight() > 0 {
+            let since = *self.reexec_waiting.get_or_insert_with(Instant::now);
+            if since.elapsed() < FLUSH_DEADLINE {
+                self.update_to = Some(binary);
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    let _ = tx.send(Message::Reexec);
+                });
+                return;
+            }
+            warn!("answers are still being written after {FLUSH_DEADLINE:?}: re-executing anyway");
+        }
+        self.reexec_waiting = None;
         if let Some(reason) = self.busy() {
             let message = format!("the update was not made: {reason}");
             warn!(%message);

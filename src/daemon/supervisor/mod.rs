@@ -182,6 +182,8 @@ pub struct Supervisor {
     pub exec_context: Option<super::handover::ExecContext>,
     /// The executable an `update` checked, re-executed on [`Message::Reexec`].
     update_to: Option<std::path::PathBuf>,
+    /// Since when a re-exec waits for answers to be written.
+    reexec_waiting: Option<std::time::Instant>,
     /// In-place updates since the keeper started.
     updates: u32,
     last_update_error: Option<String>,
@@ -220,6 +222,7 @@ impl Supervisor {
             controller: None,
             exec_context: None,
             update_to: None,
+            reexec_waiting: None,
             updates: 0,
             last_update_error: None,
         }
@@ -287,7 +290,7 @@ impl Supervisor {
             Request::Version => {
                 let controller = self.controller.as_deref();
                 let version = crate::protocol::DaemonVersion {
-                    version: env!("CARGO_PKG_VERSION").to_string(),
+                    version: crate::VERSION.to_string(),
                     protocol: crate::protocol::PROTOCOL_VERSION,
                     keeper_pid: std::process::id(),
                     controller_pid: controller.and_then(|c| c.pid()).map(|pid| pid as u32),
