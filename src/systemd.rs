@@ -110,12 +110,16 @@ NotifyAccess=main
 Environment={path_var}
 ExecStart={exe} daemon --foreground --resurrect
 ExecReload={exe} reload all
-# SIGTERM to the daemon alone: it stops every app within its kill timeout, then exits.
+# SIGTERM to the keeper alone: it stops every app within its kill timeout, then exits.
 KillMode=mixed
 TimeoutStopSec=60
 Restart=on-failure
 RestartSec=1
 LimitNOFILE=65536
+# One app's worker killed for memory is the keeper's to restart, not a reason to stop every app.
+OOMPolicy=continue
+# The keeper keeps a copy of each listening socket here, so even its own restart refuses no connection.
+FileDescriptorStoreMax=1024
 
 [Install]
 WantedBy={wanted_by}
@@ -166,6 +170,8 @@ mod tests {
         assert!(unit.contains("ExecReload=\"/usr/local/bin/herdsman\" reload all\n"));
         assert_eq!(quote("50% \"odd\""), "\"50%% \\\"odd\\\"\"");
         assert!(unit.contains("KillMode=mixed\n"));
+        assert!(unit.contains("OOMPolicy=continue\n"));
+        assert!(unit.contains("FileDescriptorStoreMax=1024\n"));
         assert!(unit.contains("WantedBy=multi-user.target\n"));
         let user = render_unit(&UnitOptions {
             executable: Path::new("/usr/local/bin/herdsman"),

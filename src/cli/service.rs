@@ -33,7 +33,9 @@ pub fn daemon(
         // Nothing herdsman opened is open yet; nothing is passed to the daemon this way, except by a keeper
         // re-executing itself, which passes exactly what it keeps (and everything else was close-on-exec).
         if handover_fd.is_none() {
-            crate::descriptors::close_from(3);
+            // Sockets systemd kept in its store for a keeper it restarts come first, from fd 3.
+            let passed = crate::daemon::fdstore::take_passed();
+            crate::descriptors::close_from(3 + passed as i32);
         }
         let options = Options {
             resurrect,

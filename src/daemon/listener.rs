@@ -51,8 +51,22 @@ pub enum BindError {
 }
 
 impl Listener {
-    /// Binds and listens (SO_REUSEADDR, close-on-exec, backlog [`BACKLOG`]).
+    /// The socket of an address: the one systemd's store passed back for it if there is one (the keeper
+    /// restarted by its unit; see `fdstore.rs`), otherwise a new one. Either way a copy goes to the store.
     pub fn bind(addr: &ListenAddr, cwd: &Path) -> Result<Listener, BindError> {
+        let listener = match super::fdstore::take(addr).and_then(|fd| passed(fd, addr)) {
+            Some(socket) => {
+                tracing::info!(%addr, "listening on the socket systemd kept");
+                Listener::tcp(socket, addr)
+            }
+            None => Listener::bind_new(addr, cwd)?,
+        };
+        super::fdstore::keep(addr, listener.fd());
+        Ok(listener)
+    }
+
+    /// Binds and listens (SO_REUSEADDR, close-on-exec, backlog [`BACKLOG`]).
+    fn bind_new(addr: &ListenAddr, cwd: &Path) -> Result<Listener, BindError> {
         let wrap = |source: io::Error| match source.kind() {
             io::ErrorKind::AddrInUse => BindError::InUse(addr.clone()),
             _ => BindError::Other {
@@ -132,6 +146,7 @@ impl Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
+        super::fdstore::forget(&self.addr);
         // Only the file this listener bound: another program may have replaced it since.
         if let Some((path, id)) = &self.unix_path
             && socket_file(path) == Some(*id)
@@ -147,6 +162,21 @@ fn socket_file(path: &Path) -> Option<(u64, u64)> {
     meta.file_type()
         .is_socket()
         .then(|| (meta.dev(), meta.ino()))
+}
+
+/// A socket systemd passed back, if it is a listening TCP socket of this address.
+fn passed(fd: std::os::fd::OwnedFd, addr: &ListenAddr) -> Option<Socket> {
+    let socket = Socket::from(fd);
+    if !socket.is_listener().unwrap_or(false) {
+        return None;
+    }
+    let local = socket.local_addr().ok()?.as_socket()?;
+    let matches = match addr {
+        ListenAddr::Port(port) => local.port() == *port,
+        ListenAddr::Tcp(sa) => local == *sa,
+        ListenAddr::Unix(_) => false,
+    };
+    matches.then_some(socket)
 }
 
 fn bind_tcp(addr: SocketAddr, dual_stack: bool) -> io::Result<Socket> {

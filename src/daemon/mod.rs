@@ -14,6 +14,7 @@
 
 mod adopted;
 mod controller;
+pub mod fdstore;
 mod groups;
 mod handover;
 mod listener;
@@ -151,6 +152,9 @@ async fn serve(
             (control, listener, notify)
         }
     };
+    if let Some(notifier) = &options.notifier {
+        fdstore::enable(notifier);
+    }
     let context = handover::ExecContext {
         lock: lock_fd,
         control: control.as_raw_fd(),
