@@ -494,10 +494,17 @@ fn foreground_daemon_notifies_ready_once_resurrected_apps_are_online_and_stoppin
         .env("NOTIFY_SOCKET", &sock_path);
     let mut daemon = Spawned::spawn(c, &dir, "daemon");
 
-    let first = next_datagram(&h, &sock, &mut daemon, "READY=1", 30 * SECOND);
+    // The sockets the keeper stores in systemd's fd store (FDSTORE=1) may come first; the first state
+    // it reports must be READY=1.
+    let first = loop {
+        let datagram = next_datagram(&h, &sock, &mut daemon, "READY=1", 30 * SECOND);
+        if !datagram.iter().any(|l| l == "FDSTORE=1") {
+            break datagram;
+        }
+    };
     if !first.iter().any(|l| l == "READY=1") {
         h.fail(&format!(
-            "the first datagram must be READY=1, got {first:?}\n{}",
+            "the first state reported must be READY=1, got {first:?}\n{}",
             daemon.describe()
         ));
     }
