@@ -35,6 +35,8 @@ const STOP_WAIT: Duration = Duration::from_secs(3);
 pub struct Shared {
     pid: AtomicI32,
     restarts: AtomicU32,
+    /// The controller of the keeper's previous image (before an `update`), finishing its last answers.
+    previous: AtomicI32,
 }
 
 impl Shared {
@@ -45,6 +47,21 @@ impl Shared {
 
     pub fn restarts(&self) -> u32 {
         self.restarts.load(Ordering::SeqCst)
+    }
+
+    /// Whether `pid` may use the keeper's socket: the running controller, or the previous image's while it
+    /// finishes.
+    pub fn admits(&self, pid: Option<i32>) -> bool {
+        pid.is_some_and(|pid| {
+            pid > 0
+                && (pid == self.pid.load(Ordering::SeqCst)
+                    || pid == self.previous.load(Ordering::SeqCst))
+        })
+    }
+
+    /// The previous image's controller, told to finish.
+    pub fn set_previous(&self, pid: i32) {
+        self.previous.store(pid, Ordering::SeqCst);
     }
 
     /// Carries the count over an in-place re-exec.

@@ -184,6 +184,7 @@ async fn serve(
             handover::adopted(&h.state_fds());
             shared.set_restarts(h.controller_restarts);
             if let Some(old) = h.controller {
+                shared.set_previous(old);
                 // The old image's controller passes on its last answers and exits; a new one starts below.
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(old),

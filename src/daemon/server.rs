@@ -68,8 +68,7 @@ pub async fn serve(
     loop {
         let stream = acceptor.accept(&listener, "keeper").await;
         match stream.peer_cred() {
-            Ok(cred)
-                if cred.uid() == uid && cred.pid().is_some() && cred.pid() == controller.pid() => {}
+            Ok(cred) if cred.uid() == uid && controller.admits(cred.pid()) => {}
             Ok(cred) => {
                 warn!(
                     peer_uid = cred.uid(),
