@@ -505,6 +505,23 @@ pub struct AppDetails {
     pub created_at_ms: u64,
     /// Its workers, with their process groups.
     pub workers: Vec<ProcessInfo>,
+    /// How the last rollout that changed its workers ended (a start, a reload, a scale, a file applied, a
+    /// stop): what a command cut off in the middle (its controller died) can be checked against.
+    #[serde(default)]
+    pub last_change: Option<LastChange>,
+}
+
+/// How a rollout ended for one app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastChange {
+    /// `start or reload` (workers started or replaced), `stop` or `delete`.
+    pub what: String,
+    /// Done for every worker; otherwise `detail` says what failed, and the workers not reached are as
+    /// they were.
+    pub ok: bool,
+    pub detail: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
 }
 
 /// Errors reading or writing frames.

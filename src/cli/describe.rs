@@ -202,6 +202,17 @@ fn render(app: &AppDetails, now: u64) -> String {
             field("watch error", error.to_string());
         }
     }
+    if let Some(change) = &app.last_change {
+        let outcome = match (&change.ok, &change.detail) {
+            (true, _) => "done".to_string(),
+            (false, Some(detail)) => format!("failed: {detail}"),
+            (false, None) => "failed".to_string(),
+        };
+        field(
+            "last change",
+            format!("{} {outcome}, {}", change.what, when(change.at_ms, now)),
+        );
+    }
     if !spec.depends_on.is_empty() {
         field("depends on", spec.depends_on.join(", "));
     }

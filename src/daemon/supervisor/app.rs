@@ -33,6 +33,8 @@ pub(super) struct App {
     pub created: std::time::SystemTime,
     /// Watch mode's state, once its watcher is started (see `watching.rs`).
     pub watch: Option<super::watching::Watching>,
+    /// How the last rollout of its workers ended (see `rollout.rs`).
+    pub last_change: Option<crate::protocol::LastChange>,
 }
 
 impl App {
@@ -128,6 +130,7 @@ impl App {
             workers: Vec::new(),
             created: std::time::SystemTime::now(),
             watch: None,
+            last_change: None,
         })
     }
 

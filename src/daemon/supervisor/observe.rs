@@ -352,6 +352,7 @@ impl Supervisor {
                         .filter(|r| &r.name == name)
                         .cloned()
                         .collect(),
+                    last_change: app.last_change.clone(),
                 })
             })
             .collect();

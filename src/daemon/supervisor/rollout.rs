@@ -213,6 +213,7 @@ impl Supervisor {
     /// and none starts anything again.
     pub(super) fn abort_rollouts(&mut self, why: &str) {
         for rollout in std::mem::take(&mut self.rollouts) {
+            self.record_outcome(&rollout, Some(why));
             let mut failures = rollout.failures;
             failures.push(why.to_string());
             let _ = rollout
@@ -239,6 +240,7 @@ impl Supervisor {
             .partition(|r| r.lanes.iter().all(Lane::finished));
         self.rollouts.extend(running);
         for rollout in finished {
+            self.record_outcome(&rollout, None);
             let response = if rollout.failures.is_empty() {
                 let Response::Processes { processes } = self.processes() else {
                     continue;
@@ -251,6 +253,48 @@ impl Supervisor {
                 Response::error(ErrorKind::Os, rollout.failures.join("\n"))
             };
             let _ = rollout.reply.send(response);
+        }
+    }
+
+    /// Remembers on each app of a rollout how it ended (`describe` shows it), so that what a command cut off
+    /// in the middle did can be told afterwards.
+    fn record_outcome(&mut self, rollout: &Rollout, interrupted: Option<&str>) {
+        let at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        for lane in &rollout.lanes {
+            let Some(app) = self.apps.get_mut(&lane.app) else {
+                continue;
+            };
+            let what = match lane.action {
+                LaneAction::Replace => "start or reload",
+                LaneAction::Stop => "stop",
+                LaneAction::Remove => "delete",
+            };
+            let failed = lane.failed || (interrupted.is_some() && !lane.finished());
+            let detail = if lane.failed {
+                let own = rollout
+                    .failures
+                    .iter()
+                    .filter(|f| f.contains(lane.app.as_str()))
+                    .cloned()
+                    .collect::<Vec<_>>();
+                Some(if own.is_empty() {
+                    rollout.failures.join("; ")
+                } else {
+                    own.join("; ")
+                })
+            } else if failed {
+                interrupted.map(str::to_string)
+            } else {
+                None
+            };
+            app.last_change = Some(crate::protocol::LastChange {
+                what: what.to_string(),
+                ok: !failed,
+                detail,
+                at_ms,
+            });
         }
     }
 
