@@ -47,8 +47,14 @@ pub struct Client {
 
 impl Client {
     /// Connects to a running daemon; `Ok(None)` when none runs for this home.
+    ///
+    /// A keeper that was killed leaves its record (`state.json`) behind: then a daemon is started, which
+    /// adopts the workers that still run, so that no command says nothing runs while they serve.
     pub fn connect(home: &Home) -> Result<Option<Client>> {
-        Client::connect_speaking(home, true)
+        match Client::connect_speaking(home, true)? {
+            None if home.state_file().exists() => Client::connect_or_start(home).map(Some),
+            connected => Ok(connected),
+        }
     }
 
     /// Connects to a running daemon whatever protocol it speaks (for `update`, whose request every version
@@ -133,7 +139,7 @@ impl Client {
 
     /// Connects, starting a daemon for this home first when none runs.
     pub fn connect_or_start(home: &Home) -> Result<Client> {
-        if let Some(client) = Client::connect(home)? {
+        if let Some(client) = Client::connect_speaking(home, true)? {
             return Ok(client);
         }
         home.create()?;
@@ -168,7 +174,7 @@ impl Client {
         let mut child = command.spawn().context("cannot start the daemon")?;
         let deadline = Instant::now() + START_DEADLINE;
         loop {
-            if let Some(client) = Client::connect(home)? {
+            if let Some(client) = Client::connect_speaking(home, true)? {
                 return Ok(client);
             }
             // Exit status 1 is a daemon that found another one starting for the same home: keep waiting.

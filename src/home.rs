@@ -56,6 +56,11 @@ impl Home {
         self.root.join("dump.json")
     }
 
+    /// What runs, as the keeper last recorded it: a keeper started after it was killed adopts from it.
+    pub fn state_file(&self) -> PathBuf {
+        self.root.join("state.json")
+    }
+
     pub fn daemon_log(&self) -> PathBuf {
         self.root.join("daemon.log")
     }

@@ -475,6 +475,10 @@ pub struct ProcessInfo {
     /// descendants). Empty elsewhere.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub group: Vec<GroupMember>,
+    /// The process was adopted: it was started by a keeper that was killed, and this one found it still
+    /// running. It is supervised as any other, but how it exits may not be known ("unknown").
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopted: bool,
 }
 
 /// One process of a worker's process group.
@@ -509,6 +513,10 @@ pub struct AppDetails {
     /// stop): what a command cut off in the middle (its controller died) can be checked against.
     #[serde(default)]
     pub last_change: Option<LastChange>,
+    /// What a keeper that adopted the app's workers could not take back (its listening sockets), and what
+    /// that means for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adoption: Option<String>,
 }
 
 /// How a rollout ended for one app.

@@ -2,6 +2,7 @@
 //! real sockets on 127.0.0.1 and real signals. Each test has its own `HERDSMAN_HOME` and port,
 //! and its [`Herdsman`] fixture leaves no process behind. See `helpers` for the fixtures.
 
+mod adopt;
 mod ecosystem;
 mod habits;
 mod helpers;

@@ -213,6 +213,9 @@ fn render(app: &AppDetails, now: u64) -> String {
             format!("{} {outcome}, {}", change.what, when(change.at_ms, now)),
         );
     }
+    if let Some(note) = &app.adoption {
+        field("adopted", note.clone());
+    }
     if !spec.depends_on.is_empty() {
         field("depends on", spec.depends_on.join(", "));
     }
@@ -262,11 +265,12 @@ fn render_worker(worker: &ProcessInfo, now: u64) -> String {
     let pid = worker.pid.map_or("-".into(), |p| p.to_string());
     let _ = writeln!(
         out,
-        "    {}:{} (id {})  pid {pid}  {}  restarts {}",
+        "    {}:{} (id {})  pid {pid}  {}{}  restarts {}",
         worker.name,
         worker.instance,
         worker.id,
         worker.status.as_str(),
+        if worker.adopted { " (adopted)" } else { "" },
         worker.restarts
     );
     if let Some(uptime) = worker.uptime_ms {

@@ -111,6 +111,7 @@ fn status_colour(status: Status) -> &'static str {
 fn row(p: &ProcessInfo) -> [String; 10] {
     let status = match (p.status, p.restart_in_ms) {
         (Status::Waiting, Some(ms)) => format!("waiting {}", duration(ms)),
+        (status, _) if p.adopted => format!("{} (adopted)", status.as_str()),
         (status, _) => status.as_str().to_string(),
     };
     [
@@ -164,6 +165,7 @@ mod tests {
             watch_error: None,
             log_lines: None,
             group: Vec::new(),
+            adopted: false,
         }
     }
 

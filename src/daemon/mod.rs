@@ -20,6 +20,7 @@ mod handover;
 mod listener;
 mod metrics;
 pub mod persist;
+mod pidfd;
 mod ready;
 mod server;
 mod spawn;
@@ -178,6 +179,7 @@ async fn serve(
 
     let (tx, rx) = mpsc::unbounded_channel();
     let shared = std::sync::Arc::new(controller::Shared::default());
+    let restored = handover.is_some();
     let mut supervisor = match handover {
         None => Supervisor::new(home.clone(), tx.clone(), notify.address.clone()),
         Some(h) => {
@@ -206,6 +208,12 @@ async fn serve(
     };
     supervisor.exit_when_errored = options.exit_when_errored;
     supervisor.controller = Some(shared.clone());
+    if !options.in_process {
+        match restored {
+            true => supervisor.record_at(home.state_file()),
+            false => supervisor.adopt_and_record(home.state_file()),
+        }
+    }
     supervisor.exec_context = (!options.in_process).then_some(context);
     let notify = tokio::spawn(notify.serve(tx.clone()));
     // Each connection task holds a clone of `alive`; when the last is dropped, every reply has been flushed.

@@ -35,6 +35,13 @@ pub fn save(path: &Path, apps: &[AppSpec]) -> Result<(), String> {
     };
     let bytes =
         serde_json::to_vec_pretty(&dump).map_err(|e| format!("cannot encode the dump: {e}"))?;
+    write_private(path, &bytes, true)
+        .map_err(|e| format!("cannot write the dump {}: {e}", path.display()))
+}
+
+/// Replaces `path` with `bytes` atomically (a temporary file of mode 0600, renamed over it), never following
+/// a link. `durable`: fsync the file and its directory, so the new content also survives a power loss.
+pub fn write_private(path: &Path, bytes: &[u8], durable: bool) -> std::io::Result<()> {
     let temporary = path.with_extension("json.tmp");
     let write = || -> std::io::Result<()> {
         let mut file = OpenOptions::new()
@@ -44,34 +51,43 @@ pub fn save(path: &Path, apps: &[AppSpec]) -> Result<(), String> {
             .mode(0o600)
             .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
             .open(&temporary)?;
-        file.write_all(&bytes)?;
-        file.sync_all()?;
+        file.write_all(bytes)?;
+        if durable {
+            file.sync_all()?;
+        }
         fs::rename(&temporary, path)?;
-        if let Some(dir) = path.parent() {
+        if durable && let Some(dir) = path.parent() {
             File::open(dir)?.sync_all()?;
         }
         Ok(())
     };
-    write().map_err(|e| {
+    write().inspect_err(|_| {
         let _ = fs::remove_file(&temporary);
-        format!("cannot write the dump {}: {e}", path.display())
     })
+}
+
+/// Reads a file written by [`write_private`], never following a link; `Ok(None)` when there is none.
+pub fn read_private(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    let mut bytes = Vec::new();
+    match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Ok(mut file) => {
+            file.read_to_end(&mut bytes)?;
+            Ok(Some(bytes))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Reads the dump; `Ok(None)` when there is none.
 pub fn load(path: &Path) -> Result<Option<Vec<AppSpec>>, String> {
-    let read = || -> std::io::Result<Vec<u8>> {
-        let mut bytes = Vec::new();
-        OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
-            .open(path)?
-            .read_to_end(&mut bytes)?;
-        Ok(bytes)
-    };
-    let bytes = match read() {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+    let bytes = match read_private(path) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Ok(None),
         Err(e) => return Err(format!("cannot read the dump {}: {e}", path.display())),
     };
     let refused = |why: String| format!("the dump {} was not loaded: {why}", path.display());

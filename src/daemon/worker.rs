@@ -31,6 +31,9 @@ pub struct Process {
     pub ready: bool,
     /// An exit seen before the exec result, handled once that result is known.
     pub early_exit: Option<i32>,
+    /// Started by a keeper that was killed, and adopted by this one: not this keeper's child, so its exit
+    /// comes from its pidfd (see `supervisor/adoption.rs`) and its group is signalled only while it lives.
+    pub adopted: bool,
 }
 
 impl Process {
@@ -42,6 +45,7 @@ impl Process {
             exec_ok: false,
             ready: false,
             early_exit: None,
+            adopted: false,
         }
     }
 }
@@ -171,7 +175,9 @@ pub fn backoff_delay(policy: &RestartPolicy, unstable: u32) -> Duration {
 
 /// How a process ended, as `list` and the logs say it.
 pub fn describe_exit(status: i32) -> String {
-    if libc::WIFEXITED(status) {
+    if status == UNKNOWN_EXIT {
+        "unknown (an adopted process)".to_string()
+    } else if libc::WIFEXITED(status) {
         format!("code {}", libc::WEXITSTATUS(status))
     } else if libc::WIFSIGNALED(status) {
         let signal = libc::WTERMSIG(status);
@@ -183,6 +189,9 @@ pub fn describe_exit(status: i32) -> String {
         format!("status {status}")
     }
 }
+
+/// The status of an adopted process whose exit status cannot be known: neither an exit nor a signal.
+pub const UNKNOWN_EXIT: i32 = -1;
 
 #[cfg(test)]
 mod tests {

@@ -35,6 +35,8 @@ pub(super) struct App {
     pub watch: Option<super::watching::Watching>,
     /// How the last rollout of its workers ended (see `rollout.rs`).
     pub last_change: Option<crate::protocol::LastChange>,
+    /// What a keeper that adopted its workers could not take back (see `adoption.rs`).
+    pub adoption: Option<String>,
 }
 
 impl App {
@@ -131,6 +133,7 @@ impl App {
             created: std::time::SystemTime::now(),
             watch: None,
             last_change: None,
+            adoption: None,
         })
     }
 

@@ -80,6 +80,9 @@ pub enum Run {
         pid: i32,
         serial: u64,
         age_ms: u64,
+        /// Adopted from a killed keeper (see `adoption.rs`): its exit is watched through a pidfd.
+        #[serde(default)]
+        adopted: bool,
     },
     /// Crashed; started again in this long.
     Waiting {
@@ -163,6 +166,7 @@ impl Supervisor {
                         pid: p.pid,
                         serial: p.serial,
                         age_ms: now.duration_since(p.started).as_millis() as u64,
+                        adopted: p.adopted,
                     },
                     Slot::Waiting { until } => Run::Waiting {
                         in_ms: until.saturating_duration_since(now).as_millis() as u64,
@@ -318,6 +322,7 @@ impl Supervisor {
                     pid,
                     serial,
                     age_ms,
+                    adopted,
                 } => {
                     let process = Process {
                         pid,
@@ -328,6 +333,7 @@ impl Supervisor {
                         exec_ok: true,
                         ready: true,
                         early_exit: None,
+                        adopted,
                     };
                     if !known {
                         // An app that could not be taken over cannot keep its workers.
@@ -336,6 +342,9 @@ impl Supervisor {
                             nix::sys::signal::Signal::SIGTERM,
                         );
                         continue;
+                    }
+                    if adopted {
+                        supervisor.watch_adopted(pid, None);
                     }
                     Slot::Running(process)
                 }

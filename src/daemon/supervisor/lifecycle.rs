@@ -385,7 +385,10 @@ impl Supervisor {
     pub(super) fn timer(&mut self, timer: Timer) {
         match timer {
             Timer::Sample => self.sample_tick(),
-            Timer::Wake => {}
+            Timer::Wake => {
+                self.settle_groups();
+                self.recheck_adopted_groups();
+            }
             Timer::Restart { worker: id, epoch } => {
                 let Some(worker) = self.workers.get_mut(&id) else {
                     return;
@@ -621,7 +624,38 @@ impl Supervisor {
                 break;
             }
         }
-        // A group member's exit may have emptied a group whose leader was gone already.
+        self.settle_groups();
+    }
+
+    /// An adopted process exited (its pidfd said so; see `adoption.rs`). Its wait status is known only
+    /// where the kernel keeps it for a process that is not its parent's.
+    pub(super) fn adopted_exited(&mut self, pid: i32, status: Option<i32>) {
+        self.metrics.forget(pid);
+        if let Some(loc) = self.find(|p| p.pid == pid && p.adopted, true) {
+            self.process_exited(loc, status.unwrap_or(worker::UNKNOWN_EXIT));
+        }
+        self.settle_groups();
+        self.recheck_adopted_groups();
+    }
+
+    /// Looks again, in a moment, at the groups of adopted processes that exited while members of their
+    /// groups lived on: no exit of those members will say when they are gone.
+    fn recheck_adopted_groups(&self) {
+        let waiting = self.workers.values().any(|w| {
+            matches!(w.state, State::Stopping { process, leader_gone: true } if process.adopted)
+        }) || self
+            .retiring
+            .iter()
+            .any(|r| r.leader_gone && r.process.adopted);
+        if waiting {
+            self.arm(Duration::from_millis(100), Timer::Wake);
+        }
+    }
+
+    /// Finishes the stops whose groups are empty now: a group member's exit may have emptied a group whose
+    /// leader was gone already. (An adopted group's members are not this keeper's children: their exits
+    /// are not seen here, and the sampling tick looks again.)
+    pub(super) fn settle_groups(&mut self) {
         let stopping: Vec<u32> = self
             .workers
             .iter()
@@ -690,8 +724,9 @@ impl Supervisor {
                     None => how,
                 });
                 worker.last_exit_at = Some(SystemTime::now());
-                // What the worker left running in its group, or outside it, goes with it.
-                let _ = killpg(Pid::from_raw(process.pid), Signal::SIGKILL);
+                // What the worker left running in its group, or outside it, goes with it. (An adopted
+                // worker may have been reaped by its parent already: see `groups.rs`.)
+                signal_group(process.pid, process.adopted, Some(Signal::SIGKILL));
                 let (app, instance) = (worker.app.clone(), worker.instance);
                 self.end_escapees(&app, instance);
                 let Some(worker) = self.workers.get_mut(&id) else {

@@ -12,6 +12,7 @@
 //! - `observe.rs`: what it shows (`list`, live snapshots, `describe`) and the memory limit.
 //! - `watching.rs`: watch mode: starting each app's watcher, and reloading on its reports.
 
+mod adoption;
 mod app;
 mod apply;
 mod env;
@@ -74,6 +75,12 @@ pub enum Message {
     Watch(super::watch::Report),
     /// The answer to an `update` is on its way: re-execute in place now (see `handover.rs`).
     Reexec,
+    /// An adopted process (not this keeper's child) exited, with its wait status if it can be known
+    /// (see `adoption.rs`).
+    Exited {
+        pid: i32,
+        status: Option<i32>,
+    },
 }
 
 /// Timers, each naming what it is about so a stale one is recognised and ignored.
@@ -187,6 +194,9 @@ pub struct Supervisor {
     /// In-place updates since the keeper started.
     updates: u32,
     last_update_error: Option<String>,
+    /// The record of what runs, for a keeper that adopts it if this one is killed (see `adoption.rs`);
+    /// `None` where there is none (`run`: the container ends with its keeper).
+    record: Option<adoption::Keeping>,
 }
 
 type Reply = Result<Vec<u32>, Response>;
@@ -225,6 +235,7 @@ impl Supervisor {
             reexec_waiting: None,
             updates: 0,
             last_update_error: None,
+            record: None,
         }
     }
 
@@ -245,6 +256,7 @@ impl Supervisor {
                 _ = sigchld.recv() => self.reap(),
             }
             self.settle();
+            self.keep_record();
             if self.exit_when_errored
                 && !self.shutting_down
                 && self.workers.values().any(|w| w.state == State::Errored)
@@ -254,6 +266,7 @@ impl Supervisor {
                 self.begin_shutdown(None);
             }
         }
+        self.remove_record();
         (std::mem::take(&mut self.kill_replies), self.failed)
     }
 
@@ -274,10 +287,21 @@ impl Supervisor {
             Message::Shutdown => self.begin_shutdown(None),
             Message::Watch(report) => self.watch_report(report),
             Message::Reexec => self.reexec(),
+            Message::Exited { pid, status } => self.adopted_exited(pid, status),
         }
     }
 
     fn request(&mut self, request: Request, reply: Replier) {
+        if !matches!(
+            request,
+            Request::Ping
+                | Request::List
+                | Request::Version
+                | Request::Describe { .. }
+                | Request::Subscribe { .. }
+        ) {
+            self.touch_record();
+        }
         let (until, outcome) = match request {
             Request::Ping => {
                 let _ = reply.send(Response::Ok);

@@ -302,6 +302,7 @@ impl Supervisor {
                             .collect(),
                         _ => Vec::new(),
                     },
+                    adopted: w.state.process().is_some_and(|p| p.adopted),
                 })
             })
             .collect()
@@ -353,6 +354,7 @@ impl Supervisor {
                         .cloned()
                         .collect(),
                     last_change: app.last_change.clone(),
+                    adoption: app.adoption.clone(),
                 })
             })
             .collect();

@@ -42,6 +42,7 @@ fn worker(id: u32, name: &str, instance: u32, status: Status) -> ProcessInfo {
         watch_error: None,
         log_lines: None,
         group: Vec::new(),
+        adopted: false,
     }
 }
 

@@ -1,0 +1,720 @@
+//! When the keeper itself is killed (SIGKILL, the OOM killer: rare, the controller is the likely victim),
+//! its workers keep serving, as orphans. This is how the next keeper takes them back, without ever taking a
+//! process that is not the one it recorded.
+//!
+//! - The keeper keeps a record of what runs, `HERDSMAN_HOME/state.json` (mode 0600): each app's definition
+//!   and listening sockets (address and inode), each slot's counters and process (pid and start time, in
+//!   clock ticks since boot), the processes on their way out, the boot, and the keeper itself. It is written
+//!   whenever what runs changes (not fsynced: it has to outlive the keeper, not the machine; the boot id
+//!   tells a record of an earlier boot) and removed when the daemon stops cleanly.
+//! - A keeper that starts and finds a record of this boot whose keeper is gone adopts: a process is taken
+//!   only if its pid has the recorded start time (so a reused pid never is) and a pidfd on it opens. It is
+//!   marked adopted and supervised as any other: its exit comes from the pidfd, with its status where the
+//!   kernel keeps one (Linux 6.15 and later), "unknown" otherwise; its group is signalled only while it
+//!   lives (`groups.rs`). A reload replaces it with a child of this keeper.
+//! - Each app's listening sockets are copied back from an adopted worker that holds them (found by inode
+//!   in `/proc/PID/fd`, copied with `pidfd_getfd`, checked by inode). Where that fails (a worker of another
+//!   user, Yama's ptrace scope, an app that closed them), `describe` says so and why, and the app binds
+//!   them again for its next worker, which can start once the adopted ones are gone.
+//! - A slot whose process did not survive is started again (its last exit: "unknown"); a process that was
+//!   on its way out (stopping, replaced by a reload, a reload's replacement not yet ready) is stopped again.
+//! - A CLI that finds a record and no daemon starts one (`Client::connect`), so the first command after the
+//!   keeper's death already tells the truth.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tracing::{error, info, warn};
+
+use super::app::App;
+use super::{Message, Supervisor, Worker};
+use crate::config::{AppSpec, ListenAddr};
+use crate::daemon::listener::{Listener, UnixFile};
+use crate::daemon::pidfd;
+use crate::daemon::worker::{OnExit, Process, State};
+
+/// Bumped when [`Record`] changes in a way an older keeper cannot read.
+const FORMAT: u32 = 1;
+
+/// A process as recorded: its pid, and when it started (clock ticks since boot), which a reused pid
+/// does not share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recorded {
+    pub pid: i32,
+    pub start: u64,
+}
+
+/// What the keeper last recorded.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Record {
+    format: u32,
+    boot_id: String,
+    keeper: Recorded,
+    next_id: u32,
+    apps: Vec<AppRecord>,
+    slots: Vec<SlotRecord>,
+    /// Processes on their way out.
+    leaving: Vec<Leaving>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct AppRecord {
+    spec: AppSpec,
+    created_ms: u64,
+    listeners: Vec<ListenerRecord>,
+    workers: Vec<u32>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ListenerRecord {
+    addr: ListenAddr,
+    unix_path: Option<UnixFile>,
+    /// The socket's inode: what a copy taken back from a worker must be.
+    inode: u64,
+}
+
+/// What a slot should be doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Want {
+    Run,
+    Stop,
+    Errored,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SlotRecord {
+    id: u32,
+    app: String,
+    instance: u32,
+    want: Want,
+    process: Option<Recorded>,
+    restarts: u32,
+    unstable: u32,
+    last_exit: Option<String>,
+    last_exit_at_ms: Option<u64>,
+    memory_restarts: u32,
+    started_once: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Leaving {
+    app: String,
+    instance: u32,
+    process: Recorded,
+}
+
+/// The record's upkeep: where it goes, and what was last written.
+pub struct Keeping {
+    path: PathBuf,
+    boot_id: String,
+    keeper: Recorded,
+    /// A request may have changed an app's definition: write even if what runs looks the same.
+    touched: bool,
+    written: Option<u64>,
+    /// Start times of the processes recorded, read once each.
+    starts: HashMap<i32, u64>,
+    /// A failed write was logged; the next success is too.
+    failing: bool,
+}
+
+impl Keeping {
+    pub fn new(path: PathBuf) -> Keeping {
+        let pid = std::process::id() as i32;
+        Keeping {
+            path,
+            boot_id: boot_id(),
+            keeper: Recorded {
+                pid,
+                start: process_start(Path::new("/proc"), pid).map_or(0, |(_, start)| start),
+            },
+            touched: true,
+            written: None,
+            starts: HashMap::new(),
+            failing: false,
+        }
+    }
+}
+
+/// This boot's id.
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The state and start time (field 22, clock ticks since boot) of a process, from `<proc>/PID/stat`.
+fn process_start(proc_root: &Path, pid: i32) -> Option<(char, u64)> {
+    let stat = std::fs::read_to_string(proc_root.join(pid.to_string()).join("stat")).ok()?;
+    // After the command name, which is in parentheses and may hold anything: state (field 3), ...
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let start = fields.nth(18)?.parse().ok()?;
+    Some((state, start))
+}
+
+/// Whether the recorded process still runs: its pid is taken by a live process that started when it did.
+fn still_runs(proc_root: &Path, recorded: Recorded) -> bool {
+    process_start(proc_root, recorded.pid)
+        .is_some_and(|(state, start)| !matches!(state, 'Z' | 'X' | 'x') && start == recorded.start)
+}
+
+/// How long ago a process started at `start` (clock ticks since boot).
+fn age(start: u64) -> Duration {
+    // SAFETY: sysconf with a constant argument.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let uptime = std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    Duration::from_secs_f64((uptime - start as f64 / ticks).max(0.0))
+}
+
+fn epoch_ms(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn from_epoch_ms(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+/// The listening socket `record` names, copied back from one of `holders` (adopted workers with their
+/// pidfds): found by its inode among each one's descriptors.
+fn take_back(record: &ListenerRecord, holders: &[(i32, &OwnedFd)]) -> Result<OwnedFd, String> {
+    let wanted = format!("socket:[{}]", record.inode);
+    let mut failures = Vec::new();
+    for &(pid, pidfd) in holders {
+        let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            failures.push(format!("cannot read the descriptors of pid {pid}"));
+            continue;
+        };
+        let found = entries.flatten().find_map(|entry| {
+            let target = std::fs::read_link(entry.path()).ok()?;
+            (target.as_os_str() == wanted.as_str())
+                .then(|| entry.file_name().to_str()?.parse::<i32>().ok())
+                .flatten()
+        });
+        let Some(number) = found else {
+            continue;
+        };
+        match pidfd::get_fd(pidfd, number) {
+            Ok(copy) => {
+                let inode = std::fs::metadata(format!("/proc/self/fd/{}", copy.as_raw_fd()))
+                    .map(|m| m.ino())
+                    .ok();
+                if inode == Some(record.inode) {
+                    return Ok(copy);
+                }
+                failures.push(format!("pid {pid}'s descriptor {number} changed meanwhile"));
+            }
+            Err(e) => failures.push(format!("cannot copy it from pid {pid}: {e}")),
+        }
+    }
+    if failures.is_empty() {
+        Err("no adopted worker holds it".to_string())
+    } else {
+        Err(failures.join("; "))
+    }
+}
+
+impl Supervisor {
+    /// Records what runs, if it changed since the last time (see the module's documentation).
+    pub(super) fn keep_record(&mut self) {
+        let Some(keeping) = &self.record else {
+            return;
+        };
+        let fingerprint = self.fingerprint();
+        if !keeping.touched && keeping.written == Some(fingerprint) {
+            return;
+        }
+        let record = self.record();
+        let Some(keeping) = &mut self.record else {
+            return;
+        };
+        keeping.touched = false;
+        keeping.written = Some(fingerprint);
+        let written = serde_json::to_vec(&record)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| crate::daemon::persist::write_private(&keeping.path, &bytes, false));
+        match written {
+            Ok(()) if keeping.failing => {
+                keeping.failing = false;
+                info!(path = %keeping.path.display(), "the record of what runs is written again");
+            }
+            Ok(()) => {}
+            Err(e) if !keeping.failing => {
+                keeping.failing = true;
+                // Written again at the next change; until then a keeper killed now adopts from an older one.
+                warn!(path = %keeping.path.display(), error = %e, "cannot write the record of what runs");
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// A request may have changed an app's definition: the record is written again after it.
+    pub(super) fn touch_record(&mut self) {
+        if let Some(keeping) = &mut self.record {
+            keeping.touched = true;
+        }
+    }
+
+    /// Removes the record: the daemon stopped cleanly, and nothing is left to adopt.
+    pub fn remove_record(&mut self) {
+        if let Some(keeping) = self.record.take() {
+            let _ = std::fs::remove_file(&keeping.path);
+        }
+    }
+
+    /// What the record depends on, hashed: apps and their slots, each slot's process, successor and
+    /// counters, and the processes being stopped.
+    fn fingerprint(&self) -> u64 {
+        let mut hasher = DefaultHasher::new();
+        for (name, app) in &self.apps {
+            (name, &app.workers, app.listeners.len()).hash(&mut hasher);
+        }
+        for (id, w) in &self.workers {
+            let pid = |p: Option<Process>| p.map(|p| p.pid);
+            (
+                id,
+                w.state.status() as u8,
+                pid(w.state.process()),
+                pid(w.successor),
+                w.on_exit as u8,
+                w.restarts,
+                w.unstable,
+                w.memory_restarts,
+            )
+                .hash(&mut hasher);
+        }
+        for r in &self.retiring {
+            (r.process.pid, r.leader_gone).hash(&mut hasher);
+        }
+        hasher.finish()
+    }
+
+    fn record(&mut self) -> Record {
+        let mut leaving = Vec::new();
+        let mut slots = Vec::new();
+        for (&id, w) in &self.workers {
+            let (want, process) = match w.state {
+                State::Running(p) => (Want::Run, Some(p)),
+                State::Waiting { .. } => (Want::Run, None),
+                State::Stopping { process, .. } => {
+                    if w.state.process().is_some() {
+                        leaving.push((w.app.clone(), w.instance, process.pid));
+                    }
+                    let want = match w.on_exit {
+                        OnExit::Restart | OnExit::Crash => Want::Run,
+                        OnExit::Stop | OnExit::Remove => Want::Stop,
+                    };
+                    (want, None)
+                }
+                State::Stopped => (Want::Stop, None),
+                State::Errored => (Want::Errored, None),
+            };
+            if let Some(successor) = w.successor {
+                leaving.push((w.app.clone(), w.instance, successor.pid));
+            }
+            slots.push(SlotRecord {
+                id,
+                app: w.app.clone(),
+                instance: w.instance,
+                want,
+                process: process.map(|p| Recorded {
+                    pid: p.pid,
+                    start: 0,
+                }),
+                restarts: w.restarts,
+                unstable: w.unstable,
+                last_exit: w.last_exit.clone(),
+                last_exit_at_ms: w.last_exit_at.map(epoch_ms),
+                memory_restarts: w.memory_restarts,
+                started_once: w.started_once,
+            });
+        }
+        for r in self.retiring.iter().filter(|r| !r.leader_gone) {
+            leaving.push((r.app.clone(), r.instance, r.process.pid));
+        }
+        let live: HashSet<i32> = slots
+            .iter()
+            .filter_map(|s| s.process.map(|p| p.pid))
+            .chain(leaving.iter().map(|(_, _, pid)| *pid))
+            .collect();
+        let apps = self
+            .apps
+            .values()
+            .map(|app| AppRecord {
+                spec: app.spec.clone(),
+                created_ms: epoch_ms(app.created),
+                listeners: app
+                    .listeners
+                    .iter()
+                    .map(|l| {
+                        let (addr, unix_path) = l.parts();
+                        let inode =
+                            std::fs::metadata(format!("/proc/self/fd/{}", l.fd().as_raw_fd()))
+                                .map_or(0, |m| m.ino());
+                        ListenerRecord {
+                            addr,
+                            unix_path,
+                            inode,
+                        }
+                    })
+                    .collect(),
+                workers: app.workers.clone(),
+            })
+            .collect();
+        let next_id = self.next_id;
+        let Some(keeping) = &mut self.record else {
+            unreachable!("a record is built only while it is kept")
+        };
+        keeping.starts.retain(|pid, _| live.contains(pid));
+        let proc_root = Path::new("/proc");
+        let mut start_of = |pid: i32| {
+            *keeping
+                .starts
+                .entry(pid)
+                .or_insert_with(|| process_start(proc_root, pid).map_or(0, |(_, start)| start))
+        };
+        for slot in &mut slots {
+            if let Some(p) = &mut slot.process {
+                p.start = start_of(p.pid);
+            }
+        }
+        let leaving = leaving
+            .into_iter()
+            .map(|(app, instance, pid)| Leaving {
+                app,
+                instance,
+                process: Recorded {
+                    pid,
+                    start: start_of(pid),
+                },
+            })
+            .collect();
+        Record {
+            format: FORMAT,
+            boot_id: keeping.boot_id.clone(),
+            keeper: keeping.keeper,
+            next_id,
+            apps,
+            slots,
+            leaving,
+        }
+    }
+
+    /// Starts keeping the record at `path`, as a keeper re-executed in place does (what it names is this
+    /// keeper's already).
+    pub fn record_at(&mut self, path: PathBuf) {
+        self.record = Some(Keeping::new(path));
+    }
+
+    /// Starts keeping the record at `path`, after adopting what the record a killed keeper left there
+    /// still names. Runs before the supervisor's loop.
+    pub fn adopt_and_record(&mut self, path: PathBuf) {
+        let keeping = Keeping::new(path);
+        let record = match crate::daemon::persist::read_private(&keeping.path) {
+            Ok(Some(bytes)) => match serde_json::from_slice::<Record>(&bytes) {
+                Ok(record) if record.format == FORMAT => Some(record),
+                Ok(record) => {
+                    warn!(
+                        format = record.format,
+                        "the record of what ran is of another format: not adopted"
+                    );
+                    None
+                }
+                Err(e) => {
+                    warn!(error = %e, "the record of what ran cannot be read: not adopted");
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(e) => {
+                warn!(error = %e, "the record of what ran cannot be read: not adopted");
+                None
+            }
+        };
+        let proc_root = Path::new("/proc");
+        match record {
+            Some(record) if record.boot_id != keeping.boot_id => {
+                info!("the record of what ran is from an earlier boot: nothing to adopt");
+            }
+            Some(record)
+                if still_runs(proc_root, record.keeper) && record.keeper != keeping.keeper =>
+            {
+                warn!(
+                    pid = record.keeper.pid,
+                    "the keeper that wrote the record still runs: nothing adopted"
+                );
+            }
+            Some(record) => self.adopt(record, proc_root),
+            None => {}
+        }
+        self.record = Some(keeping);
+    }
+
+    fn adopt(&mut self, record: Record, proc_root: &Path) {
+        self.next_id = self.next_id.max(record.next_id);
+        // The recorded processes that still run, each with a pidfd.
+        let mut pidfds: HashMap<i32, OwnedFd> = HashMap::new();
+        let mut take = |recorded: Recorded| -> bool {
+            if !still_runs(proc_root, recorded) {
+                return false;
+            }
+            match pidfd::open(recorded.pid) {
+                // Checked again now that the pidfd pins the process: the pid may have been reused between.
+                Ok(fd) if still_runs(proc_root, recorded) => {
+                    pidfds.insert(recorded.pid, fd);
+                    true
+                }
+                Ok(_) => false,
+                Err(e) => {
+                    warn!(pid = recorded.pid, error = %e, "cannot open a pidfd on a recorded process: not adopted");
+                    false
+                }
+            }
+        };
+        let slots: Vec<(SlotRecord, bool)> = record
+            .slots
+            .into_iter()
+            .map(|s| {
+                let alive = s.process.is_some_and(&mut take);
+                (s, alive)
+            })
+            .collect();
+        let leaving: Vec<Leaving> = record
+            .leaving
+            .into_iter()
+            .filter(|l| take(l.process))
+            .collect();
+
+        let mut adopted = 0;
+        let mut started = Vec::new();
+        let mut kept_apps = BTreeSet::new();
+        for app in record.apps {
+            let name = app.spec.name.clone();
+            let holders: Vec<(i32, &OwnedFd)> = slots
+                .iter()
+                .filter(|(s, alive)| *alive && s.app == name)
+                .filter_map(|(s, _)| {
+                    let pid = s.process?.pid;
+                    Some((pid, pidfds.get(&pid)?))
+                })
+                .collect();
+            let mut note = None;
+            let mut listeners = Vec::new();
+            if !holders.is_empty() && !app.listeners.is_empty() {
+                for l in &app.listeners {
+                    match take_back(l, &holders) {
+                        Ok(fd) => listeners.push(Listener::from_parts(
+                            fd,
+                            l.addr.clone(),
+                            l.unix_path.clone(),
+                        )),
+                        Err(why) => {
+                            note = Some(format!(
+                                "could not take back the socket of {} from the adopted workers ({why}): \
+                                 they go on serving on it, and a new worker can bind it only once they are gone",
+                                l.addr
+                            ));
+                            listeners.clear();
+                            break;
+                        }
+                    }
+                }
+            }
+            match App::restore(
+                app.spec,
+                &self.home,
+                listeners,
+                from_epoch_ms(app.created_ms),
+            ) {
+                Ok(mut restored) => {
+                    if let Some(note) = &note {
+                        warn!(app = %name, %note, "adopted without its listening socket");
+                    }
+                    restored.adoption = note;
+                    restored.workers = app.workers;
+                    for listener in &restored.listeners {
+                        crate::daemon::fdstore::keep(listener.addr(), listener.fd());
+                    }
+                    kept_apps.insert(name.clone());
+                    self.apps.insert(name, restored);
+                }
+                Err(message) => {
+                    error!(app = %name, %message, "cannot take the app back: its surviving workers are stopped");
+                }
+            }
+        }
+
+        let now = Instant::now();
+        for (slot, alive) in slots {
+            let recorded = slot.process.filter(|_| alive);
+            if !kept_apps.contains(&slot.app) {
+                if let Some(recorded) = recorded {
+                    crate::daemon::groups::signal_group(
+                        recorded.pid,
+                        false,
+                        Some(nix::sys::signal::Signal::SIGTERM),
+                    );
+                }
+                continue;
+            }
+            let mut worker = Worker {
+                app: slot.app,
+                instance: slot.instance,
+                state: match slot.want {
+                    Want::Errored => State::Errored,
+                    _ => State::Stopped,
+                },
+                on_exit: OnExit::Crash,
+                restarts: slot.restarts,
+                unstable: slot.unstable,
+                last_exit: slot.last_exit,
+                last_exit_at: slot.last_exit_at_ms.map(from_epoch_ms),
+                memory_restarts: slot.memory_restarts,
+                started_once: slot.started_once,
+                epoch: 0,
+                intent: 0,
+                successor: None,
+                reload_failure: None,
+                kill_reason: None,
+            };
+            match (recorded, slot.want) {
+                (Some(recorded), _) => {
+                    self.next_serial += 1;
+                    let process = Process {
+                        pid: recorded.pid,
+                        serial: self.next_serial,
+                        started: now.checked_sub(age(recorded.start)).unwrap_or(now),
+                        exec_ok: true,
+                        ready: true,
+                        early_exit: None,
+                        adopted: true,
+                    };
+                    worker.state = State::Running(process);
+                    if let Some(fd) = pidfds.remove(&recorded.pid) {
+                        self.watch_adopted(recorded.pid, Some(fd));
+                    }
+                    self.metrics.track(recorded.pid);
+                    adopted += 1;
+                }
+                (None, Want::Run) => {
+                    if slot.process.is_some() {
+                        worker.restarts += 1;
+                        worker.last_exit =
+                            Some("unknown (it ended while no keeper ran)".to_string());
+                        worker.last_exit_at = Some(SystemTime::now());
+                    }
+                    started.push(slot.id);
+                }
+                (None, _) => {}
+            }
+            self.workers.insert(slot.id, worker);
+        }
+        let mut stopped = 0;
+        for l in leaving {
+            let Some(fd) = pidfds.remove(&l.process.pid) else {
+                continue;
+            };
+            self.next_serial += 1;
+            let mut process = Process::new(l.process.pid, self.next_serial);
+            process.exec_ok = true;
+            process.adopted = true;
+            self.watch_adopted(l.process.pid, Some(fd));
+            let signal = self
+                .apps
+                .get(&l.app)
+                .map_or(nix::sys::signal::Signal::SIGTERM, |a| a.spec.kill_signal.0);
+            self.retire(&l.app, l.instance, process, signal);
+            stopped += 1;
+        }
+        for id in &started {
+            self.start_worker(*id);
+        }
+        info!(
+            apps = self.apps.len(),
+            adopted,
+            started = started.len(),
+            stopped,
+            "took back what a killed keeper left running"
+        );
+    }
+
+    /// Watches an adopted process: its exit comes back as [`Message::Exited`]. Without a pidfd (one
+    /// carried over an in-place update), one is opened; a process already gone is reported at once.
+    pub(super) fn watch_adopted(&self, pid: i32, pidfd: Option<OwnedFd>) {
+        let tx = self.tx.clone();
+        let pidfd = pidfd.map_or_else(|| pidfd::open(pid), Ok);
+        tokio::spawn(async move {
+            let status = match pidfd {
+                Ok(fd) => pidfd::exited(fd).await,
+                Err(_) => None,
+            };
+            let _ = tx.send(Message::Exited { pid, status });
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fake `/proc` with one process whose stat says it is in `state` and started at `start`.
+    fn fake_proc(pid: i32, state: char, start: u64) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let process = dir.path().join(pid.to_string());
+        std::fs::create_dir(&process).expect("mkdir");
+        // Fields 1 and 2, then 3 (state) to 21, then 22 (start time) and a few more.
+        let middle: Vec<String> = (4..=21).map(|n| n.to_string()).collect();
+        let stat = format!(
+            "{pid} (a (strange) name) {state} {} {start} 100 200 300\n",
+            middle.join(" ")
+        );
+        std::fs::write(process.join("stat"), stat).expect("write stat");
+        dir
+    }
+
+    #[test]
+    fn a_process_is_adopted_only_if_its_pid_has_the_recorded_start_time() {
+        let proc = fake_proc(4242, 'S', 987_654);
+        let recorded = Recorded {
+            pid: 4242,
+            start: 987_654,
+        };
+        assert_eq!(process_start(proc.path(), 4242), Some(('S', 987_654)));
+        assert!(still_runs(proc.path(), recorded));
+        // The pid was reused by a process that started later.
+        assert!(!still_runs(
+            proc.path(),
+            Recorded {
+                start: 987_000,
+                ..recorded
+            }
+        ));
+        // Gone, or a zombie waiting for its parent.
+        assert!(!still_runs(
+            proc.path(),
+            Recorded {
+                pid: 4243,
+                ..recorded
+            }
+        ));
+        let zombie = fake_proc(4242, 'Z', 987_654);
+        assert!(!still_runs(zombie.path(), recorded));
+    }
+
+    #[test]
+    fn this_process_is_found_in_the_real_proc() {
+        let pid = std::process::id() as i32;
+        let (_, start) = process_start(Path::new("/proc"), pid).expect("this process's stat");
+        assert!(still_runs(Path::new("/proc"), Recorded { pid, start }));
+        assert!(age(start) < Duration::from_secs(24 * 3600 * 365));
+    }
+}
