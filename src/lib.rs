@@ -23,5 +23,6 @@ pub mod human;
 pub mod logs;
 pub mod monit;
 pub mod protocol;
+pub mod schedule;
 pub mod secure_fs;
 pub mod systemd;
