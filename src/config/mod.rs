@@ -4,6 +4,7 @@
 mod deps;
 pub mod dotenv;
 pub mod file;
+pub mod job;
 mod raw;
 pub mod typescript;
 mod values;
@@ -121,6 +122,13 @@ pub struct AppSpec {
     /// gzip rotated log files (`log_compress`).
     #[serde(default)]
     pub log_compress: bool,
+    // ----- scheduling -----
+    /// A scheduled job (`schedule` and its options): one process per run, never restarted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<job::JobSpec>,
+    /// Reload the app on this schedule (PM2's `cron_restart`, as a zero-downtime reload).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron_restart: Option<job::CronRestart>,
 }
 
 fn default_log_max_size() -> u64 {
@@ -283,6 +291,8 @@ mod tests {
             log_lines: Default::default(),
             log_rotate: None,
             log_compress: false,
+            job: None,
+            cron_restart: None,
         }
     }
 

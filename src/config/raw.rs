@@ -266,6 +266,8 @@ impl RawApp {
             log_lines,
             log_rotate: value(&self.log_rotate),
             log_compress: value(&self.log_compress).unwrap_or(false),
+            job: None,
+            cron_restart: None,
         };
         let path = spec.env.get("PATH").map(String::as_str);
         if let Some(given) = &spec.interpreter
