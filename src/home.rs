@@ -61,6 +61,11 @@ impl Home {
         self.root.join("state.json")
     }
 
+    /// Each scheduled job's history and state, `jobs/<name>.json`.
+    pub fn jobs_dir(&self) -> PathBuf {
+        self.root.join("jobs")
+    }
+
     pub fn daemon_log(&self) -> PathBuf {
         self.root.join("daemon.log")
     }
@@ -84,7 +89,7 @@ impl Home {
         self.logs_dir().join(format!("{app}-err.log"))
     }
 
-    /// Creates the home (0700) and its subdirectories `logs/` and `node/` (0700), and checks them, as
+    /// Creates the home (0700) and its subdirectories `logs/`, `node/` and `jobs/` (0700), and checks them, as
     /// OpenSSH's StrictModes checks a home: each must be a real directory (not a link), owned by herdsman's
     /// user, and writable by no one else. Anything else is refused, naming the path and the problem: a
     /// daemon (often root) that trusted a home someone else can write would let them swap its pid file for
@@ -126,7 +131,7 @@ impl Home {
             .with_context(|| format!("cannot set the mode of {}", self.root.display()));
             dir?;
         }
-        for name in ["logs", "node"] {
+        for name in ["logs", "node", "jobs"] {
             root.mkdir(name.as_ref(), 0o700).map_err(refused)?;
             let dir = root.child(name.as_ref(), false).map_err(refused)?;
             dir.check(Owner::Euid, false).map_err(refused)?;

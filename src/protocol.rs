@@ -18,7 +18,7 @@ use crate::config::{AppSpec, SignalName};
 /// Bumped whenever a type here changes shape; the client refuses a daemon that speaks another version.
 /// 5: [`Selection`] gained `regex`, `glob` and `many`; [`Request::Restart`] gained `env`.
 /// 6: [`Request::Version`]; the daemon is a keeper and a controller (the CLI talks to the controller).
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// The largest frame either side accepts (a start request carries the caller's environment).
 pub const MAX_FRAME: usize = 4 << 20;
@@ -227,6 +227,158 @@ pub enum Request {
     /// Its encoding, `{"request":"update","binary":"..."}`, and the answers `ok` and `error` never change:
     /// a CLI sends it to a daemon of any protocol version.
     Update { binary: std::path::PathBuf },
+    /// Scheduled jobs: list them, their history, their next fire times; run one now; pause or resume one.
+    Job(JobRequest),
+}
+
+/// What [`Request::Job`] asks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "job_request", rename_all = "snake_case")]
+pub enum JobRequest {
+    /// Every job, answered with [`Response::Jobs`].
+    List,
+    /// A job's runs, newest last, answered with [`Response::JobHistory`].
+    History {
+        name: String,
+    },
+    /// The next `count` fire times of a job, answered with [`Response::JobNext`].
+    Next {
+        name: String,
+        count: u32,
+    },
+    /// Run a job now (obeying its `overlap`), answered with [`Response::Triggered`].
+    Trigger {
+        name: String,
+    },
+    Pause {
+        name: String,
+    },
+    Resume {
+        name: String,
+    },
+}
+
+/// A job, for `jobs` and `list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobInfo {
+    pub name: String,
+    pub schedule: String,
+    /// The schedule in words.
+    pub words: String,
+    /// The zone it is read in.
+    pub timezone: String,
+    pub state: JobState,
+    /// The next fire time (jitter included), in milliseconds since the Unix epoch.
+    pub next_ms: Option<u64>,
+    /// The same, on the job's wall clock.
+    pub next_local: Option<String>,
+    /// The runs in progress.
+    pub running: Vec<RunRecord>,
+    pub last: Option<RunRecord>,
+    /// Runs that ended ok, and that failed (failed, timed out, killed), since the job was created.
+    pub ok: u64,
+    pub failed: u64,
+    /// Runs whose next attempt waits for its backoff (their run ids).
+    #[serde(default)]
+    pub retrying: Vec<String>,
+}
+
+/// What a job is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Waiting for its next fire time.
+    Scheduled,
+    /// A run is in progress.
+    Running,
+    /// Its fire times are skipped until `jobs resume`.
+    Paused,
+    /// The app is stopped: nothing fires.
+    Stopped,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Scheduled => "scheduled",
+            JobState::Running => "running",
+            JobState::Paused => "paused",
+            JobState::Stopped => "stopped",
+        }
+    }
+}
+
+/// One run of a job (one attempt).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// `<job>@<nominal fire time, RFC 3339 UTC>`, or `<job>@manual-<time>` for a run asked for by hand.
+    pub run_id: String,
+    /// The nominal fire time, in milliseconds since the Unix epoch (none for a manual run).
+    pub scheduled_at_ms: Option<u64>,
+    pub started_at_ms: Option<u64>,
+    pub ended_at_ms: Option<u64>,
+    pub outcome: RunOutcome,
+    /// How its process ended ("code 1", "signal SIGKILL"), or why it did not run.
+    pub exit: Option<String>,
+    /// Its exit code, when it exited.
+    pub exit_code: Option<i32>,
+    /// 1 for the first attempt; retries count up under the same run id.
+    pub attempt: u32,
+    pub pid: Option<u32>,
+    /// The file holding the run's output.
+    pub log: Option<String>,
+    /// More about the outcome ("replaced by ...", "stopped by `herdsman stop`", ...).
+    pub detail: Option<String>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunOutcome {
+    Running,
+    Ok,
+    Failed,
+    TimedOut,
+    /// Not started: a run was in progress (`overlap = "skip"`), or the job was paused.
+    Skipped,
+    /// Not started: later than `starting_deadline`, or missed while no daemon ran (`catch_up = "none"`).
+    Missed,
+    /// Stopped before it ended (replaced, `stop`, the daemon stopped or died).
+    Killed,
+}
+
+impl RunOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOutcome::Running => "running",
+            RunOutcome::Ok => "ok",
+            RunOutcome::Failed => "failed",
+            RunOutcome::TimedOut => "timed out",
+            RunOutcome::Skipped => "skipped",
+            RunOutcome::Missed => "missed",
+            RunOutcome::Killed => "killed",
+        }
+    }
+
+    pub fn is_failure(self) -> bool {
+        matches!(
+            self,
+            RunOutcome::Failed | RunOutcome::TimedOut | RunOutcome::Killed
+        )
+    }
+}
+
+/// One fire time, for `jobs next`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FireInfo {
+    /// Milliseconds since the Unix epoch (jitter included).
+    pub at_ms: u64,
+    /// On the job's wall clock, with its zone's abbreviation.
+    pub local: String,
+    /// In UTC.
+    pub utc: String,
+    /// How daylight saving time moved it, if it did.
+    pub shift: Option<String>,
 }
 
 impl From<StartRequest> for Request {
@@ -305,6 +457,18 @@ pub enum Response {
     },
     /// The answer to [`Request::Version`].
     Version(DaemonVersion),
+    /// The answer to [`JobRequest::List`].
+    Jobs { jobs: Vec<JobInfo> },
+    /// The answer to [`JobRequest::History`]: the runs kept, oldest first.
+    JobHistory { job: String, runs: Vec<RunRecord> },
+    /// The answer to [`JobRequest::Next`].
+    JobNext {
+        job: String,
+        timezone: String,
+        fires: Vec<FireInfo>,
+    },
+    /// The answer to [`JobRequest::Trigger`]: the run started (or skipped).
+    Triggered { run: RunRecord },
 }
 
 /// What runs as the daemon: the keeper (the root process, the workers' parent) and its controller.
@@ -479,6 +643,19 @@ pub struct ProcessInfo {
     /// running. It is supervised as any other, but how it exits may not be known ("unknown").
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub adopted: bool,
+    /// For a scheduled job's slot: the job's state and next run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobSummary>,
+}
+
+/// A job's state in `list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSummary {
+    pub state: JobState,
+    /// The next fire time (jitter included), in milliseconds since the Unix epoch.
+    pub next_ms: Option<u64>,
+    /// How the last run ended.
+    pub last_outcome: Option<RunOutcome>,
 }
 
 /// One process of a worker's process group.

@@ -22,7 +22,11 @@ pub fn expect_processes(response: Response) -> Result<()> {
         | Response::Note { .. }
         | Response::Described { .. }
         | Response::Snapshot { .. }
-        | Response::Version(_) => Ok(()),
+        | Response::Version(_)
+        | Response::Jobs { .. }
+        | Response::JobHistory { .. }
+        | Response::JobNext { .. }
+        | Response::Triggered { .. } => Ok(()),
         Response::Error { message, .. } => bail!(message),
     }
 }

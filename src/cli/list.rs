@@ -111,6 +111,11 @@ fn status_colour(status: Status) -> &'static str {
 fn row(p: &ProcessInfo) -> [String; 10] {
     let status = match (p.status, p.restart_in_ms) {
         (Status::Waiting, Some(ms)) => format!("waiting {}", duration(ms)),
+        (Status::Stopped, _) if p.job.is_some() => p
+            .job
+            .as_ref()
+            .map_or("stopped", |j| j.state.as_str())
+            .to_string(),
         (status, _) if p.adopted => format!("{} (adopted)", status.as_str()),
         (status, _) => status.as_str().to_string(),
     };
@@ -166,6 +171,7 @@ mod tests {
             log_lines: None,
             group: Vec::new(),
             adopted: false,
+            job: None,
         }
     }
 

@@ -176,6 +176,9 @@ pub fn run(home: &Home, args: LogsArgs) -> Result<()> {
     if args.reopen {
         return reopen(home);
     }
+    if let Some(run) = &args.run {
+        return super::jobs::run_logs(home, args.target.as_deref(), run);
+    }
     let filter = filter(&args)?;
     let by_time = filter.since.is_some() || filter.until.is_some();
     let count = args.lines.unwrap_or(if by_time { usize::MAX } else { 15 });

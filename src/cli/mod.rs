@@ -4,6 +4,7 @@ mod control;
 mod describe;
 mod ecosystem;
 mod import;
+mod jobs;
 mod list;
 mod logs;
 mod service;
@@ -151,6 +152,22 @@ pub enum Command {
     ReloadLogs,
     /// Stop every app and the daemon.
     Kill,
+    /// Scheduled jobs: each with its schedule in words, next run (local and UTC), last outcome and counts.
+    Jobs {
+        #[command(subcommand)]
+        action: Option<JobsAction>,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a scheduled job now (obeying its `overlap`); prints the run id.
+    Trigger {
+        /// The job's name.
+        name: String,
+        /// Follow the run until it ends, and exit with its exit code.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Move the running daemon onto this herdsman executable (after installing a new one) without
     /// restarting any app: same workers, same sockets.
     Update {
@@ -468,6 +485,32 @@ pub struct LogsArgs {
     /// Reopen every app's log by its path (as `reloadLogs`) and exit.
     #[arg(long, exclusive = true)]
     pub reopen: bool,
+    /// The output of one run of a scheduled job (its run id, from `jobs history`), every attempt.
+    #[arg(long, value_name = "RUN_ID")]
+    pub run: Option<String>,
+}
+
+/// `herdsman jobs ...`.
+#[derive(Debug, Subcommand)]
+pub enum JobsAction {
+    /// A job's runs: run id, scheduled at, started, duration, outcome, exit, attempt.
+    History {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A job's next fire times, with daylight saving shifts called out.
+    Next {
+        name: String,
+        #[arg(long, default_value_t = 5)]
+        count: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Skip a job's fire times until `jobs resume`.
+    Pause { name: String },
+    /// Run a paused job's fire times again, from now on.
+    Resume { name: String },
 }
 
 /// The ecosystem file a control command's targets name, if they name one: then it must be the only target.
@@ -556,6 +599,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Flush { target } => logs::flush(&home, target.as_deref()),
         Command::ReloadLogs => logs::reopen(&home),
         Command::Kill => control::kill(&home),
+        Command::Jobs { action, json } => jobs::run(&home, action, json),
+        Command::Trigger { name, wait } => jobs::trigger(&home, &name, wait),
         Command::Version { json } => version::run(&home, json),
         Command::Update { binary } => update::run(&home, binary),
         Command::UpgradeCheck => crate::daemon::upgrade_check(),

@@ -17,6 +17,7 @@ mod controller;
 pub mod fdstore;
 mod groups;
 mod handover;
+pub mod jobstore;
 mod listener;
 mod metrics;
 pub mod persist;

@@ -58,9 +58,9 @@ impl Supervisor {
                     .map(|other| other.name.clone())
                     .collect();
                 note(format!("{}: {verb}", spec.name));
-                lanes.push(
-                    Lane::new(&spec.name, app.workers.clone(), lane_action, needs).parallel(),
-                );
+                let slots = app.workers.clone();
+                self.disable_job(&spec.name);
+                lanes.push(Lane::new(&spec.name, slots, lane_action, needs).parallel());
             }
         } else {
             self.check_dependencies(&apps, action)?;

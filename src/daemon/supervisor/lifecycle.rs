@@ -107,6 +107,8 @@ impl Supervisor {
     /// Starts a new process for a slot and arms its readiness timer. Never blocks: the exec result and the
     /// readiness signals come back as messages.
     pub(super) fn spawn_process(&mut self, id: u32) -> Result<Process, String> {
+        // A scheduled job's run: its variables, and a log file of its own.
+        let run = self.job_run_env(id);
         let worker = self.workers.get(&id).ok_or("no such worker")?;
         let app = self.apps.get(&worker.app).ok_or("no such app")?;
         let channel = if app.spec.is_node() {
@@ -130,7 +132,10 @@ impl Supervisor {
         // The output goes through pipes to the log keeper; if it cannot be reached, straight to the files
         // (opened now: the keeper may have rotated them since the app was created).
         let mut output = |stream| -> Result<OwnedFd, String> {
-            let header = app.log_header(worker.instance, stream);
+            let mut header = app.log_header(worker.instance, stream);
+            if let Some((_, log)) = &run {
+                header.path = log.clone();
+            }
             self.logs.pipe(&header).or_else(|error| {
                 warn!(app = %worker.app, instance = worker.instance, %stream, %error, "the worker writes to its log file directly (no timestamps, no rotation)");
                 super::app::open_log(&header.path).map(OwnedFd::from)
@@ -146,7 +151,14 @@ impl Supervisor {
         };
         let request = SpawnRequest {
             command: &app.command,
-            env: worker_env(&app.spec, &context),
+            env: {
+                let mut env = worker_env(&app.spec, &context);
+                if let Some((extra, _)) = &run {
+                    env.retain(|(key, _)| !extra.iter().any(|(k, _)| k == key));
+                    env.extend(extra.iter().cloned());
+                }
+                env
+            },
             cwd: &app.spec.cwd,
             stdout: out.as_fd(),
             stderr: err.as_fd(),
@@ -188,6 +200,7 @@ impl Supervisor {
             self.arm(grace, Timer::Grace { serial });
         }
         self.metrics.track(pid);
+        self.job_spawned(id, &process);
         Ok(process)
     }
 
@@ -201,6 +214,9 @@ impl Supervisor {
                 worker.state = State::Stopped;
             }
             return;
+        }
+        if self.job_start(id) == Some(false) {
+            return; // a job's slot starts only for a run: starting the app enabled its schedule
         }
         let bound = match self
             .workers
@@ -385,6 +401,7 @@ impl Supervisor {
     pub(super) fn timer(&mut self, timer: Timer) {
         match timer {
             Timer::Sample => self.sample_tick(),
+            Timer::Job(timer) => self.job_timer(timer),
             Timer::Wake => {
                 self.settle_groups();
                 self.recheck_adopted_groups();
@@ -711,6 +728,9 @@ impl Supervisor {
     }
 
     fn slot_exited(&mut self, id: u32, process: Process, status: i32) {
+        if self.job_run_exited(id, process, status) {
+            return;
+        }
         let Some(worker) = self.workers.get_mut(&id) else {
             return;
         };

@@ -17,6 +17,7 @@ mod app;
 mod apply;
 mod env;
 pub mod handover;
+mod jobs;
 mod lifecycle;
 mod observe;
 mod preload;
@@ -98,6 +99,8 @@ pub enum Timer {
     Sample,
     /// A deadline of a rollout (see `rollout.rs`): nothing to do but look at the rollouts again.
     Wake,
+    /// A scheduled job's (see `jobs.rs`).
+    Job(jobs::JobTimer),
 }
 
 /// One worker slot (see `worker.rs` for its state machine).
@@ -197,6 +200,8 @@ pub struct Supervisor {
     /// The record of what runs, for a keeper that adopts it if this one is killed (see `adoption.rs`);
     /// `None` where there is none (`run`: the container ends with its keeper).
     record: Option<adoption::Keeping>,
+    /// Scheduled jobs and `cron_restart`s (see `jobs.rs`).
+    jobs: jobs::Jobs,
 }
 
 type Reply = Result<Vec<u32>, Response>;
@@ -236,6 +241,7 @@ impl Supervisor {
             updates: 0,
             last_update_error: None,
             record: None,
+            jobs: jobs::Jobs::default(),
         }
     }
 
@@ -299,6 +305,7 @@ impl Supervisor {
                 | Request::Version
                 | Request::Describe { .. }
                 | Request::Subscribe { .. }
+                | Request::Job(_)
         ) {
             self.touch_record();
         }
@@ -329,6 +336,10 @@ impl Supervisor {
             }
             Request::Update { binary } => {
                 let _ = reply.send(self.update(binary));
+                return;
+            }
+            Request::Job(request) => {
+                let _ = reply.send(self.job_request(request));
                 return;
             }
             Request::Kill if self.shutting_down => {
@@ -417,10 +428,12 @@ impl Supervisor {
             Request::Start(start) => (Await::Up, self.create_app(*start.spec)),
             Request::StartExisting { target } => (Await::Up, self.start_selected(&target, &reply)),
             Request::Stop { target } => {
+                self.disable_jobs(&target);
                 (Await::Down, self.stop_in_order(&target, LaneAction::Stop))
             }
             Request::Restart { target, env } => (Await::Up, self.restart_selected(&target, env)),
             Request::Delete { target } => {
+                self.disable_jobs(&target);
                 (Await::Gone, self.stop_in_order(&target, LaneAction::Remove))
             }
             Request::Describe { target } => {
@@ -700,6 +713,7 @@ impl Supervisor {
         // Every reload and file in progress is answered now and starts nothing more; nothing is started
         // from here on (see `start_worker`).
         self.abort_rollouts("interrupted: the daemon is shutting down");
+        self.jobs_shutting_down();
         let ids: Vec<u32> = self.workers.keys().copied().collect();
         let _ = self.stop_in_order(&Selection::All, LaneAction::Stop);
         self.park(Await::Shutdown, &ids, reply);
@@ -836,6 +850,7 @@ impl Supervisor {
             }
             true
         });
+        self.sync_jobs();
 
         let mut index = 0;
         while index < self.pending.len() {

@@ -303,6 +303,7 @@ impl Supervisor {
                         _ => Vec::new(),
                     },
                     adopted: w.state.process().is_some_and(|p| p.adopted),
+                    job: self.job_summary(&w.app),
                 })
             })
             .collect()

@@ -475,6 +475,7 @@ impl Supervisor {
     /// Begins replacing one slot.
     fn begin_step(&mut self, id: u32, intent: u64) -> Step {
         let began = Instant::now();
+        let job = self.workers.get(&id).is_some_and(|w| self.is_job(&w.app));
         let Some(worker) = self.workers.get_mut(&id) else {
             return Step {
                 id,
@@ -490,6 +491,14 @@ impl Supervisor {
             .get(&worker.app)
             .is_some_and(|a| a.spec.no_overlap);
         match worker.state {
+            // A scheduled job's run is not replaced: it ends by itself.
+            State::Running(_) if job => Step {
+                id,
+                intent,
+                old: None,
+                began,
+                successor: false,
+            },
             State::Running(p) if worker.successor.is_some() => {
                 // Another reload is already bringing up this slot's replacement: wait for that one.
                 Step {

@@ -1,0 +1,1115 @@
+//! Scheduled jobs: an app with a `schedule` runs one process per fire time, once per host.
+//!
+//! The supervisor is the single authority on its host, so "once" needs no lock: each fire time is handled
+//! here exactly once, and the last one handled is written to the job's file (`jobstore.rs`) before its run
+//! starts, so a daemon that dies and comes back never runs it again. A run executes in a slot of the app:
+//! its first slot, or another one added for a run beside it (`overlap = "allow"`, or a replacement during
+//! `replace`), removed when that run ends. A run is never restarted by the crash policy: it ends with an
+//! outcome (ok, failed, timed out, killed), recorded in the history with its exit, and a failed one is run
+//! again under the same run id with the next attempt number, up to `retries`.
+//!
+//! Timers sleep on the monotonic clock, at most a minute at a time, and each wake-up reads the wall
+//! clock: a clock stepped back does not fire early (the timer sleeps again), and one stepped forward (or a
+//! suspend) fires once for the latest fire time passed, within the starting deadline.
+//!
+//! Starting the app (`start`, `restart`, a file, `resurrect`) enables its schedule; `stop` and `delete`
+//! disable it (and stop a run in progress, recorded as killed). `jobs pause` skips fire times until
+//! `jobs resume`; `trigger` runs one now. `cron_restart` on a long-running app reloads it at each fire time.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use tracing::{error, info, warn};
+
+use super::{Supervisor, Timer};
+use crate::config::job::JobSpec;
+use crate::daemon::jobstore::{self, Stored};
+use crate::daemon::worker::{OnExit, Process, State, describe_exit};
+use crate::protocol::{
+    ErrorKind, FireInfo, JobInfo, JobRequest, JobState, JobSummary, Response, RunOutcome,
+    RunRecord, Selection,
+};
+use crate::schedule::policy::{self, CatchUpDecision, OnFire};
+use crate::schedule::{Fire, Schedule};
+
+/// The longest a job's timer sleeps before it reads the wall clock again.
+const MAX_SLEEP: Duration = Duration::from_secs(60);
+
+/// A job's timers, each naming what it is about so that a stale one is ignored.
+#[derive(Debug, Clone, Copy)]
+pub enum JobTimer {
+    /// Time to look at the wall clock: a fire time may be due.
+    Wake { key: u64, generation: u64 },
+    /// A failed run's next attempt is due.
+    Retry { key: u64, token: u64 },
+    /// The run in this slot has run for its timeout.
+    Timeout { slot: u32, serial: u64 },
+    /// A `cron_restart` fire time may be due.
+    Reload { key: u64, generation: u64 },
+}
+
+/// What a run is, before and while it runs.
+#[derive(Debug, Clone)]
+struct RunStart {
+    run_id: String,
+    scheduled: Option<Timestamp>,
+    attempt: u32,
+    log: PathBuf,
+}
+
+struct Active {
+    start: RunStart,
+    serial: u64,
+    /// Set when herdsman stops the run itself: its outcome, and why.
+    stopped_for: Option<(RunOutcome, String)>,
+}
+
+pub(super) struct Job {
+    key: u64,
+    spec: JobSpec,
+    schedule: Schedule,
+    path: PathBuf,
+    stored: Stored,
+    /// Bumped whenever the armed timer becomes stale.
+    generation: u64,
+    /// The next fire time, and when it is due (jitter added).
+    next: Option<(Fire, Timestamp)>,
+    /// Runs about to be spawned, by slot.
+    starting: HashMap<u32, RunStart>,
+    /// Runs in progress, by slot.
+    runs: HashMap<u32, Active>,
+    /// Next attempts waiting for their backoff, by token.
+    retries: HashMap<u64, RunStart>,
+}
+
+/// `cron_restart` of a long-running app.
+pub(super) struct CronReload {
+    key: u64,
+    spec: crate::config::job::CronRestart,
+    schedule: Schedule,
+    generation: u64,
+    next: Option<Fire>,
+}
+
+/// The jobs and cron reloads, by app.
+#[derive(Default)]
+pub(super) struct Jobs {
+    jobs: BTreeMap<String, Job>,
+    reloads: BTreeMap<String, CronReload>,
+    next_key: u64,
+}
+
+fn ms(at: Timestamp) -> u64 {
+    at.as_millisecond().max(0) as u64
+}
+
+fn jitter(name: &str, spec: &JobSpec) -> SignedDuration {
+    let offset = policy::jitter(name, Duration::from_millis(spec.jitter_ms));
+    SignedDuration::try_from(offset).unwrap_or(SignedDuration::ZERO)
+}
+
+/// How long from now until `at`, on the monotonic clock, at most [`MAX_SLEEP`].
+fn sleep_until(at: Timestamp) -> Duration {
+    let left = at.duration_since(Timestamp::now());
+    if left.is_negative() {
+        Duration::ZERO
+    } else {
+        left.unsigned_abs().min(MAX_SLEEP)
+    }
+}
+
+fn record(start: &RunStart, outcome: RunOutcome) -> RunRecord {
+    RunRecord {
+        run_id: start.run_id.clone(),
+        scheduled_at_ms: start.scheduled.map(ms),
+        started_at_ms: None,
+        ended_at_ms: None,
+        outcome,
+        exit: None,
+        exit_code: None,
+        attempt: start.attempt,
+        pid: None,
+        log: Some(start.log.display().to_string()),
+        detail: None,
+    }
+}
+
+impl Job {
+    fn save(&mut self) {
+        if let Err(e) = jobstore::save(&self.path, &mut self.stored, self.spec.history) {
+            warn!(path = %self.path.display(), error = %e, "cannot write the job's history");
+        }
+    }
+
+    /// The history's record of a run's attempt.
+    fn record_mut(&mut self, start: &RunStart) -> Option<&mut RunRecord> {
+        self.stored
+            .runs
+            .iter_mut()
+            .rev()
+            .find(|r| r.run_id == start.run_id && r.attempt == start.attempt)
+    }
+
+    /// Adds a record of a run that did not start (skipped, missed), and counts it.
+    fn not_run(&mut self, start: &RunStart, outcome: RunOutcome, detail: String) -> RunRecord {
+        let now = ms(Timestamp::now());
+        let mut run = record(start, outcome);
+        run.log = None;
+        run.ended_at_ms = Some(now);
+        run.detail = Some(detail);
+        self.stored.runs.push(run.clone());
+        run
+    }
+
+    fn state(&self) -> JobState {
+        if !self.runs.is_empty() || !self.starting.is_empty() {
+            JobState::Running
+        } else if self.stored.paused {
+            JobState::Paused
+        } else if self.stored.enabled {
+            JobState::Scheduled
+        } else {
+            JobState::Stopped
+        }
+    }
+
+    fn last_handled(&self) -> Option<Timestamp> {
+        self.stored
+            .last_handled_ms
+            .and_then(|ms| Timestamp::from_millisecond(ms as i64).ok())
+    }
+}
+
+impl Supervisor {
+    /// Brings the jobs and cron reloads in line with the apps' definitions: new ones registered (a job
+    /// started before resumes its schedule, catching up once if it missed a fire time while no daemon
+    /// ran), changed ones rescheduled (a run in progress is left alone), removed ones forgotten.
+    pub(super) fn sync_jobs(&mut self) {
+        let wanted: Vec<(
+            String,
+            Option<JobSpec>,
+            Option<crate::config::job::CronRestart>,
+        )> = self
+            .apps
+            .iter()
+            .map(|(name, app)| {
+                (
+                    name.clone(),
+                    app.spec.job.clone(),
+                    app.spec.cron_restart.clone(),
+                )
+            })
+            .collect();
+        let apps: std::collections::BTreeSet<&String> = wanted.iter().map(|(n, _, _)| n).collect();
+        let gone: Vec<String> = self
+            .jobs
+            .jobs
+            .keys()
+            .filter(|name| !apps.contains(name))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.jobs.jobs.remove(&name);
+            info!(job = %name, "job removed");
+        }
+        self.jobs.reloads.retain(|name, _| apps.contains(name));
+        for (name, job, cron) in wanted {
+            match (job, self.jobs.jobs.get(&name).map(|j| j.spec.clone())) {
+                (Some(spec), None) => self.register_job(&name, spec),
+                (Some(spec), Some(old)) if spec != old => self.respec_job(&name, spec),
+                (None, Some(_)) => {
+                    self.jobs.jobs.remove(&name);
+                }
+                _ => {}
+            }
+            match (cron, self.jobs.reloads.get(&name).map(|r| r.spec.clone())) {
+                (Some(spec), old) if old.as_ref() != Some(&spec) => {
+                    self.register_cron_reload(&name, spec)
+                }
+                (None, Some(_)) => {
+                    self.jobs.reloads.remove(&name);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn register_job(&mut self, name: &str, spec: JobSpec) {
+        let schedule = match Schedule::parse(&spec.schedule, spec.timezone.as_deref()) {
+            Ok(schedule) => schedule,
+            Err(e) => {
+                error!(job = %name, error = %e, "the job's schedule cannot be used here: not scheduled");
+                return;
+            }
+        };
+        let path = jobstore::path(&self.home.jobs_dir(), name);
+        let mut stored = jobstore::load(&path);
+        for run in stored
+            .runs
+            .iter_mut()
+            .filter(|r| r.outcome == RunOutcome::Running)
+        {
+            // Its daemon ended during the run: whatever became of it, it is not run again.
+            run.outcome = RunOutcome::Killed;
+            run.detail = Some("the daemon stopped during the run".into());
+            run.ended_at_ms.get_or_insert(ms(Timestamp::now()));
+        }
+        self.jobs.next_key += 1;
+        let job = Job {
+            key: self.jobs.next_key,
+            spec,
+            schedule,
+            path,
+            stored,
+            generation: 0,
+            next: None,
+            starting: HashMap::new(),
+            runs: HashMap::new(),
+            retries: HashMap::new(),
+        };
+        let resume = job.stored.enabled && !job.stored.paused;
+        self.jobs.jobs.insert(name.to_string(), job);
+        info!(job = %name, "job registered");
+        if resume {
+            self.catch_up(name);
+        }
+        if let Some(job) = self.jobs.jobs.get_mut(name) {
+            job.save();
+        }
+    }
+
+    /// A changed definition: the new schedule and options from now on; a run in progress goes on.
+    fn respec_job(&mut self, name: &str, spec: JobSpec) {
+        let schedule = match Schedule::parse(&spec.schedule, spec.timezone.as_deref()) {
+            Ok(schedule) => schedule,
+            Err(e) => {
+                error!(job = %name, error = %e, "the job's new schedule cannot be used here: kept the old one");
+                return;
+            }
+        };
+        let Some(job) = self.jobs.jobs.get_mut(name) else {
+            return;
+        };
+        job.spec = spec;
+        job.schedule = schedule;
+        let armed = job.stored.enabled && !job.stored.paused;
+        info!(job = %name, schedule = %job.spec.schedule, "job rescheduled");
+        if armed {
+            self.arm_job(name, Timestamp::now());
+        }
+    }
+
+    /// At registration of a job that was enabled: what it missed while no daemon ran, once, then its
+    /// schedule from now.
+    fn catch_up(&mut self, name: &str) {
+        let now = Timestamp::now();
+        let Some(job) = self.jobs.jobs.get(name) else {
+            return;
+        };
+        let missed = job
+            .last_handled()
+            .and_then(|last| job.schedule.latest_between(last, now))
+            .map(|f| f.at);
+        let deadline = job.spec.starting_deadline_ms.map(Duration::from_millis);
+        let decision =
+            policy::catch_up(job.spec.catch_up, missed, job.last_handled(), now, deadline);
+        match decision {
+            CatchUpDecision::Run(at) => {
+                info!(job = %name, scheduled = %at, "catching up a fire time missed while no daemon ran");
+                self.handle_fire(name, at);
+            }
+            CatchUpDecision::Missed(at) => {
+                let start = self.run_start(name, Some(at), 1);
+                if let Some(job) = self.jobs.jobs.get_mut(name) {
+                    job.not_run(
+                        &start,
+                        RunOutcome::Missed,
+                        "missed while no daemon ran".to_string(),
+                    );
+                    job.stored.last_handled_ms = Some(ms(at));
+                    job.save();
+                }
+            }
+            CatchUpDecision::Nothing => {}
+        }
+        self.arm_job(name, now);
+    }
+
+    /// Arms the timer for the first fire time after `after` (and after the last one handled).
+    fn arm_job(&mut self, name: &str, after: Timestamp) {
+        let Some(job) = self.jobs.jobs.get_mut(name) else {
+            return;
+        };
+        job.generation += 1;
+        let from = job.last_handled().map_or(after, |last| last.max(after));
+        let jitter = jitter(name, &job.spec);
+        job.next = job.schedule.next_after(from).map(|fire| {
+            let due = fire.at.checked_add(jitter).unwrap_or(fire.at);
+            (fire, due)
+        });
+        let Some((_, due)) = job.next else {
+            warn!(job = %name, "the schedule has no next fire time");
+            return;
+        };
+        let timer = Timer::Job(JobTimer::Wake {
+            key: job.key,
+            generation: job.generation,
+        });
+        self.arm(sleep_until(due), timer);
+    }
+
+    fn job_by_key(&self, key: u64) -> Option<String> {
+        self.jobs
+            .jobs
+            .iter()
+            .find(|(_, j)| j.key == key)
+            .map(|(name, _)| name.clone())
+    }
+
+    pub(super) fn job_timer(&mut self, timer: JobTimer) {
+        match timer {
+            JobTimer::Wake { key, generation } => {
+                let Some(name) = self.job_by_key(key) else {
+                    return;
+                };
+                let Some(job) = self.jobs.jobs.get(&name) else {
+                    return;
+                };
+                if job.generation != generation || !job.stored.enabled || job.stored.paused {
+                    return;
+                }
+                let Some((fire, due)) = job.next.clone() else {
+                    return;
+                };
+                let now = Timestamp::now();
+                if now < due {
+                    // Early on the wall clock (a long sleep cut short, or the clock stepped back).
+                    self.arm(sleep_until(due), Timer::Job(timer));
+                    return;
+                }
+                // The latest fire time passed, if the clock jumped over several: one run, never a burst.
+                let jitter = jitter(&name, &job.spec);
+                let nominal = job
+                    .schedule
+                    .latest_between(
+                        fire.at
+                            .checked_sub(SignedDuration::from_nanos(1))
+                            .unwrap_or(fire.at),
+                        now.checked_sub(jitter).unwrap_or(now),
+                    )
+                    .map_or(fire.at, |f| f.at);
+                self.handle_fire(&name, nominal);
+                self.arm_job(&name, now);
+            }
+            JobTimer::Retry { key, token } => {
+                let Some(name) = self.job_by_key(key) else {
+                    return;
+                };
+                let Some(start) = self
+                    .jobs
+                    .jobs
+                    .get_mut(&name)
+                    .and_then(|j| j.retries.remove(&token))
+                else {
+                    return;
+                };
+                self.start_run(&name, start);
+            }
+            JobTimer::Timeout { slot, serial } => {
+                let Some(name) = self.workers.get(&slot).map(|w| w.app.clone()) else {
+                    return;
+                };
+                let Some(job) = self.jobs.jobs.get_mut(&name) else {
+                    return;
+                };
+                let Some(active) = job.runs.get_mut(&slot).filter(|a| a.serial == serial) else {
+                    return;
+                };
+                let timeout = Duration::from_millis(job.spec.timeout_ms.unwrap_or(0));
+                warn!(job = %name, run = %active.start.run_id, ?timeout, "the run timed out: stopping it");
+                active.stopped_for = Some((
+                    RunOutcome::TimedOut,
+                    format!(
+                        "ran longer than its timeout ({})",
+                        crate::human::duration(timeout.as_millis() as u64)
+                    ),
+                ));
+                self.stop_run_slot(slot);
+            }
+            JobTimer::Reload { key, generation } => self.cron_reload_timer(key, generation),
+        }
+    }
+
+    /// A fire time is due (or is being caught up): run it, skip it or record it missed, once.
+    fn handle_fire(&mut self, name: &str, nominal: Timestamp) {
+        let now = Timestamp::now();
+        let Some(job) = self.jobs.jobs.get(name) else {
+            return;
+        };
+        if job.last_handled().is_some_and(|last| last >= nominal) {
+            return; // handled already: never twice
+        }
+        let deadline = job.spec.starting_deadline_ms.map(Duration::from_millis);
+        let in_time = policy::in_time(nominal, now, deadline);
+        let running = job.runs.len() + job.starting.len();
+        let overlap = job.spec.overlap;
+        let start = self.run_start(name, Some(nominal), 1);
+        let Some(job) = self.jobs.jobs.get_mut(name) else {
+            return;
+        };
+        job.stored.last_handled_ms = Some(ms(nominal));
+        if !in_time {
+            let late =
+                crate::human::duration(now.duration_since(nominal).as_millis().max(0) as u64);
+            job.not_run(
+                &start,
+                RunOutcome::Missed,
+                format!("{late} late, past its starting deadline"),
+            );
+            job.save();
+            return;
+        }
+        match policy::on_fire(overlap, running) {
+            OnFire::Skip => {
+                info!(job = %name, run = %start.run_id, "skipped: a run is still in progress");
+                job.not_run(
+                    &start,
+                    RunOutcome::Skipped,
+                    "a run was still in progress (overlap = \"skip\")".to_string(),
+                );
+                job.save();
+            }
+            OnFire::Start => self.start_run(name, start),
+            OnFire::Replace => {
+                self.replace_runs(name, &start.run_id);
+                self.start_run(name, start);
+            }
+        }
+    }
+
+    /// The identity of a run of `name`, and where its output goes.
+    fn run_start(&self, name: &str, scheduled: Option<Timestamp>, attempt: u32) -> RunStart {
+        let run_id = match scheduled {
+            Some(at) => policy::run_id(name, at),
+            None => policy::manual_run_id(name, Timestamp::now()),
+        };
+        let dir = crate::config::job::run_log_dir(&self.home.logs_dir(), name);
+        let log = dir.join(format!("{run_id}.{attempt}.log"));
+        RunStart {
+            run_id,
+            scheduled,
+            attempt,
+            log,
+        }
+    }
+
+    /// Stops every run of `name` in progress: a new run replaces them.
+    fn replace_runs(&mut self, name: &str, by: &str) {
+        let Some(job) = self.jobs.jobs.get_mut(name) else {
+            return;
+        };
+        let slots: Vec<u32> = job.runs.keys().copied().collect();
+        for slot in &slots {
+            if let Some(active) = job.runs.get_mut(slot) {
+                active.stopped_for = Some((RunOutcome::Killed, format!("replaced by {by}")));
+            }
+        }
+        for slot in slots {
+            self.stop_run_slot(slot);
+        }
+    }
+
+    /// Stops the run in a slot (kill signal, kill timeout, SIGKILL to its group); a slot added for it goes.
+    fn stop_run_slot(&mut self, slot: u32) {
+        let extra = self.workers.get(&slot).is_some_and(|w| w.instance > 0);
+        self.signal_stop(slot, if extra { OnExit::Remove } else { OnExit::Stop });
+    }
+
+    /// Starts a run: recorded first (so it never runs twice), then spawned in a free slot of the app.
+    fn start_run(&mut self, name: &str, start: RunStart) {
+        let Some(app) = self.apps.get(name) else {
+            return;
+        };
+        let busy: Vec<u32> = self
+            .jobs
+            .jobs
+            .get(name)
+            .map(|j| j.runs.keys().chain(j.starting.keys()).copied().collect())
+            .unwrap_or_default();
+        let free = app.workers.iter().copied().find(|id| {
+            !busy.contains(id)
+                && self
+                    .workers
+                    .get(id)
+                    .is_some_and(|w| w.state.is_down() || matches!(w.state, State::Waiting { .. }))
+        });
+        let slot = match free {
+            Some(slot) => slot,
+            None => {
+                let instance = (0..)
+                    .find(|i| {
+                        !app.workers
+                            .iter()
+                            .any(|id| self.workers.get(id).is_some_and(|w| w.instance == *i))
+                    })
+                    .unwrap_or(0);
+                self.add_slot(name, instance)
+            }
+        };
+        if let Some(dir) = start.log.parent()
+            && let Err(e) = std::fs::create_dir_all(dir)
+        {
+            warn!(job = %name, error = %e, "cannot create the directory of the run logs");
+        }
+        let Some(job) = self.jobs.jobs.get_mut(name) else {
+            return;
+        };
+        let mut run = record(&start, RunOutcome::Running);
+        run.started_at_ms = Some(ms(Timestamp::now()));
+        job.stored.runs.push(run);
+        job.save();
+        info!(job = %name, run = %start.run_id, attempt = start.attempt, "run starting");
+        job.starting.insert(slot, start.clone());
+        self.start_worker(slot);
+        // Spawned: `job_spawned` took it. Otherwise it could not start.
+        let Some(job) = self.jobs.jobs.get_mut(name) else {
+            return;
+        };
+        if job.starting.remove(&slot).is_some() {
+            let why = self
+                .workers
+                .get(&slot)
+                .and_then(|w| w.last_exit.clone())
+                .unwrap_or_else(|| "it could not be started".into());
+            if let Some(run) = job.record_mut(&start) {
+                run.outcome = RunOutcome::Failed;
+                run.ended_at_ms = Some(ms(Timestamp::now()));
+                run.exit = Some(why);
+            }
+            job.stored.failed += 1;
+            job.save();
+            if let Some(worker) = self.workers.get_mut(&slot) {
+                worker.epoch += 1;
+                worker.state = State::Stopped;
+            }
+        }
+    }
+
+    /// `start_worker` of a job's slot: a run due in it is spawned (`true`); otherwise starting the app
+    /// enables its schedule and the slot stays down (`false`). `None`: not a job.
+    pub(super) fn job_start(&mut self, id: u32) -> Option<bool> {
+        let name = self.workers.get(&id)?.app.clone();
+        if !self.jobs.jobs.contains_key(&name) {
+            // Created just now: registered before its first start.
+            let spec = self.apps.get(&name)?.spec.job.clone()?;
+            self.register_job(&name, spec);
+        }
+        let job = self.jobs.jobs.get_mut(&name)?;
+        if job.starting.contains_key(&id) {
+            return Some(true);
+        }
+        if let Some(worker) = self.workers.get_mut(&id) {
+            worker.epoch += 1;
+            worker.on_exit = OnExit::Crash;
+            worker.state = State::Stopped;
+        }
+        if !job.stored.enabled {
+            job.stored.enabled = true;
+            job.save();
+            info!(job = %name, schedule = %job.spec.schedule, "job scheduled");
+            if !job.stored.paused {
+                self.arm_job(&name, Timestamp::now());
+            }
+        }
+        Some(false)
+    }
+
+    /// The environment and output file of the run about to be spawned in slot `id`, if it is one.
+    pub(super) fn job_run_env(&self, id: u32) -> Option<(Vec<(String, String)>, PathBuf)> {
+        let name = &self.workers.get(&id)?.app;
+        let start = self.jobs.jobs.get(name)?.starting.get(&id)?;
+        let env = vec![
+            ("HERDSMAN_JOB".to_string(), name.clone()),
+            ("HERDSMAN_RUN_ID".to_string(), start.run_id.clone()),
+            (
+                "HERDSMAN_SCHEDULED_AT".to_string(),
+                start.scheduled.map(|t| t.to_string()).unwrap_or_default(),
+            ),
+            ("HERDSMAN_ATTEMPT".to_string(), start.attempt.to_string()),
+        ];
+        Some((env, start.log.clone()))
+    }
+
+    /// A run's process was spawned in slot `id`.
+    pub(super) fn job_spawned(&mut self, id: u32, process: &Process) {
+        let Some(name) = self.workers.get(&id).map(|w| w.app.clone()) else {
+            return;
+        };
+        let Some(job) = self.jobs.jobs.get_mut(&name) else {
+            return;
+        };
+        let Some(start) = job.starting.remove(&id) else {
+            return;
+        };
+        if let Some(run) = job.record_mut(&start) {
+            run.pid = Some(process.pid as u32);
+        }
+        job.save();
+        if let Some(timeout) = job.spec.timeout_ms {
+            let timer = Timer::Job(JobTimer::Timeout {
+                slot: id,
+                serial: process.serial,
+            });
+            self.arm(Duration::from_millis(timeout), timer);
+        }
+        if let Some(job) = self.jobs.jobs.get_mut(&name) {
+            job.runs.insert(
+                id,
+                Active {
+                    start,
+                    serial: process.serial,
+                    stopped_for: None,
+                },
+            );
+        }
+    }
+
+    /// The process of a run exited: its outcome is recorded, a failed one is retried, and the slot is
+    /// left down. Returns whether the exit was fully handled here (the slot was running); a run being
+    /// stopped finishes its stop as any worker does.
+    pub(super) fn job_run_exited(&mut self, id: u32, process: Process, status: i32) -> bool {
+        let Some(worker) = self.workers.get(&id) else {
+            return false;
+        };
+        let name = worker.app.clone();
+        let stopping = matches!(worker.state, State::Stopping { .. });
+        let Some(job) = self.jobs.jobs.get_mut(&name) else {
+            return false;
+        };
+        let Some(active) = job.runs.remove(&id) else {
+            return false;
+        };
+        let stop_codes = self
+            .apps
+            .get(&name)
+            .map(|a| a.spec.stop_exit_codes.clone())
+            .unwrap_or_default();
+        let exited_ok = libc::WIFEXITED(status)
+            && (libc::WEXITSTATUS(status) == 0 || stop_codes.contains(&libc::WEXITSTATUS(status)));
+        let (outcome, detail) = match active.stopped_for.clone() {
+            Some((outcome, detail)) => (outcome, Some(detail)),
+            None if exited_ok => (RunOutcome::Ok, None),
+            None if stopping => (
+                RunOutcome::Killed,
+                Some("stopped by a request (stop, delete, or the daemon's shutdown)".to_string()),
+            ),
+            None => (RunOutcome::Failed, None),
+        };
+        let how = describe_exit(status);
+        let now = ms(Timestamp::now());
+        if let Some(run) = job.record_mut(&active.start) {
+            run.outcome = outcome;
+            run.ended_at_ms = Some(now);
+            run.exit = Some(how.clone());
+            run.exit_code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+            run.detail = detail;
+        }
+        let retry = matches!(outcome, RunOutcome::Failed | RunOutcome::TimedOut)
+            && active.start.attempt <= job.spec.retries
+            && job.stored.enabled;
+        match outcome {
+            RunOutcome::Ok => job.stored.ok += 1,
+            o if o.is_failure() => job.stored.failed += 1,
+            _ => {}
+        }
+        job.save();
+        info!(job = %name, run = %active.start.run_id, attempt = active.start.attempt, outcome = outcome.as_str(), exit = %how, "run ended");
+        if retry {
+            let attempt = active.start.attempt + 1;
+            let delay = policy::retry_delay(
+                attempt,
+                Duration::from_millis(job.spec.retry_backoff_ms),
+                Duration::from_millis(crate::config::job::defaults::RETRY_BACKOFF_MAX_MS),
+            );
+            let mut next = self.run_start(&name, active.start.scheduled, attempt);
+            next.run_id = active.start.run_id.clone();
+            let dir = next.log.parent().map(PathBuf::from).unwrap_or_default();
+            next.log = dir.join(format!("{}.{attempt}.log", next.run_id));
+            self.jobs.next_key += 1;
+            let token = self.jobs.next_key;
+            if let Some(job) = self.jobs.jobs.get_mut(&name) {
+                info!(job = %name, run = %next.run_id, attempt, ?delay, "retrying the run");
+                job.retries.insert(token, next);
+                let key = job.key;
+                self.arm(delay, Timer::Job(JobTimer::Retry { key, token }));
+            }
+        } else if outcome.is_failure() {
+            self.on_failure(&name, &active.start, outcome, &how);
+        }
+        if stopping {
+            return false;
+        }
+        // What the run left in its group goes with it; the slot waits for the next run.
+        crate::daemon::groups::signal_group(
+            process.pid,
+            process.adopted,
+            Some(nix::sys::signal::Signal::SIGKILL),
+        );
+        if let Some(worker) = self.workers.get_mut(&id) {
+            worker.epoch += 1;
+            worker.last_exit = Some(how);
+            worker.last_exit_at = Some(std::time::SystemTime::now());
+            worker.state = State::Stopped;
+            if worker.instance > 0 {
+                self.remove_worker(id);
+            }
+        }
+        true
+    }
+
+    /// Runs the job's `on_failure` command for a run that failed for good, with the run in its
+    /// environment and its output appended to the run's log. It is not waited for (the reaper collects it).
+    fn on_failure(&self, name: &str, start: &RunStart, outcome: RunOutcome, exit: &str) {
+        let Some(app) = self.apps.get(name) else {
+            return;
+        };
+        let Some(command) = app.spec.job.as_ref().and_then(|j| j.on_failure.clone()) else {
+            return;
+        };
+        let output = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&start.log);
+        let mut child = std::process::Command::new("/bin/sh");
+        child
+            .args(["-c", &command])
+            .current_dir(&app.spec.cwd)
+            .env_clear()
+            .envs(&app.spec.env)
+            .env("HERDSMAN_JOB", name)
+            .env("HERDSMAN_RUN_ID", &start.run_id)
+            .env("HERDSMAN_ATTEMPT", start.attempt.to_string())
+            .env("HERDSMAN_OUTCOME", outcome.as_str())
+            .env("HERDSMAN_EXIT", exit)
+            .env("HERDSMAN_LOG", &start.log)
+            .stdin(std::process::Stdio::null());
+        if let Ok(file) = output {
+            if let Ok(copy) = file.try_clone() {
+                child.stdout(copy);
+            }
+            child.stderr(file);
+        }
+        if let Some(c) = &app.credentials {
+            use std::os::unix::process::CommandExt;
+            let (uid, gid, groups) = (c.uid, c.gid, c.groups.clone());
+            // SAFETY: setgroups, setgid and setuid are async-signal-safe, and nothing is allocated here.
+            unsafe {
+                child.pre_exec(move || {
+                    if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                        || libc::setgid(gid) != 0
+                        || libc::setuid(uid) != 0
+                    {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        match child.spawn() {
+            Ok(hook) => info!(job = %name, pid = hook.id(), "on_failure started"),
+            Err(e) => warn!(job = %name, error = %e, "cannot run on_failure"),
+        }
+    }
+
+    /// `stop` or `delete` of apps: their schedules stop (a run in progress is stopped by the request).
+    pub(super) fn disable_jobs(&mut self, target: &Selection) {
+        let Ok(ids) = self.select(target) else {
+            return;
+        };
+        let names: std::collections::BTreeSet<String> = ids
+            .iter()
+            .filter_map(|id| self.workers.get(id).map(|w| w.app.clone()))
+            .collect();
+        for name in names {
+            self.disable_job(&name);
+        }
+    }
+
+    pub(super) fn disable_job(&mut self, name: &str) {
+        if let Some(job) = self.jobs.jobs.get_mut(name)
+            && job.stored.enabled
+        {
+            job.stored.enabled = false;
+            job.generation += 1;
+            job.retries.clear();
+            job.save();
+            info!(job = %name, "job stopped: its schedule is off until it is started again");
+        }
+    }
+
+    /// `jobs ...` and `trigger`.
+    pub(super) fn job_request(&mut self, request: JobRequest) -> Response {
+        let unknown = |name: &str| {
+            Response::error(
+                ErrorKind::NotFound,
+                format!("no job named '{name}' (`herdsman jobs` lists them)"),
+            )
+        };
+        match request {
+            JobRequest::List => Response::Jobs {
+                jobs: self
+                    .jobs
+                    .jobs
+                    .keys()
+                    .filter_map(|name| self.job_info(name))
+                    .collect(),
+            },
+            JobRequest::History { name } => match self.jobs.jobs.get(&name) {
+                Some(job) => Response::JobHistory {
+                    job: name,
+                    runs: job.stored.runs.clone(),
+                },
+                None => unknown(&name),
+            },
+            JobRequest::Next { name, count } => match self.jobs.jobs.get(&name) {
+                Some(job) => {
+                    let jitter = jitter(&name, &job.spec);
+                    let fires = job
+                        .schedule
+                        .upcoming(Timestamp::now(), count.clamp(1, 1000) as usize)
+                        .into_iter()
+                        .map(|fire| {
+                            let at = fire.at.checked_add(jitter).unwrap_or(fire.at);
+                            let local = at.to_zoned(job.schedule.zone().clone());
+                            FireInfo {
+                                at_ms: ms(at),
+                                local: local.strftime("%Y-%m-%d %H:%M:%S %Z").to_string(),
+                                utc: at.strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
+                                shift: fire.shift.map(|s| s.to_string()),
+                            }
+                        })
+                        .collect();
+                    Response::JobNext {
+                        job: name,
+                        timezone: job.schedule.zone_name().to_string(),
+                        fires,
+                    }
+                }
+                None => unknown(&name),
+            },
+            JobRequest::Trigger { name } => {
+                let Some(job) = self.jobs.jobs.get(&name) else {
+                    return unknown(&name);
+                };
+                let running = job.runs.len() + job.starting.len();
+                let overlap = job.spec.overlap;
+                let start = self.run_start(&name, None, 1);
+                let run = match policy::on_fire(overlap, running) {
+                    OnFire::Skip => {
+                        let Some(job) = self.jobs.jobs.get_mut(&name) else {
+                            return unknown(&name);
+                        };
+                        let run = job.not_run(
+                            &start,
+                            RunOutcome::Skipped,
+                            "a run was still in progress (overlap = \"skip\")".to_string(),
+                        );
+                        job.save();
+                        return Response::Triggered { run };
+                    }
+                    OnFire::Start => {
+                        self.start_run(&name, start.clone());
+                        start
+                    }
+                    OnFire::Replace => {
+                        self.replace_runs(&name, &start.run_id);
+                        self.start_run(&name, start.clone());
+                        start
+                    }
+                };
+                match self
+                    .jobs
+                    .jobs
+                    .get_mut(&name)
+                    .and_then(|j| j.record_mut(&run).cloned())
+                {
+                    Some(record) => Response::Triggered { run: record },
+                    None => unknown(&name),
+                }
+            }
+            JobRequest::Pause { name } => {
+                let Some(job) = self.jobs.jobs.get_mut(&name) else {
+                    return unknown(&name);
+                };
+                job.stored.paused = true;
+                job.generation += 1;
+                job.next = None;
+                job.save();
+                info!(job = %name, "job paused");
+                Response::Ok
+            }
+            JobRequest::Resume { name } => {
+                let Some(job) = self.jobs.jobs.get_mut(&name) else {
+                    return unknown(&name);
+                };
+                job.stored.paused = false;
+                // The fire times passed while paused are not run: the schedule goes on from now.
+                job.stored.last_handled_ms = Some(ms(Timestamp::now()));
+                let enabled = job.stored.enabled;
+                job.save();
+                info!(job = %name, "job resumed");
+                if enabled {
+                    self.arm_job(&name, Timestamp::now());
+                }
+                Response::Ok
+            }
+        }
+    }
+
+    fn job_info(&self, name: &str) -> Option<JobInfo> {
+        let job = self.jobs.jobs.get(name)?;
+        let running: Vec<RunRecord> = job
+            .runs
+            .values()
+            .filter_map(|a| {
+                job.stored
+                    .runs
+                    .iter()
+                    .rev()
+                    .find(|r| r.run_id == a.start.run_id && r.attempt == a.start.attempt)
+                    .cloned()
+            })
+            .collect();
+        let next = job
+            .next
+            .as_ref()
+            .filter(|_| job.stored.enabled && !job.stored.paused);
+        Some(JobInfo {
+            name: name.to_string(),
+            schedule: job.spec.schedule.clone(),
+            words: job.schedule.describe(),
+            timezone: job.schedule.zone_name().to_string(),
+            state: job.state(),
+            next_ms: next.map(|(_, due)| ms(*due)),
+            next_local: next.map(|(_, due)| {
+                due.to_zoned(job.schedule.zone().clone())
+                    .strftime("%Y-%m-%d %H:%M:%S %Z")
+                    .to_string()
+            }),
+            running,
+            last: job
+                .stored
+                .runs
+                .iter()
+                .rev()
+                .find(|r| r.outcome != RunOutcome::Running)
+                .cloned(),
+            ok: job.stored.ok,
+            failed: job.stored.failed,
+            retrying: job.retries.values().map(|r| r.run_id.clone()).collect(),
+        })
+    }
+
+    /// A job's state for `list`.
+    pub(super) fn job_summary(&self, app: &str) -> Option<JobSummary> {
+        let info = self.job_info(app)?;
+        Some(JobSummary {
+            state: info.state,
+            next_ms: info.next_ms,
+            last_outcome: info.last.map(|r| r.outcome),
+        })
+    }
+
+    /// Whether `app` is a scheduled job (its slots run runs, never reloads).
+    pub(super) fn is_job(&self, app: &str) -> bool {
+        self.jobs.jobs.contains_key(app)
+    }
+
+    /// The daemon is stopping: a run in progress is recorded as killed for that reason.
+    pub(super) fn jobs_shutting_down(&mut self) {
+        for job in self.jobs.jobs.values_mut() {
+            job.generation += 1;
+            job.retries.clear();
+            for active in job.runs.values_mut() {
+                active.stopped_for = Some((RunOutcome::Killed, "the daemon stopped".to_string()));
+            }
+        }
+    }
+
+    // ----- cron_restart ---------------------------------------------------------------------------------
+
+    fn register_cron_reload(&mut self, name: &str, spec: crate::config::job::CronRestart) {
+        let schedule = match Schedule::parse(&spec.schedule, spec.timezone.as_deref()) {
+            Ok(schedule) => schedule,
+            Err(e) => {
+                error!(app = %name, error = %e, "cron_restart cannot be used here");
+                return;
+            }
+        };
+        self.jobs.next_key += 1;
+        let key = self.jobs.next_key;
+        self.jobs.reloads.insert(
+            name.to_string(),
+            CronReload {
+                key,
+                spec,
+                schedule,
+                generation: 0,
+                next: None,
+            },
+        );
+        self.arm_cron_reload(name);
+    }
+
+    fn arm_cron_reload(&mut self, name: &str) {
+        let Some(reload) = self.jobs.reloads.get_mut(name) else {
+            return;
+        };
+        reload.generation += 1;
+        reload.next = reload.schedule.next_after(Timestamp::now());
+        let Some(at) = reload.next.as_ref().map(|f| f.at) else {
+            return;
+        };
+        let timer = Timer::Job(JobTimer::Reload {
+            key: reload.key,
+            generation: reload.generation,
+        });
+        self.arm(sleep_until(at), timer);
+    }
+
+    fn cron_reload_timer(&mut self, key: u64, generation: u64) {
+        let Some((name, reload)) = self.jobs.reloads.iter().find(|(_, r)| r.key == key) else {
+            return;
+        };
+        if reload.generation != generation {
+            return;
+        }
+        let name = name.clone();
+        let Some(fire) = reload.next.clone() else {
+            return;
+        };
+        if Timestamp::now() < fire.at {
+            self.arm(
+                sleep_until(fire.at),
+                Timer::Job(JobTimer::Reload { key, generation }),
+            );
+            return;
+        }
+        let running = self.apps.get(&name).is_some_and(|app| {
+            app.workers
+                .iter()
+                .any(|id| self.workers.get(id).is_some_and(|w| !w.state.is_down()))
+        });
+        if running && !self.shutting_down {
+            info!(app = %name, "cron_restart: reloading");
+            // Nobody waits for this answer.
+            let (reply, _) = tokio::sync::mpsc::unbounded_channel();
+            if let Err(response) = self.reload(&Selection::Name(name.clone()), None, reply) {
+                warn!(app = %name, ?response, "cron_restart: the reload did not start");
+            }
+        }
+        self.arm_cron_reload(&name);
+    }
+}
