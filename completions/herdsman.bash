@@ -55,6 +55,9 @@ _herdsman() {
             herdsman,jlist)
                 cmd="herdsman__subcmd__jlist"
                 ;;
+            herdsman,jobs)
+                cmd="herdsman__subcmd__jobs"
+                ;;
             herdsman,kill)
                 cmd="herdsman__subcmd__kill"
                 ;;
@@ -136,6 +139,9 @@ _herdsman() {
             herdsman,stop)
                 cmd="herdsman__subcmd__stop"
                 ;;
+            herdsman,trigger)
+                cmd="herdsman__subcmd__trigger"
+                ;;
             herdsman,unstartup)
                 cmd="herdsman__subcmd__unstartup"
                 ;;
@@ -177,6 +183,9 @@ _herdsman() {
                 ;;
             herdsman__subcmd__help,jlist)
                 cmd="herdsman__subcmd__help__subcmd__jlist"
+                ;;
+            herdsman__subcmd__help,jobs)
+                cmd="herdsman__subcmd__help__subcmd__jobs"
                 ;;
             herdsman__subcmd__help,kill)
                 cmd="herdsman__subcmd__help__subcmd__kill"
@@ -235,6 +244,9 @@ _herdsman() {
             herdsman__subcmd__help,stop)
                 cmd="herdsman__subcmd__help__subcmd__stop"
                 ;;
+            herdsman__subcmd__help,trigger)
+                cmd="herdsman__subcmd__help__subcmd__trigger"
+                ;;
             herdsman__subcmd__help,unstartup)
                 cmd="herdsman__subcmd__help__subcmd__unstartup"
                 ;;
@@ -247,6 +259,48 @@ _herdsman() {
             herdsman__subcmd__help,version)
                 cmd="herdsman__subcmd__help__subcmd__version"
                 ;;
+            herdsman__subcmd__help__subcmd__jobs,history)
+                cmd="herdsman__subcmd__help__subcmd__jobs__subcmd__history"
+                ;;
+            herdsman__subcmd__help__subcmd__jobs,next)
+                cmd="herdsman__subcmd__help__subcmd__jobs__subcmd__next"
+                ;;
+            herdsman__subcmd__help__subcmd__jobs,pause)
+                cmd="herdsman__subcmd__help__subcmd__jobs__subcmd__pause"
+                ;;
+            herdsman__subcmd__help__subcmd__jobs,resume)
+                cmd="herdsman__subcmd__help__subcmd__jobs__subcmd__resume"
+                ;;
+            herdsman__subcmd__jobs,help)
+                cmd="herdsman__subcmd__jobs__subcmd__help"
+                ;;
+            herdsman__subcmd__jobs,history)
+                cmd="herdsman__subcmd__jobs__subcmd__history"
+                ;;
+            herdsman__subcmd__jobs,next)
+                cmd="herdsman__subcmd__jobs__subcmd__next"
+                ;;
+            herdsman__subcmd__jobs,pause)
+                cmd="herdsman__subcmd__jobs__subcmd__pause"
+                ;;
+            herdsman__subcmd__jobs,resume)
+                cmd="herdsman__subcmd__jobs__subcmd__resume"
+                ;;
+            herdsman__subcmd__jobs__subcmd__help,help)
+                cmd="herdsman__subcmd__jobs__subcmd__help__subcmd__help"
+                ;;
+            herdsman__subcmd__jobs__subcmd__help,history)
+                cmd="herdsman__subcmd__jobs__subcmd__help__subcmd__history"
+                ;;
+            herdsman__subcmd__jobs__subcmd__help,next)
+                cmd="herdsman__subcmd__jobs__subcmd__help__subcmd__next"
+                ;;
+            herdsman__subcmd__jobs__subcmd__help,pause)
+                cmd="herdsman__subcmd__jobs__subcmd__help__subcmd__pause"
+                ;;
+            herdsman__subcmd__jobs__subcmd__help,resume)
+                cmd="herdsman__subcmd__jobs__subcmd__help__subcmd__resume"
+                ;;
             *)
                 ;;
         esac
@@ -254,7 +308,7 @@ _herdsman() {
 
     case "${cmd}" in
         herdsman)
-            opts="-h -V --help --version start list ls l ps status jlist describe show info desc stop restart reload startOrReload startOrRestart startOrGracefulReload scale signal delete del logs monit flush reloadLogs reload-logs kill update version init schema import daemon save resurrect startup unstartup run completions man upgrade-check controller log-keeper help"
+            opts="-h -V --help --version start list ls l ps status jlist describe show info desc stop restart reload startOrReload startOrRestart startOrGracefulReload scale signal delete del logs monit flush reloadLogs reload-logs kill jobs trigger update version init schema import daemon save resurrect startup unstartup run completions man upgrade-check controller log-keeper help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -364,7 +418,7 @@ _herdsman() {
             return 0
             ;;
         herdsman__subcmd__help)
-            opts="start list jlist describe stop restart reload startOrReload scale signal delete logs monit flush reloadLogs kill update version init schema import daemon save resurrect startup unstartup run completions man upgrade-check controller log-keeper help"
+            opts="start list jlist describe stop restart reload startOrReload scale signal delete logs monit flush reloadLogs kill jobs trigger update version init schema import daemon save resurrect startup unstartup run completions man upgrade-check controller log-keeper help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -506,6 +560,76 @@ _herdsman() {
         herdsman__subcmd__help__subcmd__jlist)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        herdsman__subcmd__help__subcmd__jobs)
+            opts="history next pause resume"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        herdsman__subcmd__help__subcmd__jobs__subcmd__history)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        herdsman__subcmd__help__subcmd__jobs__subcmd__next)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        herdsman__subcmd__help__subcmd__jobs__subcmd__pause)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        herdsman__subcmd__help__subcmd__jobs__subcmd__resume)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -783,6 +907,20 @@ _herdsman() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        herdsman__subcmd__help__subcmd__trigger)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         herdsman__subcmd__help__subcmd__unstartup)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -889,6 +1027,164 @@ _herdsman() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        herdsman__subcmd__jobs)
+            opts="-h -V --json --help --version history next pause resume help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        herdsman__subcmd__jobs__subcmd__help)
+            opts="history next pause resume help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        herdsman__subcmd__jobs__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        herdsman__subcmd__jobs__subcmd__help__subcmd__history)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        herdsman__subcmd__jobs__subcmd__help__subcmd__next)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        herdsman__subcmd__jobs__subcmd__help__subcmd__pause)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        herdsman__subcmd__jobs__subcmd__help__subcmd__resume)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        herdsman__subcmd__jobs__subcmd__history)
+            opts="-h -V --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        herdsman__subcmd__jobs__subcmd__next)
+            opts="-h -V --count --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --count)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        herdsman__subcmd__jobs__subcmd__pause)
+            opts="-h -V --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        herdsman__subcmd__jobs__subcmd__resume)
+            opts="-h -V --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         herdsman__subcmd__kill)
             opts="-h -V --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -936,7 +1232,7 @@ _herdsman() {
             return 0
             ;;
         herdsman__subcmd__logs)
-            opts="-h -V --lines --nostream --raw --json --timestamp --out --err --since --until --grep --reopen --help --version"
+            opts="-h -V --lines --nostream --raw --json --timestamp --out --err --since --until --grep --reopen --run --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -955,6 +1251,10 @@ _herdsman() {
                     return 0
                     ;;
                 --grep)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --run)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1339,6 +1639,20 @@ _herdsman() {
             ;;
         herdsman__subcmd__stop)
             opts="-h -V --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        herdsman__subcmd__trigger)
+            opts="-h -V --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -468,7 +468,7 @@ pub enum Response {
         fires: Vec<FireInfo>,
     },
     /// The answer to [`JobRequest::Trigger`]: the run started (or skipped).
-    Triggered { run: RunRecord },
+    Triggered { run: Box<RunRecord> },
 }
 
 /// What runs as the daemon: the keeper (the root process, the workers' parent) and its controller.

@@ -917,7 +917,7 @@ impl Supervisor {
                             "a run was still in progress (overlap = \"skip\")".to_string(),
                         );
                         job.save();
-                        return Response::Triggered { run };
+                        return Response::Triggered { run: Box::new(run) };
                     }
                     OnFire::Start => {
                         self.start_run(&name, start.clone());
@@ -935,7 +935,9 @@ impl Supervisor {
                     .get_mut(&name)
                     .and_then(|j| j.record_mut(&run).cloned())
                 {
-                    Some(record) => Response::Triggered { run: record },
+                    Some(record) => Response::Triggered {
+                        run: Box::new(record),
+                    },
                     None => unknown(&name),
                 }
             }
