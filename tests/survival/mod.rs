@@ -6,7 +6,8 @@
 //!   within about a second; no connection fails, no worker is restarted, the keeper stays;
 //! - 20 such kills, some in the middle of a `reload` or a `scale`: each cut-off command answers
 //!   (done, or "in the middle of this request"), never hangs; `describe` says how the rollout
-//!   ended; the app ends with exactly its number of workers online, and the keeper reaps every dead
+//!   ended (a reload: `last change` done, or failed with why; a scale: the app's instances); the
+//!   app ends with exactly its number of workers online, and the keeper reaps every dead
 //!   controller (no zombie);
 //! - with the controller frozen (SIGSTOP), a worker killed with SIGKILL is still replaced by the
 //!   keeper and the replacement serves, while the CLI says the daemon is "not answering" within its
@@ -384,7 +385,19 @@ fn twenty_controller_kills_during_reloads_and_scales_lose_nothing() {
                     && pids(&w) == worker_children(keeper)
             },
         );
-        if !matches!(during, During::Nothing) {
+        if let During::Scale(n) = during {
+            // `scale` is not a rollout: it records no `last_change`; the app's definition and its
+            // workers (checked above) say how it ended.
+            let instances = details(&h, "web")["spec"]["instances"].clone();
+            if instances.as_str() != Some(n.to_string().as_str())
+                && instances.as_u64() != Some(n as u64)
+            {
+                h.fail(&format!(
+                    "round {round}: after `scale web {n}` the app's instances is {instances}"
+                ));
+            }
+        }
+        if let During::Reload = during {
             let app = details(&h, "web");
             let change = &app["last_change"];
             let at = change["at_ms"].as_u64().unwrap_or(0);
