@@ -28,8 +28,8 @@ use serde_json::Value;
 
 use crate::helpers::{
     Herdsman, Probe, ProbeReport, Proc, SECOND, Spawned, alive, app_arg, children, comm, free_port,
-    is_controller, is_helper_process, listen_addr, pids, poll, proc_stat, q, repo_root, served_pid,
-    wait_served_by, write_file,
+    is_controller, is_helper_process, listen_addr, ns_pids, pids, poll, proc_stat, q, repo_root,
+    served_pid, wait_served_by, write_file,
 };
 use crate::{start_http, wait_uptime};
 
@@ -611,6 +611,12 @@ fn with_the_controller_frozen_a_crash_loop_keeps_its_backoff_and_the_keeper_idle
     drop(frozen);
     let (n, cpu) = (spawns_after - spawns_before, cpu_after - cpu_before);
     println!("frozen controller, {elapsed:?}: {n} spawn(s), keeper CPU {cpu:.3} s");
+    if n == 0 {
+        h.fail(&format!(
+            "no spawn of the crashing app in {elapsed:?} with the controller frozen: the keeper \
+             must go on restarting it by itself"
+        ));
+    }
     if n > 12 {
         h.fail(&format!(
             "{n} spawns of a crashing app in {elapsed:?} with the controller frozen: no backoff"
@@ -679,7 +685,7 @@ fn under_run_as_pid_1_a_controller_killed_from_the_host_is_replaced_and_apps_ser
     let inner: BTreeSet<i32> = nodes
         .iter()
         .map(|&p| {
-            crate::helpers::ns_pids(p)
+            ns_pids(p)
                 .and_then(|v| v.last().copied())
                 .unwrap_or_else(|| h.fail(&format!("no NSpid for worker {p}")))
         })
