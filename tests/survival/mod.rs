@@ -15,6 +15,9 @@
 //! - with the controller frozen, a crash loop keeps its backoff and costs the keeper little CPU;
 //! - under `herdsman run` as PID 1 of a PID namespace, a controller killed from the host is replaced,
 //!   `run` goes on, the apps keep serving and `list` answers again.
+//!
+//! An ignored test states what `describe` should also tell (and does not yet): how a `start` or a
+//! `scale` ended (`last_change`), as it does for a reload.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -760,6 +763,38 @@ fn under_run_as_pid_1_a_controller_killed_from_the_host_is_replaced_and_apps_ser
         h.fail(&format!(
             "processes of this home outlived `herdsman run`: {:?}",
             h.marked_pids()
+        ));
+    }
+}
+
+// =============================================================================================
+// 6. What `describe` can tell of a scale cut off with its controller
+// =============================================================================================
+
+/// `last_change`'s `at_ms` of app `name` (0 if none).
+#[track_caller]
+fn last_change_at(h: &Herdsman, name: &str) -> u64 {
+    details(h, name)["last_change"]["at_ms"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+#[test]
+#[ignore = "`start` and `scale` record no last_change yet (protocol.rs documents that they do)"]
+fn start_and_scale_record_how_they_ended_in_last_change() {
+    let h = Herdsman::new();
+    let port = free_port();
+    start_http(&h, "web", 2, port);
+    let started = last_change_at(&h, "web");
+    if started == 0 {
+        h.fail("after `start`, describe --json has no last_change");
+    }
+    h.cmd(&["scale", "web", "3"]).ok();
+    h.wait_online("web", 3);
+    let scaled = last_change_at(&h, "web");
+    if scaled <= started {
+        h.fail(&format!(
+            "after `scale web 3`, last_change is still the start's ({started} -> {scaled})"
         ));
     }
 }
