@@ -19,6 +19,7 @@ mod production;
 mod races;
 mod reload;
 mod security;
+mod survival;
 mod update;
 mod watch;
 
