@@ -780,7 +780,6 @@ fn last_change_at(h: &Herdsman, name: &str) -> u64 {
 }
 
 #[test]
-#[ignore = "`start` and `scale` record no last_change yet (protocol.rs documents that they do)"]
 fn start_and_scale_record_how_they_ended_in_last_change() {
     let h = Herdsman::new();
     let port = free_port();
@@ -797,4 +796,12 @@ fn start_and_scale_record_how_they_ended_in_last_change() {
             "after `scale web 3`, last_change is still the start's ({started} -> {scaled})"
         ));
     }
+    let change = details(&h, "web")["last_change"].clone();
+    assert_eq!(change["what"], "scale", "{change}");
+    assert_eq!(change["ok"], true, "{change}");
+    let described = h.cmd(&["describe", "web"]).ok();
+    assert!(
+        described.stdout.contains("last change   scale done"),
+        "{described}"
+    );
 }

@@ -12,7 +12,8 @@ use std::sync::OnceLock;
 use serde_json::Value;
 
 use crate::helpers::{
-    Herdsman, Probe, ProbeReport, SECOND, fd_link, free_port, is_helper_process, pids, wait_child,
+    Herdsman, Probe, ProbeReport, SECOND, fd_link, free_port, is_helper_process, pids, proc_stat,
+    wait_child,
 };
 use crate::start_http;
 
@@ -217,10 +218,13 @@ fn an_update_during_a_reload_is_made_once_the_reload_is_done() {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let mut reload = reload.spawn().expect("start the reload");
+    // A new worker is the keeper's child (the `reload` command itself is marked with the home too).
     h.wait_for("the reload to start a new worker", 10 * SECOND, || {
-        h.marked_pids()
-            .into_iter()
-            .any(|p| p != keeper && !old.contains(&p) && !is_helper_process(p))
+        h.marked_pids().into_iter().any(|p| {
+            !old.contains(&p)
+                && !is_helper_process(p)
+                && proc_stat(p).is_some_and(|s| s.ppid == keeper)
+        })
     });
     let out = h
         .cmd(&["update", "--binary", &copy.display().to_string()])

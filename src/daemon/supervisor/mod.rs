@@ -158,6 +158,11 @@ struct Pending {
     /// The workers waited on, each with its intent when the request was made.
     workers: Vec<(u32, u64)>,
     reply: Option<Replier>,
+    /// What the request was (`start`, `restart`, `scale`), to remember on its apps how it ended; `None`
+    /// where a rollout remembers it.
+    what: Option<&'static str>,
+    /// The apps of the workers waited on.
+    apps: Vec<String>,
 }
 
 pub struct Supervisor {
@@ -298,6 +303,12 @@ impl Supervisor {
     }
 
     fn request(&mut self, request: Request, reply: Replier) {
+        let what = match &request {
+            Request::Start(_) | Request::StartExisting { .. } => Some("start"),
+            Request::Restart { .. } => Some("restart"),
+            Request::Scale { .. } => Some("scale"),
+            _ => None,
+        };
         if !matches!(
             request,
             Request::Ping
@@ -462,7 +473,12 @@ impl Supervisor {
             },
         };
         match outcome {
-            Ok(workers) => self.park(until, &workers, Some(reply)),
+            Ok(workers) => {
+                self.park(until, &workers, Some(reply));
+                if let Some(pending) = self.pending.last_mut() {
+                    pending.what = what;
+                }
+            }
             Err(response) => {
                 let _ = reply.send(response);
             }
@@ -580,6 +596,12 @@ impl Supervisor {
 
     /// Parks a reply until these workers have settled (or a later request has taken them over).
     fn park(&mut self, until: Await, ids: &[u32], reply: Option<Replier>) {
+        let mut apps: Vec<String> = ids
+            .iter()
+            .filter_map(|id| Some(self.workers.get(id)?.app.clone()))
+            .collect();
+        apps.sort();
+        apps.dedup();
         let workers = ids
             .iter()
             .map(|&id| (id, self.workers.get(&id).map_or(0, |w| w.intent)))
@@ -588,6 +610,8 @@ impl Supervisor {
             until,
             workers,
             reply,
+            what: None,
+            apps,
         });
     }
 
@@ -859,6 +883,7 @@ impl Supervisor {
                 continue;
             }
             let mut pending = self.pending.remove(index);
+            self.record_change(&pending);
             let Some(reply) = pending.reply.take() else {
                 self.done |= pending.until == Await::Shutdown;
                 continue;
@@ -868,6 +893,52 @@ impl Supervisor {
                 self.kill_replies.push(reply);
             } else {
                 let _ = reply.send(self.processes());
+            }
+        }
+    }
+
+    /// Remembers on each app of a settled `start`, `restart` or `scale` how it ended (`describe` shows it),
+    /// so that one cut off in the middle (its controller died) can be told afterwards: done when every
+    /// worker it waited for is up (or gone, for a scale down), failed otherwise, with their last exits.
+    fn record_change(&mut self, pending: &Pending) {
+        let Some(what) = pending.what else {
+            return;
+        };
+        let at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let mut outcomes: BTreeMap<String, Vec<String>> = pending
+            .apps
+            .iter()
+            .map(|name| (name.clone(), Vec::new()))
+            .collect();
+        for (id, _) in &pending.workers {
+            let Some(w) = self.workers.get(id) else {
+                continue; // gone: a scale down that finished
+            };
+            let problems = outcomes.entry(w.app.clone()).or_default();
+            let up = matches!(w.state, State::Running(_)) || self.is_job(&w.app);
+            if pending.until == Await::Up && !up {
+                problems.push(format!(
+                    "{}:{} {}{}",
+                    w.app,
+                    w.instance,
+                    w.state.status().as_str(),
+                    w.last_exit
+                        .as_ref()
+                        .map(|e| format!(" ({e})"))
+                        .unwrap_or_default()
+                ));
+            }
+        }
+        for (name, problems) in outcomes {
+            if let Some(app) = self.apps.get_mut(&name) {
+                app.last_change = Some(crate::protocol::LastChange {
+                    what: what.to_string(),
+                    ok: problems.is_empty(),
+                    detail: (!problems.is_empty()).then(|| problems.join("; ")),
+                    at_ms,
+                });
             }
         }
     }
