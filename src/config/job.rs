@@ -288,6 +288,10 @@ watch = true
         assert!(found[1].contains("remove `instances`"), "{found:?}");
         assert!(found[2].starts_with("ecosystem.toml:6:16: `cron_restart`:"));
         assert!(found[3].starts_with("ecosystem.toml:7:9: `watch`:"));
+        assert!(
+            !found.iter().any(|p| p.contains("  ")),
+            "one line each: {found:?}"
+        );
         // One instance, said explicitly, and watch = false are fine.
         let ok =
             "[[apps]]\nscript = \"job.js\"\nschedule = \"@daily\"\ninstances = 1\nwatch = false\n";
@@ -391,6 +395,38 @@ history = 0
             found[0].starts_with("ecosystem.toml:4:11: `history`:"),
             "{found:?}"
         );
+    }
+
+    #[test]
+    fn the_schema_describes_the_job_options() {
+        let schema = crate::config::file::schema();
+        let properties = &schema["properties"]["apps"]["items"]["properties"];
+        assert_eq!(
+            properties["overlap"]["enum"],
+            serde_json::json!(["skip", "allow", "replace"])
+        );
+        assert_eq!(
+            properties["catch_up"]["enum"],
+            serde_json::json!(["last", "none"])
+        );
+        for key in ["schedule", "timezone", "cron_restart", "on_failure"] {
+            assert_eq!(properties[key]["type"], "string", "{key}");
+        }
+        for key in [
+            "starting_deadline",
+            "jitter",
+            "timeout",
+            "retry_backoff",
+            "retries",
+            "history",
+        ] {
+            assert!(
+                properties[key]["description"]
+                    .as_str()
+                    .is_some_and(|d| d.starts_with("With schedule")),
+                "{key}"
+            );
+        }
     }
 
     #[test]

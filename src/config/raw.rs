@@ -400,7 +400,7 @@ impl RawApp {
             problem(
                 listen.at,
                 "listen",
-                "a scheduled job runs one process per run and shares no socket: remove `listen` (or                  `schedule`)"
+                "a scheduled job runs one process per run and shares no socket: remove `listen` (or `schedule`)"
                     .into(),
             );
         }
@@ -420,7 +420,7 @@ impl RawApp {
             problem(
                 cron.at,
                 "cron_restart",
-                "restarts a long-running app on a schedule; this app is a scheduled job (`schedule`),                  started at each fire time: keep one of them"
+                "restarts a long-running app on a schedule; this app is a scheduled job (`schedule`) started at each fire time: keep one of them"
                     .into(),
             );
         }
@@ -430,7 +430,7 @@ impl RawApp {
             problem(
                 watch.at,
                 "watch",
-                "reloads a long-running app; a scheduled job runs at its fire times: remove `watch` (or                  `schedule`)"
+                "reloads a long-running app; a scheduled job runs at its fire times: remove `watch` (or `schedule`)"
                     .into(),
             );
         }
