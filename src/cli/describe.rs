@@ -63,16 +63,11 @@ fn render(app: &AppDetails, now: u64) -> String {
     let mode = if spec.job.is_some() {
         "scheduled job"
     } else if spec.listen.is_empty() {
-        "fork"
+        "fork mode"
     } else {
-        "cluster"
+        "cluster mode"
     };
-    let _ = writeln!(
-        out,
-        "{} ({mode} mode, {} workers)",
-        spec.name,
-        app.workers.len()
-    );
+    let _ = writeln!(out, "{} ({mode}, {} workers)", spec.name, app.workers.len());
     let mut field = |key: &str, value: String| {
         let _ = writeln!(out, "  {key:<14}{value}");
     };
