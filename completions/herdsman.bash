@@ -1436,7 +1436,7 @@ _herdsman() {
             return 0
             ;;
         herdsman__subcmd__start)
-            opts="-n -i -o -e -f -h -V --name --instances --listen --interpreter --node-args --interpreter-args --cwd --kill-signal --kill-timeout --min-uptime --max-restarts --restart-backoff --restart-backoff-max --wait-ready --listen-timeout --no-overlap --no-autorestart --stop-exit-codes --output --error --increment-var --depends-on --user --group --max-memory-restart --log-max-size --log-keep --env-file --watch --ignore-watch --watch-delay --no-log-prefix --log-format --log-date-format --log-timezone --log-rotate --log-compress --only --env --dry-run --no-daemon --time --force --help --version"
+            opts="-n -i -o -e -f -h -V --name --instances --listen --interpreter --node-args --interpreter-args --cwd --kill-signal --kill-timeout --min-uptime --max-restarts --restart-backoff --restart-backoff-max --wait-ready --listen-timeout --no-overlap --no-autorestart --stop-exit-codes --output --error --increment-var --depends-on --user --group --max-memory-restart --log-max-size --log-keep --env-file --watch --ignore-watch --watch-delay --no-log-prefix --log-format --log-date-format --log-timezone --log-rotate --log-compress --schedule --timezone --overlap --catch-up --starting-deadline --jitter --timeout --retries --retry-backoff --history --on-failure --cron --cron-restart --only --env --dry-run --no-daemon --time --force --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1584,6 +1584,58 @@ _herdsman() {
                     ;;
                 --log-rotate)
                     COMPREPLY=($(compgen -W "daily hourly" -- "${cur}"))
+                    return 0
+                    ;;
+                --schedule)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timezone)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --overlap)
+                    COMPREPLY=($(compgen -W "skip allow replace" -- "${cur}"))
+                    return 0
+                    ;;
+                --catch-up)
+                    COMPREPLY=($(compgen -W "last none" -- "${cur}"))
+                    return 0
+                    ;;
+                --starting-deadline)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jitter)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --retries)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --retry-backoff)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --history)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --on-failure)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cron-restart)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cron)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --only)

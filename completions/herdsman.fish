@@ -106,6 +106,21 @@ complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l log-timezone
 local\t''"
 complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l log-rotate -d 'Also rotate the logs when a new day (or hour) starts: `daily` or `hourly` [default: by size only]' -r -f -a "daily\t''
 hourly\t''"
+complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l schedule -d 'Make the app a scheduled job, run once (one process) at each fire time of this cron expression: 5 fields (minute hour day-of-month month day-of-week), 6 (leading seconds) or 7 (and a year), with L, W and #, or @yearly, @monthly, @weekly, @daily, @hourly' -r
+complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l timezone -d 'The IANA zone --schedule and --cron-restart are read in (`Europe/Berlin`) [default: the host\'s]' -r
+complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l overlap -d 'With --schedule: a fire time while a run is still going `skip`s, `allow`s a second run, or `replace`s the running one [default: skip]' -r -f -a "skip\t''
+allow\t''
+replace\t''"
+complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l catch-up -d 'With --schedule: after the daemon was down at a fire time, `last` runs the latest one missed once, `none` records it as missed [default: last]' -r -f -a "last\t''
+none\t''"
+complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l starting-deadline -d 'With --schedule: a run that would start later than this after its fire time is recorded as missed [default: no deadline]' -r
+complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l jitter -d 'With --schedule: a stable delay below this, derived from the app\'s name, added to every fire time' -r
+complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l timeout -d 'With --schedule: stop a run still going after this long (it fails) [default: no timeout]' -r
+complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l retries -d 'With --schedule: run a failed run again up to this many times (at most 100) [default: 0]' -r
+complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l retry-backoff -d 'With --schedule: the wait before the first retry, doubling for each further one [default: 10s]' -r
+complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l history -d 'With --schedule: the runs kept in the job\'s history (1 to 1000) [default: 20]' -r
+complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l on-failure -d 'With --schedule: a command line run by /bin/sh -c in the app\'s cwd when a run failed for good' -r
+complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l cron-restart -l cron -d 'Reload the app (each new worker ready first) at each fire time of this cron expression (PM2\'s --cron-restart)' -r
 complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l only -d 'With an ecosystem file: only these apps, comma-separated' -r
 complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l env -d 'With an ecosystem file: add the `env_<PROFILE>` variables of each app' -r
 complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l wait-ready -d 'A worker is ready only when the app says so (sd_notify READY=1, Node\'s process.send(\'ready\'), or a Node server listening), within --listen-timeout; otherwise once it has run for --min-uptime'

@@ -60,17 +60,14 @@ fn ms(value: u64) -> String {
 fn render(app: &AppDetails, now: u64) -> String {
     let spec = &app.spec;
     let mut out = String::new();
-    let mode = if spec.listen.is_empty() {
-        "fork"
+    let mode = if spec.job.is_some() {
+        "scheduled job"
+    } else if spec.listen.is_empty() {
+        "fork mode"
     } else {
-        "cluster"
+        "cluster mode"
     };
-    let _ = writeln!(
-        out,
-        "{} ({mode} mode, {} workers)",
-        spec.name,
-        app.workers.len()
-    );
+    let _ = writeln!(out, "{} ({mode}, {} workers)", spec.name, app.workers.len());
     let mut field = |key: &str, value: String| {
         let _ = writeln!(out, "  {key:<14}{value}");
     };
@@ -196,6 +193,9 @@ fn render(app: &AppDetails, now: u64) -> String {
             ),
         );
     }
+    for (key, value) in schedule_lines(spec) {
+        field(key, value);
+    }
     if let Some(watch) = &spec.watch {
         field("watch", watch_line(watch));
         if let Some(error) = app.workers.iter().find_map(|w| w.watch_error.as_deref()) {
@@ -316,6 +316,86 @@ fn render_worker(worker: &ProcessInfo, now: u64) -> String {
     out
 }
 
+/// A duration in its largest exact unit: `90s`, `20m`, `1h`, `1500ms`.
+fn exact(ms: u64) -> String {
+    const UNITS: [(u64, &str); 4] = [(3_600_000, "h"), (60_000, "m"), (1_000, "s"), (1, "ms")];
+    match UNITS.iter().find(|(size, _)| ms > 0 && ms % size == 0) {
+        Some((size, unit)) => format!("{}{unit}", ms / size),
+        None => "0s".into(),
+    }
+}
+
+/// A schedule with its words (`0 3 * * *: At 03:00 on every day`) and the zone it is read in.
+fn schedule_and_zone(expr: &str, zone: Option<&str>) -> (String, String) {
+    match crate::schedule::Schedule::parse(expr, zone) {
+        Ok(schedule) => (
+            format!("{expr}: {}", schedule.describe()),
+            match zone {
+                Some(zone) => zone.to_string(),
+                None => format!("{} (the host's)", schedule.zone_name()),
+            },
+        ),
+        // (Checked when the app was defined: only a zone gone from this host's tzdb gets here.)
+        Err(e) => (
+            format!("{expr} ({e})"),
+            zone.unwrap_or("the host's").to_string(),
+        ),
+    }
+}
+
+/// What `describe` says of a job's schedule and its options (those that differ from the defaults), or
+/// of `cron_restart`.
+fn schedule_lines(spec: &crate::config::AppSpec) -> Vec<(&'static str, String)> {
+    use crate::config::job::{self, CatchUp, Overlap, defaults};
+    let mut lines = Vec::new();
+    if let Some(job) = &spec.job {
+        let (schedule, zone) = schedule_and_zone(&job.schedule, job.timezone.as_deref());
+        lines.push(("schedule", schedule));
+        lines.push(("time zone", zone));
+        if job.overlap != Overlap::default() {
+            lines.push(("overlap", job::overlap_name(job.overlap).to_string()));
+        }
+        if job.catch_up != CatchUp::default() {
+            lines.push(("catch-up", job::catch_up_name(job.catch_up).to_string()));
+        }
+        if let Some(deadline) = job.starting_deadline_ms {
+            lines.push((
+                "deadline",
+                format!("{} after the fire time", exact(deadline)),
+            ));
+        }
+        if job.jitter_ms > 0 {
+            lines.push(("jitter", format!("up to {}", exact(job.jitter_ms))));
+        }
+        if let Some(timeout) = job.timeout_ms {
+            lines.push(("timeout", exact(timeout)));
+        }
+        if job.retries > 0 || job.retry_backoff_ms != defaults::RETRY_BACKOFF_MS {
+            lines.push((
+                "retries",
+                format!(
+                    "{}, after {} doubling to {}",
+                    job.retries,
+                    exact(job.retry_backoff_ms),
+                    exact(defaults::RETRY_BACKOFF_MAX_MS)
+                ),
+            ));
+        }
+        if job.history != defaults::HISTORY {
+            lines.push(("history", format!("{} runs kept", job.history)));
+        }
+        if let Some(command) = &job.on_failure {
+            lines.push(("on failure", command.clone()));
+        }
+    }
+    if let Some(cron) = &spec.cron_restart {
+        let (schedule, zone) = schedule_and_zone(&cron.schedule, cron.timezone.as_deref());
+        lines.push(("cron restart", schedule));
+        lines.push(("time zone", zone));
+    }
+    lines
+}
+
 /// What watch mode watches, on one line.
 fn watch_line(watch: &crate::config::WatchSpec) -> String {
     let paths: Vec<String> = watch
@@ -349,5 +429,68 @@ mod tests {
             when(1_764_000_000_000, 1_764_000_300_000),
             "2025-11-24 16:00:00 UTC (5m ago)"
         );
+    }
+
+    #[test]
+    fn a_job_shows_its_schedule_zone_and_options_that_differ() {
+        use crate::config::job::{CatchUp, CronRestart, JobSpec, Overlap, defaults};
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("job.js"), "").expect("write");
+        let env = std::collections::BTreeMap::new();
+        let context = crate::config::Context {
+            base: dir.path(),
+            caller_env: &env,
+            profile: None,
+        };
+        let raw = crate::config::RawApp {
+            script: Some(crate::config::Item::flag("job.js".into())),
+            interpreter: Some(crate::config::Item::flag("none".into())),
+            ..Default::default()
+        };
+        let mut spec = raw.resolve(&context).expect("valid");
+        spec.job = Some(JobSpec {
+            schedule: "0 3 * * *".into(),
+            timezone: Some("Europe/Berlin".into()),
+            overlap: Overlap::Replace,
+            catch_up: CatchUp::Last,
+            starting_deadline_ms: Some(5_400_000),
+            jitter_ms: 0,
+            timeout_ms: Some(1_200_000),
+            retries: 3,
+            retry_backoff_ms: defaults::RETRY_BACKOFF_MS,
+            history: defaults::HISTORY,
+            on_failure: Some("page-oncall".into()),
+        });
+        let lines = schedule_lines(&spec);
+        let keys: Vec<&str> = lines.iter().map(|(k, _)| *k).collect();
+        assert_eq!(
+            keys,
+            [
+                "schedule",
+                "time zone",
+                "overlap",
+                "deadline",
+                "timeout",
+                "retries",
+                "on failure"
+            ]
+        );
+        assert!(lines[0].1.starts_with("0 3 * * *: "), "{lines:?}");
+        assert!(
+            lines[0].1.len() > "0 3 * * *: ".len(),
+            "with words: {lines:?}"
+        );
+        assert_eq!(lines[1].1, "Europe/Berlin");
+        assert_eq!(lines[3].1, "90m after the fire time");
+        assert_eq!(lines[4].1, "20m");
+        assert_eq!(lines[5].1, "3, after 10s doubling to 10m");
+        spec.job = None;
+        spec.cron_restart = Some(CronRestart {
+            schedule: "@daily".into(),
+            timezone: None,
+        });
+        let lines = schedule_lines(&spec);
+        assert_eq!(lines[0].0, "cron restart");
+        assert!(lines[1].1.ends_with("(the host's)"), "{lines:?}");
     }
 }

@@ -143,10 +143,6 @@ const UNSUPPORTED: &[(&str, &str)] = &[
         "chokidar's options do not apply: herdsman watches with inotify (see `watch`, `ignore_watch`, `watch_delay`)",
     ),
     (
-        "cron_restart",
-        "herdsman has no cron restarts; use a systemd timer or cron calling `herdsman reload`",
-    ),
-    (
         "restart_delay",
         "herdsman backs off exponentially instead (restart_backoff)",
     ),
@@ -243,7 +239,36 @@ fn convert(app: &serde_json::Map<String, Value>) -> (Table, Vec<String>) {
         || app
             .get("instances")
             .is_some_and(|i| i.as_i64() != Some(1) && !i.is_null());
+    // PM2's `cron_restart` (`0` turns it off) with `autorestart: false` is its idiom for a cron job: the
+    // process exits, stays stopped, and the cron starts it again. That is herdsman's `schedule`.
+    let cron = app
+        .get("cron_restart")
+        .and_then(text)
+        .filter(|c| !matches!(c.trim(), "" | "0"));
+    let job = cron.is_some() && app.get("autorestart").and_then(Value::as_bool) == Some(false);
+    let not_for_a_job = |key: &str| {
+        format!(
+            "`{key}`: dropped: with `cron_restart` and `autorestart: false` the app is a scheduled job \
+             (`schedule`), which runs one process per run"
+        )
+    };
     for (key, value) in app {
+        let several = match key.as_str() {
+            "instances" => !value.is_null() && text(value).as_deref() != Some("1"),
+            "exec_mode" => value.as_str().is_some_and(|m| m.contains("cluster")),
+            _ => false,
+        };
+        if job && several {
+            notes.push(not_for_a_job(key));
+            continue;
+        }
+        if job && matches!(key.as_str(), "watch" | "ignore_watch" | "watch_delay") {
+            notes.push(format!(
+                "`{key}`: dropped: a scheduled job (`schedule`, from `cron_restart` and \
+                 `autorestart: false`) is not reloaded on changes; each run starts the current files"
+            ));
+            continue;
+        }
         let mut put = |name: &str, v: Option<Toml>| match v {
             Some(v) => {
                 table.insert(name.into(), v);
@@ -274,6 +299,18 @@ fn convert(app: &serde_json::Map<String, Value>) -> (Table, Vec<String>) {
                 },
             ),
             "exec_mode" => {}
+            "cron_restart" => match &cron {
+                Some(expr) => put(
+                    if job { "schedule" } else { "cron_restart" },
+                    Some(Toml::String(expr.trim().to_string())),
+                ),
+                None if text(value).is_some() => {
+                    notes.push(format!(
+                        "`cron_restart`: {value} turns PM2's cron restart off"
+                    ));
+                }
+                None => notes.push(format!("`{key}`: cannot read the value {value}")),
+            },
             "max_memory_restart" => put(
                 key,
                 match value {
@@ -383,7 +420,7 @@ fn convert(app: &serde_json::Map<String, Value>) -> (Table, Vec<String>) {
             }
         }
     }
-    if cluster {
+    if cluster && !job {
         match port {
             // PM2's cluster mode shares the port the app listens on; herdsman binds it itself.
             Some(port) if port.parse::<u16>().is_ok() => {
@@ -518,5 +555,61 @@ mod tests {
         root.insert("apps".into(), Toml::Array(vec![Toml::Table(table)]));
         let root = toml::to_string(&root).expect("serialise");
         crate::config::file::parse(&root).expect("the converted app is a valid herdsman app");
+    }
+
+    fn valid(table: Table) {
+        let mut root = Table::new();
+        root.insert("apps".into(), Toml::Array(vec![Toml::Table(table)]));
+        let root = toml::to_string(&root).expect("serialise");
+        crate::config::file::parse(&root).expect("the converted app is a valid herdsman app");
+    }
+
+    #[test]
+    fn pm2_cron_restart_maps_to_cron_restart() {
+        let app = serde_json::json!({
+            "name": "api", "script": "server.js", "exec_mode": "cluster", "instances": 4,
+            "env": { "PORT": 3000 }, "cron_restart": "0 4 * * *"
+        });
+        let (table, notes) = convert(app.as_object().expect("object"));
+        assert!(notes.is_empty(), "{notes:?}");
+        assert_eq!(table["cron_restart"].as_str(), Some("0 4 * * *"));
+        assert!(!table.contains_key("schedule"));
+        assert_eq!(table["instances"].as_integer(), Some(4));
+        assert_eq!(table["listen"].as_str(), Some("3000"));
+        valid(table);
+        // `0` turns it off in PM2.
+        let app = serde_json::json!({ "script": "server.js", "cron_restart": 0 });
+        let (table, notes) = convert(app.as_object().expect("object"));
+        assert!(!table.contains_key("cron_restart"));
+        assert_eq!(notes.len(), 1, "{notes:?}");
+    }
+
+    #[test]
+    fn pm2_cron_restart_without_autorestart_is_a_scheduled_job() {
+        let app = serde_json::json!({
+            "name": "report", "script": "report.js", "cron_restart": "*/5 * * * *",
+            "autorestart": false, "exec_mode": "cluster", "instances": "max", "watch": true
+        });
+        let (table, notes) = convert(app.as_object().expect("object"));
+        assert_eq!(table["schedule"].as_str(), Some("*/5 * * * *"));
+        assert!(!table.contains_key("cron_restart"));
+        assert!(!table.contains_key("instances"));
+        assert!(!table.contains_key("listen"));
+        assert!(!table.contains_key("watch"));
+        assert_eq!(table["autorestart"].as_bool(), Some(false));
+        assert_eq!(notes.len(), 3, "{notes:?}");
+        for key in ["`exec_mode`", "`instances`", "`watch`"] {
+            assert!(notes.iter().any(|n| n.starts_with(key)), "{key}: {notes:?}");
+        }
+        valid(table);
+        // One instance in fork mode: nothing to drop.
+        let app = serde_json::json!({
+            "script": "report.js", "cron_restart": "0 3 * * *", "autorestart": false,
+            "instances": 1, "exec_mode": "fork"
+        });
+        let (table, notes) = convert(app.as_object().expect("object"));
+        assert!(notes.is_empty(), "{notes:?}");
+        assert_eq!(table["schedule"].as_str(), Some("0 3 * * *"));
+        valid(table);
     }
 }

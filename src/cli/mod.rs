@@ -420,6 +420,49 @@ pub struct StartArgs {
     /// gzip rotated log files from `.2` on.
     #[arg(long)]
     pub log_compress: bool,
+    // ----- scheduled jobs -----
+    /// Make the app a scheduled job, run once (one process) at each fire time of this cron expression: 5
+    /// fields (minute hour day-of-month month day-of-week), 6 (leading seconds) or 7 (and a year), with
+    /// L, W and #, or @yearly, @monthly, @weekly, @daily, @hourly.
+    #[arg(long, value_name = "CRON")]
+    pub schedule: Option<String>,
+    /// The IANA zone --schedule and --cron-restart are read in (`Europe/Berlin`) [default: the host's].
+    #[arg(long, value_name = "ZONE")]
+    pub timezone: Option<String>,
+    /// With --schedule: a fire time while a run is still going `skip`s, `allow`s a second run, or
+    /// `replace`s the running one [default: skip].
+    #[arg(long, value_parser = ["skip", "allow", "replace"])]
+    pub overlap: Option<String>,
+    /// With --schedule: after the daemon was down at a fire time, `last` runs the latest one missed once,
+    /// `none` records it as missed [default: last].
+    #[arg(long, value_parser = ["last", "none"])]
+    pub catch_up: Option<String>,
+    /// With --schedule: a run that would start later than this after its fire time is recorded as missed
+    /// [default: no deadline].
+    #[arg(long, value_name = "DURATION")]
+    pub starting_deadline: Option<String>,
+    /// With --schedule: a stable delay below this, derived from the app's name, added to every fire time.
+    #[arg(long, value_name = "DURATION")]
+    pub jitter: Option<String>,
+    /// With --schedule: stop a run still going after this long (it fails) [default: no timeout].
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// With --schedule: run a failed run again up to this many times (at most 100) [default: 0].
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u32>,
+    /// With --schedule: the wait before the first retry, doubling for each further one [default: 10s].
+    #[arg(long, value_name = "DURATION")]
+    pub retry_backoff: Option<String>,
+    /// With --schedule: the runs kept in the job's history (1 to 1000) [default: 20].
+    #[arg(long, value_name = "N")]
+    pub history: Option<u32>,
+    /// With --schedule: a command line run by /bin/sh -c in the app's cwd when a run failed for good.
+    #[arg(long, value_name = "COMMAND")]
+    pub on_failure: Option<String>,
+    /// Reload the app (each new worker ready first) at each fire time of this cron expression (PM2's
+    /// --cron-restart).
+    #[arg(long, visible_alias = "cron", value_name = "CRON")]
+    pub cron_restart: Option<String>,
     /// With an ecosystem file: only these apps, comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,

@@ -354,6 +354,36 @@ fn raw_from_args(args: &StartArgs) -> Result<RawApp> {
             .transpose()
             .context("--log-rotate")?,
         log_compress: args.log_compress.then(|| flag(true)),
+        schedule: args.schedule.clone().map(flag),
+        timezone: args.timezone.clone().map(flag),
+        overlap: args
+            .overlap
+            .as_deref()
+            .map(|o| {
+                config::job::parse_overlap(o)
+                    .map(flag)
+                    .map_err(anyhow::Error::msg)
+            })
+            .transpose()
+            .context("--overlap")?,
+        catch_up: args
+            .catch_up
+            .as_deref()
+            .map(|c| {
+                config::job::parse_catch_up(c)
+                    .map(flag)
+                    .map_err(anyhow::Error::msg)
+            })
+            .transpose()
+            .context("--catch-up")?,
+        starting_deadline: duration(&args.starting_deadline, "starting-deadline")?,
+        jitter: duration(&args.jitter, "jitter")?,
+        timeout: duration(&args.timeout, "timeout")?,
+        retries: args.retries.map(flag),
+        retry_backoff: duration(&args.retry_backoff, "retry-backoff")?,
+        history: args.history.map(flag),
+        on_failure: args.on_failure.clone().map(flag),
+        cron_restart: args.cron_restart.clone().map(flag),
     })
 }
 
@@ -369,5 +399,118 @@ mod tests {
         assert_eq!(shell_quote("it's"), "'it'\\''s'");
         assert_eq!(shell_quote(""), "''");
         assert_eq!(shell_quote("$HOME"), "'$HOME'");
+    }
+
+    /// `start ARGS...` as far as the app's definition: the spec, or each problem as the CLI prints it.
+    fn start(flags: &[&str]) -> Result<config::AppSpec, String> {
+        use clap::Parser as _;
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("job.js"), "").expect("write");
+        let cli =
+            super::super::Cli::try_parse_from(["herdsman", "start", "job.js"].iter().chain(flags))
+                .map_err(|e| e.to_string())?;
+        let super::super::Command::Start(args) = cli.command else {
+            return Err("not start".into());
+        };
+        let raw = raw_from_args(&args).map_err(|e| format!("{e:#}"))?;
+        let env = BTreeMap::from([("PATH".to_string(), "/usr/bin:/bin".to_string())]);
+        let context = Context {
+            base: dir.path(),
+            caller_env: &env,
+            profile: None,
+        };
+        raw.resolve(&context).map_err(|problems| {
+            let lines: Vec<String> = problems
+                .into_iter()
+                .map(|p| format!("--{}: {}", p.key.replace('_', "-"), p.message))
+                .collect();
+            lines.join("\n")
+        })
+    }
+
+    #[test]
+    fn job_flags_make_a_job() {
+        let spec = start(&[
+            "--schedule",
+            "*/15 * * * *",
+            "--timezone",
+            "America/New_York",
+            "--overlap",
+            "allow",
+            "--catch-up",
+            "none",
+            "--starting-deadline",
+            "10m",
+            "--jitter",
+            "30s",
+            "--timeout",
+            "1h",
+            "--retries",
+            "2",
+            "--retry-backoff",
+            "5s",
+            "--history",
+            "100",
+            "--on-failure",
+            "curl -fsS https://example.com/alert",
+        ])
+        .expect("valid");
+        let job = spec.job.expect("a job");
+        assert_eq!(job.schedule, "*/15 * * * *");
+        assert_eq!(job.timezone.as_deref(), Some("America/New_York"));
+        assert_eq!(job.overlap, config::job::Overlap::Allow);
+        assert_eq!(job.catch_up, config::job::CatchUp::None);
+        assert_eq!(job.starting_deadline_ms, Some(600_000));
+        assert_eq!(job.jitter_ms, 30_000);
+        assert_eq!(job.timeout_ms, Some(3_600_000));
+        assert_eq!((job.retries, job.retry_backoff_ms), (2, 5_000));
+        assert_eq!(job.history, 100);
+        assert_eq!(
+            job.on_failure.as_deref(),
+            Some("curl -fsS https://example.com/alert")
+        );
+        let spec = start(&["--cron-restart", "0 4 * * *", "-i", "2"]).expect("valid");
+        assert_eq!(
+            spec.cron_restart.map(|c| c.schedule).as_deref(),
+            Some("0 4 * * *")
+        );
+        let spec = start(&["--cron", "@daily"]).expect("PM2's alias");
+        assert!(spec.cron_restart.is_some());
+    }
+
+    #[test]
+    fn job_flags_are_checked_and_name_their_flag() {
+        let error = start(&["--schedule", "0 3 * * 8"]).expect_err("bad day of week");
+        assert!(
+            error.starts_with("--schedule: invalid schedule `0 3 * * 8`")
+                && error.contains("day-of-week"),
+            "{error}"
+        );
+        let error = start(&["--schedule", "@daily", "--timezone", "Nowhere/Land"])
+            .expect_err("unknown zone");
+        assert!(
+            error.starts_with("--timezone: unknown time zone"),
+            "{error}"
+        );
+        let error = start(&["--schedule", "@daily", "--listen", "3000"]).expect_err("listen");
+        assert!(error.starts_with("--listen: a scheduled job"), "{error}");
+        let error = start(&["--schedule", "@daily", "-i", "max"]).expect_err("instances");
+        assert!(error.starts_with("--instances: a scheduled job"), "{error}");
+        let error = start(&["--retries", "3"]).expect_err("no schedule");
+        assert!(
+            error.starts_with("--retries: is only for a scheduled job: add `schedule`"),
+            "{error}"
+        );
+        let error = start(&["--schedule", "@daily", "--timeout", "0"]).expect_err("zero");
+        assert!(
+            error.starts_with("--timeout: must be more than 0"),
+            "{error}"
+        );
+        let error = start(&["--schedule", "@daily", "--jitter", "soon"]).expect_err("bad duration");
+        assert!(error.starts_with("--jitter"), "{error}");
+        assert!(
+            start(&["--overlap", "sometimes"]).is_err(),
+            "clap refuses it"
+        );
     }
 }

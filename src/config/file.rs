@@ -55,6 +55,14 @@ pub enum Kind {
     Timezone,
     /// "daily" or "hourly".
     Rotate,
+    /// A cron expression: 5, 6 or 7 fields, or an `@alias`.
+    Cron,
+    /// An IANA time zone name.
+    Zone,
+    /// "skip", "allow" or "replace".
+    Overlap,
+    /// "last" or "none".
+    CatchUp,
 }
 
 /// One app option: its key in the file (and `--key` on the command line) and what it means.
@@ -262,6 +270,67 @@ pub const FIELDS: &[Field] = &[
         key: "log_compress",
         kind: Kind::Flag,
         doc: "gzip rotated log files from <file>.2 on (<file>.1 stays plain for readers finishing it) [default: false]",
+    },
+    // Scheduled jobs (see `job.rs`).
+    Field {
+        key: "schedule",
+        kind: Kind::Cron,
+        doc: "Makes the app a scheduled job: one process per fire time, not restarted. A cron expression of 5 fields (minute hour day-of-month month day-of-week), 6 (leading seconds) or 7 (and a year), with L, W and #, or @yearly, @monthly, @weekly, @daily, @hourly",
+    },
+    Field {
+        key: "timezone",
+        kind: Kind::Zone,
+        doc: "The IANA zone `schedule` and `cron_restart` are read in (\"Europe/Berlin\") [default: the host's zone]",
+    },
+    Field {
+        key: "overlap",
+        kind: Kind::Overlap,
+        doc: "With schedule: what a fire time does while a run is still going: \"skip\" it, \"allow\" a second run, or \"replace\" the running one [default: \"skip\"]",
+    },
+    Field {
+        key: "catch_up",
+        kind: Kind::CatchUp,
+        doc: "With schedule: after the daemon was down at a fire time, \"last\" runs the latest one missed once (within starting_deadline), \"none\" records it as missed [default: \"last\"]",
+    },
+    Field {
+        key: "starting_deadline",
+        kind: Kind::Duration,
+        doc: "With schedule: a run that would start later than this after its fire time is recorded as missed [default: no deadline]",
+    },
+    Field {
+        key: "jitter",
+        kind: Kind::Duration,
+        doc: "With schedule: a stable delay in [0, jitter), derived from the app's name, added to every fire time [default: 0]",
+    },
+    Field {
+        key: "timeout",
+        kind: Kind::Duration,
+        doc: "With schedule: a run still going after this long is stopped (kill_signal, kill_timeout, then SIGKILL) and failed [default: no timeout]",
+    },
+    Field {
+        key: "retries",
+        kind: Kind::Count,
+        doc: "With schedule: a failed run is run again up to this many times (at most 100) [default: 0]",
+    },
+    Field {
+        key: "retry_backoff",
+        kind: Kind::Duration,
+        doc: "With schedule and retries: the wait before the first retry, doubling for each further one up to 10m [default: 10s]",
+    },
+    Field {
+        key: "history",
+        kind: Kind::Count,
+        doc: "With schedule: the runs kept in the job's history (1 to 1000) [default: 20]",
+    },
+    Field {
+        key: "on_failure",
+        kind: Kind::Text,
+        doc: "With schedule: a command line run by /bin/sh -c in the app's cwd when a run failed for good, with HERDSMAN_RUN_ID, HERDSMAN_OUTCOME, ... in its environment",
+    },
+    Field {
+        key: "cron_restart",
+        kind: Kind::Cron,
+        doc: "Reload a long-running app (each new worker ready first) on this cron expression, in timezone (PM2's cron_restart) [default: never]",
     },
 ];
 
@@ -873,6 +942,56 @@ fn set(
             let zone = text()?.parse().map_err(fail)?;
             app.log_timezone = Some(Item { value: zone, at });
         }
+        "schedule" => app.schedule = item(text()?),
+        "timezone" => app.timezone = item(text()?),
+        "overlap" => {
+            let overlap = super::job::parse_overlap(&text()?).map_err(fail)?;
+            app.overlap = Some(Item { value: overlap, at });
+        }
+        "catch_up" => {
+            let catch_up = super::job::parse_catch_up(&text()?).map_err(fail)?;
+            app.catch_up = Some(Item {
+                value: catch_up,
+                at,
+            });
+        }
+        "starting_deadline" => {
+            app.starting_deadline = Some(Item {
+                value: duration()?,
+                at,
+            })
+        }
+        "jitter" => {
+            app.jitter = Some(Item {
+                value: duration()?,
+                at,
+            })
+        }
+        "timeout" => {
+            app.timeout = Some(Item {
+                value: duration()?,
+                at,
+            })
+        }
+        "retries" | "history" => {
+            let n = integer()?;
+            let n = u32::try_from(n)
+                .map_err(|_| fail(format!("expected a count of 0 or more, found {n}")))?;
+            let n = Some(Item { value: n, at });
+            if key == "retries" {
+                app.retries = n;
+            } else {
+                app.history = n;
+            }
+        }
+        "retry_backoff" => {
+            app.retry_backoff = Some(Item {
+                value: duration()?,
+                at,
+            })
+        }
+        "on_failure" => app.on_failure = item(text()?),
+        "cron_restart" => app.cron_restart = item(text()?),
         _ => unreachable!("every FIELDS key is read above"),
     }
     Ok(())
@@ -933,6 +1052,12 @@ pub fn schema() -> serde_json::Value {
             Kind::LogFormat => json!({ "type": "string", "enum": ["text", "json"] }),
             Kind::Timezone => json!({ "type": "string", "enum": ["utc", "local"] }),
             Kind::Rotate => json!({ "type": "string", "enum": ["daily", "hourly"] }),
+            Kind::Cron => {
+                json!({ "type": "string", "minLength": 1, "examples": ["0 3 * * *", "*/15 * * * *", "@daily"] })
+            }
+            Kind::Zone => json!({ "type": "string", "examples": ["Europe/Berlin", "UTC"] }),
+            Kind::Overlap => json!({ "type": "string", "enum": ["skip", "allow", "replace"] }),
+            Kind::CatchUp => json!({ "type": "string", "enum": ["last", "none"] }),
             Kind::Size => json!({ "oneOf": [
                 { "type": "integer", "minimum": 0, "description": "bytes" },
                 { "type": "string", "pattern": "^[0-9.]+ *([KkMmGg]([Ii]?[Bb])?|[Bb])?$" }

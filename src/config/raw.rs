@@ -7,11 +7,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::job::{self, CatchUp, CronRestart, JobSpec, Overlap};
 use super::{
     AppSpec, Instances, ListenAddr, SignalName, WatchSpec, WatchValue, check_name, defaults,
     dotenv, find_program, typescript,
 };
 use crate::logs::{LineFormat, LogStyle, LogTimezone};
+use crate::schedule::{Schedule, ScheduleError};
 
 /// A line and column (1-based) in a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -91,6 +93,20 @@ pub struct RawApp {
     pub log_timezone: Option<Item<LogTimezone>>,
     pub log_rotate: Option<Item<crate::logs::RotateEvery>>,
     pub log_compress: Option<Item<bool>>,
+    // Scheduled jobs (see `job.rs`).
+    pub schedule: Option<Item<String>>,
+    /// The IANA zone of `schedule` and `cron_restart`.
+    pub timezone: Option<Item<String>>,
+    pub overlap: Option<Item<Overlap>>,
+    pub catch_up: Option<Item<CatchUp>>,
+    pub starting_deadline: Option<Item<Duration>>,
+    pub jitter: Option<Item<Duration>>,
+    pub timeout: Option<Item<Duration>>,
+    pub retries: Option<Item<u32>>,
+    pub retry_backoff: Option<Item<Duration>>,
+    pub history: Option<Item<u32>>,
+    pub on_failure: Option<Item<String>>,
+    pub cron_restart: Option<Item<String>>,
 }
 
 /// What resolving needs besides the options.
@@ -223,6 +239,7 @@ impl RawApp {
         }
         let watch = self.resolve_watch(context, &cwd, script_path.as_deref(), &mut problem);
         let log_lines = self.log_lines(&mut problem);
+        let (job, cron_restart) = self.resolve_schedules(&mut problem);
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -266,8 +283,8 @@ impl RawApp {
             log_lines,
             log_rotate: value(&self.log_rotate),
             log_compress: value(&self.log_compress).unwrap_or(false),
-            job: None,
-            cron_restart: None,
+            job,
+            cron_restart,
         };
         let path = spec.env.get("PATH").map(String::as_str);
         if let Some(given) = &spec.interpreter
@@ -307,6 +324,192 @@ impl RawApp {
 }
 
 impl RawApp {
+    /// `schedule` and the options of a job as a [`JobSpec`], `cron_restart` as a [`CronRestart`]: each
+    /// expression parsed in its zone, each option checked, and the options that make no sense together
+    /// refused.
+    fn resolve_schedules(
+        &self,
+        problem: &mut impl FnMut(Option<Location>, &str, String),
+    ) -> (Option<JobSpec>, Option<CronRestart>) {
+        // The zone first, so that an unknown one is reported at `timezone` and the expressions are still
+        // checked (in the host's zone).
+        let zone = match &self.timezone {
+            Some(zone) if jiff::tz::TimeZone::get(&zone.value).is_err() => {
+                problem(
+                    zone.at,
+                    "timezone",
+                    ScheduleError::Zone(zone.value.clone()).to_string(),
+                );
+                None
+            }
+            Some(zone) => Some(zone.value.as_str()),
+            None => None,
+        };
+        let mut parse = |item: &Item<String>, key: &str| match Schedule::parse(&item.value, zone) {
+            Ok(schedule) => Some(schedule.expr().to_string()),
+            Err(e) => {
+                problem(item.at, key, e.to_string());
+                None
+            }
+        };
+        let schedule = self.schedule.as_ref().map(|s| parse(s, "schedule"));
+        let cron_restart = self
+            .cron_restart
+            .as_ref()
+            .and_then(|c| parse(c, "cron_restart"));
+        let timezone = value(&self.timezone);
+        if let Some(zone) = &self.timezone
+            && self.schedule.is_none()
+            && self.cron_restart.is_none()
+        {
+            problem(
+                zone.at,
+                "timezone",
+                "is the zone of `schedule` or `cron_restart`: add one of them".into(),
+            );
+        }
+        let Some(schedule) = schedule else {
+            let job_only = [
+                ("overlap", self.overlap.as_ref().map(|i| i.at)),
+                ("catch_up", self.catch_up.as_ref().map(|i| i.at)),
+                (
+                    "starting_deadline",
+                    self.starting_deadline.as_ref().map(|i| i.at),
+                ),
+                ("jitter", self.jitter.as_ref().map(|i| i.at)),
+                ("timeout", self.timeout.as_ref().map(|i| i.at)),
+                ("retries", self.retries.as_ref().map(|i| i.at)),
+                ("retry_backoff", self.retry_backoff.as_ref().map(|i| i.at)),
+                ("history", self.history.as_ref().map(|i| i.at)),
+                ("on_failure", self.on_failure.as_ref().map(|i| i.at)),
+            ];
+            for (key, given) in job_only {
+                if let Some(at) = given {
+                    problem(
+                        at,
+                        key,
+                        "is only for a scheduled job: add `schedule` (a cron expression)".into(),
+                    );
+                }
+            }
+            let cron_restart = cron_restart.map(|schedule| CronRestart { schedule, timezone });
+            return (None, cron_restart);
+        };
+        // A job runs one process per run, on its own: nothing that belongs to a long-running app.
+        if let Some(listen) = &self.listen {
+            problem(
+                listen.at,
+                "listen",
+                "a scheduled job runs one process per run and shares no socket: remove `listen` (or `schedule`)"
+                    .into(),
+            );
+        }
+        if let Some(instances) = &self.instances
+            && instances.value != super::Instances::Count(1)
+        {
+            problem(
+                instances.at,
+                "instances",
+                format!(
+                    "a scheduled job runs one process per run, not {}: remove `instances` (or `schedule`)",
+                    instances.value
+                ),
+            );
+        }
+        if let Some(cron) = &self.cron_restart {
+            problem(
+                cron.at,
+                "cron_restart",
+                "restarts a long-running app on a schedule; this app is a scheduled job (`schedule`) started at each fire time: keep one of them"
+                    .into(),
+            );
+        }
+        if let Some(watch) = &self.watch
+            && watch.value != WatchValue::Flag(false)
+        {
+            problem(
+                watch.at,
+                "watch",
+                "reloads a long-running app; a scheduled job runs at its fire times: remove `watch` (or `schedule`)"
+                    .into(),
+            );
+        }
+        let mut duration = |item: &Option<Item<Duration>>, key: &str, zero_ok: bool| {
+            let item = item.as_ref()?;
+            let ms = item.value.as_millis() as u64;
+            if ms == 0 && !zero_ok {
+                problem(
+                    item.at,
+                    key,
+                    "must be more than 0 (leave it out for none)".into(),
+                );
+            } else if ms > job::limits::DURATION_MAX_MS {
+                problem(
+                    item.at,
+                    key,
+                    "is more than a year (366 days): surely a mistake".into(),
+                );
+            }
+            Some(ms)
+        };
+        let starting_deadline_ms = duration(&self.starting_deadline, "starting_deadline", false);
+        let jitter_ms = duration(&self.jitter, "jitter", true).unwrap_or(0);
+        let timeout_ms = duration(&self.timeout, "timeout", false);
+        let retry_backoff_ms = duration(&self.retry_backoff, "retry_backoff", true)
+            .unwrap_or(job::defaults::RETRY_BACKOFF_MS);
+        let retries = value(&self.retries).unwrap_or(0);
+        if let Some(item) = &self.retries
+            && item.value > job::limits::RETRIES_MAX
+        {
+            problem(
+                item.at,
+                "retries",
+                format!(
+                    "{} retries is too many (at most {})",
+                    item.value,
+                    job::limits::RETRIES_MAX
+                ),
+            );
+        }
+        let history = value(&self.history).unwrap_or(job::defaults::HISTORY);
+        if let Some(item) = &self.history
+            && !(1..=job::defaults::HISTORY_MAX).contains(&item.value)
+        {
+            problem(
+                item.at,
+                "history",
+                format!(
+                    "the runs kept must be 1 to {}, not {}",
+                    job::defaults::HISTORY_MAX,
+                    item.value
+                ),
+            );
+        }
+        if let Some(command) = &self.on_failure
+            && command.value.trim().is_empty()
+        {
+            problem(
+                command.at,
+                "on_failure",
+                "is empty: give a command line (run by /bin/sh -c in the app's cwd)".into(),
+            );
+        }
+        let job = schedule.map(|schedule| JobSpec {
+            schedule,
+            timezone,
+            overlap: value(&self.overlap).unwrap_or_default(),
+            catch_up: value(&self.catch_up).unwrap_or_default(),
+            starting_deadline_ms,
+            jitter_ms,
+            timeout_ms,
+            retries,
+            retry_backoff_ms,
+            history,
+            on_failure: value(&self.on_failure),
+        });
+        (job, None)
+    }
+
     /// `watch`, `ignore_watch` and `watch_delay` as a [`WatchSpec`]: watched paths must exist.
     fn resolve_watch(
         &self,
