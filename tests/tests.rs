@@ -6,6 +6,7 @@ mod adopt;
 mod ecosystem;
 mod habits;
 mod helpers;
+mod jobs;
 mod keeper;
 mod langs;
 mod lifecycle;

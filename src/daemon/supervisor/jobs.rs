@@ -246,11 +246,45 @@ impl Supervisor {
         };
         let path = jobstore::path(&self.home.jobs_dir(), name);
         let mut stored = jobstore::load(&path);
+        // Runs that went on while no keeper ran, adopted with their slots (see `adoption.rs`).
+        let adopted: HashMap<u32, (u32, u64)> = self
+            .apps
+            .get(name)
+            .map(|app| {
+                app.workers
+                    .iter()
+                    .filter_map(|&id| {
+                        let p = self.workers.get(&id)?.state.process()?;
+                        p.adopted.then_some((p.pid as u32, (id, p.serial)))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut runs = HashMap::new();
         for run in stored
             .runs
             .iter_mut()
             .filter(|r| r.outcome == RunOutcome::Running)
         {
+            if let Some(&(slot, serial)) = run.pid.and_then(|pid| adopted.get(&pid)) {
+                let start = RunStart {
+                    run_id: run.run_id.clone(),
+                    scheduled: run
+                        .scheduled_at_ms
+                        .and_then(|ms| Timestamp::from_millisecond(ms as i64).ok()),
+                    attempt: run.attempt,
+                    log: run.log.clone().map(PathBuf::from).unwrap_or_default(),
+                };
+                runs.insert(
+                    slot,
+                    Active {
+                        start,
+                        serial,
+                        stopped_for: None,
+                    },
+                );
+                continue;
+            }
             // Its daemon ended during the run: whatever became of it, it is not run again.
             run.outcome = RunOutcome::Killed;
             run.detail = Some("the daemon stopped during the run".into());
@@ -266,7 +300,7 @@ impl Supervisor {
             generation: 0,
             next: None,
             starting: HashMap::new(),
-            runs: HashMap::new(),
+            runs,
             retries: HashMap::new(),
         };
         let resume = job.stored.enabled && !job.stored.paused;
@@ -685,11 +719,26 @@ impl Supervisor {
         };
         let name = worker.app.clone();
         let stopping = matches!(worker.state, State::Stopping { .. });
+        if !self.jobs.jobs.contains_key(&name)
+            && let Some(spec) = self.apps.get(&name).and_then(|a| a.spec.job.clone())
+        {
+            // An adopted run that ended before its job was registered again.
+            self.register_job(&name, spec);
+        }
         let Some(job) = self.jobs.jobs.get_mut(&name) else {
             return false;
         };
         let Some(active) = job.runs.remove(&id) else {
-            return false;
+            // A process of a job's slot that is no run of it: it is never restarted.
+            if stopping {
+                return false;
+            }
+            if let Some(worker) = self.workers.get_mut(&id) {
+                worker.epoch += 1;
+                worker.last_exit = Some(describe_exit(status));
+                worker.state = State::Stopped;
+            }
+            return true;
         };
         let stop_codes = self
             .apps
