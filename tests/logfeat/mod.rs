@@ -389,6 +389,20 @@ exec sleep 600
     h.cmd(&["kill"]).ok();
 }
 
+/// The text of a log file, gunzipped if it ends in `.gz`; `None` if it is gone (rotated meanwhile) or
+/// not whole yet.
+fn try_read_log(path: &Path) -> Option<String> {
+    let bytes = fs::read(path).ok()?;
+    if path.extension().is_some_and(|e| e == "gz") {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut text)
+            .ok()?;
+        Some(text)
+    } else {
+        String::from_utf8(bytes).ok()
+    }
+}
+
 /// The text of a log file, gunzipped if it ends in `.gz`.
 fn read_log(path: &Path) -> String {
     let bytes = fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
@@ -455,8 +469,11 @@ exec sleep 600
     .cwd(&dir)
     .ok();
     let out = log_path(&h, "count", "out");
+    // (A file listed may be renamed or compressed away before it is read: it is looked at again.)
     h.wait_for("the last line", 20 * SECOND, || {
-        log_files(&out).iter().any(|f| read_log(f).contains("done"))
+        log_files(&out)
+            .iter()
+            .any(|f| try_read_log(f).is_some_and(|t| t.contains("done")))
     });
     // Every rotated file from `.2` on ends up compressed; `.1` stays plain.
     h.wait_for("the rotated files compressed", 20 * SECOND, || {
@@ -530,8 +547,11 @@ exec sleep 600
         c
     });
     let out = log_path(&h, "tick", "out");
+    // (A file listed may be renamed or compressed away before it is read: it is looked at again.)
     h.wait_for("the last line", 20 * SECOND, || {
-        log_files(&out).iter().any(|f| read_log(f).contains("done"))
+        log_files(&out)
+            .iter()
+            .any(|f| try_read_log(f).is_some_and(|t| t.contains("done")))
     });
     let files = log_files(&out);
     assert_eq!(files.len(), 2, "one rotation at midnight: {files:?}");
