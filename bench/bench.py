@@ -1115,6 +1115,7 @@ def scenario_survive(sup, cfg):
     c = count_outcomes(results)
     out["survive_update_failed"] = c["refused"] + c["reset"] + c["closed"] + c["other"] + c["non2xx"] + \
         w["connect"] + w["read"] + w["write"] + w["non2xx"]
+    out["survive_update_probe_failed"] = c["refused"] + c["reset"] + c["closed"] + c["other"] + c["non2xx"]
     out["survive_update_hung"] = c["timeout"] + w["timeout"]
     after = sup.worker_pids("bench")
     out["survive_update_replaced"] = len(set(workers) - set(after))
@@ -1331,6 +1332,8 @@ ROWS += [
     ("survive_ctl_apps", _G, "apps online after the kill (of 2)", "", 0, None, None),
     ("survive_update_failed", _G, "`update` under new-connection load (PM2: `pm2 update`): failed new connections "
      "(probe + wrk -c64 Connection: close)", "", 0, _zero_target, None),
+    ("survive_update_probe_failed", _G, "`update` under load: of those, the probe's (a new connection every 5 ms)",
+     "", 0, None, None),
     ("survive_update_hung", _G, "`update` under load: hung new connections (no answer in 2 s)", "", 0, _zero_target,
      None),
     ("survive_update_replaced", _G, "`update` under load: workers replaced (of 2; 0 = the same pids)", "", 0,
@@ -1503,6 +1506,16 @@ def next_build(herdsman):
     if not os.path.exists(next_profile):
         os.makedirs(next_target, exist_ok=True)
         subprocess.run(["cp", "-al", os.path.dirname(HERDSMAN_BIN), next_profile], check=True)
+    # herdsman's own files get copies of their own: cargo rewrites some in place (its fingerprints, the build
+    # script's output), which through a shared link would make the next `cargo build --release` rebuild herdsman
+    for dirpath, _, files in os.walk(next_profile):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            parts = os.path.relpath(path, next_profile).split(os.sep)
+            own = any(part.startswith(("herdsman", "libherdsman")) for part in parts)
+            if own and not os.path.islink(path) and os.stat(path).st_nlink > 1:
+                shutil.copy2(path, path + ".copy")
+                os.replace(path + ".copy", path)
     log(f"cargo build --release (version {version}, in target/bench-next: the build `update` moves to)")
     subprocess.run(["cargo", "build", "--release", "--locked", "--quiet", "--bin", "herdsman"], cwd=ROOT, check=True,
                    stdin=subprocess.DEVNULL,
