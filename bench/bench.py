@@ -520,12 +520,14 @@ class Herdsman(Daemon):
     def start_cmd(self, port, n):
         return [self.binary, "start", APP, "--name", "bench", "-i", str(n), "--listen", f"127.0.0.1:{port}"]
 
-    def supervisor_pids(self):
-        """The daemon and its log keeper (the process that writes the apps' output to their files)."""
+    def roles(self):
+        """herdsman's own processes by role: the keeper (daemon.pid: holds the workers and the sockets), its
+        controller (`herdsman controller`: serves the CLI) and its log keeper (`herdsman log-keeper`: writes the
+        apps' output to their files), both children of the keeper. A role with no process is left out."""
         pid = self.daemon_pid()
         if not pid:
-            return []
-        keepers = []
+            return {}
+        out = {"keeper": pid}
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
                 continue
@@ -533,12 +535,32 @@ class Herdsman(Daemon):
                 with open(f"/proc/{entry}/stat") as f:
                     ppid = int(f.read().rsplit(")", 1)[1].split()[1])
                 with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    cmdline = f.read()
+                    args = f.read().split(b"\0")
             except (OSError, ValueError, IndexError):
                 continue
-            if ppid == pid and b"log-keeper" in cmdline:
-                keepers.append(int(entry))
-        return [pid] + keepers
+            if ppid != pid:
+                continue
+            if b"log-keeper" in args:
+                out.setdefault("log keeper", int(entry))
+            elif args[1:2] == [b"controller"]:
+                # after an update, the previous image's controller may still finish its answers: the younger one
+                if "controller" not in out or (start_time(int(entry)) or 0) > (start_time(out["controller"]) or 0):
+                    out["controller"] = int(entry)
+        return out
+
+    def supervisor_pids(self):
+        """The keeper, its controller and its log keeper."""
+        return list(self.roles().values())
+
+    def control_pid(self):
+        """The process that serves the CLI: the controller (`version --json`)."""
+        return json.loads(self.cli("version", "--json"))["daemon"]["controller_pid"]
+
+    def version(self):
+        return json.loads(self.cli("version", "--json"))["daemon"]
+
+    def update(self, binary):
+        self.cli("update", "--binary", binary, timeout=90)
 
     def processes(self):
         return json.loads(self.cli("list", "--json"))
@@ -594,6 +616,16 @@ class Pm2(Daemon):
 
     def online(self):
         return sum(1 for p in self.processes() if p["pm2_env"]["status"] == "online")
+
+    def control_pid(self):
+        """The process that serves the CLI: the God daemon (it also holds the workers and, in cluster mode, the
+        listening socket)."""
+        return self.daemon_pid()
+
+    def update(self, binary=None):
+        """`pm2 update`: saves the process list, kills the daemon (and so every app), starts a new one and
+        resurrects the apps."""
+        self.cli("update", timeout=90)
 
     def start_fork_apps(self, count, script):
         path = os.path.join(self.home, "bench-apps.json")
@@ -743,6 +775,10 @@ class Config:
         self.idle_s = 10.0 if quick else 60.0
         self.idle_settle_s = 4.0 if quick else 8.0
         self.apps = 100
+        self.survive_idle_s = 3.0 if quick else 10.0
+        self.survive_after_s = 0.5 if quick else 1.0  # the load goes on this long after `update` returned
+        self.survive_kills = 2 if quick else 3
+        self.next_herdsman = None  # the second build `update` moves to (--quick: None, a copy of the same binary)
 
 
 def scenario_serve(sup, cfg):
@@ -996,6 +1032,136 @@ def scenario_idle(sup, cfg):
     return out
 
 
+def _wait_age(pid, seconds, deadline_s=10):
+    """Waits until PID has run for `seconds` (a controller killed younger than 1 s is started again after a
+    delay: a crash loop)."""
+    deadline = time.monotonic() + deadline_s
+    while (age_s(pid) or 0.0) < seconds:
+        if time.monotonic() > deadline or not alive(pid):
+            raise ScenarioError(f"pid {pid} gone or not {seconds} s old after {deadline_s} s")
+        time.sleep(0.05)
+
+
+def _list_answers(sup, deadline_s=30):
+    """Runs `list` until it exits 0; returns when (monotonic). Each attempt has its own timeout."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        try:
+            out = subprocess.run(sup.list_argv(), env=sup.env, capture_output=True, timeout=10,
+                                 stdin=subprocess.DEVNULL)
+            if out.returncode == 0:
+                return time.monotonic()
+        except subprocess.TimeoutExpired:
+            pass
+        if time.monotonic() > deadline:
+            raise ScenarioError(f"{sup.name}: `list` not answering {deadline_s} s after the kill")
+        time.sleep(0.005)
+
+
+def scenario_survive(sup, cfg):
+    """2 workers of hello.js. Idle: RSS and CPU of each of the supervisor's own processes. Then `update` under a
+    new-connection load (wrk -c64 Connection: close + the probe). Last, kill -9 of the process that serves the CLI
+    (herdsman: the controller; PM2: its God daemon) -> `list` answers again, under the probe."""
+    out = {}
+    port = free_port()
+    t0 = time.monotonic()
+    sup.start_cluster(port, 2)
+    serve_pids(port, 2)
+    workers = sup.worker_pids("bench")
+    if len(workers) != 2:
+        raise ScenarioError(f"{sup.name}: {len(workers)} workers, not 2")
+
+    # 1. idle: each process's CPU over survive_idle_s, then its RSS
+    time.sleep(max(0.0, t0 + cfg.settle_s - time.monotonic()))
+    roles = sup.roles() if isinstance(sup, Herdsman) else {"keeper": sup.daemon_pid()}
+    meters = {role: CpuMeter([pid]).start() for role, pid in roles.items()}
+    time.sleep(cfg.survive_idle_s)
+    keys = {"keeper": "keeper", "controller": "controller", "log keeper": "logkeeper"}
+    for role, meter in meters.items():
+        out[f"survive_cpu_{keys[role]}"] = meter.stop()
+        out[f"survive_rss_{keys[role]}"] = (rss_bytes(roles[role]) or 0) / MIB
+    out["survive_cpu_sum"] = sum(out[f"survive_cpu_{keys[r]}"] for r in roles)
+    out["survive_rss_sum"] = sum(out[f"survive_rss_{keys[r]}"] for r in roles)
+    out["survive_pss_sum"] = sum(pss_bytes(pid) or 0 for pid in roles.values()) / MIB
+
+    # 2. `update` under a new-connection load
+    binary = None
+    if isinstance(sup, Herdsman):
+        binary = cfg.next_herdsman
+        if binary is None:  # --quick: a copy of the same binary (another file, the same version)
+            binary = os.path.join(sup.home, "herdsman-copy")
+            shutil.copy2(sup.binary, binary)
+        before_version = sup.version()
+    probe = Probe(port, interval=0.005, timeout=2.0)
+    probe.start()
+    cmd = ["wrk", "-t2", "-c64", "-d120s", "--timeout", "2s", "-H", "Connection: close", f"http://127.0.0.1:{port}/"]
+    load = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL)
+    try:
+        time.sleep(cfg.action_gap_s)
+        t = time.monotonic()
+        sup.update(binary)
+        out["survive_update_cmd"] = (time.monotonic() - t) * 1000.0
+        time.sleep(cfg.survive_after_s)
+    finally:
+        load.send_signal(signal.SIGINT)
+        try:
+            text, err = load.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            load.kill()
+            text, err = load.communicate()
+        results = probe.stop()
+    w = parse_wrk(text)
+    c = count_outcomes(results)
+    out["survive_update_failed"] = c["refused"] + c["reset"] + c["closed"] + c["other"] + c["non2xx"] + \
+        w["connect"] + w["read"] + w["write"] + w["non2xx"]
+    out["survive_update_probe_failed"] = c["refused"] + c["reset"] + c["closed"] + c["other"] + c["non2xx"]
+    out["survive_update_hung"] = c["timeout"] + w["timeout"]
+    after = sup.worker_pids("bench")
+    out["survive_update_replaced"] = len(set(workers) - set(after))
+    detail = {"wrk": w, "probe": c, "workers_before": workers, "workers_after": after}
+    if isinstance(sup, Herdsman):
+        now = sup.version()
+        detail.update(binary=binary, version_before=before_version["version"], version_after=now["version"],
+                      keeper_kept=now["keeper_pid"] == before_version["keeper_pid"])
+        if now["keeper_pid"] != before_version["keeper_pid"]:
+            raise ScenarioError(f"herdsman update: keeper pid {before_version['keeper_pid']} -> {now['keeper_pid']}")
+        if cfg.next_herdsman and now["version"] == before_version["version"]:
+            raise ScenarioError(f"herdsman update: still version {now['version']} after the update")
+    out["survive_update_detail"] = detail
+    workers = after or workers
+    if len(after) < 2:  # PM2: wait for the resurrected apps before the kill
+        serve_pids(port, 2)
+        workers = sup.worker_pids("bench")
+
+    # 3. kill -9 of the process that serves the CLI -> `list` answers; the probe runs throughout. PM2's apps die
+    # with its daemon, so it is killed once; herdsman's controller survive_kills times, each at least 1.2 s old.
+    kills = cfg.survive_kills if isinstance(sup, Herdsman) else 1
+    times = []
+    probe = Probe(port, interval=0.005, timeout=2.0)
+    probe.start()
+    try:
+        for _ in range(kills):
+            victim = sup.control_pid()
+            if not victim:
+                raise ScenarioError(f"{sup.name}: no process serving the CLI")
+            sup.remember([victim])
+            _wait_age(victim, 1.2)
+            t = time.monotonic()
+            os.kill(victim, signal.SIGKILL)
+            times.append((_list_answers(sup) - t) * 1000.0)
+        time.sleep(0.3)
+    finally:
+        results = probe.stop()
+    c = count_outcomes(results)
+    out["survive_ctl_ms"] = times
+    out["survive_ctl_failed"] = sum(c[f] for f in FAILURES)
+    out["survive_ctl_apps"] = sup.online()
+    out["survive_ctl_replaced"] = len(set(workers) - set(sup.worker_pids("bench")))
+    out["survive_ctl_detail"] = c
+    return out
+
+
 def scenario_node_e0(cfg):
     return {"node_e0": hyperfine(["node", "-e", "0"], dict(os.environ), cfg.hf_runs["node"], cfg.hf_warmup)}
 
@@ -1009,9 +1175,11 @@ SCENARIOS = {
     "restart": (lambda s, c: scenario_under_load(s, c, "restart"), ("herdsman", "pm2", "baseline")),
     "crashloop": (scenario_crashloop, ("herdsman", "pm2")),
     "idle": (scenario_idle, ("herdsman", "pm2", "baseline")),
+    "survive": (scenario_survive, ("herdsman", "pm2")),
 }
 # a generous bound per (scenario, supervisor) run; SIGALRM ends a run that goes past it
-BOUND_S = {"serve": 120, "start": 120, "crash": 120, "reload": 120, "restart": 120, "crashloop": 60, "idle": 420}
+BOUND_S = {"serve": 120, "start": 120, "crash": 120, "reload": 120, "restart": 120, "crashloop": 60, "idle": 420,
+           "survive": 120}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -1085,21 +1253,26 @@ ROWS = [
     ("ka_busier", "Throughput, 2 workers", "keep-alive connections held by the busier worker (of 64, mid-run)", "",
      0, None, None),
     ("ka_p99", "Throughput, 2 workers", "keep-alive p99 latency", "ms", 2, None, None),
-    ("ka_daemon_cpu", "Throughput, 2 workers", "daemon (+ log keeper) CPU during keep-alive load", "% core", 1, None, None),
+    ("ka_daemon_cpu", "Throughput, 2 workers",
+     "daemon (herdsman: keeper + controller + log keeper) CPU during keep-alive load", "% core", 1, None, None),
     ("close_rps", "Throughput, 2 workers", "new connection per request req/s (Connection: close)", "req/s", 0,
      _ratio_target(0.95, "≥ 0.95× baseline"), None),
     ("close_p99", "Throughput, 2 workers", "new connection per request p99 latency", "ms", 2, None, None),
-    ("close_daemon_cpu", "Throughput, 2 workers", "daemon (+ log keeper) CPU during new-connection load", "% core", 1, None, None),
+    ("close_daemon_cpu", "Throughput, 2 workers",
+     "daemon (herdsman: keeper + controller + log keeper) CPU during new-connection load", "% core", 1, None, None),
     ("list_2", "CLI latency (hyperfine)", "`list`, 2 workers", "ms", 1, _list_target, None),
     ("list_100", "CLI latency (hyperfine)", "`list`, 100 fork-mode apps", "ms", 1, _list100_target, None),
     ("node_e0", "CLI latency (hyperfine)", "reference: `node -e 0`", "ms", 1, None, None),
-    ("rss_daemon_idle", "Memory (RSS)", "daemon, idle (no app)", "MiB", 1, _rss_daemon_target, None),
-    ("rss_daemon_2", "Memory (RSS)", "daemon, 2 cluster workers", "MiB", 1, _rss_daemon_target, None),
-    ("rss_daemon_100", "Memory (RSS)", "daemon, 100 fork-mode apps", "MiB", 1, _rss_daemon_target, None),
-    ("pss_own_2", "Memory (PSS)", "daemon + log keeper (PM2: its daemon), 2 cluster workers", "MiB", 1,
-     None, None),
-    ("pss_own_100", "Memory (PSS)", "daemon + log keeper (PM2: its daemon), 100 fork-mode apps", "MiB", 1,
-     None, None),
+    ("rss_daemon_idle", "Memory (RSS)", "daemon (herdsman: the keeper), idle (no app)", "MiB", 1,
+     _rss_daemon_target, None),
+    ("rss_daemon_2", "Memory (RSS)", "daemon (herdsman: the keeper), 2 cluster workers", "MiB", 1,
+     _rss_daemon_target, None),
+    ("rss_daemon_100", "Memory (RSS)", "daemon (herdsman: the keeper), 100 fork-mode apps", "MiB", 1,
+     _rss_daemon_target, None),
+    ("pss_own_2", "Memory (PSS)", "keeper + controller + log keeper (PM2: its daemon), 2 cluster workers", "MiB",
+     1, None, None),
+    ("pss_own_100", "Memory (PSS)", "keeper + controller + log keeper (PM2: its daemon), 100 fork-mode apps",
+     "MiB", 1, None, None),
     ("rss_worker", "Memory (RSS)", "hello.js worker (the larger of 2)", "MiB", 1, _rss_worker_target, "rss_plain"),
     ("rss_plain", "Memory (RSS)", "reference: `node examples/hello.js` run plainly", "MiB", 1, None, None),
     ("rss_app_100", "Memory (RSS)", "idle app, median of 100 (baseline: plain `node idle.js`)", "MiB", 1,
@@ -1145,9 +1318,38 @@ ROWS += [
      _max_target(12, "≤ 12"), None),
     ("crashloop_cpu", "Crash loop (exit 1 at once)", "daemon CPU over those 10 s", "% core", 2,
      _below_target(2.0, "< 2 % of a core"), None),
-    ("idle_daemon_cpu", "Idle, 100 fork-mode apps", "daemon (+ log keeper) CPU", "% core", 2,
+    ("idle_daemon_cpu", "Idle, 100 fork-mode apps", "daemon (herdsman: keeper + controller + log keeper) CPU",
+     "% core", 2,
      _max_target(0.3, "≤ 0.3 % of a core"), None),
     ("idle_apps_cpu", "Idle, 100 fork-mode apps", "the 100 apps' CPU (sum)", "% core", 2, None, None),
+]
+_G = "Survive, 2 cluster workers"
+ROWS += [
+    ("survive_ctl_ms", _G, "kill -9 of the controller → `list` answers (PM2: of its God daemon → `pm2 list`)", "ms",
+     0, None, None),
+    ("survive_ctl_failed", _G, "failed or hung new connections from the kill until `list` answers (probe every "
+     "5 ms)", "", 0, _zero_target, None),
+    ("survive_ctl_apps", _G, "apps online after the kill (of 2)", "", 0, None, None),
+    ("survive_update_failed", _G, "`update` under new-connection load (PM2: `pm2 update`): failed new connections "
+     "(probe + wrk -c64 Connection: close)", "", 0, _zero_target, None),
+    ("survive_update_probe_failed", _G, "`update` under load: of those, the probe's (a new connection every 5 ms)",
+     "", 0, None, None),
+    ("survive_update_hung", _G, "`update` under load: hung new connections (no answer in 2 s)", "", 0, _zero_target,
+     None),
+    ("survive_update_replaced", _G, "`update` under load: workers replaced (of 2; 0 = the same pids)", "", 0,
+     _zero_target, None),
+    ("survive_update_cmd", _G, "`update` command time (PM2: `pm2 update`)", "ms", 0, None, None),
+    ("survive_rss_keeper", _G, "idle RSS: keeper (PM2: its God daemon)", "MiB", 1, None, None),
+    ("survive_rss_controller", _G, "idle RSS: controller", "MiB", 1, None, None),
+    ("survive_rss_logkeeper", _G, "idle RSS: log keeper", "MiB", 1, None, None),
+    ("survive_rss_sum", _G, "idle RSS: keeper + controller + log keeper (PM2: its daemon)", "MiB", 1, None, None),
+    ("survive_pss_sum", _G, "idle PSS: keeper + controller + log keeper, shared pages counted once (PM2: its "
+     "daemon)", "MiB", 1, None, None),
+    ("survive_cpu_keeper", _G, "idle CPU: keeper (PM2: its God daemon)", "% core", 2, None, None),
+    ("survive_cpu_controller", _G, "idle CPU: controller", "% core", 2, None, None),
+    ("survive_cpu_logkeeper", _G, "idle CPU: log keeper", "% core", 2, None, None),
+    ("survive_cpu_sum", _G, "idle CPU: keeper + controller + log keeper (PM2: its daemon)", "% core", 2, None,
+     None),
 ]
 SUPS = ("herdsman", "pm2", "baseline")
 
@@ -1290,6 +1492,37 @@ def check_tools(herdsman):
     return problems
 
 
+def next_build(herdsman):
+    """A second build of herdsman whose version is this one's plus `-next`, for the survive scenario's `update`: in
+    target/bench-next, which starts as hard links to target/release, so that only herdsman is compiled again."""
+    home = tempfile.mkdtemp(prefix="bench-version-")
+    try:
+        versions = run([herdsman, "version", "--json"], dict(os.environ, HERDSMAN_HOME=home), 30, "herdsman version")
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    version = json.loads(versions)["cli"]["version"].split("-next")[0] + "-next"
+    next_target = os.path.join(ROOT, "target", "bench-next")
+    next_profile = os.path.join(next_target, "release")
+    if not os.path.exists(next_profile):
+        os.makedirs(next_target, exist_ok=True)
+        subprocess.run(["cp", "-al", os.path.dirname(HERDSMAN_BIN), next_profile], check=True)
+    # herdsman's own files get copies of their own: cargo rewrites some in place (its fingerprints, the build
+    # script's output), which through a shared link would make the next `cargo build --release` rebuild herdsman
+    for dirpath, _, files in os.walk(next_profile):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            parts = os.path.relpath(path, next_profile).split(os.sep)
+            own = any(part.startswith(("herdsman", "libherdsman")) for part in parts)
+            if own and not os.path.islink(path) and os.stat(path).st_nlink > 1:
+                shutil.copy2(path, path + ".copy")
+                os.replace(path + ".copy", path)
+    log(f"cargo build --release (version {version}, in target/bench-next: the build `update` moves to)")
+    subprocess.run(["cargo", "build", "--release", "--locked", "--quiet", "--bin", "herdsman"], cwd=ROOT, check=True,
+                   stdin=subprocess.DEVNULL,
+                   env=dict(os.environ, CARGO_TARGET_DIR=next_target, HERDSMAN_BUILD_VERSION=version))
+    return os.path.join(next_profile, "herdsman"), version
+
+
 def git(*args):
     try:
         return subprocess.run(["git", "-C", ROOT, *args], capture_output=True, text=True, timeout=10).stdout.strip()
@@ -1402,6 +1635,13 @@ def main():
         ap.error(f"unknown scenario(s): {', '.join(unknown)}")
     out_md = args.out or os.path.join(BENCH, "RESULTS-quick.md" if args.quick else "RESULTS.md")
     machine = describe_machine(herdsman, built or (None if args.herdsman else "unknown"))
+    if "survive" in names:
+        if args.quick or args.herdsman:  # no second build: quick, or a binary not built from this work tree
+            machine["survive: `update` to"] = "a copy of the same binary (same version: " + \
+                ("--quick" if args.quick else "--herdsman given") + ")"
+        else:
+            cfg.next_herdsman, version = next_build(herdsman)
+            machine["survive: `update` to"] = f"a second build, version {version} ({cfg.next_herdsman})"
     makers = {"herdsman": lambda: Herdsman(herdsman), "pm2": lambda: Pm2(PM2_BIN), "baseline": Baseline,
               "plain": Plain}
 
