@@ -324,6 +324,19 @@ mod tests {
     }
 
     #[test]
+    fn the_second_pass_of_a_fold_is_not_a_missed_fire_time() {
+        // 01:30 EDT (05:30Z) ran; at 01:30 EST (06:30Z) the wall clock reads 01:30 again.
+        let s = Schedule::parse("30 1 * * *", Some("America/New_York")).expect("parse");
+        let ran = at("UTC", 2026, 11, 1, 5, 30);
+        let now = at("UTC", 2026, 11, 1, 6, 31);
+        assert_eq!(s.latest_between(ran, now), None);
+        // A daemon down over the whole fold catches up the one fire time, at its first pass.
+        let before = at("UTC", 2026, 10, 31, 12, 0);
+        let fire = s.latest_between(before, now).expect("the fold's fire time");
+        assert_eq!(local(&fire), "2026-11-01 01:30:00 EDT");
+    }
+
+    #[test]
     fn leap_days_and_last_days_and_nth_weekdays() {
         let s = Schedule::parse("0 0 29 2 *", Some("UTC")).expect("parse");
         let fire = s.next_after(at("UTC", 2026, 1, 1, 0, 0)).expect("a fire");

@@ -1455,3 +1455,13 @@ pub fn open_path_to(dir: &Path) {
         }
     }
 }
+
+/// libfaketime, from Debian's `faketime` package (.ci/run installs it).
+pub fn libfaketime() -> String {
+    let path = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+    assert!(
+        Path::new(path).exists(),
+        "{path} is missing: apt-get install faketime (.ci/run does)"
+    );
+    path.to_string()
+}

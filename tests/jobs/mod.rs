@@ -12,6 +12,8 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
 
+mod clock;
+
 use crate::helpers::{Herdsman, SECOND, alive, free_port};
 use crate::start_http;
 

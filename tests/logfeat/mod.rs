@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use crate::helpers::libfaketime;
 use crate::helpers::{Herdsman, SECOND, write_file};
 
 /// The app's log of a stream in the default place.
@@ -500,16 +501,6 @@ exec sleep 600
     h.cmd(&["flush", "count"]).ok();
     assert_eq!(log_files(&out), vec![out.clone()]);
     h.cmd(&["kill"]).ok();
-}
-
-/// libfaketime, from Debian's `faketime` package (.ci/run installs it).
-fn libfaketime() -> String {
-    let path = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
-    assert!(
-        Path::new(path).exists(),
-        "{path} is missing: apt-get install faketime (.ci/run does)"
-    );
-    path.to_string()
 }
 
 #[test]

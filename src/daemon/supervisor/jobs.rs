@@ -644,6 +644,10 @@ impl Supervisor {
         if job.starting.contains_key(&id) {
             return Some(true);
         }
+        if job.runs.contains_key(&id) {
+            // A run began in this slot meanwhile (its registration caught up a missed fire time).
+            return Some(false);
+        }
         if let Some(worker) = self.workers.get_mut(&id) {
             worker.epoch += 1;
             worker.on_exit = OnExit::Crash;
