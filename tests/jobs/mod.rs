@@ -343,3 +343,48 @@ fn no_fire_time_runs_twice_when_the_keeper_is_killed_during_a_run() {
         "fire times that ran twice: {twice:?} in {recorded:?}"
     );
 }
+
+#[test]
+fn cron_restart_reloads_a_long_running_app_with_no_refused_connection() {
+    let h = Herdsman::new();
+    let port = free_port();
+    h.cmd(&[
+        "start",
+        "tests/apps/http.js",
+        "--name",
+        "web",
+        "-i",
+        "2",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--cron-restart",
+        "*/3 * * * * *",
+    ])
+    .ok();
+    let first = crate::pids(&h.wait_online("web", 2));
+    let probe = crate::helpers::Probe::start(port);
+    h.wait_for(
+        "both workers replaced by a scheduled reload",
+        30 * SECOND,
+        || {
+            let now = crate::pids(&h.workers("web"));
+            now.len() == 2 && now.is_disjoint(&first)
+        },
+    );
+    let report = probe.finish();
+    assert!(
+        report.failures.is_empty() && report.ok > 0,
+        "probe ok {}, failures {:?}",
+        report.ok,
+        report.failures
+    );
+    let change = h.cmd(&["describe", "web"]).ok();
+    assert!(
+        change.stdout.contains("cron restart  */3 * * * * *"),
+        "{change}"
+    );
+    assert!(
+        change.stdout.contains("last change   start or reload done"),
+        "{change}"
+    );
+}
