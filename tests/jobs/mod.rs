@@ -388,3 +388,45 @@ fn cron_restart_reloads_a_long_running_app_with_no_refused_connection() {
         "{change}"
     );
 }
+
+#[test]
+fn reload_of_a_file_with_a_new_schedule_reschedules_and_leaves_a_run_in_progress_alone() {
+    let h = Herdsman::new();
+    let dir = h.scratch("app");
+    let file = dir.join("runs");
+    let write = |schedule: &str| {
+        fs::write(
+            dir.join("ecosystem.toml"),
+            format!(
+                "[[apps]]\nname = \"report\"\nscript = \"{}\"\nschedule = \"{schedule}\"\ntimezone = \"UTC\"\n\
+                 env = {{ JOB_FILE = \"{}\", JOB_SLEEP = \"3\" }}\n",
+                crate::helpers::app("job.sh").display(),
+                file.display()
+            ),
+        )
+        .expect("write the ecosystem file");
+    };
+    write("0 1 * * *");
+    let ecosystem = dir.join("ecosystem.toml").display().to_string();
+    h.cmd(&["start", &ecosystem]).ok();
+    h.cmd(&["trigger", "report"]).ok();
+    h.wait_for("the run in progress", 10 * SECOND, || {
+        !runs(&file).is_empty()
+    });
+    let pid = runs(&file)[0].2;
+    write("0 5 * * *");
+    h.cmd(&["reload", &ecosystem]).ok();
+    let listed = job(&h, "report");
+    assert_eq!(listed["schedule"], "0 5 * * *", "{listed}");
+    assert!(
+        listed["next_local"]
+            .as_str()
+            .is_some_and(|n| n.contains("05:00:00")),
+        "{listed}"
+    );
+    assert!(alive(pid), "the run in progress goes on");
+    h.wait_for("the run to end ok", 20 * SECOND, || {
+        outcomes(&history(&h, "report")) == ["ok"]
+    });
+    assert_eq!(runs(&file).len(), 1, "it ran once");
+}
