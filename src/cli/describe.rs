@@ -40,12 +40,12 @@ fn unix_ms(time: SystemTime) -> u64 {
 /// A time as `2026-11-24 01:02:03 UTC (5m ago)`.
 fn when(at_ms: u64, now_ms: u64) -> String {
     let stamp = format_time(at_ms);
-    format!(
-        "{} {} UTC ({} ago)",
-        &stamp[..10],
-        &stamp[11..19],
-        duration(now_ms.saturating_sub(at_ms))
-    )
+    let relative = if at_ms > now_ms {
+        format!("in {}", duration(at_ms - now_ms))
+    } else {
+        format!("{} ago", duration(now_ms.saturating_sub(at_ms)))
+    };
+    format!("{} {} UTC ({relative})", &stamp[..10], &stamp[11..19])
 }
 
 fn ms(value: u64) -> String {
@@ -195,6 +195,16 @@ fn render(app: &AppDetails, now: u64) -> String {
     }
     for (key, value) in schedule_lines(spec) {
         field(key, value);
+    }
+    if let Some(job) = app.workers.iter().find_map(|w| w.job.as_ref()) {
+        let mut line = job.state.as_str().to_string();
+        if let Some(next) = job.next_ms {
+            line.push_str(&format!("; next run {}", when(next, now)));
+        }
+        if let Some(last) = job.last_outcome {
+            line.push_str(&format!("; last run {}", last.as_str()));
+        }
+        field("job", line);
     }
     if let Some(watch) = &spec.watch {
         field("watch", watch_line(watch));

@@ -271,6 +271,14 @@ fn a_paused_job_skips_its_fire_times_until_resumed() {
     });
     let listed = h.cmd(&["jobs"]).ok();
     assert!(listed.stdout.contains("tick"), "{listed}");
+    let described = h.cmd(&["describe", "tick"]).ok();
+    assert!(
+        described
+            .stdout
+            .contains("job           scheduled; next run")
+            || described.stdout.contains("job           running"),
+        "{described}"
+    );
 }
 
 #[test]
