@@ -438,3 +438,43 @@ fn reload_of_a_file_with_a_new_schedule_reschedules_and_leaves_a_run_in_progress
     });
     assert_eq!(runs(&file).len(), 1, "it ran once");
 }
+
+#[test]
+fn on_failure_runs_once_a_run_failed_for_good_with_the_run_in_its_environment() {
+    let h = Herdsman::new();
+    let dir = h.scratch("runs");
+    let hook_out = dir.join("hook");
+    start_job(
+        &h,
+        "doomed",
+        &dir.join("doomed"),
+        &[
+            "--schedule",
+            "0 0 1 1 *",
+            "--retries",
+            "1",
+            "--retry-backoff",
+            "100ms",
+            "--on-failure",
+            "echo \"$HERDSMAN_OUTCOME $HERDSMAN_ATTEMPT $HERDSMAN_RUN_ID\" >> \"$HOOK_OUT\"",
+        ],
+        &[
+            ("JOB_EXIT", "3"),
+            ("HOOK_OUT", &hook_out.display().to_string()),
+        ],
+    );
+    let out = h
+        .cmd(&["trigger", "doomed", "--wait"])
+        .timeout(30 * SECOND)
+        .run();
+    assert_eq!(out.code(), Some(3), "{out}");
+    let run_id = out.stdout.lines().next().unwrap_or_default().to_string();
+    let hook = h.wait_value("the hook's line", 10 * SECOND, || {
+        fs::read_to_string(&hook_out).ok().filter(|t| !t.is_empty())
+    });
+    assert_eq!(
+        hook,
+        format!("failed 2 {run_id}\n"),
+        "once, after the last attempt"
+    );
+}
