@@ -10,18 +10,10 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
 
-use crate::helpers::{Herdsman, Probe, ProbeReport, SECOND, alive, fd_link, free_port, served_pid};
+use crate::helpers::{
+    Herdsman, Probe, SECOND, alive, assert_no_failures, fd_link, free_port, served_pid,
+};
 use crate::{pids, start_http};
-
-#[track_caller]
-fn assert_no_failures(h: &Herdsman, what: &str, report: &ProbeReport) {
-    if !report.failures.is_empty() || report.ok == 0 {
-        h.fail(&format!(
-            "{what}: probe ok {}, errors {:?}, failures {:?}",
-            report.ok, report.errors, report.failures
-        ));
-    }
-}
 
 /// `list --json`, as JSON.
 fn listed(h: &Herdsman) -> Vec<Value> {

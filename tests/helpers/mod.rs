@@ -1072,6 +1072,17 @@ impl Drop for Probe {
     }
 }
 
+/// Fails the test unless the probe was served and saw no failure.
+#[track_caller]
+pub fn assert_no_failures(h: &Herdsman, what: &str, report: &ProbeReport) {
+    if !report.failures.is_empty() || report.ok == 0 {
+        h.fail(&format!(
+            "{what}: probe ok {}, errors {:?}, failures {:?}",
+            report.ok, report.errors, report.failures
+        ));
+    }
+}
+
 /// A `herdsman` child process kept running (e.g. `logs` streaming), its stdout collected by a
 /// thread. Killed and reaped on drop.
 pub struct Streaming {
@@ -1464,4 +1475,32 @@ pub fn libfaketime() -> String {
         "{path} is missing: apt-get install faketime (.ci/run does)"
     );
     path.to_string()
+}
+
+/// The `n` node workers of a `herdsman run` in a pid namespace (children of `run_pid`, seen from here), and
+/// the pids they answer with (theirs inside the namespace), once the app on `port` is served by all of them.
+#[track_caller]
+pub fn namespace_workers(
+    h: &Herdsman,
+    run_pid: i32,
+    n: usize,
+    port: u16,
+) -> (BTreeSet<i32>, BTreeSet<i32>) {
+    let nodes: BTreeSet<i32> = h.wait_value(&format!("the {n} node workers"), 15 * SECOND, || {
+        let v: BTreeSet<i32> = children(run_pid)
+            .into_iter()
+            .filter(|&c| comm(c).as_deref() == Some("node"))
+            .collect();
+        (v.len() == n).then_some(v)
+    });
+    let inner: BTreeSet<i32> = nodes
+        .iter()
+        .map(|&p| {
+            ns_pids(p)
+                .and_then(|v| v.last().copied())
+                .unwrap_or_else(|| h.fail(&format!("no NSpid for worker {p}")))
+        })
+        .collect();
+    wait_served_by(h, port, &inner, 15 * SECOND);
+    (nodes, inner)
 }

@@ -22,8 +22,8 @@ use serde_json::Value;
 
 use crate::helpers::{
     Herdsman, Output, Proc, SECOND, Spawned, alive, app_arg, children, comm, connect_refused,
-    free_port, listen_addr, mode, ns_pids, pids, proc_stat, q, repo_root, snapshot, wait_served_by,
-    write_file,
+    free_port, listen_addr, mode, namespace_workers, ns_pids, pids, proc_stat, q, repo_root,
+    snapshot, wait_served_by, write_file,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_herdsman");
@@ -622,23 +622,8 @@ fn run_under_a_pid_namespace_serves_prefixes_logs_reaps_orphans_and_stops_on_sig
         },
     );
 
-    let nodes: Vec<i32> = h.wait_value("the 2 web workers (node)", 10 * SECOND, || {
-        let v: Vec<i32> = children(run_pid)
-            .into_iter()
-            .filter(|&c| comm(c).as_deref() == Some("node"))
-            .collect();
-        (v.len() == 2).then_some(v)
-    });
     // The workers answer with their pid inside the namespace.
-    let inner: BTreeSet<i32> = nodes
-        .iter()
-        .map(|&p| {
-            ns_pids(p)
-                .and_then(|v| v.last().copied())
-                .unwrap_or_else(|| h.fail(&format!("no NSpid for worker {p}")))
-        })
-        .collect();
-    wait_served_by(&h, port, &inner, 15 * SECOND);
+    namespace_workers(&h, run_pid, 2, port);
 
     // `app|instance line`.
     let prefixed = |line: &str, app: &str, text: &str| {

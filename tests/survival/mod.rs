@@ -31,8 +31,8 @@ use serde_json::Value;
 
 use crate::helpers::{
     Herdsman, Probe, ProbeReport, Proc, SECOND, Spawned, alive, app_arg, children, comm, free_port,
-    is_controller, is_helper_process, listen_addr, ns_pids, pids, poll, proc_stat, q, repo_root,
-    served_pid, wait_served_by, write_file,
+    is_controller, is_helper_process, listen_addr, namespace_workers, pids, poll, proc_stat, q,
+    repo_root, served_pid, wait_served_by, write_file,
 };
 use crate::{start_http, wait_uptime};
 
@@ -677,23 +677,8 @@ fn under_run_as_pid_1_a_controller_killed_from_the_host_is_replaced_and_apps_ser
         10 * SECOND,
         || children(unshare_pid).first().copied(),
     );
-    let nodes: BTreeSet<i32> = h.wait_value("the 2 web workers (node)", 15 * SECOND, || {
-        let v: BTreeSet<i32> = children(run_pid)
-            .into_iter()
-            .filter(|&c| comm(c).as_deref() == Some("node"))
-            .collect();
-        (v.len() == 2).then_some(v)
-    });
     // The workers answer with their pid inside the namespace.
-    let inner: BTreeSet<i32> = nodes
-        .iter()
-        .map(|&p| {
-            ns_pids(p)
-                .and_then(|v| v.last().copied())
-                .unwrap_or_else(|| h.fail(&format!("no NSpid for worker {p}")))
-        })
-        .collect();
-    wait_served_by(&h, port, &inner, 15 * SECOND);
+    let (nodes, inner) = namespace_workers(&h, run_pid, 2, port);
     let controller_of = || {
         children(run_pid)
             .into_iter()

@@ -12,8 +12,8 @@ use std::sync::OnceLock;
 use serde_json::Value;
 
 use crate::helpers::{
-    Herdsman, Probe, ProbeReport, SECOND, fd_link, free_port, is_helper_process, pids, proc_stat,
-    wait_child,
+    Herdsman, Probe, SECOND, assert_no_failures, fd_link, free_port, is_helper_process, pids,
+    proc_stat, wait_child,
 };
 use crate::start_http;
 
@@ -62,16 +62,6 @@ fn daemon_version(h: &Herdsman) -> Value {
 /// The inode of the listening socket each worker has as fd 3.
 fn socket_inodes(workers: &std::collections::BTreeSet<i32>) -> std::collections::BTreeSet<String> {
     workers.iter().filter_map(|&pid| fd_link(pid, 3)).collect()
-}
-
-#[track_caller]
-fn assert_no_failures(h: &Herdsman, what: &str, report: &ProbeReport) {
-    if !report.failures.is_empty() || report.ok == 0 {
-        h.fail(&format!(
-            "{what}: probe ok {}, errors {:?}, failures {:?}",
-            report.ok, report.errors, report.failures
-        ));
-    }
 }
 
 #[test]

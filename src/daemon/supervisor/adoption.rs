@@ -26,12 +26,13 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use tracing::{error, info, warn};
 
 use super::app::App;
+use super::handover::{epoch_ms, from_epoch_ms};
 use super::{Message, Supervisor, Worker};
 use crate::config::{AppSpec, ListenAddr};
 use crate::daemon::listener::{Listener, UnixFile};
@@ -173,15 +174,6 @@ fn age(start: u64) -> Duration {
         .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
         .unwrap_or(0.0);
     Duration::from_secs_f64((uptime - start as f64 / ticks).max(0.0))
-}
-
-fn epoch_ms(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-fn from_epoch_ms(ms: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(ms)
 }
 
 /// The listening socket `record` names, copied back from one of `holders` (adopted workers with their

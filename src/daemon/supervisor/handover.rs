@@ -92,12 +92,12 @@ pub enum Run {
     Errored,
 }
 
-fn epoch_ms(time: SystemTime) -> u64 {
+pub(super) fn epoch_ms(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn from_epoch_ms(ms: u64) -> SystemTime {
+pub(super) fn from_epoch_ms(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
 }
 
