@@ -4,8 +4,8 @@
 //! touching the terminal). It blocks SIGINT, SIGTERM, SIGHUP and SIGPIPE, starts the [`feed`] threads (the
 //! subscription on that connection, the actions worker, the signal waiter), then switches the terminal to
 //! raw mode and the alternate screen and starts reading keys. A jobs thread polls the scheduled jobs for
-//! the jobs pane, shown below the process table when there is at least one job. The event loop blocks on one channel;
-//! each event goes through [`App::handle_event`] (state and update, `app.rs`), the selected app's log is
+//! the jobs pane, shown below the process table when there is at least one job. The event loop blocks on
+//! one channel; each event goes through [`App::handle_event`] (state and update, `app.rs`), the selected app's log is
 //! re-read when a snapshot arrives or the selection moves (`logs.rs`), and the frame is drawn by
 //! [`view::render`] (view, `view.rs`): on events only, about once a second, and ratatui sends only the
 //! cells that changed, so nothing flickers.

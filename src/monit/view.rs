@@ -219,7 +219,7 @@ fn render_jobs(app: &App, frame: &mut Frame, area: Rect) {
         .unwrap_or(0);
     let name_width = longest.clamp(4, 16);
     let counts_width = 9;
-    let fixed = [9, 17, 6, RECENT.max(6)];
+    let fixed = [9, 18, 6, RECENT.max(6)];
     let mut used = HIGHLIGHT.chars().count() + name_width + fixed.iter().sum::<usize>() + 4;
     if !narrow {
         used += counts_width + 2;
@@ -300,6 +300,8 @@ fn next_run(job: &JobRow, now: u64) -> String {
     .unwrap_or(local);
     if at <= now {
         format!("{when} now")
+    } else if at - now < 1000 {
+        format!("{when} in <1s")
     } else {
         format!("{when} in {}", duration(at - now))
     }
