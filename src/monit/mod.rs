@@ -3,8 +3,9 @@
 //! Lifecycle: [`run`] first connects to the daemon (it never starts one: with none running it fails before
 //! touching the terminal). It blocks SIGINT, SIGTERM, SIGHUP and SIGPIPE, starts the [`feed`] threads (the
 //! subscription on that connection, the actions worker, the signal waiter), then switches the terminal to
-//! raw mode and the alternate screen and starts reading keys. The event loop blocks on one channel;
-//! each event goes through [`App::handle_event`] (state and update, `app.rs`), the selected app's log is
+//! raw mode and the alternate screen and starts reading keys. A jobs thread polls the scheduled jobs for
+//! the jobs pane, shown below the process table when there is at least one job. The event loop blocks on
+//! one channel; each event goes through [`App::handle_event`] (state and update, `app.rs`), the selected app's log is
 //! re-read when a snapshot arrives or the selection moves (`logs.rs`), and the frame is drawn by
 //! [`view::render`] (view, `view.rs`): on events only, about once a second, and ratatui sends only the
 //! cells that changed, so nothing flickers.
@@ -55,6 +56,7 @@ pub fn run(home: &Home) -> Result<()> {
     let (events, receiver) = mpsc::channel();
     let actions = feed::actions(home.clone(), events.clone())?;
     feed::subscribe(client, events.clone())?;
+    feed::jobs(home.clone(), events.clone())?;
     feed::signals(events.clone())?;
     let mut screen = Screen::enter()?;
     feed::terminal(events)?;

@@ -1,7 +1,8 @@
 //! Drawing the dashboard: [`render`] turns an [`App`] into one frame and changes nothing.
 //!
-//! Top to bottom: a title line, the process table, the selected worker's CPU and memory sparklines beside
-//! its app's log, and a status line. Overlays: the help, and a notice when the daemon refused the
+//! Top to bottom: a title line, the process table, the jobs pane (only when there are scheduled jobs), the
+//! selected worker's CPU and memory sparklines beside its app's log (or the open job run's), and a status
+//! line. Overlays: the help, and a notice when the daemon refused the
 //! subscription or went away. The layout fits 80x24 and grows with the terminal: the name column takes
 //! the width left by the fixed columns (long names end in an ellipsis), and below 60 columns the pid and
 //! restart columns are dropped.
@@ -10,11 +11,13 @@ use ratatui::Frame;
 use ratatui::layout::{Alignment, Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Clear, Paragraph, Row, Sparkline, Table, TableState, Wrap};
+use ratatui::widgets::{
+    Block, Borders, Cell, Clear, Paragraph, Row, Sparkline, Table, TableState, Wrap,
+};
 
-use super::app::{App, Link};
+use super::app::{App, Focus, JobRow, Link, RECENT};
 use crate::human::{bytes, duration};
-use crate::protocol::{ProcessInfo, Status};
+use crate::protocol::{JobState, ProcessInfo, RunOutcome, Status};
 
 const HIGHLIGHT: &str = "▶ ";
 
@@ -29,9 +32,21 @@ pub fn render(app: &App, frame: &mut Frame) {
     render_title(app, frame, title);
     let rows = app.visible().len().max(1) as u16;
     let table_height = (rows + 3).min((body.height * 2 / 5).max(5));
-    let [table, detail] =
-        Layout::vertical([Constraint::Length(table_height), Constraint::Min(0)]).areas(body);
+    let jobs_height = if app.jobs.is_empty() {
+        0
+    } else {
+        (app.jobs.len() as u16 + 3).min((body.height / 3).max(4))
+    };
+    let [table, jobs, detail] = Layout::vertical([
+        Constraint::Length(table_height),
+        Constraint::Length(jobs_height),
+        Constraint::Min(0),
+    ])
+    .areas(body);
     render_table(app, frame, table);
+    if jobs_height > 0 {
+        render_jobs(app, frame, jobs);
+    }
     let charts_width = (detail.width * 2 / 5).clamp(20, 60);
     let [charts, log] =
         Layout::horizontal([Constraint::Length(charts_width), Constraint::Min(0)]).areas(detail);
@@ -91,7 +106,10 @@ fn plural(n: usize) -> &'static str {
 }
 
 fn render_table(app: &App, frame: &mut Frame, area: Rect) {
-    let block = Block::bordered().title(" processes ");
+    let block = pane(
+        " processes ",
+        app.focus == Focus::Processes && !app.jobs.is_empty(),
+    );
     let inner_width = block.inner(area).width as usize;
     let visible = app.visible();
     if visible.is_empty() {
@@ -172,6 +190,153 @@ fn render_table(app: &App, frame: &mut Frame, area: Rect) {
     frame.render_stateful_widget(table, area, &mut state);
 }
 
+/// A bordered pane; the one the selection keys move in has a highlighted border when there are two.
+fn pane(title: &str, focused: bool) -> Block<'_> {
+    let block = Block::bordered().title(title);
+    if focused {
+        block.border_style(Style::new().fg(Color::Cyan))
+    } else {
+        block
+    }
+}
+
+fn render_jobs(app: &App, frame: &mut Frame, area: Rect) {
+    let focused = app.focus == Focus::Jobs;
+    let title = if focused {
+        " jobs · t run now · p pause/resume · Enter log "
+    } else {
+        " jobs (Tab) "
+    };
+    let block = pane(title, focused);
+    let inner_width = block.inner(area).width as usize;
+    // name, state, schedule, next run, running, last runs, ok/failed
+    let narrow = inner_width < 60;
+    let longest = app
+        .jobs
+        .iter()
+        .map(|j| j.info.name.chars().count())
+        .max()
+        .unwrap_or(0);
+    let name_width = longest.clamp(4, 16);
+    let counts_width = 9;
+    let fixed = [9, 18, 6, RECENT.max(6)];
+    let mut used = HIGHLIGHT.chars().count() + name_width + fixed.iter().sum::<usize>() + 4;
+    if !narrow {
+        used += counts_width + 2;
+    }
+    let schedule_width = inner_width.saturating_sub(used).max(8);
+    let now = app.jobs_at_ms;
+    let rows = app.jobs.iter().map(|job| {
+        let info = &job.info;
+        let mut cells: Vec<Cell> = vec![
+            truncate(&info.name, name_width).into(),
+            Span::styled(info.state.as_str(), job_state_style(info.state)).into(),
+        ];
+        if !narrow {
+            cells.push(truncate(&info.words, schedule_width).into());
+        }
+        cells.push(next_run(job, now).into());
+        let started = info.running.iter().filter_map(|r| r.started_at_ms).min();
+        cells.push(match started {
+            Some(started) => Span::styled(
+                duration(now.saturating_sub(started)),
+                Style::new().fg(Color::Yellow),
+            )
+            .into(),
+            None => Span::raw("-").dim().into(),
+        });
+        cells.push(strip(job).into());
+        if !narrow {
+            cells.push(format!("{}✓ {}✗", info.ok, info.failed).into());
+        }
+        let style = match info.state {
+            JobState::Paused | JobState::Stopped => Style::new().dim(),
+            _ => Style::new(),
+        };
+        Row::new(cells).style(style)
+    });
+    let mut header = vec!["name", "state"];
+    let mut widths = vec![
+        Constraint::Length(name_width as u16),
+        Constraint::Length(fixed[0] as u16),
+    ];
+    if !narrow {
+        header.push("schedule");
+        widths.push(Constraint::Length(schedule_width as u16));
+    }
+    header.extend(["next run", "run", "last"]);
+    widths.extend(fixed[1..].iter().map(|&w| Constraint::Length(w as u16)));
+    if !narrow {
+        header.push("ok/failed");
+        widths.push(Constraint::Length(counts_width as u16));
+    }
+    let table = Table::new(rows, widths)
+        .header(Row::new(header).bold())
+        .column_spacing(1)
+        .block(block)
+        .highlight_symbol(HIGHLIGHT)
+        .row_highlight_style(if focused {
+            Style::new().add_modifier(Modifier::REVERSED)
+        } else {
+            Style::new()
+        });
+    let mut state = TableState::default().with_selected(app.selected_job_index());
+    frame.render_stateful_widget(table, area, &mut state);
+}
+
+/// The next fire time on the job's wall clock (its time of day, with the date when it is a day or more
+/// away) and how far it is: `14:31:00 in 3m`.
+fn next_run(job: &JobRow, now: u64) -> String {
+    let (Some(at), Some(local)) = (job.info.next_ms, job.info.next_local.as_deref()) else {
+        return "-".into();
+    };
+    let far = at.saturating_sub(now) >= 86_400_000;
+    // `%Y-%m-%d %H:%M:%S %Z`
+    let when = if far {
+        local.get(5..16)
+    } else {
+        local.get(11..19)
+    }
+    .unwrap_or(local);
+    if at <= now {
+        format!("{when} now")
+    } else if at - now < 1000 {
+        format!("{when} in <1s")
+    } else {
+        format!("{when} in {}", duration(at - now))
+    }
+}
+
+/// The glyph of a finished run in the strip of last runs.
+fn outcome_glyph(outcome: RunOutcome) -> Span<'static> {
+    match outcome {
+        RunOutcome::Ok => Span::styled("✓", Style::new().fg(Color::Green)),
+        RunOutcome::Failed => Span::styled("✗", Style::new().fg(Color::Red)),
+        RunOutcome::TimedOut => Span::styled("T", Style::new().fg(Color::Red)),
+        RunOutcome::Killed => Span::styled("K", Style::new().fg(Color::Red)),
+        RunOutcome::Skipped => Span::styled("s", Style::new().fg(Color::Yellow)),
+        RunOutcome::Missed => Span::styled("m", Style::new().fg(Color::Yellow)),
+        RunOutcome::Running => Span::styled("▶", Style::new().fg(Color::Yellow)),
+    }
+}
+
+/// The last runs' outcomes, oldest first, padded with dots to [`RECENT`].
+fn strip(job: &JobRow) -> Line<'static> {
+    let mut spans: Vec<Span> = (job.recent.len()..RECENT)
+        .map(|_| Span::raw("·").dim())
+        .collect();
+    spans.extend(job.recent.iter().map(|r| outcome_glyph(r.outcome)));
+    Line::from(spans)
+}
+
+fn job_state_style(state: JobState) -> Style {
+    match state {
+        JobState::Scheduled => Style::new().fg(Color::Green),
+        JobState::Running => Style::new().fg(Color::Yellow),
+        JobState::Paused | JobState::Stopped => Style::new().dim(),
+    }
+}
+
 fn status_style(status: Status) -> Style {
     match status {
         Status::Online => Style::new().fg(Color::Green),
@@ -236,9 +401,15 @@ fn worker_label(p: &ProcessInfo) -> String {
 }
 
 fn render_log(app: &App, frame: &mut Frame, area: Rect) {
-    let title = match app.selected_process() {
-        Some(p) => format!(" log of {} ", truncate(&p.name, 24)),
-        None => " log ".to_string(),
+    let title = match (&app.run_log, app.selected_process()) {
+        (Some(run), _) => format!(
+            " run {} · attempt {} · {} · Esc closes ",
+            truncate(&run.run_id, 40),
+            run.attempt,
+            run.outcome.as_str()
+        ),
+        (None, Some(p)) => format!(" log of {} ", truncate(&p.name, 24)),
+        (None, None) => " log ".to_string(),
     };
     let block = Block::bordered().title(title);
     let height = block.inner(area).height as usize;
@@ -276,6 +447,12 @@ fn render_status(app: &App, frame: &mut Frame, area: Rect) {
         Line::styled(status.text.as_str(), style)
     } else if matches!(app.link, Link::Refused(_) | Link::Gone(_)) {
         Line::raw("q quit").dim()
+    } else if app.focus == Focus::Jobs {
+        Line::raw("↑↓/jk select a job · t run now · p pause/resume · Enter its log · Tab processes")
+            .dim()
+    } else if !app.jobs.is_empty() {
+        Line::raw("↑↓/jk select · r restart · l reload · s stop · Tab jobs · / filter · ? help")
+            .dim()
     } else {
         Line::raw("↑↓/jk select · r restart · l reload · s stop · / filter · ? help · q quit").dim()
     };
@@ -288,8 +465,14 @@ const HELP: &[(&str, &str)] = &[
     ("r", "restart the selected app"),
     ("l", "reload it (zero downtime)"),
     ("s", "stop it"),
+    ("Tab", "switch between processes and jobs"),
+    ("t", "run the selected job now"),
+    ("p", "pause or resume it"),
+    ("Enter  o", "show its latest run's log (Esc closes)"),
+    ("", "last runs: ✓ ok ✗ failed T timed out"),
+    ("", "           K killed s skipped m missed"),
     ("/", "filter by name: type, Enter applies"),
-    ("Esc", "clear the filter, or quit"),
+    ("Esc", "close a run's log, clear the filter, or quit"),
     ("?", "this help (any key closes it)"),
     ("q  Ctrl-C", "quit"),
 ];
@@ -304,7 +487,7 @@ fn render_help(frame: &mut Frame) {
             ])
         })
         .collect();
-    let area = centered(frame.area(), 50, lines.len() as u16 + 2);
+    let area = centered(frame.area(), 58, lines.len() as u16 + 2);
     frame.render_widget(Clear, area);
     frame.render_widget(
         Paragraph::new(lines).block(Block::bordered().title(" keys ")),

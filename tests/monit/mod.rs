@@ -4,6 +4,9 @@
 //! and monit's exit status, so the restored terminal is checked from the inside too. The tmux server is
 //! killed by a drop guard, pass or fail; the [`Herdsman`] fixture kills what the pane started.
 //!
+//! Issue 14's jobs pane: a job started with a schedule shows a row of its own below the process table;
+//! Tab and `t` run it now, the run's outcome appears in the row, and Enter shows the run's output.
+//!
 //! tmux is required, not optional: CI installs it (`.ci/run`), and without it the test fails saying so.
 
 use std::process::{Command, Stdio};
@@ -132,6 +135,95 @@ fn row<'a>(screen: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
+/// The shell command that runs monit against `h`'s daemon, then reports how it exited and stays.
+fn monit_command(h: &Herdsman) -> String {
+    let script = format!(
+        "before=$(stty -g); {bin} monit; code=$?; \
+         if [ \"$before\" = \"$(stty -g)\" ]; then echo 'stty: as before'; else echo 'stty: CHANGED'; fi; \
+         echo \"monit exited with $code\"; exec sleep 600",
+        bin = quote(BIN)
+    );
+    format!(
+        "env HERDSMAN_HOME={} sh -c {}",
+        quote(&h.home().display().to_string()),
+        quote(&script)
+    )
+}
+
+/// The jobs pane's row of job `name` (`nightly  scheduled  ...`), if shown: the process table's row of the
+/// job's slot has no job state.
+fn job_row<'a>(screen: &'a str, name: &str) -> Option<&'a str> {
+    screen.lines().find(|line| {
+        let mut words = line
+            .split(|c: char| c.is_whitespace() || c == '│' || c == '▶')
+            .filter(|w| !w.is_empty());
+        words.next() == Some(name)
+            && matches!(
+                words.next(),
+                Some("scheduled" | "running" | "paused" | "stopped")
+            )
+    })
+}
+
+#[test]
+fn monit_shows_a_job_and_runs_it_now_from_the_keyboard() {
+    let h = Herdsman::new();
+    let file = h.scratch("runs").join("nightly");
+    // A job that would not fire before next New Year: every run is the keyboard's.
+    h.cmd(&[
+        "start",
+        "tests/apps/job.sh",
+        "--name",
+        "nightly",
+        "--schedule",
+        "0 0 1 1 *",
+    ])
+    .env("JOB_FILE", file.display().to_string())
+    .ok();
+    let tmux = Tmux::start(100, 30, &monit_command(&h));
+
+    let screen = tmux.wait_screen(&h, "the job's row in the jobs pane", |s| {
+        job_row(s, "nightly").is_some_and(|r| r.contains("scheduled") && r.contains("0✓ 0✗"))
+    });
+    if !screen.contains("jobs (Tab)") {
+        h.fail(&format!(
+            "the jobs pane should have its title
+{screen}"
+        ));
+    }
+    tmux.keys(&h, "Tab");
+    tmux.wait_screen(&h, "the jobs pane focused", |s| s.contains("t run now"));
+    tmux.keys(&h, "t");
+    let screen = tmux.wait_screen(&h, "the run reported and its ok outcome in the row", |s| {
+        s.contains("triggered nightly: nightly@manual-")
+            && job_row(s, "nightly").is_some_and(|r| r.contains("1✓ 0✗") && r.contains('✓'))
+    });
+    let recorded = std::fs::read_to_string(&file).unwrap_or_default();
+    if !recorded.contains("nightly@manual-") {
+        h.fail(&format!(
+            "the job should have run once by hand, recorded {recorded:?}
+{screen}"
+        ));
+    }
+    // Enter shows the run's output in the log pane; Esc brings the app's log back.
+    tmux.keys(&h, "Enter");
+    tmux.wait_screen(&h, "the run's log", |s| {
+        s.contains("run nightly@manual-") && s.contains("running nightly@manual-")
+    });
+    tmux.keys(&h, "Escape");
+    tmux.wait_screen(&h, "the app's log again", |s| s.contains("log of nightly"));
+
+    tmux.keys(&h, "q");
+    let screen = tmux.wait_screen(&h, "the shell again after q", |s| {
+        s.contains("monit exited with")
+    });
+    if !screen.contains("monit exited with 0") || !screen.contains("stty: as before") {
+        h.fail(&format!(
+            "monit must exit 0 and leave the terminal settings as it found them\n--- pane ---\n{screen}"
+        ));
+    }
+}
+
 #[test]
 fn monit_restarts_the_selected_app_from_the_keyboard_and_restores_the_terminal() {
     let h = Herdsman::new();
@@ -151,18 +243,7 @@ fn monit_restarts_the_selected_app_from_the_keyboard_and_restores_the_terminal()
     let web_pid = web.pid.expect("an online worker has a pid");
 
     // The shell compares the terminal settings around monit and reports its exit status, then stays.
-    let script = format!(
-        "before=$(stty -g); {bin} monit; code=$?; \
-         if [ \"$before\" = \"$(stty -g)\" ]; then echo 'stty: as before'; else echo 'stty: CHANGED'; fi; \
-         echo \"monit exited with $code\"; exec sleep 600",
-        bin = quote(BIN)
-    );
-    let command = format!(
-        "env HERDSMAN_HOME={} sh -c {}",
-        quote(&h.home().display().to_string()),
-        quote(&script)
-    );
-    let tmux = Tmux::start(100, 30, &command);
+    let tmux = Tmux::start(100, 30, &monit_command(&h));
 
     tmux.wait_screen(&h, "both apps online", |s| {
         row(s, "alpha").is_some_and(|r| r.contains("online"))

@@ -1,7 +1,8 @@
 //! The update function: selection, filter, help, actions and the link to the daemon.
 
-use super::super::app::{Action, HISTORY, Link};
+use super::super::app::{Action, Focus, HISTORY, Link};
 use super::*;
+use crate::protocol::RunOutcome;
 
 fn selected_name(app: &App) -> Option<String> {
     app.selected_process()
@@ -207,4 +208,156 @@ fn a_refused_or_lost_subscription_disables_actions_and_q_quits() {
     // The last figures stay.
     assert_eq!(app.visible().len(), 4);
     assert_eq!(app.handle_event(ch('q')), Some(Action::Quit));
+}
+
+fn job_name(app: &App) -> Option<String> {
+    app.selected_job().map(|j| j.info.name.clone())
+}
+
+#[test]
+fn jobs_are_sorted_and_tab_moves_the_selection_keys_to_them() {
+    let mut app = app_with_jobs();
+    let names: Vec<&str> = app.jobs.iter().map(|j| j.info.name.as_str()).collect();
+    assert_eq!(names, ["backup", "report", "sync"]);
+    assert_eq!(app.focus, Focus::Processes);
+    assert_eq!(job_name(&app).as_deref(), Some("backup"));
+    let process = selected_name(&app);
+    assert_eq!(app.handle_event(key(KeyCode::Tab)), None);
+    assert_eq!(app.focus, Focus::Jobs);
+    app.handle_event(ch('j'));
+    assert_eq!(job_name(&app).as_deref(), Some("report"));
+    app.handle_event(key(KeyCode::Down));
+    app.handle_event(key(KeyCode::Down));
+    assert_eq!(job_name(&app).as_deref(), Some("backup"), "wraps around");
+    app.handle_event(ch('G'));
+    assert_eq!(job_name(&app).as_deref(), Some("sync"));
+    app.handle_event(key(KeyCode::Up));
+    assert_eq!(job_name(&app).as_deref(), Some("report"));
+    assert_eq!(selected_name(&app), process, "the process selection stays");
+    app.handle_event(key(KeyCode::BackTab));
+    assert_eq!(app.focus, Focus::Processes);
+    app.handle_event(ch('j'));
+    assert_ne!(selected_name(&app), process);
+    assert_eq!(job_name(&app).as_deref(), Some("report"));
+}
+
+#[test]
+fn the_selected_job_survives_new_lists_and_without_jobs_tab_says_so() {
+    let mut app = app_with_jobs();
+    app.handle_event(key(KeyCode::Tab));
+    app.handle_event(ch('G'));
+    // `sync` deleted: the row at its place (the last) is selected.
+    let mut jobs = three_jobs();
+    jobs.retain(|j| j.info.name != "sync");
+    app.handle_event(Event::Jobs { at_ms: 1, jobs });
+    assert_eq!(job_name(&app).as_deref(), Some("report"));
+    // No jobs left: the focus goes back to the processes.
+    app.handle_event(Event::Jobs {
+        at_ms: 2,
+        jobs: Vec::new(),
+    });
+    assert_eq!((app.focus, job_name(&app)), (Focus::Processes, None));
+    assert_eq!(app.handle_event(key(KeyCode::Tab)), None);
+    assert_eq!(app.focus, Focus::Processes);
+    assert!(app.status.as_ref().is_some_and(|s| s.error));
+}
+
+#[test]
+fn t_triggers_and_p_pauses_or_resumes_the_selected_job() {
+    let mut app = app_with_jobs();
+    app.handle_event(key(KeyCode::Tab));
+    assert_eq!(
+        app.handle_event(ch('t')),
+        Some(Action::Trigger("backup".into()))
+    );
+    assert_eq!(
+        app.status.as_ref().map(|s| s.text.as_str()),
+        Some("running backup now…")
+    );
+    assert_eq!(
+        app.handle_event(ch('p')),
+        Some(Action::Pause("backup".into()))
+    );
+    app.handle_event(ch('G'));
+    assert_eq!(
+        app.handle_event(ch('p')),
+        Some(Action::Resume("sync".into())),
+        "a paused job resumes"
+    );
+    app.handle_event(Event::ActionDone(Err("sync: skipped: paused".into())));
+    assert!(app.status.as_ref().is_some_and(|s| s.error));
+    // r, l and s act on the selected job's app while the jobs pane has the focus.
+    assert_eq!(app.handle_event(ch('s')), Some(Action::Stop("sync".into())));
+}
+
+#[test]
+fn job_keys_in_the_process_table_need_a_jobs_slot() {
+    let mut app = app_with_jobs();
+    // The first row is `api`, an ordinary app.
+    assert_eq!(selected_name(&app).as_deref(), Some("api:0"));
+    assert_eq!(app.handle_event(ch('t')), None);
+    assert_eq!(
+        app.status.as_ref().map(|s| (s.text.as_str(), s.error)),
+        Some(("api is not a scheduled job (Tab selects a job)", true))
+    );
+    // `backup:0` is the job's slot.
+    app.handle_event(ch('j'));
+    app.handle_event(ch('j'));
+    assert_eq!(selected_name(&app).as_deref(), Some("backup:0"));
+    assert_eq!(
+        app.handle_event(ch('t')),
+        Some(Action::Trigger("backup".into()))
+    );
+    // Without the daemon, nothing is asked.
+    app.handle_event(Event::Gone("closed".into()));
+    assert_eq!(app.handle_event(ch('t')), None);
+    assert_eq!(
+        app.status.as_ref().map(|s| s.text.as_str()),
+        Some("not connected to the daemon")
+    );
+}
+
+#[test]
+fn enter_opens_the_latest_runs_log_and_esc_closes_it() {
+    let mut app = app_with_jobs();
+    let app_log = app.log_files();
+    app.handle_event(key(KeyCode::Tab));
+    // backup: its last finished run.
+    assert_eq!(app.handle_event(key(KeyCode::Enter)), None);
+    let open = app.run_log.clone().expect("a run log open");
+    let last = three_jobs()[1].info.last.clone().expect("backup ran");
+    assert_eq!(
+        (open.job.as_str(), &open.run_id, open.outcome),
+        ("backup", &last.run_id, RunOutcome::Ok)
+    );
+    assert_eq!(app.log_files(), (last.log.clone(), None));
+    // report: the run in progress, with `o`; its outcome follows the next list.
+    app.handle_event(ch('j'));
+    assert_eq!(app.run_log, None, "moving the selection closes it");
+    app.handle_event(ch('o'));
+    let running = three_jobs()[2].info.running[0].clone();
+    assert_eq!(app.log_files(), (running.log.clone(), None));
+    let mut jobs = three_jobs();
+    let mut ended = running.clone();
+    ended.outcome = RunOutcome::Failed;
+    jobs[2].info.running.clear();
+    jobs[2].info.last = Some(ended);
+    app.handle_event(Event::Jobs { at_ms: 3, jobs });
+    assert_eq!(
+        app.run_log.as_ref().map(|r| r.outcome),
+        Some(RunOutcome::Failed)
+    );
+    // Esc closes the run's log before it would quit.
+    assert_eq!(app.handle_event(key(KeyCode::Esc)), None);
+    assert_eq!(app.run_log, None);
+    assert_eq!(app.log_files(), app_log);
+    // sync never ran.
+    app.handle_event(ch('G'));
+    app.handle_event(key(KeyCode::Enter));
+    assert_eq!(app.run_log, None);
+    assert_eq!(
+        app.status.as_ref().map(|s| (s.text.as_str(), s.error)),
+        Some(("sync has not run yet (t runs it now)", true))
+    );
+    assert_eq!(app.handle_event(key(KeyCode::Esc)), Some(Action::Quit));
 }

@@ -7,8 +7,10 @@ mod render;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use super::app::{App, Event, LogLine};
-use crate::protocol::{Mode, ProcessInfo, Status};
+use super::app::{App, Event, JobRow, LogLine};
+use crate::protocol::{
+    JobInfo, JobState, JobSummary, Mode, ProcessInfo, RunOutcome, RunRecord, Status,
+};
 
 /// A worker record with fixed figures.
 fn worker(id: u32, name: &str, instance: u32, status: Status) -> ProcessInfo {
@@ -106,4 +108,109 @@ fn key(code: KeyCode) -> Event {
 
 fn ch(c: char) -> Event {
     key(KeyCode::Char(c))
+}
+
+/// The clock of the jobs fixtures (ms since the epoch): 2026-12-02 14:30:00 UTC.
+const JOBS_AT: u64 = 1_796_221_800_000;
+
+/// A run of `job` that ended `ago_s` seconds before [`JOBS_AT`] with `outcome`.
+fn run(job: &str, ago_s: u64, outcome: RunOutcome) -> RunRecord {
+    let at = JOBS_AT - ago_s * 1000;
+    RunRecord {
+        run_id: format!("{job}@{at}"),
+        scheduled_at_ms: Some(at),
+        started_at_ms: Some(at),
+        ended_at_ms: (outcome != RunOutcome::Running).then_some(at + 500),
+        outcome,
+        exit: (outcome == RunOutcome::Failed).then(|| "code 1".to_string()),
+        exit_code: None,
+        attempt: 1,
+        pid: Some(52_000),
+        log: Some(format!("/var/log/jobs/{job}-{at}.log")),
+        detail: None,
+    }
+}
+
+/// A job named `name`; its `last` is the newest of `recent`.
+fn job(name: &str, words: &str, state: JobState, recent: Vec<RunRecord>) -> JobRow {
+    // The next fire time, 3 minutes away, unless paused.
+    let next = (state != JobState::Paused).then_some(JOBS_AT + 180_000);
+    let ok = recent
+        .iter()
+        .filter(|r| r.outcome == RunOutcome::Ok)
+        .count() as u64;
+    let failed = recent.iter().filter(|r| r.outcome.is_failure()).count() as u64;
+    JobRow {
+        info: JobInfo {
+            name: name.into(),
+            schedule: "*/5 * * * *".into(),
+            words: words.into(),
+            timezone: "UTC".into(),
+            state,
+            next_ms: next,
+            next_local: next.map(|_| "2026-12-02 14:33:00 UTC".to_string()),
+            running: Vec::new(),
+            last: recent.last().cloned(),
+            ok: ok + 10,
+            failed,
+            retrying: Vec::new(),
+        },
+        recent,
+    }
+}
+
+/// Three jobs: `backup` with five mixed runs, `report` running for 4 s, `sync` paused and never run.
+fn three_jobs() -> Vec<JobRow> {
+    let mut report = job(
+        "report",
+        "At every 5th minute",
+        JobState::Running,
+        vec![run("report", 300, RunOutcome::Ok)],
+    );
+    report.info.running = vec![run("report", 4, RunOutcome::Running)];
+    vec![
+        job(
+            "sync",
+            "At 03:00 on every day",
+            JobState::Paused,
+            Vec::new(),
+        ),
+        job(
+            "backup",
+            "At every 5th minute",
+            JobState::Scheduled,
+            [
+                RunOutcome::Ok,
+                RunOutcome::Failed,
+                RunOutcome::TimedOut,
+                RunOutcome::Skipped,
+                RunOutcome::Ok,
+            ]
+            .into_iter()
+            .enumerate()
+            .map(|(i, o)| run("backup", 1500 - i as u64 * 300, o))
+            .collect(),
+        ),
+        report,
+    ]
+}
+
+/// [`app_with`] three apps and the job slots of [`three_jobs`], then the jobs.
+fn app_with_jobs() -> App {
+    let mut processes = three_apps();
+    for (id, job) in three_jobs().iter().enumerate() {
+        let mut slot = worker(10 + id as u32, &job.info.name, 0, Status::Online);
+        slot.job = Some(JobSummary {
+            state: job.info.state,
+            next_ms: job.info.next_ms,
+            last_outcome: job.info.last.as_ref().map(|r| r.outcome),
+        });
+        processes.push(slot);
+    }
+    let mut app = app_with(processes, 5);
+    app.handle_event(Event::Jobs {
+        at_ms: JOBS_AT,
+        jobs: three_jobs(),
+    });
+    app
 }

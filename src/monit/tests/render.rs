@@ -114,3 +114,24 @@ fn truncation() {
     assert_eq!(truncate("abcdef", 4), "abc…");
     assert_eq!(truncate("abcdef", 0), "");
 }
+
+#[test]
+fn the_jobs_pane_at_80x24() {
+    let app = app_with_jobs();
+    let text = screen(&app, 80, 24);
+    assert!(text.contains("14:33:00 in 3m"), "{text}");
+    insta::assert_snapshot!("jobs_pane", text);
+}
+
+#[test]
+fn the_jobs_pane_focused_with_a_runs_log_open() {
+    let mut app = app_with_jobs();
+    app.handle_event(key(KeyCode::Tab));
+    app.handle_event(key(KeyCode::Enter));
+    app.handle_event(Event::Log(vec![LogLine {
+        err: false,
+        text: "backup: 1.2 GB copied".into(),
+    }]));
+    insta::assert_snapshot!("jobs_focused_wide", screen(&app, 120, 30));
+    insta::assert_snapshot!("jobs_narrow", screen(&app, 56, 20));
+}
