@@ -478,3 +478,34 @@ fn on_failure_runs_once_a_run_failed_for_good_with_the_run_in_its_environment() 
         "once, after the last attempt"
     );
 }
+
+#[test]
+fn a_run_in_progress_goes_on_across_an_update_and_ends_with_its_outcome() {
+    let h = Herdsman::new();
+    let file = h.scratch("runs").join("update");
+    start_job(
+        &h,
+        "long",
+        &file,
+        &["--schedule", "0 0 1 1 *"],
+        &[("JOB_SLEEP", "3")],
+    );
+    h.cmd(&["trigger", "long"]).ok();
+    h.wait_for("the run in progress", 10 * SECOND, || {
+        !runs(&file).is_empty()
+    });
+    let pid = runs(&file)[0].2;
+    let copy = h.scratch("bin").join("herdsman");
+    fs::copy(env!("CARGO_BIN_EXE_herdsman"), &copy).expect("copy the binary");
+    let out = h
+        .cmd(&["update", "--binary", &copy.display().to_string()])
+        .timeout(60 * SECOND)
+        .ok();
+    assert!(out.stdout.contains("daemon moved"), "{out}");
+    assert!(alive(pid), "the run goes on across the update");
+    h.wait_for("the run to end", 20 * SECOND, || {
+        outcomes(&history(&h, "long")) == ["ok"]
+    });
+    let runs = history(&h, "long");
+    assert_eq!(runs[0]["exit_code"], 0, "{runs:?}");
+}

@@ -246,7 +246,8 @@ impl Supervisor {
         };
         let path = jobstore::path(&self.home.jobs_dir(), name);
         let mut stored = jobstore::load(&path);
-        // Runs that went on while no keeper ran, adopted with their slots (see `adoption.rs`).
+        // Runs that go on in the app's slots: adopted from a killed keeper (see `adoption.rs`), or carried
+        // over an in-place update (`handover.rs`).
         let adopted: HashMap<u32, (u32, u64)> = self
             .apps
             .get(name)
@@ -255,7 +256,7 @@ impl Supervisor {
                     .iter()
                     .filter_map(|&id| {
                         let p = self.workers.get(&id)?.state.process()?;
-                        p.adopted.then_some((p.pid as u32, (id, p.serial)))
+                        Some((p.pid as u32, (id, p.serial)))
                     })
                     .collect()
             })
