@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use herdsman::fleet::{Options, Store};
-use nix::sys::signal::{Signal, killpg};
+use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::{Pid, Uid, User, chown};
 use tempfile::TempDir;
 
@@ -153,17 +153,43 @@ impl Server {
         Pid::from_raw(i32::try_from(self.child.id()).expect("a pid fits i32"))
     }
 
-    /// SIGSTOPs the server's whole process group (PostgreSQL's backends too); SIGCONT when the guard drops.
+    /// SIGSTOPs the server and its children (PostgreSQL's backends each call setsid(), so its process group
+    /// is not enough); SIGCONT when the guard drops.
     pub fn pause(&self) -> Paused {
-        killpg(self.group(), Signal::SIGSTOP).expect("SIGSTOP the server");
-        Paused {
-            group: self.group(),
+        let mut pids = vec![self.group()];
+        pids.extend(children(self.group()));
+        for pid in &pids {
+            let _ = kill(*pid, Signal::SIGSTOP);
         }
+        Paused { pids }
     }
+}
+
+/// The direct children of `parent`, from /proc.
+fn children(parent: Pid) -> Vec<Pid> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = fs::read_to_string(entry.path().join("stat")).ok()?;
+            // pid (comm) state ppid ...: comm may hold spaces, so split after its closing parenthesis.
+            let (_, rest) = stat.rsplit_once(')')?;
+            let ppid: i32 = rest.split_whitespace().nth(1)?.parse().ok()?;
+            (ppid == parent.as_raw()).then(|| Pid::from_raw(pid))
+        })
+        .collect()
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // PostgreSQL's backends are in sessions of their own: they exit when the postmaster dies.
+        for pid in children(self.group()) {
+            let _ = kill(pid, Signal::SIGCONT);
+            let _ = kill(pid, Signal::SIGKILL);
+        }
         let _ = killpg(self.group(), Signal::SIGCONT);
         let _ = killpg(self.group(), Signal::SIGKILL);
         let _ = self.child.wait();
@@ -171,12 +197,14 @@ impl Drop for Server {
 }
 
 pub struct Paused {
-    group: Pid,
+    pids: Vec<Pid>,
 }
 
 impl Drop for Paused {
     fn drop(&mut self) {
-        let _ = killpg(self.group, Signal::SIGCONT);
+        for pid in &self.pids {
+            let _ = kill(*pid, Signal::SIGCONT);
+        }
     }
 }
 
