@@ -505,6 +505,18 @@ mod tests {
     }
 
     #[test]
+    fn tls_urls_are_accepted() {
+        let store = Store::new("rediss://:pw@cache.example:6380/1").unwrap();
+        assert_eq!(store.kind(), "redis");
+        assert_eq!(store.redacted(), "rediss://:***@cache.example:6380/1");
+        // TLS for PostgreSQL needs the system's root certificates; without them the error says so.
+        match Store::new("postgresql://h:pw@db.example/ops?sslmode=require") {
+            Ok(store) => assert_eq!(store.kind(), "postgres"),
+            Err(error) => assert!(error.to_string().contains("root certificates"), "{error}"),
+        }
+    }
+
+    #[test]
     fn backoff_doubles_and_caps() {
         let mut backoff = Backoff::new(&Options::default());
         assert_eq!(backoff.wait(), Duration::ZERO);
