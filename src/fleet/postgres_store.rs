@@ -78,6 +78,34 @@ CREATE TABLE IF NOT EXISTS herdsman.hosts (
     last_seen timestamptz NOT NULL,
     PRIMARY KEY (fleet, host)
 );
+-- One round trip per claim. Each statement of a volatile function takes a new snapshot (read committed), so
+-- a claimer that waited on the unique index for the winner's commit then reads the winner's row and fence.
+CREATE OR REPLACE FUNCTION herdsman.claim(
+    p_fleet text, p_job text, p_run_id text, p_scheduled_ms bigint, p_host text, p_retain_ms bigint,
+    OUT o_won boolean, OUT o_holder text, OUT o_fence bigint)
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    DELETE FROM herdsman.claims c
+     WHERE c.fleet = p_fleet AND c.job = p_job AND c.expires_at < now();
+    INSERT INTO herdsman.claims (fleet, job, run_id, scheduled_at, host, fence, expires_at)
+    VALUES (p_fleet, p_job, p_run_id, to_timestamp(p_scheduled_ms / 1000.0), p_host, 0,
+            now() + p_retain_ms * interval '1 millisecond')
+    ON CONFLICT DO NOTHING;
+    IF FOUND THEN
+        INSERT INTO herdsman.fences AS f (fleet, job, value) VALUES (p_fleet, p_job, 1)
+        ON CONFLICT (fleet, job) DO UPDATE SET value = f.value + 1
+        RETURNING f.value INTO o_fence;
+        UPDATE herdsman.claims c SET fence = o_fence
+         WHERE c.fleet = p_fleet AND c.job = p_job AND c.run_id = p_run_id;
+        o_won := true;
+        o_holder := p_host;
+    ELSE
+        SELECT c.host, c.fence INTO o_holder, o_fence FROM herdsman.claims c
+         WHERE c.fleet = p_fleet AND c.job = p_job AND c.run_id = p_run_id;
+        o_won := false;
+    END IF;
+END
+$$;
 ";
 
 /// The key of the transaction-level advisory lock taken while creating the schema ("herdsman" in ASCII).
@@ -215,56 +243,29 @@ impl PgStore {
     ) -> Result<Claim> {
         let scheduled_ms = scheduled_at.as_millisecond();
         let retain_ms = i64::try_from(millis(retain)).unwrap_or(i64::MAX);
-        let (won, holder, fence) = self
+        let row = self
             .run("claim", async |client| {
-                let tx = client.transaction().await?;
-                // Expired claims of this job go first, so the table stays bounded.
-                tx.execute(
-                    "DELETE FROM herdsman.claims WHERE fleet = $1 AND job = $2 AND expires_at < now()",
-                    &[&fleet, &job],
-                )
-                .await?;
-                let inserted = tx
-                    .execute(
-                        "INSERT INTO herdsman.claims (fleet, job, run_id, scheduled_at, host, fence, expires_at)
-                         VALUES ($1, $2, $3, to_timestamp($4::bigint / 1000.0), $5, 0,
-                                 now() + $6::bigint * interval '1 millisecond')
-                         ON CONFLICT DO NOTHING",
+                client
+                    .query_one(
+                        "SELECT o_won, o_holder, o_fence FROM herdsman.claim($1, $2, $3, $4, $5, $6)",
                         &[&fleet, &job, &run_id, &scheduled_ms, &host, &retain_ms],
                     )
-                    .await?;
-                if inserted == 1 {
-                    let row = tx
-                        .query_one(
-                            "INSERT INTO herdsman.fences AS f (fleet, job, value) VALUES ($1, $2, 1)
-                             ON CONFLICT (fleet, job) DO UPDATE SET value = f.value + 1
-                             RETURNING value",
-                            &[&fleet, &job],
-                        )
-                        .await?;
-                    let fence: i64 = row.try_get(0)?;
-                    tx.execute(
-                        "UPDATE herdsman.claims SET fence = $4 WHERE fleet = $1 AND job = $2 AND run_id = $3",
-                        &[&fleet, &job, &run_id, &fence],
-                    )
-                    .await?;
-                    tx.commit().await?;
-                    Ok((true, host.to_string(), fence))
-                } else {
-                    let row = tx
-                        .query_one(
-                            "SELECT host, fence FROM herdsman.claims
-                             WHERE fleet = $1 AND job = $2 AND run_id = $3",
-                            &[&fleet, &job, &run_id],
-                        )
-                        .await?;
-                    let holder: String = row.try_get(0)?;
-                    let fence: i64 = row.try_get(1)?;
-                    tx.commit().await?;
-                    Ok((false, holder, fence))
-                }
+                    .await
             })
             .await?;
+        let fields = (|| -> Result<(bool, Option<String>, Option<i64>), tokio_postgres::Error> {
+            Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
+        })();
+        let (won, holder, fence) = match fields {
+            Ok((won, Some(holder), Some(fence))) => (won, holder, fence),
+            // The conflicting claim expired and was deleted between the insert and the read.
+            Ok(_) => {
+                return Err(self
+                    .url
+                    .error("claim", "the claim vanished while being read; retry"));
+            }
+            Err(error) => return Err(self.url.error("claim", error)),
+        };
         Ok(Claim {
             won,
             holder,
