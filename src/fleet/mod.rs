@@ -24,7 +24,7 @@
 //! `retain` minus the catch-up window, so a late host still finds the claim) is harmless. Lease expiry and
 //! history timestamps written by the store use the store's clock only, so host skew does not shorten or
 //! lengthen a lease. [`Store::server_time`] lets the daemon warn when a host's clock is off by more than
-//! that; [`SKEW_WARN`] is the conservative default margin (1 s, the finest schedule's half period).
+//! that; [`SKEW_WARN`] is the conservative default margin (500 ms, half the period of a one-second schedule).
 
 mod postgres_store;
 mod redis_store;
