@@ -18,6 +18,7 @@ pub mod config;
 pub mod controller;
 pub mod daemon;
 mod descriptors;
+pub mod fleet;
 pub mod home;
 pub mod human;
 pub mod logs;

@@ -4,6 +4,7 @@
 
 mod adopt;
 mod ecosystem;
+mod fleet;
 mod habits;
 mod helpers;
 mod jobs;
