@@ -345,6 +345,8 @@ pub enum RunOutcome {
     Missed,
     /// Stopped before it ended (replaced, `stop`, the daemon stopped or died).
     Killed,
+    /// It ended while adopted by a new keeper, and the kernel kept no exit status: not retried.
+    Unknown,
 }
 
 impl RunOutcome {
@@ -357,6 +359,7 @@ impl RunOutcome {
             RunOutcome::Skipped => "skipped",
             RunOutcome::Missed => "missed",
             RunOutcome::Killed => "killed",
+            RunOutcome::Unknown => "unknown",
         }
     }
 

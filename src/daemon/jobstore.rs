@@ -25,6 +25,19 @@ pub struct Stored {
     pub failed: u64,
     /// The last runs, oldest first.
     pub runs: Vec<RunRecord>,
+    /// Next attempts of failed runs, waiting for their backoff.
+    #[serde(default)]
+    pub pending: Vec<PendingRetry>,
+}
+
+/// A failed run's next attempt, due at `due_ms` (milliseconds since the Unix epoch).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingRetry {
+    pub run_id: String,
+    pub scheduled_at_ms: Option<u64>,
+    pub attempt: u32,
+    pub due_ms: u64,
+    pub log: String,
 }
 
 /// The file of the job `name`.

@@ -317,6 +317,7 @@ fn outcome_glyph(outcome: RunOutcome) -> Span<'static> {
         RunOutcome::Skipped => Span::styled("s", Style::new().fg(Color::Yellow)),
         RunOutcome::Missed => Span::styled("m", Style::new().fg(Color::Yellow)),
         RunOutcome::Running => Span::styled("▶", Style::new().fg(Color::Yellow)),
+        RunOutcome::Unknown => Span::styled("?", Style::new().fg(Color::Yellow)),
     }
 }
 
@@ -470,7 +471,7 @@ const HELP: &[(&str, &str)] = &[
     ("p", "pause or resume it"),
     ("Enter  o", "show its latest run's log (Esc closes)"),
     ("", "last runs: ✓ ok ✗ failed T timed out"),
-    ("", "           K killed s skipped m missed"),
+    ("", "           K killed s skipped m missed ? unknown"),
     ("/", "filter by name: type, Enter applies"),
     ("Esc", "close a run's log, clear the filter, or quit"),
     ("?", "this help (any key closes it)"),

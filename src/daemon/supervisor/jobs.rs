@@ -69,7 +69,10 @@ struct Active {
 pub(super) struct Job {
     key: u64,
     spec: JobSpec,
-    schedule: Schedule,
+    /// `None` when the schedule cannot be used on this host (its zone is unknown to this tzdb, or it never
+    /// fires any more): the app is still a job, and nothing fires; `unusable` says why.
+    schedule: Option<Schedule>,
+    unusable: Option<String>,
     path: PathBuf,
     stored: Stored,
     /// Bumped whenever the armed timer becomes stale.
@@ -211,7 +214,12 @@ impl Supervisor {
             .cloned()
             .collect();
         for name in gone {
-            self.jobs.jobs.remove(&name);
+            if let Some(mut job) = self.jobs.jobs.remove(&name) {
+                // Its history stays; an app created later under the name starts neither paused nor enabled.
+                job.stored.paused = false;
+                job.stored.enabled = false;
+                job.save();
+            }
             info!(job = %name, "job removed");
         }
         self.jobs.reloads.retain(|name, _| apps.contains(name));
@@ -237,11 +245,11 @@ impl Supervisor {
     }
 
     fn register_job(&mut self, name: &str, spec: JobSpec) {
-        let schedule = match Schedule::parse(&spec.schedule, spec.timezone.as_deref()) {
-            Ok(schedule) => schedule,
+        let (schedule, unusable) = match Schedule::parse(&spec.schedule, spec.timezone.as_deref()) {
+            Ok(schedule) => (Some(schedule), None),
             Err(e) => {
-                error!(job = %name, error = %e, "the job's schedule cannot be used here: not scheduled");
-                return;
+                error!(job = %name, error = %e, "the job's schedule cannot be used here: nothing fires");
+                (None, Some(e.to_string()))
             }
         };
         let path = jobstore::path(&self.home.jobs_dir(), name);
@@ -262,6 +270,8 @@ impl Supervisor {
             })
             .unwrap_or_default();
         let mut runs = HashMap::new();
+        // Each carried run's slot, serial and start, to arm its timeout again.
+        let mut carried: Vec<(u32, u64, u64)> = Vec::new();
         for run in stored
             .runs
             .iter_mut()
@@ -284,6 +294,7 @@ impl Supervisor {
                         stopped_for: None,
                     },
                 );
+                carried.push((slot, serial, run.started_at_ms.unwrap_or(0)));
                 continue;
             }
             // Its daemon ended during the run: whatever became of it, it is not run again.
@@ -296,6 +307,7 @@ impl Supervisor {
             key: self.jobs.next_key,
             spec,
             schedule,
+            unusable,
             path,
             stored,
             generation: 0,
@@ -305,8 +317,32 @@ impl Supervisor {
             retries: HashMap::new(),
         };
         let resume = job.stored.enabled && !job.stored.paused;
+        let timeout = job.spec.timeout_ms;
+        let pending = job.stored.pending.clone();
         self.jobs.jobs.insert(name.to_string(), job);
         info!(job = %name, "job registered");
+        let now = ms(Timestamp::now());
+        // A carried run keeps its timeout, counted from when it started.
+        if let Some(timeout) = timeout {
+            for (slot, serial, started) in carried {
+                let left = (started + timeout).saturating_sub(now);
+                let timer = Timer::Job(JobTimer::Timeout { slot, serial });
+                self.arm(Duration::from_millis(left), timer);
+            }
+        }
+        // And a failed run's next attempt still comes, when it was due.
+        for retry in pending {
+            let next = RunStart {
+                run_id: retry.run_id,
+                scheduled: retry
+                    .scheduled_at_ms
+                    .and_then(|ms| Timestamp::from_millisecond(ms as i64).ok()),
+                attempt: retry.attempt,
+                log: PathBuf::from(retry.log),
+            };
+            let delay = Duration::from_millis(retry.due_ms.saturating_sub(now));
+            self.arm_retry(name, next, delay);
+        }
         if resume {
             self.catch_up(name);
         }
@@ -317,18 +353,25 @@ impl Supervisor {
 
     /// A changed definition: the new schedule and options from now on; a run in progress goes on.
     fn respec_job(&mut self, name: &str, spec: JobSpec) {
-        let schedule = match Schedule::parse(&spec.schedule, spec.timezone.as_deref()) {
-            Ok(schedule) => schedule,
-            Err(e) => {
-                error!(job = %name, error = %e, "the job's new schedule cannot be used here: kept the old one");
-                return;
-            }
-        };
+        let parsed = Schedule::parse(&spec.schedule, spec.timezone.as_deref());
         let Some(job) = self.jobs.jobs.get_mut(name) else {
             return;
         };
         job.spec = spec;
-        job.schedule = schedule;
+        job.generation += 1;
+        match parsed {
+            Ok(schedule) => {
+                job.schedule = Some(schedule);
+                job.unusable = None;
+            }
+            Err(e) => {
+                error!(job = %name, error = %e, "the job's new schedule cannot be used here: nothing fires");
+                job.schedule = None;
+                job.unusable = Some(e.to_string());
+                job.next = None;
+                return;
+            }
+        }
         let armed = job.stored.enabled && !job.stored.paused;
         info!(job = %name, schedule = %job.spec.schedule, "job rescheduled");
         if armed {
@@ -343,9 +386,14 @@ impl Supervisor {
         let Some(job) = self.jobs.jobs.get(name) else {
             return;
         };
+        let Some(schedule) = &job.schedule else {
+            return;
+        };
+        // A fire time counts as missed once it is due: its time plus the job's jitter.
+        let due_by = now.checked_sub(jitter(name, &job.spec)).unwrap_or(now);
         let missed = job
             .last_handled()
-            .and_then(|last| job.schedule.latest_between(last, now))
+            .and_then(|last| schedule.latest_between(last, due_by))
             .map(|f| f.at);
         let deadline = job.spec.starting_deadline_ms.map(Duration::from_millis);
         let decision =
@@ -380,7 +428,11 @@ impl Supervisor {
         job.generation += 1;
         let from = job.last_handled().map_or(after, |last| last.max(after));
         let jitter = jitter(name, &job.spec);
-        job.next = job.schedule.next_after(from).map(|fire| {
+        let Some(schedule) = &job.schedule else {
+            job.next = None;
+            return;
+        };
+        job.next = schedule.next_after(from).map(|fire| {
             let due = fire.at.checked_add(jitter).unwrap_or(fire.at);
             (fire, due)
         });
@@ -426,8 +478,10 @@ impl Supervisor {
                 }
                 // The latest fire time passed, if the clock jumped over several: one run, never a burst.
                 let jitter = jitter(&name, &job.spec);
-                let nominal = job
-                    .schedule
+                let Some(schedule) = &job.schedule else {
+                    return;
+                };
+                let nominal = schedule
                     .latest_between(
                         fire.at
                             .checked_sub(SignedDuration::from_nanos(1))
@@ -436,20 +490,23 @@ impl Supervisor {
                     )
                     .map_or(fire.at, |f| f.at);
                 self.handle_fire(&name, nominal);
-                self.arm_job(&name, now);
+                // From the fire time just handled, not from now: with a jitter longer than the period, the
+                // next fire time may be due already, and runs at once rather than being dropped.
+                self.arm_job(&name, nominal);
             }
             JobTimer::Retry { key, token } => {
                 let Some(name) = self.job_by_key(key) else {
                     return;
                 };
-                let Some(start) = self
-                    .jobs
-                    .jobs
-                    .get_mut(&name)
-                    .and_then(|j| j.retries.remove(&token))
-                else {
+                let Some(job) = self.jobs.jobs.get_mut(&name) else {
                     return;
                 };
+                let Some(start) = job.retries.remove(&token) else {
+                    return;
+                };
+                job.stored
+                    .pending
+                    .retain(|p| !(p.run_id == start.run_id && p.attempt == start.attempt));
                 self.start_run(&name, start);
             }
             JobTimer::Timeout { slot, serial } => {
@@ -759,49 +816,19 @@ impl Supervisor {
                 RunOutcome::Killed,
                 Some("stopped by a request (stop, delete, or the daemon's shutdown)".to_string()),
             ),
+            // An adopted run whose exit status the kernel did not keep: neither retried nor reported.
+            None if status == crate::daemon::worker::UNKNOWN_EXIT => (
+                RunOutcome::Unknown,
+                Some(
+                    "it ended while adopted by a new keeper; its exit status is unknown"
+                        .to_string(),
+                ),
+            ),
             None => (RunOutcome::Failed, None),
         };
         let how = describe_exit(status);
-        let now = ms(Timestamp::now());
-        if let Some(run) = job.record_mut(&active.start) {
-            run.outcome = outcome;
-            run.ended_at_ms = Some(now);
-            run.exit = Some(how.clone());
-            run.exit_code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
-            run.detail = detail;
-        }
-        let retry = matches!(outcome, RunOutcome::Failed | RunOutcome::TimedOut)
-            && active.start.attempt <= job.spec.retries
-            && job.stored.enabled;
-        match outcome {
-            RunOutcome::Ok => job.stored.ok += 1,
-            o if o.is_failure() => job.stored.failed += 1,
-            _ => {}
-        }
-        job.save();
-        info!(job = %name, run = %active.start.run_id, attempt = active.start.attempt, outcome = outcome.as_str(), exit = %how, "run ended");
-        if retry {
-            let attempt = active.start.attempt + 1;
-            let delay = policy::retry_delay(
-                attempt,
-                Duration::from_millis(job.spec.retry_backoff_ms),
-                Duration::from_millis(crate::config::job::defaults::RETRY_BACKOFF_MAX_MS),
-            );
-            let mut next = self.run_start(&name, active.start.scheduled, attempt);
-            next.run_id = active.start.run_id.clone();
-            let dir = next.log.parent().map(PathBuf::from).unwrap_or_default();
-            next.log = dir.join(format!("{}.{attempt}.log", next.run_id));
-            self.jobs.next_key += 1;
-            let token = self.jobs.next_key;
-            if let Some(job) = self.jobs.jobs.get_mut(&name) {
-                info!(job = %name, run = %next.run_id, attempt, ?delay, "retrying the run");
-                job.retries.insert(token, next);
-                let key = job.key;
-                self.arm(delay, Timer::Job(JobTimer::Retry { key, token }));
-            }
-        } else if outcome.is_failure() {
-            self.on_failure(&name, &active.start, outcome, &how);
-        }
+        let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+        self.finish_run(&name, &active.start, outcome, detail, how.clone(), code);
         if stopping {
             return false;
         }
@@ -814,6 +841,129 @@ impl Supervisor {
         if let Some(worker) = self.workers.get_mut(&id) {
             worker.epoch += 1;
             worker.last_exit = Some(how);
+            worker.last_exit_at = Some(std::time::SystemTime::now());
+            worker.state = State::Stopped;
+            if worker.instance > 0 {
+                self.remove_worker(id);
+            }
+        }
+        true
+    }
+
+    /// Records how a run ended, counts it, and retries it (a failed or timed-out run, within `retries`) or
+    /// runs `on_failure` once it failed for good.
+    fn finish_run(
+        &mut self,
+        name: &str,
+        start: &RunStart,
+        outcome: RunOutcome,
+        detail: Option<String>,
+        exit: String,
+        exit_code: Option<i32>,
+    ) {
+        let Some(job) = self.jobs.jobs.get_mut(name) else {
+            return;
+        };
+        let now = ms(Timestamp::now());
+        if let Some(run) = job.record_mut(start) {
+            run.outcome = outcome;
+            run.ended_at_ms = Some(now);
+            run.exit = Some(exit.clone());
+            run.exit_code = exit_code;
+            run.detail = detail;
+        }
+        let retry = matches!(outcome, RunOutcome::Failed | RunOutcome::TimedOut)
+            && start.attempt <= job.spec.retries
+            && job.stored.enabled;
+        match outcome {
+            RunOutcome::Ok => job.stored.ok += 1,
+            o if o.is_failure() => job.stored.failed += 1,
+            _ => {}
+        }
+        info!(job = %name, run = %start.run_id, attempt = start.attempt, outcome = outcome.as_str(), exit = %exit, "run ended");
+        if retry {
+            let attempt = start.attempt + 1;
+            let delay = policy::retry_delay(
+                attempt,
+                Duration::from_millis(job.spec.retry_backoff_ms),
+                Duration::from_millis(crate::config::job::defaults::RETRY_BACKOFF_MAX_MS),
+            );
+            let due = Timestamp::now()
+                .checked_add(SignedDuration::try_from(delay).unwrap_or(SignedDuration::ZERO))
+                .unwrap_or_else(|_| Timestamp::now());
+            let log = start
+                .log
+                .with_file_name(format!("{}.{attempt}.log", start.run_id));
+            let next = RunStart {
+                run_id: start.run_id.clone(),
+                scheduled: start.scheduled,
+                attempt,
+                log,
+            };
+            info!(job = %name, run = %next.run_id, attempt, ?delay, "retrying the run");
+            // Kept in the job's file too, so that an update or a new keeper still runs it.
+            job.stored.pending.push(jobstore::PendingRetry {
+                run_id: next.run_id.clone(),
+                scheduled_at_ms: next.scheduled.map(ms),
+                attempt,
+                due_ms: ms(due),
+                log: next.log.display().to_string(),
+            });
+            job.save();
+            self.arm_retry(name, next, delay);
+        } else {
+            job.save();
+            if outcome.is_failure() {
+                self.on_failure(name, start, outcome, &exit);
+            }
+        }
+    }
+
+    /// Arms the next attempt of a run after `delay`.
+    fn arm_retry(&mut self, name: &str, next: RunStart, delay: Duration) {
+        self.jobs.next_key += 1;
+        let token = self.jobs.next_key;
+        if let Some(job) = self.jobs.jobs.get_mut(name) {
+            job.retries.insert(token, next);
+            let key = job.key;
+            self.arm(delay, Timer::Job(JobTimer::Retry { key, token }));
+        }
+    }
+
+    /// The process of a run in slot `id` could not execute its program (`execve` failed: a missing or
+    /// busy binary during a deploy): the run failed, and is retried like any failed run; never a crash.
+    /// Returns whether the slot held a run.
+    pub(super) fn job_run_not_started(&mut self, id: u32, process: Process, why: &str) -> bool {
+        let Some(name) = self.workers.get(&id).map(|w| w.app.clone()) else {
+            return false;
+        };
+        let Some(active) = self
+            .jobs
+            .jobs
+            .get_mut(&name)
+            .and_then(|j| j.runs.remove(&id))
+        else {
+            return false;
+        };
+        if process.early_exit.is_none() {
+            // Not reaped yet: the pid and its group are still this process's.
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(process.pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        warn!(job = %name, run = %active.start.run_id, error = %why, "the run's program did not start");
+        self.finish_run(
+            &name,
+            &active.start,
+            RunOutcome::Failed,
+            Some("its program did not start".to_string()),
+            why.to_string(),
+            None,
+        );
+        if let Some(worker) = self.workers.get_mut(&id) {
+            worker.epoch += 1;
+            worker.last_exit = Some(why.to_string());
             worker.last_exit_at = Some(std::time::SystemTime::now());
             worker.state = State::Stopped;
             if worker.instance > 0 {
@@ -898,6 +1048,7 @@ impl Supervisor {
             job.stored.enabled = false;
             job.generation += 1;
             job.retries.clear();
+            job.stored.pending.clear();
             job.save();
             info!(job = %name, "job stopped: its schedule is off until it is started again");
         }
@@ -928,15 +1079,30 @@ impl Supervisor {
                 None => unknown(&name),
             },
             JobRequest::Next { name, count } => match self.jobs.jobs.get(&name) {
-                Some(job) => {
+                Some(Job {
+                    schedule: None,
+                    unusable,
+                    ..
+                }) => Response::error(
+                    ErrorKind::Invalid,
+                    format!(
+                        "job '{name}' has no fire time on this host: {}",
+                        unusable.as_deref().unwrap_or("its schedule cannot be used")
+                    ),
+                ),
+                Some(
+                    job @ Job {
+                        schedule: Some(schedule),
+                        ..
+                    },
+                ) => {
                     let jitter = jitter(&name, &job.spec);
-                    let fires = job
-                        .schedule
+                    let fires = schedule
                         .upcoming(Timestamp::now(), count.clamp(1, 1000) as usize)
                         .into_iter()
                         .map(|fire| {
                             let at = fire.at.checked_add(jitter).unwrap_or(fire.at);
-                            let local = at.to_zoned(job.schedule.zone().clone());
+                            let local = at.to_zoned(schedule.zone().clone());
                             FireInfo {
                                 at_ms: ms(at),
                                 local: local.strftime("%Y-%m-%d %H:%M:%S %Z").to_string(),
@@ -947,13 +1113,17 @@ impl Supervisor {
                         .collect();
                     Response::JobNext {
                         job: name,
-                        timezone: job.schedule.zone_name().to_string(),
+                        timezone: schedule.zone_name().to_string(),
                         fires,
                     }
                 }
                 None => unknown(&name),
             },
             JobRequest::Trigger { name } => {
+                if self.shutting_down {
+                    let message = "the daemon is shutting down: nothing starts";
+                    return Response::error(ErrorKind::Conflict, message);
+                }
                 let Some(job) = self.jobs.jobs.get(&name) else {
                     return unknown(&name);
                 };
@@ -1010,6 +1180,9 @@ impl Supervisor {
                 let Some(job) = self.jobs.jobs.get_mut(&name) else {
                     return unknown(&name);
                 };
+                if !job.stored.paused {
+                    return Response::Ok;
+                }
                 job.stored.paused = false;
                 // The fire times passed while paused are not run: the schedule goes on from now.
                 job.stored.last_handled_ms = Some(ms(Timestamp::now()));
@@ -1045,12 +1218,18 @@ impl Supervisor {
         Some(JobInfo {
             name: name.to_string(),
             schedule: job.spec.schedule.clone(),
-            words: job.schedule.describe(),
-            timezone: job.schedule.zone_name().to_string(),
+            words: match (&job.schedule, &job.unusable) {
+                (Some(schedule), _) => schedule.describe(),
+                (None, why) => format!("cannot be used here: {}", why.as_deref().unwrap_or("?")),
+            },
+            timezone: job.schedule.as_ref().map_or_else(
+                || job.spec.timezone.clone().unwrap_or_default(),
+                |s| s.zone_name().to_string(),
+            ),
             state: job.state(),
             next_ms: next.map(|(_, due)| ms(*due)),
-            next_local: next.map(|(_, due)| {
-                due.to_zoned(job.schedule.zone().clone())
+            next_local: next.zip(job.schedule.as_ref()).map(|((_, due), schedule)| {
+                due.to_zoned(schedule.zone().clone())
                     .strftime("%Y-%m-%d %H:%M:%S %Z")
                     .to_string()
             }),

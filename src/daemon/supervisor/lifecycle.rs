@@ -226,6 +226,7 @@ impl Supervisor {
             Some(app) => app.ensure_listeners(),
             None => return,
         };
+        let job = self.workers.get(&id).is_some_and(|w| self.is_job(&w.app));
         let result = bound.and_then(|()| self.spawn_process(id));
         let Some(worker) = self.workers.get_mut(&id) else {
             return;
@@ -242,7 +243,10 @@ impl Supervisor {
                 worker.last_exit = Some(format!("cannot spawn: {e}"));
                 worker.last_exit_at = Some(SystemTime::now());
                 worker.state = State::Stopped;
-                self.crashed(id, Duration::ZERO, false);
+                // A job's run that could not start is recorded as failed by `start_run`; never a crash.
+                if !job {
+                    self.crashed(id, Duration::ZERO, false);
+                }
             }
         }
     }
@@ -497,6 +501,9 @@ impl Supervisor {
         if let Err(e) = result {
             match loc {
                 Loc::Slot(id) => {
+                    if self.job_run_not_started(id, process, &e.to_string()) {
+                        return;
+                    }
                     if let Some(worker) = self.workers.get_mut(&id)
                         && matches!(worker.state, State::Running(_))
                     {

@@ -179,8 +179,10 @@ impl Supervisor {
             let Some(limit) = self
                 .apps
                 .get(&worker.app)
+                .filter(|a| a.spec.job.is_none())
                 .and_then(|a| a.spec.max_memory_restart)
             else {
+                // (A job's run is not replaced for its memory: a run is not reloaded.)
                 continue;
             };
             let Some(process) = worker.state.process() else {

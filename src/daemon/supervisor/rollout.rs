@@ -623,6 +623,12 @@ impl Supervisor {
 
     /// Adds workers (new slots on the same sockets) or removes the highest instances gracefully.
     pub(super) fn scale(&mut self, name: &str, to: ScaleTo) -> Result<(Await, Vec<u32>), Response> {
+        if self.is_job(name) {
+            let message = format!(
+                "app '{name}' is a scheduled job: it runs one process per run, so it has no workers to scale"
+            );
+            return Err(Response::error(ErrorKind::Invalid, message));
+        }
         let Some(app) = self.apps.get_mut(name) else {
             let message = format!("no app named '{name}' (see `herdsman list`)");
             return Err(Response::error(ErrorKind::NotFound, message));
