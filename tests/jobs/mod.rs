@@ -13,6 +13,7 @@ use nix::unistd::Pid;
 use serde_json::Value;
 
 mod clock;
+mod recovery;
 
 use crate::helpers::{Herdsman, SECOND, alive, free_port};
 use crate::start_http;
