@@ -19,6 +19,7 @@ import argparse
 import datetime
 import errno
 import json
+import math
 import os
 import platform
 import re
@@ -38,6 +39,7 @@ ROOT = os.path.dirname(BENCH)
 APP = os.path.join(ROOT, "examples", "hello.js")
 IDLE_APP = os.path.join(BENCH, "apps", "idle.js")
 CRASH_APP = os.path.join(BENCH, "apps", "crash.js")
+JOB_APP = os.path.join(BENCH, "apps", "job.sh")
 PRELOAD = os.path.join(ROOT, "src", "daemon", "node", "listen.cjs")
 LAUNCHER = os.path.join(BENCH, "launcher.py")
 PM2_BIN = os.path.join(BENCH, "node_modules", ".bin", "pm2")
@@ -51,7 +53,12 @@ def log(*words):
 
 
 class ScenarioError(Exception):
-    """A scenario broke: a supervisor did not start, a worker never answered, a tool failed."""
+    """A scenario broke: a supervisor did not start, a worker never answered, a tool failed. `partial`: what it had
+    measured before it broke (recorded all the same)."""
+
+    def __init__(self, message, partial=None):
+        super().__init__(message)
+        self.partial = partial or {}
 
 
 class Timeout(Exception):
@@ -408,14 +415,27 @@ def connection_split(port):
     return sorted(counts.values(), reverse=True)
 
 
-def hyperfine(argv, env, runs, warmup):
+def hyperfine(argv, env, runs, warmup, p95=False, timeout=300):
+    """The median time of argv in ms (p95=True: (median, p95))."""
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
         cmd = ["hyperfine", "-N", "--style", "none", "--warmup", str(warmup), "--runs", str(runs),
                "--export-json", f.name, " ".join(argv)]
-        out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        try:
+            out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise ScenarioError(f"hyperfine {' '.join(argv)}: not done in {timeout} s") from None
         if out.returncode != 0:
             raise ScenarioError(f"hyperfine {' '.join(argv)} failed: {out.stderr.strip()[-400:]}")
-        return json.load(open(f.name))["results"][0]["median"] * 1000.0
+        result = json.load(open(f.name))["results"][0]
+        if p95:
+            return result["median"] * 1000.0, percentile([t * 1000.0 for t in result["times"]], 95)
+        return result["median"] * 1000.0
+
+
+def percentile(values, q):
+    """The nearest-rank q-th percentile of values (q in 0-100): with fewer than 100 values, p99 is the largest."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100.0 * len(ordered)) - 1)]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -576,6 +596,13 @@ class Herdsman(Daemon):
             self.cli("start", script, "--name", f"idle-{i}")
         self.remember([self.daemon_pid()])
 
+    def start_job(self, script, name, schedule):
+        """A scheduled job: one process of script per fire time (HERDSMAN_SCHEDULED_AT: its nominal time)."""
+        self.cli("start", script, "--name", name, "--schedule", schedule, "--history", "100")
+
+    def jobs(self, timeout=60):
+        return json.loads(self.cli("jobs", "--json", timeout=timeout))
+
     def cleanup(self):
         pid = self.daemon_pid()
         tree = descendants(pid) if pid else []
@@ -626,6 +653,11 @@ class Pm2(Daemon):
         """`pm2 update`: saves the process list, kills the daemon (and so every app), starts a new one and
         resurrects the apps."""
         self.cli("update", timeout=90)
+
+    def start_job(self, script, name, schedule):
+        """PM2's cron job idiom: cron_restart with autorestart off (the app is started at `start`, then restarted at
+        each fire time)."""
+        self.cli("start", script, "--name", name, "--cron-restart", schedule, "--no-autorestart")
 
     def start_fork_apps(self, count, script):
         path = os.path.join(self.home, "bench-apps.json")
@@ -778,6 +810,12 @@ class Config:
         self.survive_idle_s = 3.0 if quick else 10.0
         self.survive_after_s = 0.5 if quick else 1.0  # the load goes on this long after `update` returned
         self.survive_kills = 2 if quick else 3
+        self.jobs_delay_s = 10 if quick else 60  # a job every second for this long: its start delays
+        self.jobs_count = 100 if quick else 1000  # jobs on */10 s...
+        self.jobs_load_s = 20 if quick else 60  # ...for this long: the keeper's CPU and RSS
+        self.jobs_settle_s = 1.0 if quick else 5.0  # after `herdsman daemon`, before the idle window
+        self.jobs_idle_s = 2.0 if quick else 10.0  # the same keeper idle (no job) before, for this long
+        self.jobs_hf_runs = 20  # `herdsman jobs` calls with jobs_count jobs
         self.next_herdsman = None  # the second build `update` moves to (--quick: None, a copy of the same binary)
 
 
@@ -1162,6 +1200,136 @@ def scenario_survive(sup, cfg):
     return out
 
 
+def _job_delays(path, first, seconds):
+    """The job's lines ("<nominal> <start, s.us>") -> {nominal fire second: [start delay in ms]} for the fire times
+    in [first, first + seconds). herdsman's nominal time is HERDSMAN_SCHEDULED_AT; PM2 gives none ("-"): its
+    nominal time is the second the start falls in (the fire second it belongs to, while delays stay under 1 s)."""
+    out = {}
+    try:
+        lines = open(path).read().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        nominal, started = line.split()
+        started = float(started)
+        fire = float(math.floor(started)) if nominal == "-" else datetime.datetime.fromisoformat(nominal).timestamp()
+        if first <= fire < first + seconds:
+            out.setdefault(fire, []).append((started - fire) * 1000.0)
+    return out
+
+
+def _watch(keeper, own, seconds):
+    """Over `seconds`: the keeper's CPU, its own processes' CPU (% of a core) and the keeper's peak RSS (MiB,
+    sampled every 0.25 s)."""
+    k_meter, o_meter = CpuMeter([keeper]).start(), CpuMeter(own).start()
+    end = time.monotonic() + seconds
+    peak = rss_bytes(keeper) or 0
+    while time.monotonic() < end:
+        time.sleep(min(0.25, max(0.0, end - time.monotonic())))
+        peak = max(peak, rss_bytes(keeper) or 0)
+    return k_meter.stop(), o_meter.stop(), peak / MIB
+
+
+def _after_fire(period=10.0, grace=1.5):
+    """Waits until the last fire time of a */period s schedule is at least `grace` s old (its runs have ended, so a
+    count of the runs ended falls between two fire times); returns the time (epoch s)."""
+    since = time.time() % period
+    if since < grace:
+        time.sleep(grace - since)
+    return time.time()
+
+
+def scenario_jobs(sup, cfg):
+    """Scheduled jobs. 1. A job every second (bench/apps/job.sh) for jobs_delay_s: each run's start minus its
+    nominal fire time (herdsman: `--schedule`; PM2: `--cron-restart --no-autorestart`). 2. herdsman only (PM2 has
+    no equivalent): jobs_count jobs (/bin/true) on */10 s from one ecosystem.toml, the keeper's CPU and peak RSS
+    over jobs_load_s against the same keeper idle before, then `herdsman jobs` latency."""
+    out = {}
+    starts = os.path.join(sup.home, "job-starts.log")
+    sup.env["BENCH_JOB_LOG"] = starts
+    sup.start_daemon()
+    time.sleep(0.5)
+    sup.start_job(JOB_APP, "job", "* * * * * *")
+    sup.remember([sup.daemon_pid()])
+    # the first whole fire second after `start` returned (PM2 also runs the app once at `start`: not a fire time)
+    first = math.ceil(time.time() + 0.2)
+    time.sleep(max(0.0, first + cfg.jobs_delay_s + 0.5 - time.time()))  # the last fire time's run has had 0.5 s
+    if isinstance(sup, Herdsman):  # the daemon's own record: started_at - scheduled_at (no exec, no bash)
+        runs = json.loads(sup.cli("jobs", "history", "job", "--json"))
+        own = [r["started_at_ms"] - r["scheduled_at_ms"] for r in runs if r.get("scheduled_at_ms") and
+               r.get("started_at_ms") and first * 1000 <= r["scheduled_at_ms"] < (first + cfg.jobs_delay_s) * 1000]
+        if own:
+            out["jobs_daemon_p50"] = percentile(own, 50)
+            out["jobs_daemon_p99"] = percentile(own, 99)
+    sup.cli("delete", "job")
+    fires = _job_delays(starts, first, cfg.jobs_delay_s)
+    delays = [d for runs in fires.values() for d in runs]
+    if not delays:
+        raise ScenarioError(f"{sup.name}: the job never ran in {cfg.jobs_delay_s} s")
+    out["jobs_delay_p50"] = percentile(delays, 50)
+    out["jobs_delay_p99"] = percentile(delays, 99)
+    out["jobs_delay_max"] = max(delays)
+    out["jobs_delay_missed"] = cfg.jobs_delay_s - len(fires)
+    out["jobs_delay_extra"] = len(delays) - len(fires)
+    out["jobs_delay_detail"] = {"first": first, "delays": {str(k): v for k, v in sorted(fires.items())}}
+    if not isinstance(sup, Herdsman):
+        return out
+
+    # 2. jobs_count jobs on */10 s (herdsman only), on a fresh daemon: idle first, then the jobs. The daemon of
+    # part 1 is stopped first. The CPU and RSS come from /proc; a `jobs` call that does not answer in 10 s breaks
+    # the scenario, with what was measured kept.
+    sup.cli("kill", timeout=30)
+    fresh = fresh_like(sup)
+    try:
+        fresh.start_daemon()
+        time.sleep(cfg.jobs_settle_s)
+        keeper = fresh.daemon_pid()
+        own = fresh.supervisor_pids()
+        out["jobs_idle_cpu"], out["jobs_idle_cpu_own"], out["jobs_idle_rss"] = _watch(keeper, own, cfg.jobs_idle_s)
+        path = os.path.join(fresh.home, "ecosystem.toml")
+        with open(path, "w") as f:
+            for i in range(cfg.jobs_count):
+                f.write(f'[[apps]]\nname = "tick-{i}"\nscript = "/bin/true"\ninterpreter = "none"\n'
+                        f'schedule = "*/10 * * * * *"\n\n')
+        fresh.remember([keeper])
+        t = time.monotonic()
+        try:
+            fresh.cli("start", path, timeout=120)
+            out["jobs_start_cmd"] = (time.monotonic() - t) * 1000.0
+            jobs = fresh.jobs(timeout=10)
+            if len(jobs) != cfg.jobs_count:
+                raise ScenarioError(f"herdsman: {len(jobs)} jobs, not {cfg.jobs_count}")
+            time.sleep(0.5)  # defining them is not the steady state (the `start` row has its time)
+            t_count0 = _after_fire()
+            done0 = sum(j["ok"] + j["failed"] for j in fresh.jobs(timeout=10))
+        except ScenarioError as e:
+            raise ScenarioError(f"{e} (`start` of {cfg.jobs_count} jobs on */10 s, or right after it)", out) from None
+        t_window = time.time()
+        own = fresh.supervisor_pids()
+        out["jobs_load_cpu"], out["jobs_load_cpu_own"], out["jobs_load_rss"] = _watch(keeper, own, cfg.jobs_load_s)
+        out["jobs_load_rss_delta"] = out["jobs_load_rss"] - out["jobs_idle_rss"]
+        t_count1 = _after_fire()
+        try:
+            jobs = fresh.jobs(timeout=10)
+        except ScenarioError as e:
+            raise ScenarioError(f"{e}, after {cfg.jobs_load_s:.0f} s of {cfg.jobs_count} jobs on */10 s (the "
+                                f"keeper at {out['jobs_load_cpu']:.0f} % of a core over them)", out) from None
+        # the fire times (every 10 s) between the two counts, each for every job: each count is taken 1.5 s or more
+        # after a fire time, so every run of the fire times between them should have ended
+        fired = len(range(math.ceil(t_count0 / 10.0) * 10, math.ceil(t_count1 / 10.0) * 10, 10))
+        out["jobs_load_runs"] = sum(j["ok"] + j["failed"] for j in jobs) - done0
+        out["jobs_load_expected"] = fired * cfg.jobs_count
+        out["jobs_load_failed"] = sum(j["failed"] for j in jobs)
+        try:
+            out["jobs_cli"], out["jobs_cli_p95"] = hyperfine([fresh.binary, "jobs"], fresh.env, cfg.jobs_hf_runs,
+                                                             cfg.hf_warmup, p95=True, timeout=60)
+        except ScenarioError as e:
+            raise ScenarioError(str(e), out) from None
+    finally:
+        fresh.cleanup()
+    return out
+
+
 def scenario_node_e0(cfg):
     return {"node_e0": hyperfine(["node", "-e", "0"], dict(os.environ), cfg.hf_runs["node"], cfg.hf_warmup)}
 
@@ -1176,10 +1344,11 @@ SCENARIOS = {
     "crashloop": (scenario_crashloop, ("herdsman", "pm2")),
     "idle": (scenario_idle, ("herdsman", "pm2", "baseline")),
     "survive": (scenario_survive, ("herdsman", "pm2")),
+    "jobs": (scenario_jobs, ("herdsman", "pm2")),
 }
 # a generous bound per (scenario, supervisor) run; SIGALRM ends a run that goes past it
 BOUND_S = {"serve": 120, "start": 120, "crash": 120, "reload": 120, "restart": 120, "crashloop": 60, "idle": 420,
-           "survive": 120}
+           "survive": 120, "jobs": 300}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -1351,6 +1520,37 @@ ROWS += [
     ("survive_cpu_sum", _G, "idle CPU: keeper + controller + log keeper (PM2: its daemon)", "% core", 2, None,
      None),
 ]
+_G = "Scheduled jobs"
+_N = "1000 jobs on `*/10 * * * * *` (--quick: 100), herdsman only (PM2: no equivalent)"
+ROWS += [
+    ("jobs_delay_p50", _G, "a job every second (bench/apps/job.sh, bash; PM2: cron_restart, autorestart off): "
+     "its start − its nominal fire time, p50", "ms", 1, None, None),
+    ("jobs_delay_p99", _G, "the same, p99 (--quick: of 10 runs, the largest)", "ms", 1,
+     _max_target(10, "≤ 10 ms"), None),
+    ("jobs_delay_max", _G, "the same, the largest", "ms", 1, None, None),
+    ("jobs_delay_missed", _G, "fire times with no run (of 60; --quick: of 10)", "", 0, None, None),
+    ("jobs_delay_extra", _G, "runs beyond one per fire time", "", 0, None, None),
+    ("jobs_daemon_p50", _G, "herdsman's own record of those runs (`jobs history`: started_at − scheduled_at), p50",
+     "ms", 1, None, None),
+    ("jobs_daemon_p99", _G, "the same, p99", "ms", 1, None, None),
+    ("jobs_load_cpu", _G, f"{_N}: keeper CPU over 60 s (--quick: 20 s)", "% core", 2,
+     _max_target(1.0, "≤ 1 % of a core"), None),
+    ("jobs_idle_cpu", _G, "the same keeper idle before (no app), CPU over 10 s (--quick: 2 s)", "% core", 2, None,
+     None),
+    ("jobs_load_cpu_own", _G, f"{_N}: keeper + controller + log keeper CPU", "% core", 2, None, None),
+    ("jobs_idle_cpu_own", _G, "the same three idle before", "% core", 2, None, None),
+    ("jobs_load_rss_delta", _G, f"{_N}: keeper's peak RSS over the window − its peak RSS idle before", "MiB", 1,
+     _max_target(3.0, "≤ +3 MiB"), None),
+    ("jobs_load_rss", _G, f"{_N}: keeper's peak RSS over the window", "MiB", 1, None, None),
+    ("jobs_idle_rss", _G, "the same keeper's peak RSS idle before", "MiB", 1, None, None),
+    ("jobs_load_runs", _G, f"{_N}: runs ended over the window (`jobs --json` before and after it, each ≥ 1.5 s "
+     "after a fire time)", "", 0, None, None),
+    ("jobs_load_expected", _G, "expected: jobs × fire times between those two counts", "", 0, None, None),
+    ("jobs_load_failed", _G, "runs failed", "", 0, _zero_target, None),
+    ("jobs_start_cmd", _G, f"{_N}: `herdsman start ecosystem.toml` (defines them)", "ms", 0, None, None),
+    ("jobs_cli", _G, f"{_N}: `herdsman jobs`, median of 20 (hyperfine)", "ms", 1, _max_target(5.0, "≤ 5 ms"), None),
+    ("jobs_cli_p95", _G, f"{_N}: `herdsman jobs`, p95 of 20", "ms", 1, _max_target(5.0, "≤ 5 ms"), None),
+]
 SUPS = ("herdsman", "pm2", "baseline")
 
 
@@ -1447,7 +1647,8 @@ def render(samples, machine, errors, cfg, elapsed_s):
         lines += ["## Missed targets", ""] + misses + [""]
     if cfg.quick:
         lines += ["Quick mode: 1 run of each scenario, wrk for 2 s, idle CPU over 10 s (not 60 s), RSS sampled 2 s "
-                  "after start (not 5 s). The figures are for spotting breakage, not for comparison.", ""]
+                  "after start (not 5 s); jobs: the every-second job for 10 s (not 60 s), 100 jobs for 20 s (not "
+                  "1000 for 60 s). The figures are for spotting breakage, not for comparison.", ""]
     if errors:
         lines += ["## Scenarios that broke", ""]
         lines += [f"- {e}" for e in errors]
@@ -1671,7 +1872,7 @@ def main():
                             f"took more than {BOUND_S[name]} s" if isinstance(e, Timeout) else str(e))
                         log("BROKE:", msg)
                         errors.append(msg)
-                        result = {}
+                        result = getattr(e, "partial", {})  # what it measured before it broke
                     finally:
                         signal.alarm(0)
                         sup.cleanup()
