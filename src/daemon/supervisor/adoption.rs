@@ -42,6 +42,10 @@ use crate::daemon::worker::{OnExit, Process, State};
 /// Bumped when [`Record`] changes in a way an older keeper cannot read.
 const FORMAT: u32 = 1;
 
+/// The record is written at most this often when only exits and counters changed: a burst of them (a
+/// thousand jobs' runs ending) costs one write. A process started is recorded at once.
+const MIN_INTERVAL: Duration = Duration::from_millis(50);
+
 /// A process as recorded: its pid, and when it started (clock ticks since boot), which a reused pid
 /// does not share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,21 +54,22 @@ pub struct Recorded {
     pub start: u64,
 }
 
-/// What the keeper last recorded.
+/// What the keeper last recorded. Written with the apps already encoded (they change only with requests,
+/// and are encoded again only then), read with them decoded.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct Record {
+pub struct Record<A = Vec<AppRecord>> {
     format: u32,
     boot_id: String,
     keeper: Recorded,
     next_id: u32,
-    apps: Vec<AppRecord>,
+    apps: A,
     slots: Vec<SlotRecord>,
     /// Processes on their way out.
     leaving: Vec<Leaving>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-struct AppRecord {
+pub struct AppRecord {
     spec: AppSpec,
     created_ms: u64,
     listeners: Vec<ListenerRecord>,
@@ -117,7 +122,13 @@ pub struct Keeping {
     keeper: Recorded,
     /// A request may have changed an app's definition: write even if what runs looks the same.
     touched: bool,
-    written: Option<u64>,
+    /// The fingerprints of what was last written: the apps, and what runs.
+    written: Option<(u64, u64)>,
+    /// The apps as last encoded.
+    apps_json: Option<Box<serde_json::value::RawValue>>,
+    /// When it was last written, and whether a write waits for [`MIN_INTERVAL`] to pass.
+    last_write: Option<Instant>,
+    deferred: bool,
     /// Start times of the processes recorded, read once each.
     starts: HashMap<i32, u64>,
     /// A failed write was logged; the next success is too.
@@ -136,6 +147,9 @@ impl Keeping {
             },
             touched: true,
             written: None,
+            apps_json: None,
+            last_write: None,
+            deferred: false,
             starts: HashMap::new(),
             failing: false,
         }
@@ -221,16 +235,66 @@ impl Supervisor {
         let Some(keeping) = &self.record else {
             return;
         };
-        let fingerprint = self.fingerprint();
+        let fingerprint = (self.apps_fingerprint(), self.runtime_fingerprint());
         if !keeping.touched && keeping.written == Some(fingerprint) {
             return;
         }
-        let record = self.record();
+        // A process started since the last write is recorded at once: a keeper killed now must find it.
+        let unrecorded = self
+            .workers
+            .values()
+            .flat_map(|w| [w.state.process(), w.successor])
+            .flatten()
+            .any(|p| !keeping.starts.contains_key(&p.pid));
+        if let Some(last) = keeping.last_write
+            && last.elapsed() < MIN_INTERVAL
+            && !unrecorded
+        {
+            if !keeping.deferred {
+                self.arm(MIN_INTERVAL - last.elapsed(), super::Timer::Wake);
+                if let Some(keeping) = &mut self.record {
+                    keeping.deferred = true;
+                }
+            }
+            return;
+        }
+        let apps_changed = keeping.touched
+            || keeping.apps_json.is_none()
+            || keeping.written.map(|(apps, _)| apps) != Some(fingerprint.0);
+        let apps_json = if apps_changed {
+            match serde_json::value::to_raw_value(&self.app_records()) {
+                Ok(json) => Some(json),
+                Err(e) => {
+                    warn!(error = %e, "cannot encode the apps for the record of what runs");
+                    return;
+                }
+            }
+        } else {
+            None
+        };
+        let (slots, leaving, next_id) = self.runtime_record();
         let Some(keeping) = &mut self.record else {
             return;
         };
+        if let Some(json) = apps_json {
+            keeping.apps_json = Some(json);
+        }
+        let Some(apps) = keeping.apps_json.as_deref() else {
+            return;
+        };
+        let record = Record {
+            format: FORMAT,
+            boot_id: keeping.boot_id.clone(),
+            keeper: keeping.keeper,
+            next_id,
+            apps,
+            slots,
+            leaving,
+        };
         keeping.touched = false;
+        keeping.deferred = false;
         keeping.written = Some(fingerprint);
+        keeping.last_write = Some(Instant::now());
         let written = serde_json::to_vec(&record)
             .map_err(std::io::Error::other)
             .and_then(|bytes| crate::daemon::persist::write_private(&keeping.path, &bytes, false));
@@ -265,11 +329,16 @@ impl Supervisor {
 
     /// What the record depends on, hashed: apps and their slots, each slot's process, successor and
     /// counters, and the processes being stopped.
-    fn fingerprint(&self) -> u64 {
+    fn apps_fingerprint(&self) -> u64 {
         let mut hasher = DefaultHasher::new();
         for (name, app) in &self.apps {
             (name, &app.workers, app.listeners.len()).hash(&mut hasher);
         }
+        hasher.finish()
+    }
+
+    fn runtime_fingerprint(&self) -> u64 {
+        let mut hasher = DefaultHasher::new();
         for (id, w) in &self.workers {
             let pid = |p: Option<Process>| p.map(|p| p.pid);
             (
@@ -290,7 +359,35 @@ impl Supervisor {
         hasher.finish()
     }
 
-    fn record(&mut self) -> Record {
+    /// Each app as recorded: its definition, sockets and slots.
+    fn app_records(&self) -> Vec<AppRecord> {
+        self.apps
+            .values()
+            .map(|app| AppRecord {
+                spec: app.spec.clone(),
+                created_ms: epoch_ms(app.created),
+                listeners: app
+                    .listeners
+                    .iter()
+                    .map(|l| {
+                        let (addr, unix_path) = l.parts();
+                        let inode =
+                            std::fs::metadata(format!("/proc/self/fd/{}", l.fd().as_raw_fd()))
+                                .map_or(0, |m| m.ino());
+                        ListenerRecord {
+                            addr,
+                            unix_path,
+                            inode,
+                        }
+                    })
+                    .collect(),
+                workers: app.workers.clone(),
+            })
+            .collect()
+    }
+
+    /// What runs: each slot and its process, the processes on their way out, the next slot id.
+    fn runtime_record(&mut self) -> (Vec<SlotRecord>, Vec<Leaving>, u32) {
         let mut leaving = Vec::new();
         let mut slots = Vec::new();
         for (&id, w) in &self.workers {
@@ -338,33 +435,9 @@ impl Supervisor {
             .filter_map(|s| s.process.map(|p| p.pid))
             .chain(leaving.iter().map(|(_, _, pid)| *pid))
             .collect();
-        let apps = self
-            .apps
-            .values()
-            .map(|app| AppRecord {
-                spec: app.spec.clone(),
-                created_ms: epoch_ms(app.created),
-                listeners: app
-                    .listeners
-                    .iter()
-                    .map(|l| {
-                        let (addr, unix_path) = l.parts();
-                        let inode =
-                            std::fs::metadata(format!("/proc/self/fd/{}", l.fd().as_raw_fd()))
-                                .map_or(0, |m| m.ino());
-                        ListenerRecord {
-                            addr,
-                            unix_path,
-                            inode,
-                        }
-                    })
-                    .collect(),
-                workers: app.workers.clone(),
-            })
-            .collect();
         let next_id = self.next_id;
         let Some(keeping) = &mut self.record else {
-            unreachable!("a record is built only while it is kept")
+            return (slots, Vec::new(), next_id);
         };
         keeping.starts.retain(|pid, _| live.contains(pid));
         let proc_root = Path::new("/proc");
@@ -390,15 +463,7 @@ impl Supervisor {
                 },
             })
             .collect();
-        Record {
-            format: FORMAT,
-            boot_id: keeping.boot_id.clone(),
-            keeper: keeping.keeper,
-            next_id,
-            apps,
-            slots,
-            leaving,
-        }
+        (slots, leaving, next_id)
     }
 
     /// Starts keeping the record at `path`, as a keeper re-executed in place does (what it names is this

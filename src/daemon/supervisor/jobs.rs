@@ -101,6 +101,8 @@ pub(super) struct CronReload {
 pub(super) struct Jobs {
     jobs: BTreeMap<String, Job>,
     reloads: BTreeMap<String, CronReload>,
+    /// Each job's name by its key (timers name jobs by key).
+    keys: HashMap<u64, String>,
     next_key: u64,
 }
 
@@ -190,56 +192,63 @@ impl Supervisor {
     /// started before resumes its schedule, catching up once if it missed a fire time while no daemon
     /// ran), changed ones rescheduled (a run in progress is left alone), removed ones forgotten.
     pub(super) fn sync_jobs(&mut self) {
-        let wanted: Vec<(
-            String,
-            Option<JobSpec>,
-            Option<crate::config::job::CronRestart>,
-        )> = self
+        // Runs after every message: it compares in place and clones only what changed.
+        let jobs = &self.jobs;
+        let changed: Vec<String> = self
             .apps
             .iter()
-            .map(|(name, app)| {
-                (
-                    name.clone(),
-                    app.spec.job.clone(),
-                    app.spec.cron_restart.clone(),
-                )
+            .filter(|(name, app)| {
+                app.spec.job.as_ref() != jobs.jobs.get(*name).map(|j| &j.spec)
+                    || app.spec.cron_restart.as_ref() != jobs.reloads.get(*name).map(|r| &r.spec)
             })
+            .map(|(name, _)| name.clone())
             .collect();
-        let apps: std::collections::BTreeSet<&String> = wanted.iter().map(|(n, _, _)| n).collect();
-        let gone: Vec<String> = self
-            .jobs
+        let gone: Vec<String> = jobs
             .jobs
             .keys()
-            .filter(|name| !apps.contains(name))
+            .chain(jobs.reloads.keys())
+            .filter(|name| !self.apps.contains_key(*name))
             .cloned()
             .collect();
         for name in gone {
+            self.jobs.reloads.remove(&name);
             if let Some(mut job) = self.jobs.jobs.remove(&name) {
                 // Its history stays; an app created later under the name starts neither paused nor enabled.
                 job.stored.paused = false;
                 job.stored.enabled = false;
                 job.save();
+                self.jobs.keys.remove(&job.key);
+                info!(job = %name, "job removed");
             }
-            info!(job = %name, "job removed");
         }
-        self.jobs.reloads.retain(|name, _| apps.contains(name));
-        for (name, job, cron) in wanted {
-            match (job, self.jobs.jobs.get(&name).map(|j| j.spec.clone())) {
-                (Some(spec), None) => self.register_job(&name, spec),
-                (Some(spec), Some(old)) if spec != old => self.respec_job(&name, spec),
-                (None, Some(_)) => {
-                    self.jobs.jobs.remove(&name);
+        for name in changed {
+            let Some(app) = self.apps.get(&name) else {
+                continue;
+            };
+            let (job, cron) = (app.spec.job.clone(), app.spec.cron_restart.clone());
+            match (job, self.jobs.jobs.contains_key(&name)) {
+                (Some(spec), false) => self.register_job(&name, spec),
+                (Some(spec), true) => {
+                    if self.jobs.jobs.get(&name).is_some_and(|j| j.spec != spec) {
+                        self.respec_job(&name, spec);
+                    }
                 }
-                _ => {}
+                (None, true) => {
+                    if let Some(job) = self.jobs.jobs.remove(&name) {
+                        self.jobs.keys.remove(&job.key);
+                    }
+                }
+                (None, false) => {}
             }
-            match (cron, self.jobs.reloads.get(&name).map(|r| r.spec.clone())) {
-                (Some(spec), old) if old.as_ref() != Some(&spec) => {
-                    self.register_cron_reload(&name, spec)
+            match cron {
+                Some(spec) => {
+                    if self.jobs.reloads.get(&name).map(|r| &r.spec) != Some(&spec) {
+                        self.register_cron_reload(&name, spec);
+                    }
                 }
-                (None, Some(_)) => {
+                None => {
                     self.jobs.reloads.remove(&name);
                 }
-                _ => {}
             }
         }
     }
@@ -318,6 +327,7 @@ impl Supervisor {
         };
         let resume = job.stored.enabled && !job.stored.paused;
         let timeout = job.spec.timeout_ms;
+        self.jobs.keys.insert(job.key, name.to_string());
         let pending = job.stored.pending.clone();
         self.jobs.jobs.insert(name.to_string(), job);
         info!(job = %name, "job registered");
@@ -449,10 +459,10 @@ impl Supervisor {
 
     fn job_by_key(&self, key: u64) -> Option<String> {
         self.jobs
-            .jobs
-            .iter()
-            .find(|(_, j)| j.key == key)
-            .map(|(name, _)| name.clone())
+            .keys
+            .get(&key)
+            .filter(|name| self.jobs.jobs.get(*name).is_some_and(|j| j.key == key))
+            .cloned()
     }
 
     pub(super) fn job_timer(&mut self, timer: JobTimer) {
