@@ -391,6 +391,10 @@ impl Supervisor {
         let mut leaving = Vec::new();
         let mut slots = Vec::new();
         for (&id, w) in &self.workers {
+            // A scheduled job's slot between runs is all in the job's own file: nothing to adopt.
+            if w.state == State::Stopped && w.successor.is_none() && self.is_job(&w.app) {
+                continue;
+            }
             let (want, process) = match w.state {
                 State::Running(p) => (Want::Run, Some(p)),
                 State::Waiting { .. } => (Want::Run, None),
@@ -674,6 +678,40 @@ impl Supervisor {
                 (None, _) => {}
             }
             self.workers.insert(slot.id, worker);
+        }
+        // Slots left out of the record (a job's between runs): there again, down.
+        let missing: Vec<(String, u32, u32)> = self
+            .apps
+            .iter()
+            .flat_map(|(name, app)| {
+                app.workers
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, &id)| (name.clone(), id, i as u32))
+            })
+            .filter(|(_, id, _)| !self.workers.contains_key(id))
+            .collect();
+        for (app, id, instance) in missing {
+            self.workers.insert(
+                id,
+                Worker {
+                    app,
+                    instance,
+                    state: State::Stopped,
+                    on_exit: OnExit::Crash,
+                    restarts: 0,
+                    unstable: 0,
+                    last_exit: None,
+                    last_exit_at: None,
+                    memory_restarts: 0,
+                    started_once: true,
+                    epoch: 0,
+                    intent: 0,
+                    successor: None,
+                    reload_failure: None,
+                    kill_reason: None,
+                },
+            );
         }
         let mut stopped = 0;
         for l in leaving {

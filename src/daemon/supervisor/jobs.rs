@@ -85,6 +85,10 @@ pub(super) struct Job {
     runs: HashMap<u32, Active>,
     /// Next attempts waiting for their backoff, by token.
     retries: HashMap<u64, RunStart>,
+    /// Its state changed since it was last written (written at the end of the loop turn; see `flush_jobs`).
+    unsaved: bool,
+    /// The directory of its run logs exists.
+    log_dir_ready: bool,
 }
 
 /// `cron_restart` of a long-running app.
@@ -97,13 +101,26 @@ pub(super) struct CronReload {
 }
 
 /// The jobs and cron reloads, by app.
-#[derive(Default)]
 pub(super) struct Jobs {
+    /// An app may have been added, changed or removed: `sync_jobs` looks at them again.
+    pub(super) dirty: bool,
     jobs: BTreeMap<String, Job>,
     reloads: BTreeMap<String, CronReload>,
     /// Each job's name by its key (timers name jobs by key).
     keys: HashMap<u64, String>,
     next_key: u64,
+}
+
+impl Default for Jobs {
+    fn default() -> Jobs {
+        Jobs {
+            dirty: true,
+            jobs: BTreeMap::new(),
+            reloads: BTreeMap::new(),
+            keys: HashMap::new(),
+            next_key: 0,
+        }
+    }
 }
 
 fn ms(at: Timestamp) -> u64 {
@@ -143,9 +160,15 @@ fn record(start: &RunStart, outcome: RunOutcome) -> RunRecord {
 
 impl Job {
     fn save(&mut self) {
+        self.unsaved = false;
         if let Err(e) = jobstore::save(&self.path, &mut self.stored, self.spec.history) {
             warn!(path = %self.path.display(), error = %e, "cannot write the job's history");
         }
+    }
+
+    /// Written at the end of the loop turn, with whatever else changes in it (a run's pid, its end).
+    fn save_later(&mut self) {
+        self.unsaved = true;
     }
 
     /// The history's record of a run's attempt.
@@ -192,7 +215,10 @@ impl Supervisor {
     /// started before resumes its schedule, catching up once if it missed a fire time while no daemon
     /// ran), changed ones rescheduled (a run in progress is left alone), removed ones forgotten.
     pub(super) fn sync_jobs(&mut self) {
-        // Runs after every message: it compares in place and clones only what changed.
+        if !std::mem::take(&mut self.jobs.dirty) {
+            return;
+        }
+        // It compares in place and clones only what changed.
         let jobs = &self.jobs;
         let changed: Vec<String> = self
             .apps
@@ -324,6 +350,8 @@ impl Supervisor {
             starting: HashMap::new(),
             runs,
             retries: HashMap::new(),
+            unsaved: false,
+            log_dir_ready: false,
         };
         let resume = job.stored.enabled && !job.stored.paused;
         let timeout = job.spec.timeout_ms;
@@ -660,10 +688,18 @@ impl Supervisor {
                 self.add_slot(name, instance)
             }
         };
-        if let Some(dir) = start.log.parent()
-            && let Err(e) = std::fs::create_dir_all(dir)
-        {
-            warn!(job = %name, error = %e, "cannot create the directory of the run logs");
+        let ready = self.jobs.jobs.get(name).is_some_and(|j| j.log_dir_ready);
+        if !ready && let Some(dir) = start.log.parent() {
+            match std::fs::create_dir_all(dir) {
+                Ok(()) => {
+                    if let Some(job) = self.jobs.jobs.get_mut(name) {
+                        job.log_dir_ready = true;
+                    }
+                }
+                Err(e) => {
+                    warn!(job = %name, error = %e, "cannot create the directory of the run logs")
+                }
+            }
         }
         let Some(job) = self.jobs.jobs.get_mut(name) else {
             return;
@@ -762,7 +798,7 @@ impl Supervisor {
         if let Some(run) = job.record_mut(&start) {
             run.pid = Some(process.pid as u32);
         }
-        job.save();
+        job.save_later();
         if let Some(timeout) = job.spec.timeout_ms {
             let timer = Timer::Job(JobTimer::Timeout {
                 slot: id,
@@ -919,10 +955,10 @@ impl Supervisor {
                 due_ms: ms(due),
                 log: next.log.display().to_string(),
             });
-            job.save();
+            job.save_later();
             self.arm_retry(name, next, delay);
         } else {
-            job.save();
+            job.save_later();
             if outcome.is_failure() {
                 self.on_failure(name, start, outcome, &exit);
             }
@@ -1265,6 +1301,13 @@ impl Supervisor {
             next_ms: info.next_ms,
             last_outcome: info.last.map(|r| r.outcome),
         })
+    }
+
+    /// Writes the jobs whose state changed in this loop turn.
+    pub(super) fn flush_jobs(&mut self) {
+        for job in self.jobs.jobs.values_mut().filter(|j| j.unsaved) {
+            job.save();
+        }
     }
 
     /// Whether `app` is a scheduled job (its slots run runs, never reloads).

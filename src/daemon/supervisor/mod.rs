@@ -267,6 +267,7 @@ impl Supervisor {
                 _ = sigchld.recv() => self.reap(),
             }
             self.settle();
+            self.flush_jobs();
             self.keep_record();
             if self.exit_when_errored
                 && !self.shutting_down
@@ -319,6 +320,7 @@ impl Supervisor {
                 | Request::Job(_)
         ) {
             self.touch_record();
+            self.jobs.dirty = true;
         }
         let (until, outcome) = match request {
             Request::Ping => {
@@ -859,9 +861,11 @@ impl Supervisor {
         }
         self.arm_sampling();
         let workers = &self.workers;
+        let removed = &mut self.jobs.dirty;
         self.apps.retain(|name, app| {
             if app.workers.is_empty() {
                 info!(app = %name, "app deleted");
+                *removed = true;
                 return false;
             }
             let all_down = app
