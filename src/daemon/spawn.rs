@@ -1,6 +1,7 @@
-//! Starting a worker: fork, set up its descriptors, environment and session, exec.
+//! Starting a worker: a child that shares the daemon's memory until its exec (see [`start_child`]; a plain
+//! `fork` where that cannot be done) sets up its descriptors, environment and session, and execs.
 //!
-//! Everything the child needs is prepared before `fork`, so the child allocates nothing and calls only
+//! Everything the child needs is prepared before it starts, so the child allocates nothing and calls only
 //! async-signal-safe functions. That is what lets `LISTEN_PID` (and `LISTEN_PIDFDID`) hold the worker's own
 //! pid without an exec helper: the parent reserves room in the environment block and the child writes its
 //! pid there before `execve`.
@@ -296,11 +297,7 @@ pub fn spawn(request: &SpawnRequest<'_>) -> io::Result<Spawned> {
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut previous);
     }
-    // SAFETY: the child only runs `child`, which is async-signal-safe and never returns.
-    let forked = unsafe { libc::fork() };
-    if forked == 0 {
-        unsafe { child(&mut plan, write.as_raw_fd()) }
-    }
+    let forked = start_child(&mut plan, write.as_raw_fd());
     // SAFETY: restores the mask saved above.
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &previous, std::ptr::null_mut()) };
     match forked {
@@ -316,6 +313,60 @@ pub fn spawn(request: &SpawnRequest<'_>) -> io::Result<Spawned> {
             })
         }
     }
+}
+
+/// The child's stack while it shares the daemon's memory (it needs a few kilobytes).
+const CHILD_STACK: usize = 256 * 1024;
+
+/// What the child of [`start_child`] is given.
+struct ChildArgs {
+    plan: *mut Plan,
+    status: RawFd,
+}
+
+extern "C" fn child_entry(args: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `start_child` passes a `ChildArgs` that outlives the child's use of it: the parent is
+    // suspended (CLONE_VFORK) until the child has executed its program or exited.
+    unsafe {
+        let args = &mut *(args as *mut ChildArgs);
+        child(&mut *args.plan, args.status)
+    }
+}
+
+/// Starts the child and returns its pid (or -1). The child shares the daemon's memory until it executes its
+/// program (`clone` with CLONE_VM | CLONE_VFORK, as `posix_spawn` does): nothing of the daemon's memory is
+/// copied, so starting a worker costs the same however large the daemon is, and the daemon waits the few
+/// hundred microseconds until the exec. Where that cannot be done, a plain `fork`.
+fn start_child(plan: &mut Plan, status: RawFd) -> libc::pid_t {
+    let mut stack = vec![0u8; CHILD_STACK];
+    let mut args = ChildArgs {
+        plan: plan as *mut Plan,
+        status,
+    };
+    // SAFETY: the stack grows down from its end (aligned to 16); the child runs only `child`, which calls
+    // async-signal-safe functions, allocates nothing, changes its credentials with raw system calls (the
+    // C library's would act on the daemon's threads, whose memory it shares) and never returns; the parent
+    // is suspended until the child has executed its program or exited, so `stack` and `args` outlive it.
+    let pid = unsafe {
+        let top = stack.as_mut_ptr().add(CHILD_STACK);
+        let top = top.sub(top as usize % 16);
+        libc::clone(
+            child_entry,
+            top.cast(),
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            (&mut args as *mut ChildArgs).cast(),
+        )
+    };
+    drop(stack);
+    if pid >= 0 {
+        return pid;
+    }
+    // SAFETY: the child only runs `child`, which is async-signal-safe and never returns.
+    let forked = unsafe { libc::fork() };
+    if forked == 0 {
+        unsafe { child(plan, status) }
+    }
+    forked
 }
 
 /// Waits, [`SESSION_WAIT`] at most, until the child has written to its status pipe or closed it: it then
@@ -482,10 +533,12 @@ unsafe fn child(plan: &mut Plan, status: RawFd) -> ! {
             }
         }
 
+        // Raw system calls: the C library's wrappers would also change the credentials of every thread of
+        // the daemon, whose memory this child may share (see `start_child`).
         if let Some((uid, gid)) = plan.credentials
-            && (libc::setgroups(plan.groups.len(), plan.groups.as_ptr()) != 0
-                || libc::setgid(gid) != 0
-                || libc::setuid(uid) != 0)
+            && (libc::syscall(libc::SYS_setgroups, plan.groups.len(), plan.groups.as_ptr()) != 0
+                || libc::syscall(libc::SYS_setresgid, gid, gid, gid) != 0
+                || libc::syscall(libc::SYS_setresuid, uid, uid, uid) != 0)
         {
             fail(status, 3);
         }
