@@ -219,30 +219,10 @@ pub fn trigger(home: &Home, name: &str, wait: bool) -> Result<()> {
 /// exit with: the run's own, 128 + the signal that ended it, or 1.
 fn follow(home: &Home, job: &str, run_id: &str) -> Result<i32> {
     let mut printed: Vec<(String, u64)> = Vec::new();
-    let mut stdout = std::io::stdout();
     loop {
         let runs = history(home, job)?;
         let attempts: Vec<&RunRecord> = runs.iter().filter(|r| r.run_id == run_id).collect();
-        for attempt in &attempts {
-            let Some(log) = &attempt.log else { continue };
-            let offset = match printed.iter_mut().find(|(path, _)| path == log) {
-                Some((_, offset)) => offset,
-                None => {
-                    printed.push((log.clone(), 0));
-                    &mut printed.last_mut().expect("just pushed").1
-                }
-            };
-            if let Ok(mut file) = std::fs::File::open(log)
-                && file.seek(SeekFrom::Start(*offset)).is_ok()
-            {
-                let mut text = Vec::new();
-                if let Ok(n) = file.read_to_end(&mut text) {
-                    *offset += n as u64;
-                    stdout.write_all(&text)?;
-                    stdout.flush()?;
-                }
-            }
-        }
+        copy_new_output(&attempts, &mut printed)?;
         let last = attempts.last();
         let retrying = match ask(home, JobRequest::List)? {
             Response::Jobs { jobs } => jobs
@@ -252,6 +232,18 @@ fn follow(home: &Home, job: &str, run_id: &str) -> Result<i32> {
         };
         match last {
             Some(run) if run.outcome != RunOutcome::Running && !retrying => {
+                // The log keeper may still be writing the run's last lines (it reads the pipes until the
+                // run's whole group is gone): copy until the output has not grown for 400 ms, 3 s at most.
+                let deadline = std::time::Instant::now() + Duration::from_secs(3);
+                let mut quiet = 0;
+                while quiet < 4 && std::time::Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(100));
+                    if copy_new_output(&attempts, &mut printed)? {
+                        quiet = 0;
+                    } else {
+                        quiet += 1;
+                    }
+                }
                 eprintln!("{run_id}: {} (attempt {})", outcome(run), run.attempt);
                 return Ok(match (run.outcome, run.exit_code) {
                     (RunOutcome::Ok, _) => 0,
@@ -270,6 +262,38 @@ fn follow(home: &Home, job: &str, run_id: &str) -> Result<i32> {
         // Polling the daemon while the run goes on (it may take hours): not a synchronisation.
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Copies to stdout what the attempts' output files gained since `printed` (each file with the offset
+/// copied so far); says whether anything was copied.
+fn copy_new_output(attempts: &[&RunRecord], printed: &mut Vec<(String, u64)>) -> Result<bool> {
+    let mut stdout = std::io::stdout();
+    let mut copied = false;
+    for attempt in attempts {
+        let Some(log) = &attempt.log else { continue };
+        let index = match printed.iter().position(|(path, _)| path == log) {
+            Some(index) => index,
+            None => {
+                printed.push((log.clone(), 0));
+                printed.len() - 1
+            }
+        };
+        let offset = &mut printed[index].1;
+        if let Ok(mut file) = std::fs::File::open(log)
+            && file.seek(SeekFrom::Start(*offset)).is_ok()
+        {
+            let mut text = Vec::new();
+            if let Ok(n) = file.read_to_end(&mut text)
+                && n > 0
+            {
+                *offset += n as u64;
+                stdout.write_all(&text)?;
+                stdout.flush()?;
+                copied = true;
+            }
+        }
+    }
+    Ok(copied)
 }
 
 /// `logs [JOB] --run RUN_ID`: the output of every attempt of one run.
