@@ -285,7 +285,7 @@ fn raw_from_args(args: &StartArgs) -> Result<RawApp> {
             .map(|i| i.parse().map(flag).context("--instances"))
             .transpose()?,
         listen: (!listen.is_empty()).then(|| flag(listen)),
-        env: BTreeMap::new(),
+        env: Default::default(),
         env_profiles: BTreeMap::new(),
         kill_signal: args
             .kill_signal

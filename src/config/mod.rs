@@ -13,6 +13,7 @@ pub mod watch;
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -57,8 +58,9 @@ pub struct AppSpec {
     pub instances: Instances,
     /// Empty: fork mode. Otherwise cluster mode; the sockets reach each worker as fds 3, 4, ...
     pub listen: Vec<ListenAddr>,
-    /// The complete environment of the workers, before herdsman adds its own variables.
-    pub env: BTreeMap<String, String>,
+    /// The complete environment of the workers, before herdsman adds its own variables. Shared: the apps
+    /// of one file or command usually have the same, and the daemon keeps it once for all of them.
+    pub env: Arc<BTreeMap<String, String>>,
     pub kill_signal: SignalName,
     pub kill_timeout_ms: u64,
     pub min_uptime_ms: u64,
@@ -143,7 +145,7 @@ impl AppSpec {
     /// The same app by definition: everything but the environment inherited from the caller.
     pub fn same_definition(&self, other: &AppSpec) -> bool {
         let strip = |spec: &AppSpec| AppSpec {
-            env: BTreeMap::new(),
+            env: Arc::default(),
             ..spec.clone()
         };
         strip(self) == strip(other)
@@ -262,7 +264,10 @@ mod tests {
             cwd: "/".into(),
             instances: Instances::Count(1),
             listen: vec![],
-            env: BTreeMap::from([("PATH".to_string(), "/usr/bin:/bin".to_string())]),
+            env: Arc::new(BTreeMap::from([(
+                "PATH".to_string(),
+                "/usr/bin:/bin".to_string(),
+            )])),
             kill_signal: SignalName(nix::sys::signal::Signal::SIGINT),
             kill_timeout_ms: defaults::KILL_TIMEOUT_MS,
             min_uptime_ms: defaults::MIN_UPTIME_MS,

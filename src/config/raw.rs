@@ -252,7 +252,7 @@ impl RawApp {
             cwd,
             instances: value(&self.instances).unwrap_or(Instances::Count(1)),
             listen: value(&self.listen).unwrap_or_default(),
-            env,
+            env: std::sync::Arc::new(env),
             defined_env,
             kill_signal: value(&self.kill_signal).unwrap_or(SignalName(defaults::KILL_SIGNAL)),
             kill_timeout_ms: millis(&self.kill_timeout, defaults::KILL_TIMEOUT_MS),

@@ -338,7 +338,20 @@ extern "C" fn child_entry(args: *mut libc::c_void) -> libc::c_int {
 /// copied, so starting a worker costs the same however large the daemon is, and the daemon waits the few
 /// hundred microseconds until the exec. Where that cannot be done, a plain `fork`.
 fn start_child(plan: &mut Plan, status: RawFd) -> libc::pid_t {
-    let mut stack = vec![0u8; CHILD_STACK];
+    thread_local! {
+        /// The child's stack, kept for the next one: a child runs on it only while this thread waits.
+        static STACK: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    STACK.with(|stack| {
+        let mut stack = stack.borrow_mut();
+        if stack.len() < CHILD_STACK {
+            *stack = vec![0u8; CHILD_STACK];
+        }
+        start_child_on(plan, status, &mut stack)
+    })
+}
+
+fn start_child_on(plan: &mut Plan, status: RawFd, stack: &mut [u8]) -> libc::pid_t {
     let mut args = ChildArgs {
         plan: plan as *mut Plan,
         status,
@@ -348,7 +361,7 @@ fn start_child(plan: &mut Plan, status: RawFd) -> libc::pid_t {
     // C library's would act on the daemon's threads, whose memory it shares) and never returns; the parent
     // is suspended until the child has executed its program or exited, so `stack` and `args` outlive it.
     let pid = unsafe {
-        let top = stack.as_mut_ptr().add(CHILD_STACK);
+        let top = stack.as_mut_ptr().add(stack.len());
         let top = top.sub(top as usize % 16);
         libc::clone(
             child_entry,
@@ -357,7 +370,6 @@ fn start_child(plan: &mut Plan, status: RawFd) -> libc::pid_t {
             (&mut args as *mut ChildArgs).cast(),
         )
     };
-    drop(stack);
     if pid >= 0 {
         return pid;
     }

@@ -2,11 +2,14 @@
 //! its workers keep serving, as orphans. This is how the next keeper takes them back, without ever taking a
 //! process that is not the one it recorded.
 //!
-//! - The keeper keeps a record of what runs, `HERDSMAN_HOME/state.json` (mode 0600): each app's definition
-//!   and listening sockets (address and inode), each slot's counters and process (pid and start time, in
-//!   clock ticks since boot), the processes on their way out, the boot, and the keeper itself. It is written
-//!   whenever what runs changes (not fsynced: it has to outlive the keeper, not the machine; the boot id
-//!   tells a record of an earlier boot) and removed when the daemon stops cleanly.
+//! - The keeper keeps a record of what runs, `HERDSMAN_HOME/state.json` (mode 0600): each slot's counters
+//!   and process (pid and start time, in clock ticks since boot), the processes on their way out, the boot,
+//!   the keeper itself, and the name of the file beside it that holds each app's definition and listening
+//!   sockets (address and inode), `state-apps-<stamp>-<n>.json`. The apps' file is written only when an app
+//!   changes, under a new name, before the record that names it; the record is written whenever what runs
+//!   changes, so a burst of runs rewrites only what runs. Neither is fsynced (they have to outlive the
+//!   keeper, not the machine; the boot id tells a record of an earlier boot); both are removed when the
+//!   daemon stops cleanly.
 //! - A keeper that starts and finds a record of this boot whose keeper is gone adopts: a process is taken
 //!   only if its pid has the recorded start time (so a reused pid never is) and a pidfd on it opens. It is
 //!   marked adopted and supervised as any other: its exit comes from the pidfd, with its status where the
@@ -54,8 +57,8 @@ pub struct Recorded {
     pub start: u64,
 }
 
-/// What the keeper last recorded. Written with the apps already encoded (they change only with requests,
-/// and are encoded again only then), read with them decoded.
+/// What the keeper last recorded. Written and read with the name of the apps' file, adopted with the apps
+/// it holds.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Record<A = Vec<AppRecord>> {
     format: u32,
@@ -124,8 +127,13 @@ pub struct Keeping {
     touched: bool,
     /// The fingerprints of what was last written: the apps, and what runs.
     written: Option<(u64, u64)>,
-    /// The apps as last encoded.
-    apps_json: Option<Box<serde_json::value::RawValue>>,
+    /// The apps' file last written (its name, in the record's directory), and how many were.
+    apps_file: Option<String>,
+    apps_files: u64,
+    /// Tells this keeper's apps' files from those of an earlier one.
+    stamp: u128,
+    /// The apps' files of earlier keepers were removed (after this one's first record).
+    swept: bool,
     /// When it was last written, and whether a write waits for [`MIN_INTERVAL`] to pass.
     last_write: Option<Instant>,
     deferred: bool,
@@ -147,11 +155,66 @@ impl Keeping {
             },
             touched: true,
             written: None,
-            apps_json: None,
+            apps_file: None,
+            apps_files: 0,
+            stamp: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+            swept: false,
             last_write: None,
             deferred: false,
             starts: HashMap::new(),
             failing: false,
+        }
+    }
+}
+
+impl Keeping {
+    /// The record with the apps of the file it names, if that can be read.
+    fn read_apps(&self, record: Record<String>) -> Option<Record> {
+        let path = self.sibling(&record.apps);
+        let read = crate::daemon::persist::read_private(&path).and_then(|bytes| {
+            let bytes = bytes.ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
+            serde_json::from_slice::<Vec<AppRecord>>(&bytes).map_err(std::io::Error::other)
+        });
+        match read {
+            Ok(apps) => Some(Record {
+                format: record.format,
+                boot_id: record.boot_id,
+                keeper: record.keeper,
+                next_id: record.next_id,
+                apps,
+                slots: record.slots,
+                leaving: record.leaving,
+            }),
+            Err(e) => {
+                warn!(path = %path.display(), error = %e, "the apps of the record of what ran cannot be read: not adopted");
+                None
+            }
+        }
+    }
+
+    /// A file beside the record.
+    fn sibling(&self, name: &str) -> PathBuf {
+        self.path.with_file_name(name)
+    }
+
+    /// Removes the apps' files other than the one the record names.
+    fn remove_stale_apps_files(&self) {
+        let Some(dir) = self.path.parent() else {
+            return;
+        };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else {
+                continue;
+            };
+            if name.starts_with("state-apps-") && Some(name) != self.apps_file.as_deref() {
+                let _ = std::fs::remove_file(entry.path());
+            }
         }
     }
 }
@@ -259,10 +322,10 @@ impl Supervisor {
             return;
         }
         let apps_changed = keeping.touched
-            || keeping.apps_json.is_none()
+            || keeping.apps_file.is_none()
             || keeping.written.map(|(apps, _)| apps) != Some(fingerprint.0);
         let apps_json = if apps_changed {
-            match serde_json::value::to_raw_value(&self.app_records()) {
+            match serde_json::to_vec(&self.app_records()) {
                 Ok(json) => Some(json),
                 Err(e) => {
                     warn!(error = %e, "cannot encode the apps for the record of what runs");
@@ -276,10 +339,27 @@ impl Supervisor {
         let Some(keeping) = &mut self.record else {
             return;
         };
+        // The apps first, under a new name: the record names them once they are written.
+        let mut replaced = None;
         if let Some(json) = apps_json {
-            keeping.apps_json = Some(json);
+            let name = format!(
+                "state-apps-{}-{}.json",
+                keeping.stamp,
+                keeping.apps_files + 1
+            );
+            let written =
+                crate::daemon::persist::write_private(&keeping.sibling(&name), &json, false);
+            if let Err(e) = written {
+                if !keeping.failing {
+                    keeping.failing = true;
+                    warn!(path = %keeping.path.display(), error = %e, "cannot write the record of what runs");
+                }
+                return;
+            }
+            keeping.apps_files += 1;
+            replaced = keeping.apps_file.replace(name);
         }
-        let Some(apps) = keeping.apps_json.as_deref() else {
+        let Some(apps) = keeping.apps_file.as_deref() else {
             return;
         };
         let record = Record {
@@ -298,6 +378,15 @@ impl Supervisor {
         let written = serde_json::to_vec(&record)
             .map_err(std::io::Error::other)
             .and_then(|bytes| crate::daemon::persist::write_private(&keeping.path, &bytes, false));
+        if written.is_ok() {
+            if let Some(old) = replaced {
+                let _ = std::fs::remove_file(keeping.sibling(&old));
+            }
+            if !keeping.swept {
+                keeping.swept = true;
+                keeping.remove_stale_apps_files();
+            }
+        }
         match written {
             Ok(()) if keeping.failing => {
                 keeping.failing = false;
@@ -324,6 +413,9 @@ impl Supervisor {
     pub fn remove_record(&mut self) {
         if let Some(keeping) = self.record.take() {
             let _ = std::fs::remove_file(&keeping.path);
+            if let Some(apps) = &keeping.apps_file {
+                let _ = std::fs::remove_file(keeping.sibling(apps));
+            }
         }
     }
 
@@ -481,8 +573,8 @@ impl Supervisor {
     pub fn adopt_and_record(&mut self, path: PathBuf) {
         let keeping = Keeping::new(path);
         let record = match crate::daemon::persist::read_private(&keeping.path) {
-            Ok(Some(bytes)) => match serde_json::from_slice::<Record>(&bytes) {
-                Ok(record) if record.format == FORMAT => Some(record),
+            Ok(Some(bytes)) => match serde_json::from_slice::<Record<String>>(&bytes) {
+                Ok(record) if record.format == FORMAT => keeping.read_apps(record),
                 Ok(record) => {
                     warn!(
                         format = record.format,

@@ -237,6 +237,11 @@ impl Supervisor {
         let Some(binary) = self.update_to.take() else {
             return;
         };
+        if self.exec_context.is_none() {
+            return;
+        }
+        // The jobs' last changes are in their journal before the new image reads it.
+        self.save_jobs();
         let Some(context) = &self.exec_context else {
             return;
         };

@@ -405,6 +405,13 @@ impl Supervisor {
     pub(super) fn timer(&mut self, timer: Timer) {
         match timer {
             Timer::Sample => self.sample_tick(),
+            Timer::GiveBack => {
+                self.give_back_armed = false;
+                // A thousand apps defined at once leave megabytes of freed requests and answers in the
+                // heap, which the C library keeps unless asked.
+                // SAFETY: malloc_trim only releases free memory of the C library's heap.
+                unsafe { libc::malloc_trim(0) };
+            }
             Timer::Job(timer) => self.job_timer(timer),
             Timer::Wake => {
                 self.settle_groups();

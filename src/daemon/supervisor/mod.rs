@@ -101,6 +101,8 @@ pub enum Timer {
     Wake,
     /// A scheduled job's (see `jobs.rs`).
     Job(jobs::JobTimer),
+    /// A while after a request that defined or removed apps: the heap it left free goes back to the system.
+    GiveBack,
 }
 
 /// One worker slot (see `worker.rs` for its state machine).
@@ -166,6 +168,8 @@ struct Pending {
 }
 
 pub struct Supervisor {
+    /// A [`Timer::GiveBack`] is armed.
+    give_back_armed: bool,
     home: crate::home::Home,
     apps: BTreeMap<String, App>,
     workers: BTreeMap<u32, Worker>,
@@ -211,6 +215,13 @@ pub struct Supervisor {
 
 type Reply = Result<Vec<u32>, Response>;
 
+/// How long after a request that defined or removed apps the free heap is given back: its answer has
+/// been written by then.
+const GIVE_BACK_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// At most this many more messages are handled in one turn of the loop when they are already waiting.
+const BATCH: usize = 255;
+
 impl Supervisor {
     pub fn new(
         home: crate::home::Home,
@@ -247,6 +258,7 @@ impl Supervisor {
             last_update_error: None,
             record: None,
             jobs: jobs::Jobs::default(),
+            give_back_armed: false,
         }
     }
 
@@ -261,7 +273,17 @@ impl Supervisor {
         while !self.done {
             tokio::select! {
                 message = rx.recv() => match message {
-                    Some(message) => self.handle(message),
+                    Some(message) => {
+                        self.handle(message);
+                        // A burst (a thousand jobs' fire times, their exits) is handled in one turn: what
+                        // follows each turn (settling, the jobs' and the record's writes) is paid once for it.
+                        for _ in 0..BATCH {
+                            match rx.try_recv() {
+                                Ok(message) if !self.done => self.handle(message),
+                                _ => break,
+                            }
+                        }
+                    }
                     None => self.begin_shutdown(None),
                 },
                 _ = sigchld.recv() => self.reap(),
@@ -321,6 +343,9 @@ impl Supervisor {
         ) {
             self.touch_record();
             self.jobs.dirty = true;
+            if !std::mem::replace(&mut self.give_back_armed, true) {
+                self.arm(GIVE_BACK_AFTER, Timer::GiveBack);
+            }
         }
         let (until, outcome) = match request {
             Request::Ping => {
@@ -654,7 +679,7 @@ impl Supervisor {
                 // The caller's environment, under the app's own variables (env files, `env`).
                 let mut fresh = env.clone();
                 fresh.extend(app.spec.defined_env.clone());
-                app.spec.env = fresh;
+                app.spec.env = std::sync::Arc::new(fresh);
             }
         }
     }

@@ -338,7 +338,7 @@ impl Supervisor {
             .filter_map(|name| {
                 let app = self.apps.get(name)?;
                 let mut spec = app.spec.clone();
-                for (key, value) in spec.env.iter_mut() {
+                for (key, value) in std::sync::Arc::make_mut(&mut spec.env).iter_mut() {
                     *value = shown_value(key, value);
                 }
                 for (key, value) in spec.defined_env.iter_mut() {

@@ -18,6 +18,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
@@ -25,7 +26,7 @@ use tracing::{error, info, warn};
 
 use super::{Supervisor, Timer};
 use crate::config::job::JobSpec;
-use crate::daemon::jobstore::{self, Stored};
+use crate::daemon::jobstore::{self, Store, Stored};
 use crate::daemon::worker::{OnExit, Process, State, describe_exit};
 use crate::protocol::{JobState, RunOutcome, RunRecord, Selection};
 use crate::schedule::policy::{self, CatchUpDecision, OnFire};
@@ -70,9 +71,9 @@ pub(super) struct Job {
     spec: JobSpec,
     /// `None` when the schedule cannot be used on this host (its zone is unknown to this tzdb, or it never
     /// fires any more): the app is still a job, and nothing fires; `unusable` says why.
-    schedule: Option<Schedule>,
+    schedule: Option<Arc<Schedule>>,
     unusable: Option<String>,
-    path: PathBuf,
+    /// Its state, with only the runs in progress and the last one ended (its history is in the store).
     stored: Stored,
     /// Bumped whenever the armed timer becomes stale.
     generation: u64,
@@ -94,7 +95,7 @@ pub(super) struct Job {
 pub(super) struct CronReload {
     key: u64,
     spec: crate::config::job::CronRestart,
-    schedule: Schedule,
+    schedule: Arc<Schedule>,
     generation: u64,
     next: Option<Fire>,
 }
@@ -108,6 +109,32 @@ pub(super) struct Jobs {
     /// Each job's name by its key (timers name jobs by key).
     keys: HashMap<u64, String>,
     next_key: u64,
+    /// The jobs' files, opened when first needed.
+    store: Option<Store>,
+    /// Runs recorded in this loop turn, spawned once that record is written: (job, slot).
+    to_spawn: Vec<(String, u32)>,
+    /// Each schedule in use, by expression and zone: jobs with the same one share it (a parsed
+    /// expression holds a table of every year it may fire in).
+    schedules: HashMap<(String, Option<String>), Arc<Schedule>>,
+}
+
+impl Jobs {
+    /// The schedule of `expr` in `zone`, parsed once for every job that uses it.
+    fn schedule(
+        &mut self,
+        expr: &str,
+        zone: Option<&str>,
+    ) -> Result<Arc<Schedule>, crate::schedule::ScheduleError> {
+        let key = (expr.to_string(), zone.map(str::to_string));
+        if let Some(schedule) = self.schedules.get(&key) {
+            return Ok(schedule.clone());
+        }
+        // Those no job uses any more go first.
+        self.schedules.retain(|_, s| Arc::strong_count(s) > 1);
+        let schedule = Arc::new(Schedule::parse(expr, zone)?);
+        self.schedules.insert(key, schedule.clone());
+        Ok(schedule)
+    }
 }
 
 impl Default for Jobs {
@@ -118,6 +145,9 @@ impl Default for Jobs {
             reloads: BTreeMap::new(),
             keys: HashMap::new(),
             next_key: 0,
+            store: None,
+            to_spawn: Vec::new(),
+            schedules: HashMap::new(),
         }
     }
 }
@@ -158,15 +188,9 @@ fn record(start: &RunStart, outcome: RunOutcome) -> RunRecord {
 }
 
 impl Job {
+    /// Written at the end of the loop turn, with whatever else changes in it (a run's pid, its end), and
+    /// before any run recorded in it starts.
     fn save(&mut self) {
-        self.unsaved = false;
-        if let Err(e) = jobstore::save(&self.path, &mut self.stored, self.spec.history) {
-            warn!(path = %self.path.display(), error = %e, "cannot write the job's history");
-        }
-    }
-
-    /// Written at the end of the loop turn, with whatever else changes in it (a run's pid, its end).
-    fn save_later(&mut self) {
         self.unsaved = true;
     }
 
@@ -241,7 +265,11 @@ impl Supervisor {
                 // Its history stays; an app created later under the name starts neither paused nor enabled.
                 job.stored.paused = false;
                 job.stored.enabled = false;
-                job.save();
+                let store = self
+                    .jobs
+                    .store
+                    .get_or_insert_with(|| Store::open(&self.home.jobs_dir()));
+                store.put(&name, job.spec.history, &job.stored);
                 self.jobs.keys.remove(&job.key);
                 info!(job = %name, "job removed");
             }
@@ -279,15 +307,21 @@ impl Supervisor {
     }
 
     fn register_job(&mut self, name: &str, spec: JobSpec) {
-        let (schedule, unusable) = match Schedule::parse(&spec.schedule, spec.timezone.as_deref()) {
+        let (schedule, unusable) = match self
+            .jobs
+            .schedule(&spec.schedule, spec.timezone.as_deref())
+        {
             Ok(schedule) => (Some(schedule), None),
             Err(e) => {
                 error!(job = %name, error = %e, "the job's schedule cannot be used here: nothing fires");
                 (None, Some(e.to_string()))
             }
         };
-        let path = jobstore::path(&self.home.jobs_dir(), name);
-        let mut stored = jobstore::load(&path);
+        let store = self
+            .jobs
+            .store
+            .get_or_insert_with(|| Store::open(&self.home.jobs_dir()));
+        let mut stored = store.load(name);
         // Runs that go on in the app's slots: adopted from a killed keeper (see `adoption.rs`), or carried
         // over an in-place update (`handover.rs`).
         let adopted: HashMap<u32, (u32, u64)> = self
@@ -306,6 +340,8 @@ impl Supervisor {
         let mut runs = HashMap::new();
         // Each carried run's slot, serial and start, to arm its timeout again.
         let mut carried: Vec<(u32, u64, u64)> = Vec::new();
+        // Runs of a daemon that ended while they ran.
+        let mut ended = Vec::new();
         for run in stored
             .runs
             .iter_mut()
@@ -335,14 +371,24 @@ impl Supervisor {
             run.outcome = RunOutcome::Killed;
             run.detail = Some("the daemon stopped during the run".into());
             run.ended_at_ms.get_or_insert(ms(Timestamp::now()));
+            ended.push(run.clone());
         }
+        if !ended.is_empty() {
+            let ended = Stored {
+                runs: ended,
+                ..stored.clone()
+            };
+            if let Some(store) = &mut self.jobs.store {
+                store.put(name, spec.history, &ended);
+            }
+        }
+        stored.keep_in_memory();
         self.jobs.next_key += 1;
         let job = Job {
             key: self.jobs.next_key,
             spec,
             schedule,
             unusable,
-            path,
             stored,
             generation: 0,
             next: None,
@@ -390,7 +436,7 @@ impl Supervisor {
 
     /// A changed definition: the new schedule and options from now on; a run in progress goes on.
     fn respec_job(&mut self, name: &str, spec: JobSpec) {
-        let parsed = Schedule::parse(&spec.schedule, spec.timezone.as_deref());
+        let parsed = self.jobs.schedule(&spec.schedule, spec.timezone.as_deref());
         let Some(job) = self.jobs.jobs.get_mut(name) else {
             return;
         };
@@ -708,7 +754,21 @@ impl Supervisor {
         job.stored.runs.push(run);
         job.save();
         info!(job = %name, run = %start.run_id, attempt = start.attempt, "run starting");
-        job.starting.insert(slot, start.clone());
+        job.starting.insert(slot, start);
+        self.jobs.to_spawn.push((name.to_string(), slot));
+    }
+
+    /// Spawns a run recorded in this loop turn, now that its record is written.
+    fn spawn_run(&mut self, name: &str, slot: u32) {
+        let Some(start) = self
+            .jobs
+            .jobs
+            .get(name)
+            .and_then(|j| j.starting.get(&slot))
+            .cloned()
+        else {
+            return; // stopped or deleted meanwhile
+        };
         self.start_worker(slot);
         // Spawned: `job_spawned` took it. Otherwise it could not start.
         let Some(job) = self.jobs.jobs.get_mut(name) else {
@@ -797,7 +857,7 @@ impl Supervisor {
         if let Some(run) = job.record_mut(&start) {
             run.pid = Some(process.pid as u32);
         }
-        job.save_later();
+        job.save();
         if let Some(timeout) = job.spec.timeout_ms {
             let timer = Timer::Job(JobTimer::Timeout {
                 slot: id,
@@ -954,10 +1014,10 @@ impl Supervisor {
                 due_ms: ms(due),
                 log: next.log.display().to_string(),
             });
-            job.save_later();
+            job.save();
             self.arm_retry(name, next, delay);
         } else {
-            job.save_later();
+            job.save();
             if outcome.is_failure() {
                 self.on_failure(name, start, outcome, &exit);
             }
@@ -1036,7 +1096,7 @@ impl Supervisor {
             .args(["-c", &command])
             .current_dir(&app.spec.cwd)
             .env_clear()
-            .envs(&app.spec.env)
+            .envs(app.spec.env.iter())
             .env("HERDSMAN_JOB", name)
             .env("HERDSMAN_RUN_ID", &start.run_id)
             .env("HERDSMAN_ATTEMPT", start.attempt.to_string())
@@ -1099,11 +1159,33 @@ impl Supervisor {
         }
     }
 
-    /// Writes the jobs whose state changed in this loop turn.
+    /// Writes the jobs whose state changed in this loop turn, then starts the runs recorded in it.
     pub(super) fn flush_jobs(&mut self) {
-        for job in self.jobs.jobs.values_mut().filter(|j| j.unsaved) {
-            job.save();
+        self.save_jobs();
+        if self.jobs.to_spawn.is_empty() {
+            return;
         }
+        for (name, slot) in std::mem::take(&mut self.jobs.to_spawn) {
+            self.spawn_run(&name, slot);
+        }
+        self.save_jobs();
+    }
+
+    /// Writes the jobs whose state changed (one append to the journal for all of them).
+    pub(in crate::daemon::supervisor) fn save_jobs(&mut self) {
+        let jobs = &mut self.jobs;
+        if jobs.store.is_none() && !jobs.jobs.values().any(|j| j.unsaved) {
+            return;
+        }
+        let store = jobs
+            .store
+            .get_or_insert_with(|| Store::open(&self.home.jobs_dir()));
+        for (name, job) in jobs.jobs.iter_mut().filter(|(_, j)| j.unsaved) {
+            job.unsaved = false;
+            store.put(name, job.spec.history, &job.stored);
+            job.stored.keep_in_memory();
+        }
+        store.flush();
     }
 
     /// Whether `app` is a scheduled job (its slots run runs, never reloads).
@@ -1125,7 +1207,7 @@ impl Supervisor {
     // ----- cron_restart ---------------------------------------------------------------------------------
 
     fn register_cron_reload(&mut self, name: &str, spec: crate::config::job::CronRestart) {
-        let schedule = match Schedule::parse(&spec.schedule, spec.timezone.as_deref()) {
+        let schedule = match self.jobs.schedule(&spec.schedule, spec.timezone.as_deref()) {
             Ok(schedule) => schedule,
             Err(e) => {
                 error!(app = %name, error = %e, "cron_restart cannot be used here");

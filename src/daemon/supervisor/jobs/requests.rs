@@ -29,13 +29,16 @@ impl Supervisor {
                     .filter_map(|name| self.job_info(name))
                     .collect(),
             },
-            JobRequest::History { name } => match self.jobs.jobs.get(&name) {
-                Some(job) => Response::JobHistory {
+            JobRequest::History { name } => {
+                self.save_jobs();
+                let (Some(job), Some(store)) = (self.jobs.jobs.get(&name), &self.jobs.store) else {
+                    return unknown(&name);
+                };
+                Response::JobHistory {
+                    runs: store.history(&name, job.spec.history),
                     job: name,
-                    runs: job.stored.runs.clone(),
-                },
-                None => unknown(&name),
-            },
+                }
+            }
             JobRequest::Next { name, count } => match self.jobs.jobs.get(&name) {
                 Some(Job {
                     schedule: None,
