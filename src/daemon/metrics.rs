@@ -54,9 +54,18 @@ impl Metrics {
         }
     }
 
-    /// Drops a worker that exited.
+    /// Drops a worker that exited, if it was read.
     pub fn forget(&mut self, pid: i32) {
-        self.track(pid);
+        if let Some(system) = self.system.as_mut() {
+            let pid = Pid::from_u32(pid as u32);
+            if system.process(pid).is_some() {
+                system.refresh_processes_specifics(
+                    ProcessesToUpdate::Some(&[pid]),
+                    true,
+                    kind(false),
+                );
+            }
+        }
     }
 
     /// Samples every process, and adds up each leader's family. A leader that cannot be read is missing.

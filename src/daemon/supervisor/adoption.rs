@@ -25,7 +25,7 @@
 //!   keeper's death already tells the truth.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{Hash, Hasher};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -216,6 +216,28 @@ impl Keeping {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
+    }
+}
+
+/// FNV-1a: the fingerprints are taken after every turn of the loop, over every slot, and need no
+/// resistance to collisions made on purpose (a collision only delays a write to the next change).
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
@@ -422,7 +444,7 @@ impl Supervisor {
     /// What the record depends on, hashed: apps and their slots, each slot's process, successor and
     /// counters, and the processes being stopped.
     fn apps_fingerprint(&self) -> u64 {
-        let mut hasher = DefaultHasher::new();
+        let mut hasher = Fnv::default();
         for (name, app) in &self.apps {
             (name, &app.workers, app.listeners.len()).hash(&mut hasher);
         }
@@ -430,7 +452,7 @@ impl Supervisor {
     }
 
     fn runtime_fingerprint(&self) -> u64 {
-        let mut hasher = DefaultHasher::new();
+        let mut hasher = Fnv::default();
         for (id, w) in &self.workers {
             let pid = |p: Option<Process>| p.map(|p| p.pid);
             (

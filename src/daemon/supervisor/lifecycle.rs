@@ -199,7 +199,10 @@ impl Supervisor {
         } else {
             self.arm(grace, Timer::Grace { serial });
         }
-        self.metrics.track(pid);
+        // A job's run is read when sampled: a thousand short runs cost no reading each.
+        if run.is_none() {
+            self.metrics.track(pid);
+        }
         self.job_spawned(id, &process);
         Ok(process)
     }

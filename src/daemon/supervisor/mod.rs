@@ -893,11 +893,12 @@ impl Supervisor {
                 *removed = true;
                 return false;
             }
-            let all_down = app
-                .workers
-                .iter()
-                .all(|id| workers.get(id).is_none_or(|w| w.state.is_down()));
-            if all_down && !app.listeners.is_empty() {
+            let all_down = || {
+                app.workers
+                    .iter()
+                    .all(|id| workers.get(id).is_none_or(|w| w.state.is_down()))
+            };
+            if !app.listeners.is_empty() && all_down() {
                 info!(app = %name, "no worker running: closing its sockets");
                 app.listeners.clear();
             }
