@@ -15,6 +15,7 @@
 mod adoption;
 mod app;
 mod apply;
+mod balancing;
 mod env;
 pub mod handover;
 mod jobs;
@@ -101,6 +102,8 @@ pub enum Timer {
     Wake,
     /// A scheduled job's (see `jobs.rs`).
     Job(jobs::JobTimer),
+    /// A worker taken out of its app's selection has drained: stop it now (see `balancing.rs`).
+    Drain { worker: u32, intent: u64 },
 }
 
 /// One worker slot (see `worker.rs` for its state machine).
@@ -130,6 +133,8 @@ struct Worker {
     reload_failure: Option<String>,
     /// Why herdsman killed the current process itself (a missed listen timeout), for `last_exit`.
     kill_reason: Option<String>,
+    /// Taken out of its app's selection (hash or sticky) before being stopped this way (see `balancing.rs`).
+    draining: Option<OnExit>,
 }
 
 /// A process no longer in any slot (replaced by a reload) that is being stopped.
@@ -508,7 +513,13 @@ impl Supervisor {
             return Err(Response::error(ErrorKind::Conflict, message));
         }
         let name = spec.name.clone();
-        let app = App::prepare(spec, &self.home, &mut Vec::new())
+        if let Some(message) = self.address_conflict(&spec) {
+            return Err(Response::error(
+                ErrorKind::Conflict,
+                format!("app '{name}': {message}"),
+            ));
+        }
+        let app = App::prepare(spec, &self.home, &mut Vec::new(), &mut None)
             .map_err(|e| Response::error(ErrorKind::Invalid, format!("app '{name}': {e}")))?;
         let count = app.spec.instances.resolve(self.cores);
         // The program only: arguments can carry secrets, which are never logged.
@@ -539,6 +550,7 @@ impl Supervisor {
                 successor: None,
                 reload_failure: None,
                 kill_reason: None,
+                draining: None,
             },
         );
         if let Some(app) = self.apps.get_mut(app) {
@@ -592,6 +604,7 @@ impl Supervisor {
         for id in ids {
             if let Some(worker) = self.workers.get_mut(id) {
                 worker.intent += 1;
+                worker.draining = None;
             }
         }
     }
@@ -662,6 +675,9 @@ impl Supervisor {
     fn stop_selected(&mut self, target: &Selection, on_exit: OnExit) -> Reply {
         let ids = self.select(target)?;
         for &id in &ids {
+            if self.begin_drain(id, on_exit) {
+                continue;
+            }
             let Some(worker) = self.workers.get_mut(&id) else {
                 continue;
             };
@@ -872,12 +888,17 @@ impl Supervisor {
                 .workers
                 .iter()
                 .all(|id| workers.get(id).is_none_or(|w| w.state.is_down()));
-            if all_down && !app.listeners.is_empty() {
+            let slot_sockets = app.slots.as_ref().is_some_and(|s| !s.is_empty());
+            if all_down && (!app.listeners.is_empty() || slot_sockets) {
                 info!(app = %name, "no worker running: closing its sockets");
                 app.listeners.clear();
+                if let Some(slots) = app.slots.as_mut() {
+                    slots.clear();
+                }
             }
             true
         });
+        self.sync_balance();
         self.sync_jobs();
 
         let mut index = 0;

@@ -1,0 +1,479 @@
+//! `balance = "hash" | "sticky"`: one SO_REUSEPORT socket per worker slot, chosen by the kernel.
+//!
+//! For such an app the daemon binds, for each of its addresses, one listening socket per worker slot, all
+//! with SO_REUSEPORT on the same address: the kernel makes them one *reuseport group* and picks a socket
+//! of the group for each new connection. Slot k's worker inherits socket k alone (fd 3 onward, as with a
+//! shared socket). The daemon keeps every socket for as long as its slot exists, so a crash or a restart of
+//! worker k leaves socket k open: the connections the kernel queued on it wait for the replacement. A
+//! reload hands the successor the same socket while the old worker drains it.
+//!
+//! Which socket a connection gets:
+//! - `hash`: the kernel's own hash of the connection's addresses and ports, when every socket is in the
+//!   selection (no program attached); otherwise a program that hashes the client's address and port over
+//!   the selected sockets.
+//! - `sticky`: a classic BPF program attached with `SO_ATTACH_REUSEPORT_CBPF` (no privilege needed) reads
+//!   the client's address from the IP header (through `SKF_NET_OFF`: the IPv4 source address, or the last
+//!   four bytes of the IPv6 one, which for an IPv4-mapped address is the IPv4 address again), mixes its
+//!   bits, takes it modulo the number of selected slots and answers the index of that slot's socket. One
+//!   client address always reaches the same worker while the selection is unchanged.
+//!
+//! The kernel numbers a group's sockets in the order they started listening, and closing one moves the
+//! last one into its place (`swap_remove`). [`Group::members`] mirrors that order exactly, so the program
+//! can name sockets by index. The program maps the hash onto the selected slots in instance order, so the
+//! clients of a slot keep their worker when other sockets move.
+//!
+//! A slot is taken out of the selection (the program attached again without it) before its worker is told
+//! to stop for good (a scale down, a delete, a stop), so no new connection is queued on its socket; the
+//! socket is closed once the slot is gone. A change of the number of selected slots re-hashes clients: with
+//! N selected slots a client goes to slot `h mod N`, so going from N to M moves every client whose
+//! `h mod N` and `h mod M` differ (most of them); while the count is unchanged nobody moves.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use crate::config::{Balance, ListenAddr};
+use crate::daemon::listener::{Listener, UnixFile};
+
+/// `SO_ATTACH_REUSEPORT_CBPF` (Linux 4.5).
+const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 51;
+/// `SO_DETACH_REUSEPORT_BPF` (Linux 5.3).
+const SO_DETACH_REUSEPORT_BPF: libc::c_int = 68;
+
+/// An app's per-slot sockets: one reuseport group per address.
+#[derive(Debug)]
+pub struct SlotSockets {
+    mode: Balance,
+    groups: Vec<Group>,
+    /// The slots in the selection, in instance order, as last attached; `None` before any attach.
+    selected: Option<Vec<u32>>,
+}
+
+#[derive(Debug)]
+struct Group {
+    addr: ListenAddr,
+    /// The group's sockets in the kernel's order: what the program's answer indexes.
+    members: Vec<Member>,
+}
+
+#[derive(Debug)]
+struct Member {
+    /// The worker slot (its id) the socket belongs to.
+    slot: u32,
+    listener: Listener,
+}
+
+impl SlotSockets {
+    pub fn new(mode: Balance, addrs: &[ListenAddr]) -> SlotSockets {
+        SlotSockets {
+            mode,
+            groups: addrs
+                .iter()
+                .map(|addr| Group {
+                    addr: addr.clone(),
+                    members: Vec::new(),
+                })
+                .collect(),
+            selected: None,
+        }
+    }
+
+    pub fn mode(&self) -> Balance {
+        self.mode
+    }
+
+    /// The addresses, in the order of the spec's `listen`.
+    pub fn addrs(&self) -> Vec<ListenAddr> {
+        self.groups.iter().map(|g| g.addr.clone()).collect()
+    }
+
+    /// Binds the slot's sockets (one per address) where it has none. The slot is not in the selection until
+    /// [`SlotSockets::select`] puts it there (with `hash` and every socket selected, the kernel may pick it
+    /// at once: its worker is about to start, and connections wait in its backlog meanwhile).
+    pub fn open(&mut self, slot: u32, instance: u32, cwd: &Path) -> Result<(), String> {
+        for group in &mut self.groups {
+            if group.members.iter().any(|m| m.slot == slot) {
+                continue;
+            }
+            let listener = Listener::bind_slot(&group.addr, cwd, instance)
+                .map_err(|e| format!("worker {instance}'s socket: {e}"))?;
+            group.members.push(Member { slot, listener });
+        }
+        self.reattach();
+        Ok(())
+    }
+
+    /// The slot's sockets, in address order (what its worker inherits as fds 3, 4, ...).
+    pub fn fds(&self, slot: u32) -> Vec<BorrowedFd<'_>> {
+        self.groups
+            .iter()
+            .filter_map(|g| g.members.iter().find(|m| m.slot == slot))
+            .map(|m| m.listener.fd())
+            .collect()
+    }
+
+    /// Whether the slot has its sockets.
+    pub fn has(&self, slot: u32) -> bool {
+        self.groups
+            .iter()
+            .all(|g| g.members.iter().any(|m| m.slot == slot))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.groups.iter().all(|g| g.members.is_empty())
+    }
+
+    /// Puts exactly these slots (in instance order) in the selection; attaches the programs again if that
+    /// changes anything.
+    pub fn select(&mut self, slots: Vec<u32>) {
+        if self.selected.as_ref() == Some(&slots) {
+            return;
+        }
+        self.selected = Some(slots);
+        self.reattach();
+    }
+
+    /// Closes the sockets of every slot `keep` refuses, and attaches the programs again over what is left
+    /// (closing a socket moves the group's last socket into its place).
+    pub fn retain(&mut self, keep: impl Fn(u32) -> bool) {
+        let mut changed = false;
+        for group in &mut self.groups {
+            let mut index = 0;
+            while index < group.members.len() {
+                if keep(group.members[index].slot) {
+                    index += 1;
+                } else {
+                    // As the kernel does: the last socket takes the place of the one that goes.
+                    drop(group.members.swap_remove(index));
+                    changed = true;
+                }
+            }
+        }
+        if let Some(selected) = &mut self.selected {
+            selected.retain(|&slot| keep(slot));
+        }
+        if changed {
+            self.reattach();
+        }
+    }
+
+    /// Closes every socket (the app stopped).
+    pub fn clear(&mut self) {
+        for group in &mut self.groups {
+            group.members.clear();
+        }
+        self.selected = None;
+    }
+
+    /// The addresses of the sockets held, one entry per address (for `describe`).
+    pub fn addresses(&self) -> Vec<String> {
+        self.groups
+            .iter()
+            .filter(|g| !g.members.is_empty())
+            .map(|g| format!("{} ({} sockets)", g.addr, g.members.len()))
+            .collect()
+    }
+
+    /// Every socket, in the kernel's order within each address, with its slot.
+    pub fn parts(&self) -> Vec<(ListenAddr, u32, BorrowedFd<'_>)> {
+        self.groups
+            .iter()
+            .flat_map(|g| {
+                g.members
+                    .iter()
+                    .map(|m| (g.addr.clone(), m.slot, m.listener.fd()))
+            })
+            .collect()
+    }
+
+    /// Takes back a socket carried over an in-place re-exec or adopted from a worker, in the kernel's order.
+    pub fn restore(&mut self, addr: &ListenAddr, slot: u32, instance: u32, fd: OwnedFd) {
+        let Some(group) = self.groups.iter_mut().find(|g| &g.addr == addr) else {
+            return;
+        };
+        let unix: Option<UnixFile> = None;
+        let listener = Listener::from_parts_slot(fd, addr.clone(), unix, instance);
+        group.members.push(Member { slot, listener });
+    }
+
+    /// Stores every socket in systemd's fd store again (a keeper that adopted them).
+    pub fn store(&self) {
+        for group in &self.groups {
+            for member in &group.members {
+                member.listener.store();
+            }
+        }
+    }
+
+    /// Attaches each group's program for the current selection (or detaches it, for `hash` with every
+    /// socket selected). A failure is logged: the kernel then keeps choosing by its own hash over every
+    /// socket of the group, which loses no connection.
+    fn reattach(&mut self) {
+        let Some(selected) = &self.selected else {
+            return;
+        };
+        for group in &self.groups {
+            let Some(first) = group.members.first() else {
+                continue;
+            };
+            let indices: Vec<u32> = selected
+                .iter()
+                .filter_map(|slot| group.members.iter().position(|m| m.slot == *slot))
+                .map(|i| i as u32)
+                .collect();
+            let fd = first.listener.fd();
+            let result = if self.mode == Balance::Hash && indices.len() == group.members.len() {
+                detach(fd).or_else(|_| attach(fd, &program(self.mode, &indices)))
+            } else {
+                attach(fd, &program(self.mode, &indices))
+            };
+            if let Err(e) = result {
+                tracing::warn!(addr = %group.addr, error = %e, "cannot attach the balancing program: the kernel hashes over every socket");
+            }
+        }
+    }
+}
+
+/// A classic BPF instruction.
+fn op(code: u32, k: u32) -> libc::sock_filter {
+    libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    }
+}
+
+fn jump(code: u32, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
+    libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    }
+}
+
+/// An offset in the IP header, as a load through `SKF_NET_OFF` takes it.
+fn net(offset: i32) -> u32 {
+    (libc::SKF_NET_OFF + offset) as u32
+}
+
+/// The program that answers, for a new connection, the index of the socket to give it: a hash (of the
+/// client's address for `sticky`; of its address and port for `hash`) modulo the number of selected
+/// sockets, mapped onto their indices. With nothing selected it answers an index past the group, and the
+/// kernel falls back to its own hash over every socket.
+pub fn program(mode: Balance, indices: &[u32]) -> Vec<libc::sock_filter> {
+    use libc::{
+        BPF_ABS, BPF_ALU, BPF_AND, BPF_B, BPF_H, BPF_IND, BPF_JA, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD,
+        BPF_LSH, BPF_MEM, BPF_MISC, BPF_MOD, BPF_MUL, BPF_RET, BPF_RSH, BPF_ST, BPF_TAX, BPF_W,
+        BPF_X, BPF_XOR,
+    };
+    if indices.is_empty() {
+        return vec![op(BPF_RET | BPF_K, u32::MAX)];
+    }
+    let mut p = vec![
+        // A = the IP version (the high nibble of the first byte of the IP header).
+        op(BPF_LD | BPF_B | BPF_ABS, net(0)),
+        op(BPF_ALU | BPF_RSH | BPF_K, 4),
+    ];
+    let with_port = mode == Balance::Hash;
+    if with_port {
+        // M[0] = the source port: IPv4 after the header's IHL words, IPv6 after its fixed 40 bytes.
+        p.extend([
+            jump(BPF_JMP | BPF_JEQ | BPF_K, 6, 8, 0),
+            op(BPF_LD | BPF_B | BPF_ABS, net(0)),
+            op(BPF_ALU | BPF_AND | BPF_K, 0x0f),
+            op(BPF_ALU | BPF_LSH | BPF_K, 2),
+            op(BPF_MISC | BPF_TAX, 0),
+            op(BPF_LD | BPF_H | BPF_IND, net(0)),
+            op(BPF_ST, 0),
+            op(BPF_LD | BPF_W | BPF_ABS, net(12)),
+            op(BPF_JMP | BPF_JA, 3),
+            op(BPF_LD | BPF_H | BPF_ABS, net(40)),
+            op(BPF_ST, 0),
+            op(BPF_LD | BPF_W | BPF_ABS, net(20)),
+            // A = address ^ (port * golden ratio)
+            op(BPF_MISC | BPF_TAX, 0),
+            op(BPF_LD | BPF_MEM, 0),
+            op(BPF_ALU | BPF_MUL | BPF_K, 0x9e37_79b1),
+            op(BPF_ALU | BPF_XOR | BPF_X, 0),
+        ]);
+    } else {
+        p.extend([
+            // IPv6: the last four bytes of the source address (an IPv4-mapped one's IPv4 address).
+            jump(BPF_JMP | BPF_JEQ | BPF_K, 6, 0, 2),
+            op(BPF_LD | BPF_W | BPF_ABS, net(20)),
+            op(BPF_JMP | BPF_JA, 1),
+            // IPv4: the source address.
+            op(BPF_LD | BPF_W | BPF_ABS, net(12)),
+        ]);
+    }
+    p.extend([
+        // Mix the bits (so that addresses differing only in high bits spread too):
+        // a ^= a >> 16; a *= 0x45d9f3b; a ^= a >> 16.
+        op(BPF_MISC | BPF_TAX, 0),
+        op(BPF_ALU | BPF_RSH | BPF_K, 16),
+        op(BPF_ALU | BPF_XOR | BPF_X, 0),
+        op(BPF_ALU | BPF_MUL | BPF_K, 0x045d_9f3b),
+        op(BPF_MISC | BPF_TAX, 0),
+        op(BPF_ALU | BPF_RSH | BPF_K, 16),
+        op(BPF_ALU | BPF_XOR | BPF_X, 0),
+        op(BPF_ALU | BPF_MOD | BPF_K, indices.len() as u32),
+    ]);
+    // The n-th selected socket's index in the group.
+    let (last, rest) = indices.split_last().unwrap_or((&u32::MAX, &[]));
+    for (n, index) in rest.iter().enumerate() {
+        p.push(jump(BPF_JMP | BPF_JEQ | BPF_K, n as u32, 0, 1));
+        p.push(op(BPF_RET | BPF_K, *index));
+    }
+    p.push(op(BPF_RET | BPF_K, *last));
+    p
+}
+
+/// Attaches a program to the reuseport group of this socket (replacing the group's previous one).
+fn attach(fd: BorrowedFd<'_>, program: &[libc::sock_filter]) -> io::Result<()> {
+    if program.len() > libc::BPF_MAXINSNS as usize {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "too many workers for one balancing program",
+        ));
+    }
+    let prog = libc::sock_fprog {
+        len: program.len() as libc::c_ushort,
+        filter: program.as_ptr().cast_mut(),
+    };
+    // SAFETY: `prog` points at `program`, which outlives the call; the kernel copies it.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_ATTACH_REUSEPORT_CBPF,
+            (&prog as *const libc::sock_fprog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Detaches the group's program: the kernel's own hash chooses again.
+fn detach(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let unused: libc::c_int = 0;
+    // SAFETY: a plain setsockopt with an int argument the kernel ignores.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_DETACH_REUSEPORT_BPF,
+            (&unused as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    match rc {
+        0 => Ok(()),
+        // Nothing was attached.
+        _ if io::Error::last_os_error().raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        _ => Err(io::Error::last_os_error()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use socket2::{Domain, Socket, Type};
+    use std::net::{Ipv4Addr, SocketAddr};
+    use std::os::fd::AsFd;
+
+    /// `n` SO_REUSEPORT listeners on one free loopback port, in the kernel's order.
+    fn group(n: usize) -> (u16, Vec<Socket>) {
+        let mut port = 0;
+        let mut sockets = Vec::new();
+        for _ in 0..n {
+            let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+            s.set_reuse_port(true).expect("reuseport");
+            s.bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, port)).into())
+                .expect("bind");
+            s.listen(64).expect("listen");
+            s.set_nonblocking(true).expect("nonblocking");
+            port = s
+                .local_addr()
+                .expect("local")
+                .as_socket()
+                .expect("inet")
+                .port();
+            sockets.push(s);
+        }
+        (port, sockets)
+    }
+
+    /// Connects from 127.0.0.`source` and says which listener got the connection.
+    fn landed(port: u16, source: u8, sockets: &[Socket]) -> usize {
+        let client = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        client
+            .bind(&SocketAddr::from((Ipv4Addr::new(127, 0, 0, source), 0)).into())
+            .expect("bind the client");
+        client
+            .connect(&SocketAddr::from((Ipv4Addr::LOCALHOST, port)).into())
+            .expect("connect");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            for (i, s) in sockets.iter().enumerate() {
+                if s.accept().is_ok() {
+                    return i;
+                }
+            }
+            assert!(std::time::Instant::now() < deadline, "no listener got it");
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn sticky_sends_each_client_address_to_one_socket_and_spreads_addresses() {
+        let (port, sockets) = group(4);
+        attach(sockets[0].as_fd(), &program(Balance::Sticky, &[0, 1, 2, 3])).expect("attach");
+        let mut used = std::collections::BTreeSet::new();
+        for source in 1..=16u8 {
+            let first = landed(port, source, &sockets);
+            for _ in 0..3 {
+                assert_eq!(landed(port, source, &sockets), first, "127.0.0.{source}");
+            }
+            used.insert(first);
+        }
+        assert!(used.len() >= 3, "16 addresses reached only {used:?}");
+    }
+
+    #[test]
+    fn a_socket_out_of_the_selection_gets_no_connection() {
+        let (port, sockets) = group(3);
+        // Only sockets 2 and 0 are selected, in that order.
+        attach(sockets[0].as_fd(), &program(Balance::Sticky, &[2, 0])).expect("attach");
+        for source in 1..=12u8 {
+            assert_ne!(landed(port, source, &sockets), 1, "127.0.0.{source}");
+        }
+        attach(sockets[0].as_fd(), &program(Balance::Hash, &[2])).expect("attach");
+        for source in 1..=6u8 {
+            assert_eq!(landed(port, source, &sockets), 2, "127.0.0.{source}");
+        }
+        attach(sockets[0].as_fd(), &program(Balance::Hash, &[0, 2])).expect("attach");
+        let mut used = std::collections::BTreeSet::new();
+        for _ in 0..40 {
+            used.insert(landed(port, 1, &sockets));
+        }
+        assert_eq!(
+            used,
+            [0, 2].into(),
+            "hash: one address, many ports, both selected sockets"
+        );
+        detach(sockets[0].as_fd()).expect("detach");
+    }
+
+    #[test]
+    fn a_program_never_outgrows_the_kernel_limit_for_a_thousand_workers() {
+        let indices: Vec<u32> = (0..1000).collect();
+        assert!(program(Balance::Hash, &indices).len() <= libc::BPF_MAXINSNS as usize);
+        assert_eq!(program(Balance::Sticky, &[]).len(), 1);
+    }
+}
