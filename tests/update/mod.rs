@@ -19,7 +19,7 @@ use crate::start_http;
 
 /// A second build of herdsman whose version is this one's plus `-next`, built once (in a target directory
 /// of its own that starts as hard links to this build's, so only herdsman itself is compiled again).
-fn next_build() -> &'static Path {
+pub(crate) fn next_build() -> &'static Path {
     static NEXT: OnceLock<PathBuf> = OnceLock::new();
     NEXT.get_or_init(|| {
         let current = PathBuf::from(env!("CARGO_BIN_EXE_herdsman"));
