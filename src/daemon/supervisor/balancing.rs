@@ -79,7 +79,7 @@ impl Supervisor {
     /// Puts each hash or sticky app's selection in line with its slots' states, and closes the sockets of
     /// slots that are gone. Called after every message.
     pub(super) fn sync_balance(&mut self) {
-        for app in self.apps.values_mut() {
+        for (name, app) in self.apps.iter_mut() {
             let Some(slots) = app.slots.as_mut() else {
                 continue;
             };
@@ -87,7 +87,11 @@ impl Supervisor {
                 continue;
             }
             let workers = &self.workers;
-            slots.retain(|id| app.workers.contains(&id));
+            // A process on its way out may hold the socket of a slot that is gone: it stays in the kernel's
+            // group until that process exits, so the daemon's copy is closed only then (keeping the order).
+            if !self.retiring.iter().any(|r| &r.app == name) {
+                slots.retain(|id| app.workers.contains(&id));
+            }
             let mut selected: Vec<(u32, u32)> = app
                 .workers
                 .iter()

@@ -877,6 +877,7 @@ impl Supervisor {
         }
         self.arm_sampling();
         let workers = &self.workers;
+        let retiring = &self.retiring;
         let removed = &mut self.jobs.dirty;
         self.apps.retain(|name, app| {
             if app.workers.is_empty() {
@@ -888,7 +889,10 @@ impl Supervisor {
                 .workers
                 .iter()
                 .all(|id| workers.get(id).is_none_or(|w| w.state.is_down()));
-            let slot_sockets = app.slots.as_ref().is_some_and(|s| !s.is_empty());
+            // A process on its way out still holds its slot's socket, which stays in the kernel's group
+            // until it exits: the group's order is kept only if the daemon closes its copies after it.
+            let slot_sockets = app.slots.as_ref().is_some_and(|s| !s.is_empty())
+                && !retiring.iter().any(|r| &r.app == name);
             if all_down && (!app.listeners.is_empty() || slot_sockets) {
                 info!(app = %name, "no worker running: closing its sockets");
                 app.listeners.clear();
