@@ -404,3 +404,50 @@ fn sticky_sockets_survive_an_update_and_an_adoption_and_keep_every_client_on_its
         &report,
     );
 }
+
+#[test]
+fn a_change_of_balance_in_place_and_a_port_shared_with_a_sticky_app_are_refused() {
+    let h = Herdsman::new();
+    let port = free_port();
+    let dir = h.scratch("balance");
+    let script = app_arg("http.js");
+    let file = |balance: &str| {
+        crate::helpers::write_file(
+            &dir,
+            "ecosystem.toml",
+            &format!(
+                "[[apps]]\nname = \"web\"\nscript = \"{script}\"\ninstances = 2\nlisten = \"{}\"\nbalance = \"{balance}\"\n",
+                listen_addr(port)
+            ),
+        )
+    };
+    let path = file("sticky").display().to_string();
+    h.cmd(&["start", path.as_str()]).ok();
+    let workers = pids(&h.wait_online("web", 2));
+
+    file("shared");
+    h.cmd(&["reload", path.as_str()])
+        .fails_with("balance cannot change from \"sticky\" to \"shared\" while the app runs");
+    assert_eq!(pids(&h.workers("web")), workers, "nothing changed");
+
+    // Another app on the same port would join the sticky app's group: refused, not bound.
+    h.cmd(&[
+        "start",
+        script.as_str(),
+        "--name",
+        "other",
+        "--listen",
+        &listen_addr(port),
+        "--balance",
+        "hash",
+    ])
+    .fails_with("already app 'web''s");
+
+    let bad = crate::helpers::write_file(
+        &dir,
+        "unix.toml",
+        "[[apps]]\nname = \"u\"\nscript = \"x.js\"\nlisten = \"unix:/tmp/u.sock\"\nbalance = \"sticky\"\n",
+    );
+    h.cmd(&["start", &bad.display().to_string()])
+        .fails_with("unix.toml:5:11: `balance`: balance \"sticky\" needs TCP addresses");
+}
