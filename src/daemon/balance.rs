@@ -112,6 +112,11 @@ impl SlotSockets {
             .collect()
     }
 
+    /// Connections waiting in the accept queues of the slot's sockets (none where that cannot be read).
+    pub fn queued(&self, slot: u32) -> u32 {
+        self.fds(slot).into_iter().map(accept_queue).sum()
+    }
+
     /// Whether the slot has its sockets.
     pub fn has(&self, slot: u32) -> bool {
         self.groups
@@ -144,7 +149,12 @@ impl SlotSockets {
                     index += 1;
                 } else {
                     // As the kernel does: the last socket takes the place of the one that goes.
-                    drop(group.members.swap_remove(index));
+                    let member = group.members.swap_remove(index);
+                    let queued = accept_queue(member.listener.fd());
+                    if queued > 0 {
+                        tracing::warn!(addr = %group.addr, queued, "closing a worker's socket with connections still queued on it (net.ipv4.tcp_migrate_req moves them to the other sockets)");
+                    }
+                    drop(member);
                     changed = true;
                 }
             }
@@ -232,6 +242,24 @@ impl SlotSockets {
             }
         }
     }
+}
+
+/// The length of a listening socket's accept queue (`tcpi_unacked` of a socket in the LISTEN state).
+fn accept_queue(fd: BorrowedFd<'_>) -> u32 {
+    // SAFETY: tcp_info is plain data; zeroes are a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: `info` and `len` are valid for writes of the sizes given.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    if rc == 0 { info.tcpi_unacked } else { 0 }
 }
 
 /// A classic BPF instruction.
@@ -468,6 +496,17 @@ mod tests {
             "hash: one address, many ports, both selected sockets"
         );
         detach(sockets[0].as_fd()).expect("detach");
+    }
+
+    #[test]
+    fn the_accept_queue_of_a_listener_is_counted() {
+        let (port, sockets) = group(1);
+        assert_eq!(accept_queue(sockets[0].as_fd()), 0);
+        let clients: Vec<std::net::TcpStream> = (0..3)
+            .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect"))
+            .collect();
+        assert_eq!(accept_queue(sockets[0].as_fd()), 3);
+        drop(clients);
     }
 
     #[test]

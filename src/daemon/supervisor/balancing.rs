@@ -8,11 +8,12 @@
 //! connection is given to a socket nobody will accept on.
 //!
 //! Draining: a request that stops a running worker of such an app for good (a scale down, a delete, a
-//! change of `instances`, a stop) first takes its slot out of the selection, then waits [`DRAIN`] for the
-//! worker to accept what the kernel had already queued on its socket, and only then sends the kill signal.
+//! change of `instances`, a stop) first takes its slot out of the selection, then waits [`DRAIN`] (and
+//! longer while its socket's accept queue is not empty, up to [`DRAIN_MAX`]) for the worker to accept what
+//! the kernel had already queued on its socket, and only then sends the kill signal.
 //! The slot's socket is closed once the slot is gone (a stopped slot keeps it, out of the selection).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tracing::info;
 
@@ -20,8 +21,12 @@ use super::{Supervisor, Timer};
 use crate::config::{AppSpec, ListenAddr};
 use crate::daemon::worker::{OnExit, State};
 
-/// How long a worker taken out of the selection goes on accepting before it is told to stop.
+/// How long a worker taken out of the selection goes on accepting before it is told to stop, at least.
 pub(super) const DRAIN: Duration = Duration::from_millis(150);
+/// While connections are still queued on its socket after [`DRAIN`], it is given more time, up to this.
+pub(super) const DRAIN_MAX: Duration = Duration::from_secs(5);
+/// How often the queue is looked at again meanwhile.
+const DRAIN_RECHECK: Duration = Duration::from_millis(20);
 
 /// Why a running app cannot take a new definition in place, if it cannot: its sockets would be of another
 /// kind (balance changed) or at other addresses (a hash or sticky app's per-slot groups).
@@ -151,13 +156,21 @@ impl Supervisor {
         worker.on_exit = on_exit;
         let intent = worker.intent;
         self.sync_balance();
-        self.arm(DRAIN, Timer::Drain { worker: id, intent });
+        self.arm(
+            DRAIN,
+            Timer::Drain {
+                worker: id,
+                intent,
+                since: Instant::now(),
+            },
+        );
         true
     }
 
-    /// A drain ran its time: the worker is told to stop now, unless a later request took it over.
-    pub(super) fn drained(&mut self, id: u32, intent: u64) {
-        let Some(worker) = self.workers.get_mut(&id) else {
+    /// A drain ran its time: the worker is told to stop now, unless a later request took it over, or
+    /// connections are still queued on its socket (then it is looked at again, up to [`DRAIN_MAX`]).
+    pub(super) fn drained(&mut self, id: u32, intent: u64, since: Instant) {
+        let Some(worker) = self.workers.get(&id) else {
             return;
         };
         let Some(on_exit) = worker.draining else {
@@ -166,6 +179,25 @@ impl Supervisor {
         if worker.intent != intent {
             return;
         }
+        let queued = self
+            .apps
+            .get(&worker.app)
+            .and_then(|a| a.slots.as_ref())
+            .map_or(0, |s| s.queued(id));
+        if queued > 0 && matches!(worker.state, State::Running(_)) && since.elapsed() < DRAIN_MAX {
+            self.arm(
+                DRAIN_RECHECK,
+                Timer::Drain {
+                    worker: id,
+                    intent,
+                    since,
+                },
+            );
+            return;
+        }
+        let Some(worker) = self.workers.get_mut(&id) else {
+            return;
+        };
         worker.draining = None;
         if matches!(worker.state, State::Running(_)) {
             self.signal_stop(id, on_exit);

@@ -417,7 +417,11 @@ impl Supervisor {
     pub(super) fn timer(&mut self, timer: Timer) {
         match timer {
             Timer::Sample => self.sample_tick(),
-            Timer::Drain { worker, intent } => self.drained(worker, intent),
+            Timer::Drain {
+                worker,
+                intent,
+                since,
+            } => self.drained(worker, intent, since),
             Timer::Job(timer) => self.job_timer(timer),
             Timer::Wake => {
                 self.settle_groups();

@@ -103,7 +103,11 @@ pub enum Timer {
     /// A scheduled job's (see `jobs.rs`).
     Job(jobs::JobTimer),
     /// A worker taken out of its app's selection has drained: stop it now (see `balancing.rs`).
-    Drain { worker: u32, intent: u64 },
+    Drain {
+        worker: u32,
+        intent: u64,
+        since: std::time::Instant,
+    },
 }
 
 /// One worker slot (see `worker.rs` for its state machine).
