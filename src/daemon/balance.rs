@@ -499,6 +499,48 @@ mod tests {
     }
 
     #[test]
+    fn sticky_keeps_an_ipv6_client_on_one_socket() {
+        use std::net::Ipv6Addr;
+        let mut port = 0;
+        let mut sockets = Vec::new();
+        for _ in 0..3 {
+            let s = Socket::new(Domain::IPV6, Type::STREAM, None).expect("socket");
+            s.set_only_v6(false).expect("dual stack");
+            s.set_reuse_port(true).expect("reuseport");
+            if s.bind(&SocketAddr::from((Ipv6Addr::LOCALHOST, port)).into())
+                .is_err()
+            {
+                return; // no IPv6 on this host
+            }
+            s.listen(64).expect("listen");
+            s.set_nonblocking(true).expect("nonblocking");
+            port = s
+                .local_addr()
+                .expect("local")
+                .as_socket()
+                .expect("inet")
+                .port();
+            sockets.push(s);
+        }
+        attach(sockets[0].as_fd(), &program(Balance::Sticky, &[0, 1, 2])).expect("attach");
+        let landed6 = || {
+            let _client = std::net::TcpStream::connect(("::1", port)).expect("connect");
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            loop {
+                if let Some(i) = sockets.iter().position(|s| s.accept().is_ok()) {
+                    return i;
+                }
+                assert!(std::time::Instant::now() < deadline, "no listener got it");
+                std::thread::yield_now();
+            }
+        };
+        let first = landed6();
+        for _ in 0..5 {
+            assert_eq!(landed6(), first, "::1 keeps its socket");
+        }
+    }
+
+    #[test]
     fn the_accept_queue_of_a_listener_is_counted() {
         let (port, sockets) = group(1);
         assert_eq!(accept_queue(sockets[0].as_fd()), 0);
