@@ -131,7 +131,7 @@ pub struct AppSpec {
     pub cron_restart: Option<job::CronRestart>,
     // ----- balancing -----
     /// How new connections are spread over the workers (`balance`): one shared socket, or one socket per
-    /// worker slot chosen by the kernel (see `daemon/balance.rs`).
+    /// worker slot chosen by the kernel (see `daemon/balance/`).
     #[serde(default, skip_serializing_if = "Balance::is_shared")]
     pub balance: Balance,
 }

@@ -21,7 +21,7 @@ pub(super) struct App {
     /// The shared sockets (`balance = "shared"`), one per address.
     pub listeners: Vec<Listener>,
     /// With `balance = "hash"` or `"sticky"`: a socket per worker slot and address, bound when the slot's
-    /// first process starts (see `daemon/balance.rs`); `listeners` is then empty.
+    /// first process starts (see `daemon/balance/`); `listeners` is then empty.
     pub slots: Option<SlotSockets>,
     pub out_path: PathBuf,
     pub err_path: PathBuf,

@@ -1,5 +1,5 @@
 //! The supervisor's side of `balance = "hash" | "sticky"` (the sockets and the kernel program are in
-//! `daemon/balance.rs`): which slots are in each app's selection, taking a slot out of it before its worker
+//! `daemon/balance/`): which slots are in each app's selection, taking a slot out of it before its worker
 //! is stopped for good, and closing the sockets of slots that are gone.
 //!
 //! A slot is in the selection while its worker runs or is about to run again: running (a restart in
