@@ -451,3 +451,89 @@ fn a_change_of_balance_in_place_and_a_port_shared_with_a_sticky_app_are_refused(
     h.cmd(&["start", &bad.display().to_string()])
         .fails_with("unix.toml:5:11: `balance`: balance \"sticky\" needs TCP addresses");
 }
+
+/// Under systemd each worker's socket is in the unit's fd store under a name of its own; a keeper started
+/// again takes each back for its slot, so connections queued meanwhile wait for the new workers.
+#[test]
+fn a_keeper_restarted_by_systemd_takes_each_workers_socket_back_from_the_store() {
+    use crate::update::fdstore::{receive, start_keeper};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixDatagram;
+
+    let h = Herdsman::new();
+    let port = free_port();
+    let notify_path = h.scratch("systemd").join("notify");
+    let notify = UnixDatagram::bind(&notify_path).expect("bind the notify socket");
+    let notify_name = notify_path.display().to_string();
+    let mut first = start_keeper(&h, &notify_name, &[]);
+    receive(&h, &notify, "READY=1");
+    let workers = start_balanced(&h, "web", 2, port, "sticky");
+    let mut stored = Vec::new();
+    for _ in 0..2 {
+        let (text, fd) = receive(&h, &notify, "FDSTORE=1");
+        let fd = fd.unwrap_or_else(|| h.fail(&format!("{text:?} carried no descriptor")));
+        let name = text
+            .lines()
+            .find_map(|l| l.strip_prefix("FDNAME="))
+            .unwrap_or_else(|| h.fail(&format!("{text:?} has no FDNAME")))
+            .to_string();
+        stored.push((fd, name));
+    }
+    stored.sort_by(|a, b| a.1.cmp(&b.1));
+    let names: Vec<&str> = stored.iter().map(|(_, n)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            format!("herdsman-127.0.0.1_{port}-slot0"),
+            format!("herdsman-127.0.0.1_{port}-slot1")
+        ],
+        "one stored socket per worker"
+    );
+    let inodes: BTreeSet<String> = stored
+        .iter()
+        .filter_map(|(fd, _)| fd_link(std::process::id() as i32, fd.as_raw_fd() as u32))
+        .collect();
+    assert_eq!(
+        inodes,
+        fd3_inodes(&workers),
+        "the stored sockets are the workers'"
+    );
+    h.cmd(&["save"]).ok();
+
+    let probe = Probe::start(port);
+    h.wait_for("the probe's first answers", 10 * SECOND, || {
+        probe.ok_count() > 10
+    });
+    // The keeper dies; systemd's KillMode=mixed kills the rest of the unit.
+    let keeper = h.daemon_pid();
+    kill(Pid::from_raw(keeper), Signal::SIGKILL).expect("kill the keeper");
+    for &pid in &workers {
+        let _ = nix::sys::signal::killpg(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    wait_child(&mut first, 10 * SECOND);
+    h.wait_for("the workers gone", 10 * SECOND, || {
+        workers.iter().all(|&p| !alive(p))
+    });
+    let passed: Vec<(&std::os::fd::OwnedFd, &str)> = stored
+        .iter()
+        .map(|(fd, name)| (fd, name.as_str()))
+        .collect();
+    let mut second = start_keeper(&h, &notify_name, &passed);
+    let new = pids(&h.wait_online("web", 2));
+    assert!(new.is_disjoint(&workers));
+    assert_eq!(
+        fd3_inodes(&new),
+        inodes,
+        "the new workers have the stored sockets"
+    );
+    let ok = probe.ok_count();
+    h.wait_for("the new workers to serve", 10 * SECOND, || {
+        probe.ok_count() > ok + 10
+    });
+    let report = probe.finish();
+    assert_no_failures(&h, "a keeper restarted by systemd", &report);
+    let answered: BTreeSet<i32> = sticky_map(&h, port).into_values().collect();
+    assert!(answered.is_subset(&new), "{answered:?} of {new:?}");
+    h.cmd(&["kill"]).ok();
+    wait_child(&mut second, 10 * SECOND);
+}

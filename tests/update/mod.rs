@@ -235,4 +235,4 @@ fn an_update_during_a_reload_is_made_once_the_reload_is_done() {
     assert_eq!(version["updates"], 1);
     assert_eq!(version["binary"], copy.display().to_string());
 }
-mod fdstore;
+pub(crate) mod fdstore;
