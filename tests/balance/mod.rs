@@ -519,6 +519,8 @@ fn a_keeper_restarted_by_systemd_takes_each_workers_socket_back_from_the_store()
         .map(|(fd, name)| (fd, name.as_str()))
         .collect();
     let mut second = start_keeper(&h, &notify_name, &passed);
+    // Only once it is up: a command finding no keeper would start one of its own (without the store).
+    receive(&h, &notify, "READY=1");
     let new = pids(&h.wait_online("web", 2));
     assert!(new.is_disjoint(&workers));
     assert_eq!(

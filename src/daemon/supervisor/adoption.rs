@@ -234,7 +234,8 @@ fn take_back_slots(
                 index += 1;
             }
         }
-        if lost > 1 {
+        // All gone: the group is empty, and the new sockets make a new one in a known order.
+        if lost > 1 && !group.is_empty() {
             *note = Some(format!(
                 "{lost} worker sockets of {addr} were gone with their workers: their order in the kernel is a guess,                  so sticky clients may move to another worker once"
             ));

@@ -199,10 +199,17 @@ impl Supervisor {
             return;
         };
         worker.draining = None;
-        if matches!(worker.state, State::Running(_)) {
-            self.signal_stop(id, on_exit);
-        } else if worker.state.is_down() && on_exit == OnExit::Remove {
-            self.remove_worker(id);
+        match worker.state {
+            State::Running(_) | State::Stopping { .. } => self.signal_stop(id, on_exit),
+            // It crashed meanwhile (and waits out its backoff): stopped now, as a stop of a slot that is
+            // not running is.
+            State::Waiting { .. } | State::Stopped | State::Errored => {
+                worker.epoch += 1;
+                worker.state = State::Stopped;
+                if on_exit == OnExit::Remove {
+                    self.remove_worker(id);
+                }
+            }
         }
     }
 }
