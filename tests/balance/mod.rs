@@ -539,3 +539,35 @@ fn a_keeper_restarted_by_systemd_takes_each_workers_socket_back_from_the_store()
     h.cmd(&["kill"]).ok();
     wait_child(&mut second, 10 * SECOND);
 }
+
+/// `hash` has no program while every slot is selected; a scale down attaches one over the remaining slots
+/// while the removed ones drain, and a scale up detaches it again.
+#[test]
+fn hash_loses_no_connection_across_a_scale_4_2_4() {
+    let h = Herdsman::new();
+    let port = free_port();
+    start_balanced(&h, "web", 4, port, "hash");
+    let probe = Probe::start(port);
+    h.wait_for("the probe's first answers", 10 * SECOND, || {
+        probe.ok_count() >= 5
+    });
+    h.cmd(&["scale", "web", "2"]).ok();
+    let two = pids(&h.workers("web"));
+    let ok = probe.ok_count();
+    h.wait_for(
+        "30 more probe answers after scaling to 2",
+        20 * SECOND,
+        || probe.ok_count() >= ok + 30,
+    );
+    h.cmd(&["scale", "web", "4"]).ok();
+    let four = pids(&h.wait_online("web", 4));
+    // Every worker takes new connections again (no program left out any socket).
+    let mut seen = BTreeSet::new();
+    h.wait_for("answers from all 4 workers", 10 * SECOND, || {
+        seen.extend(served_pid(port));
+        seen == four
+    });
+    let report = probe.finish();
+    assert_no_failures(&h, "scale 4 -> 2 -> 4 of a hash app", &report);
+    assert!(two.is_subset(&four));
+}
