@@ -23,12 +23,12 @@ static STORE: OnceLock<Notifier> = OnceLock::new();
 /// Sockets systemd passed back at start, by name, not taken yet.
 static PASSED: Mutex<Vec<(String, OwnedFd)>> = Mutex::new(Vec::new());
 
-/// The name a socket is stored under: its address, and for a worker slot's own socket (`balance`) the
-/// slot's instance.
+/// The name a socket is stored under: its address, and for a worker slot's own socket (`balance`) its
+/// position in the kernel's reuseport group.
 pub fn name_of(addr: &ListenAddr, slot: Option<u32>) -> String {
     match slot {
         None => name(addr),
-        Some(instance) => format!("{}-slot{instance}", name(addr)),
+        Some(position) => format!("{}-slot{position}", name(addr)),
     }
 }
 

@@ -34,7 +34,8 @@ pub struct Listener {
     addr: ListenAddr,
     /// A Unix socket's path, and the (device, inode) of the file bound there.
     unix_path: Option<(PathBuf, (u64, u64))>,
-    /// For a worker slot's own socket (`balance`): the slot's instance (it names the socket in systemd's
+    /// For a worker slot's own socket (`balance`): its position in the kernel's reuseport group (it names
+    /// the socket in systemd's fd store, so that a keeper restarted by systemd takes them back in order)
     /// store).
     slot: Option<u32>,
 }
@@ -62,8 +63,20 @@ impl Listener {
 
     /// A worker slot's own socket (`balance`): bound with SO_REUSEPORT, so the sockets of every slot of the
     /// address make one reuseport group. TCP only.
-    pub fn bind_slot(addr: &ListenAddr, cwd: &Path, instance: u32) -> Result<Listener, BindError> {
-        Listener::bind_as(addr, cwd, Some(instance))
+    /// `position` is the one it takes in the group (the number of sockets there before it).
+    pub fn bind_slot(addr: &ListenAddr, cwd: &Path, position: u32) -> Result<Listener, BindError> {
+        Listener::bind_as(addr, cwd, Some(position))
+    }
+
+    /// A per-slot socket moved in its group (the kernel put it in the place of one that was closed): it is
+    /// stored under its new position.
+    pub fn moved_to(&mut self, position: u32) {
+        if self.slot == Some(position) {
+            return;
+        }
+        super::fdstore::forget(&super::fdstore::name_of(&self.addr, self.slot));
+        self.slot = Some(position);
+        self.store();
     }
 
     fn bind_as(addr: &ListenAddr, cwd: &Path, slot: Option<u32>) -> Result<Listener, BindError> {
@@ -212,13 +225,13 @@ impl Listener {
         socket: std::os::fd::OwnedFd,
         addr: ListenAddr,
         unix_path: Option<UnixFile>,
-        instance: u32,
+        position: u32,
     ) -> Listener {
         Listener {
             socket: Socket::from(socket),
             addr,
             unix_path,
-            slot: Some(instance),
+            slot: Some(position),
         }
     }
 }

@@ -452,12 +452,77 @@ fn a_change_of_balance_in_place_and_a_port_shared_with_a_sticky_app_are_refused(
         .fails_with("unix.toml:5:11: `balance`: balance \"sticky\" needs TCP addresses");
 }
 
-/// Under systemd each worker's socket is in the unit's fd store under a name of its own; a keeper started
-/// again takes each back for its slot, so connections queued meanwhile wait for the new workers.
-#[test]
-fn a_keeper_restarted_by_systemd_takes_each_workers_socket_back_from_the_store() {
-    use crate::update::fdstore::{receive, start_keeper};
+/// What the keeper keeps in systemd's fd store, as systemd would (`FDSTORE=1` adds a descriptor under its
+/// `FDNAME`, `FDSTOREREMOVE=1` removes the name's), read from the notify socket until `done` holds.
+fn follow_store(
+    h: &Herdsman,
+    notify: &std::os::unix::net::UnixDatagram,
+    store: &mut BTreeMap<String, std::os::fd::OwnedFd>,
+    what: &str,
+    done: impl Fn(&BTreeMap<String, std::os::fd::OwnedFd>) -> bool,
+) {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+    let deadline = std::time::Instant::now() + 15 * SECOND;
+    notify
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    while !done(store) {
+        if std::time::Instant::now() > deadline {
+            h.fail(&format!(
+                "the fd store never held {what}: {:?}",
+                store.keys()
+            ));
+        }
+        let mut buffer = [0u8; 4096];
+        let mut space = nix::cmsg_space!([RawFd; 4]);
+        let mut iov = [std::io::IoSliceMut::new(&mut buffer)];
+        let Ok(message) = recvmsg::<()>(
+            notify.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) else {
+            continue;
+        };
+        let mut fd = None;
+        if let Ok(cmsgs) = message.cmsgs() {
+            for cmsg in cmsgs {
+                if let ControlMessageOwned::ScmRights(fds) = cmsg {
+                    for raw in fds {
+                        // SAFETY: a descriptor the kernel just gave this process.
+                        fd = Some(unsafe { OwnedFd::from_raw_fd(raw) });
+                    }
+                }
+            }
+        }
+        let bytes = message.bytes;
+        let text = String::from_utf8_lossy(&buffer[..bytes]).to_string();
+        let name = text.lines().find_map(|l| l.strip_prefix("FDNAME="));
+        match (name, fd) {
+            (Some(name), Some(fd)) if text.contains("FDSTORE=1") => {
+                store.insert(name.to_string(), fd);
+            }
+            (Some(name), _) if text.contains("FDSTOREREMOVE=1") => {
+                store.remove(name);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The inode of a descriptor of this process.
+fn own_inode(fd: &std::os::fd::OwnedFd) -> Option<String> {
     use std::os::fd::AsRawFd;
+    fd_link(std::process::id() as i32, fd.as_raw_fd() as u32)
+}
+
+/// Under systemd each worker's socket is in the unit's fd store, named after its place in the kernel's
+/// group (`-slot0`, `-slot1`, ...: renamed when a closed socket's place is taken by the last one); a keeper
+/// started again takes them back in that order, so connections queued meanwhile wait for the new workers.
+#[test]
+fn a_keeper_restarted_by_systemd_takes_each_workers_socket_back_from_the_store_in_order() {
+    use crate::update::fdstore::{receive, start_keeper};
     use std::os::unix::net::UnixDatagram;
 
     let h = Herdsman::new();
@@ -467,32 +532,42 @@ fn a_keeper_restarted_by_systemd_takes_each_workers_socket_back_from_the_store()
     let notify_name = notify_path.display().to_string();
     let mut first = start_keeper(&h, &notify_name, &[]);
     receive(&h, &notify, "READY=1");
-    let workers = start_balanced(&h, "web", 2, port, "sticky");
-    let mut stored = Vec::new();
-    for _ in 0..2 {
-        let (text, fd) = receive(&h, &notify, "FDSTORE=1");
-        let fd = fd.unwrap_or_else(|| h.fail(&format!("{text:?} carried no descriptor")));
-        let name = text
-            .lines()
-            .find_map(|l| l.strip_prefix("FDNAME="))
-            .unwrap_or_else(|| h.fail(&format!("{text:?} has no FDNAME")))
-            .to_string();
-        stored.push((fd, name));
-    }
-    stored.sort_by(|a, b| a.1.cmp(&b.1));
-    let names: Vec<&str> = stored.iter().map(|(_, n)| n.as_str()).collect();
-    assert_eq!(
-        names,
-        [
-            format!("herdsman-127.0.0.1_{port}-slot0"),
-            format!("herdsman-127.0.0.1_{port}-slot1")
-        ],
-        "one stored socket per worker"
-    );
-    let inodes: BTreeSet<String> = stored
+    start_balanced(&h, "web", 3, port, "sticky");
+    let name = |position: u32| format!("herdsman-127.0.0.1_{port}-slot{position}");
+    let mut store = BTreeMap::new();
+    follow_store(&h, &notify, &mut store, "3 sockets", |s| s.len() == 3);
+    let by_instance: BTreeMap<u32, String> = h
+        .workers("web")
         .iter()
-        .filter_map(|(fd, _)| fd_link(std::process::id() as i32, fd.as_raw_fd() as u32))
+        .filter_map(|w| Some((w.instance as u32, fd_link(w.pid?, 3)?)))
         .collect();
+    for position in 0..3 {
+        assert_eq!(
+            store.get(&name(position)).and_then(own_inode).as_ref(),
+            by_instance.get(&position),
+            "slot{position} is worker {position}'s socket"
+        );
+    }
+
+    // Worker 0's slot goes: the kernel moves the last socket (worker 2's) into its place, and so does the
+    // store's name.
+    let id = h
+        .workers("web")
+        .iter()
+        .find(|w| w.instance == 0)
+        .map(|w| w.id.to_string())
+        .unwrap_or_else(|| h.fail("no worker 0"));
+    h.cmd(&["delete", id.as_str()]).ok();
+    let moved = by_instance[&2].clone();
+    follow_store(&h, &notify, &mut store, "worker 2's socket as slot0", |s| {
+        s.len() == 2 && s.get(&name(0)).and_then(own_inode).as_ref() == Some(&moved)
+    });
+    assert_eq!(
+        store.get(&name(1)).and_then(own_inode).as_ref(),
+        by_instance.get(&1)
+    );
+    let workers = pids(&h.wait_online("web", 2));
+    let inodes: BTreeSet<String> = store.values().filter_map(own_inode).collect();
     assert_eq!(
         inodes,
         fd3_inodes(&workers),
@@ -504,20 +579,22 @@ fn a_keeper_restarted_by_systemd_takes_each_workers_socket_back_from_the_store()
     h.wait_for("the probe's first answers", 10 * SECOND, || {
         probe.ok_count() > 10
     });
-    // The keeper dies; systemd's KillMode=mixed kills the rest of the unit.
+    // The keeper dies; systemd's KillMode=mixed kills the rest of the unit. No probe request is in flight
+    // meanwhile: one a dying worker had accepted is lost whatever holds the socket.
     let keeper = h.daemon_pid();
-    kill(Pid::from_raw(keeper), Signal::SIGKILL).expect("kill the keeper");
-    for &pid in &workers {
-        let _ = nix::sys::signal::killpg(Pid::from_raw(pid), Signal::SIGKILL);
+    {
+        let _quiet = probe.quiesce();
+        kill(Pid::from_raw(keeper), Signal::SIGKILL).expect("kill the keeper");
+        for &pid in &workers {
+            let _ = nix::sys::signal::killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        wait_child(&mut first, 10 * SECOND);
+        h.wait_for("the workers gone", 10 * SECOND, || {
+            workers.iter().all(|&p| !alive(p))
+        });
     }
-    wait_child(&mut first, 10 * SECOND);
-    h.wait_for("the workers gone", 10 * SECOND, || {
-        workers.iter().all(|&p| !alive(p))
-    });
-    let passed: Vec<(&std::os::fd::OwnedFd, &str)> = stored
-        .iter()
-        .map(|(fd, name)| (fd, name.as_str()))
-        .collect();
+    let passed: Vec<(&std::os::fd::OwnedFd, &str)> =
+        store.iter().map(|(name, fd)| (fd, name.as_str())).collect();
     let mut second = start_keeper(&h, &notify_name, &passed);
     // Only once it is up: a command finding no keeper would start one of its own (without the store).
     receive(&h, &notify, "READY=1");
@@ -527,6 +604,17 @@ fn a_keeper_restarted_by_systemd_takes_each_workers_socket_back_from_the_store()
         fd3_inodes(&new),
         inodes,
         "the new workers have the stored sockets"
+    );
+    // In the group's order: the first worker started took slot0's socket.
+    let first_new = h
+        .workers("web")
+        .iter()
+        .min_by_key(|w| w.instance)
+        .and_then(|w| fd_link(w.pid?, 3));
+    assert_eq!(
+        first_new,
+        Some(moved),
+        "the first new worker has slot0's socket"
     );
     let ok = probe.ok_count();
     h.wait_for("the new workers to serve", 10 * SECOND, || {

@@ -92,7 +92,8 @@ impl SlotSockets {
             if group.members.iter().any(|m| m.slot == slot) {
                 continue;
             }
-            let listener = Listener::bind_slot(&group.addr, cwd, instance)
+            let position = group.members.len() as u32;
+            let listener = Listener::bind_slot(&group.addr, cwd, position)
                 .map_err(|e| format!("worker {instance}'s socket: {e}"))?;
             group.members.push(Member { slot, listener });
         }
@@ -152,6 +153,9 @@ impl SlotSockets {
                         tracing::warn!(addr = %group.addr, queued, "closing a worker's socket with connections still queued on it (net.ipv4.tcp_migrate_req moves them to the other sockets)");
                     }
                     drop(member);
+                    if let Some(moved) = group.members.get_mut(index) {
+                        moved.listener.moved_to(index as u32);
+                    }
                     changed = true;
                 }
             }
@@ -194,11 +198,12 @@ impl SlotSockets {
     }
 
     /// Takes back a socket carried over an in-place re-exec or adopted from a worker, in the kernel's order.
-    pub fn restore(&mut self, addr: &ListenAddr, slot: u32, instance: u32, fd: OwnedFd) {
+    pub fn restore(&mut self, addr: &ListenAddr, slot: u32, fd: OwnedFd) {
         let Some(group) = self.groups.iter_mut().find(|g| &g.addr == addr) else {
             return;
         };
-        let listener = Listener::from_parts_slot(fd, addr.clone(), None, instance);
+        let position = group.members.len() as u32;
+        let listener = Listener::from_parts_slot(fd, addr.clone(), None, position);
         group.members.push(Member { slot, listener });
     }
 

@@ -688,8 +688,8 @@ impl Supervisor {
                     restored.adoption = note;
                     restored.workers = app.workers;
                     if let Some(slots) = restored.slots.as_mut() {
-                        for (addr, slot, instance, fd) in slot_sockets {
-                            slots.restore(&addr, slot, instance, fd);
+                        for (addr, slot, _instance, fd) in slot_sockets {
+                            slots.restore(&addr, slot, fd);
                         }
                         slots.store();
                     }

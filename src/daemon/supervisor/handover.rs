@@ -327,8 +327,8 @@ impl Supervisor {
             ) {
                 Ok(mut restored) => {
                     if let Some(slots) = restored.slots.as_mut() {
-                        for (addr, slot, instance, fd) in slot_sockets {
-                            slots.restore(&addr, slot, instance, fd);
+                        for (addr, slot, _instance, fd) in slot_sockets {
+                            slots.restore(&addr, slot, fd);
                         }
                     }
                     restored.workers = app.workers;
