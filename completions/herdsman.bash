@@ -1436,7 +1436,7 @@ _herdsman() {
             return 0
             ;;
         herdsman__subcmd__start)
-            opts="-n -i -o -e -f -h -V --name --instances --listen --interpreter --node-args --interpreter-args --cwd --kill-signal --kill-timeout --min-uptime --max-restarts --restart-backoff --restart-backoff-max --wait-ready --listen-timeout --no-overlap --no-autorestart --stop-exit-codes --output --error --increment-var --depends-on --user --group --max-memory-restart --log-max-size --log-keep --env-file --watch --ignore-watch --watch-delay --no-log-prefix --log-format --log-date-format --log-timezone --log-rotate --log-compress --schedule --timezone --overlap --catch-up --starting-deadline --jitter --timeout --retries --retry-backoff --history --on-failure --cron --cron-restart --only --env --dry-run --no-daemon --time --force --help --version"
+            opts="-n -i -o -e -f -h -V --name --instances --listen --balance --interpreter --node-args --interpreter-args --cwd --kill-signal --kill-timeout --min-uptime --max-restarts --restart-backoff --restart-backoff-max --wait-ready --listen-timeout --no-overlap --no-autorestart --stop-exit-codes --output --error --increment-var --depends-on --user --group --max-memory-restart --log-max-size --log-keep --env-file --watch --ignore-watch --watch-delay --no-log-prefix --log-format --log-date-format --log-timezone --log-rotate --log-compress --schedule --timezone --overlap --catch-up --starting-deadline --jitter --timeout --retries --retry-backoff --history --on-failure --cron --cron-restart --only --env --dry-run --no-daemon --time --force --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1460,6 +1460,10 @@ _herdsman() {
                     ;;
                 --listen)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --balance)
+                    COMPREPLY=($(compgen -W "shared hash sticky" -- "${cur}"))
                     return 0
                     ;;
                 --interpreter)

@@ -75,6 +75,9 @@ complete -c herdsman -n "__fish_herdsman_needs_command" -f -a "help" -d 'Print t
 complete -c herdsman -n "__fish_herdsman_using_subcommand start" -s n -l name -d 'The app\'s name [default: the script\'s file name without extension; a command string\'s first word]' -r
 complete -c herdsman -n "__fish_herdsman_using_subcommand start" -s i -l instances -d 'Workers: a number, 0 or `max` for one per logical core, -1 for one less than that [default: 1]' -r
 complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l listen -d 'Bind this address and share it with every worker (cluster mode): PORT, HOST:PORT, [V6]:PORT or unix:PATH; repeat for several (fds 3, 4, ...). Without it the app runs in fork mode' -r
+complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l balance -d 'How new connections reach the workers: `shared` (one socket, the first worker to accept takes it), `hash` (a socket per worker, the kernel hashes each connection) or `sticky` (a socket per worker; one client address always reaches the same worker, as socket.io needs) [default: shared]' -r -f -a "shared\t''
+hash\t''
+sticky\t''"
 complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l interpreter -d 'The interpreter, overriding the extension\'s (`none`: execute the script itself)' -r
 complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l interpreter-args -l node-args -d 'Arguments for the interpreter, before the script (e.g. `--interpreter-args=--max-old-space-size=512`; PM2\'s `--node-args` is the same)' -r
 complete -c herdsman -n "__fish_herdsman_using_subcommand start" -l cwd -d 'The workers\' working directory [default: the current directory]' -r -F

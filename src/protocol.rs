@@ -649,6 +649,9 @@ pub struct ProcessInfo {
     /// For a scheduled job's slot: the job's state and next run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<JobSummary>,
+    /// In cluster mode: how new connections reach the workers (`shared`, `hash` or `sticky`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balance: Option<crate::config::Balance>,
 }
 
 /// A job's state in `list`.

@@ -3,6 +3,7 @@
 //! and its [`Herdsman`] fixture leaves no process behind. See `helpers` for the fixtures.
 
 mod adopt;
+mod balance;
 mod ecosystem;
 mod fleet;
 mod habits;

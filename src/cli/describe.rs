@@ -67,6 +67,18 @@ fn render(app: &AppDetails, now: u64) -> String {
     } else {
         "cluster mode"
     };
+    let balance = match spec.balance {
+        _ if spec.listen.is_empty() => None,
+        crate::config::Balance::Shared => {
+            Some("shared (one socket; the first worker to accept takes each connection)")
+        }
+        crate::config::Balance::Hash => {
+            Some("hash (a socket per worker; the kernel hashes each connection)")
+        }
+        crate::config::Balance::Sticky => {
+            Some("sticky (a socket per worker; one client address, one worker)")
+        }
+    };
     let _ = writeln!(out, "{} ({mode}, {} workers)", spec.name, app.workers.len());
     let mut field = |key: &str, value: String| {
         let _ = writeln!(out, "  {key:<14}{value}");
@@ -104,6 +116,9 @@ fn render(app: &AppDetails, now: u64) -> String {
             app.listening.join(", ")
         },
     );
+    if let Some(balance) = balance {
+        field("balance", balance.to_string());
+    }
     field("instances", spec.instances.to_string());
     field(
         "restart",

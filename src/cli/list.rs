@@ -171,6 +171,7 @@ mod tests {
             log_lines: None,
             group: Vec::new(),
             adopted: false,
+            balance: None,
             job: None,
         }
     }

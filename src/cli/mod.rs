@@ -299,6 +299,11 @@ pub struct StartArgs {
     /// unix:PATH; repeat for several (fds 3, 4, ...). Without it the app runs in fork mode.
     #[arg(long)]
     pub listen: Vec<String>,
+    /// How new connections reach the workers: `shared` (one socket, the first worker to accept takes
+    /// it), `hash` (a socket per worker, the kernel hashes each connection) or `sticky` (a socket per
+    /// worker; one client address always reaches the same worker, as socket.io needs) [default: shared].
+    #[arg(long, value_parser = ["shared", "hash", "sticky"])]
+    pub balance: Option<String>,
     /// The interpreter, overriding the extension's (`none`: execute the script itself).
     #[arg(long)]
     pub interpreter: Option<String>,

@@ -384,6 +384,12 @@ fn raw_from_args(args: &StartArgs) -> Result<RawApp> {
         history: args.history.map(flag),
         on_failure: args.on_failure.clone().map(flag),
         cron_restart: args.cron_restart.clone().map(flag),
+        balance: args
+            .balance
+            .as_deref()
+            .map(|b| b.parse().map(flag).map_err(anyhow::Error::msg))
+            .transpose()
+            .context("--balance")?,
     })
 }
 
@@ -426,6 +432,23 @@ mod tests {
                 .collect();
             lines.join("\n")
         })
+    }
+
+    #[test]
+    fn balance_flag_sets_the_mode_and_needs_a_tcp_listen() {
+        let spec = start(&["--listen", "3000", "--balance", "sticky"]).expect("sticky");
+        assert_eq!(spec.balance, config::Balance::Sticky);
+        assert_eq!(
+            start(&["--listen", "3000"]).expect("default").balance,
+            config::Balance::Shared
+        );
+        let error =
+            start(&["--listen", "unix:/tmp/x.sock", "--balance", "hash"]).expect_err("unix socket");
+        assert!(
+            error.starts_with("--balance: balance \"hash\" needs TCP addresses"),
+            "{error}"
+        );
+        assert!(start(&["--listen", "3000", "--balance", "ip_hash"]).is_err());
     }
 
     #[test]

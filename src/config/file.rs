@@ -63,6 +63,8 @@ pub enum Kind {
     Overlap,
     /// "last" or "none".
     CatchUp,
+    /// "shared", "hash" or "sticky".
+    Balance,
 }
 
 /// One app option: its key in the file (and `--key` on the command line) and what it means.
@@ -113,6 +115,11 @@ pub const FIELDS: &[Field] = &[
         key: "listen",
         kind: Kind::Listen,
         doc: "Addresses the daemon binds and shares with every worker (fds 3, 4, ...): PORT, HOST:PORT, [V6]:PORT, unix:PATH [default: none, fork mode]",
+    },
+    Field {
+        key: "balance",
+        kind: Kind::Balance,
+        doc: "How new connections reach the workers: \"shared\" (one socket, the first worker to accept takes it), \"hash\" (a socket per worker, the kernel hashes each connection) or \"sticky\" (a socket per worker, one client address always reaches the same worker; TCP only) [default: shared]",
     },
     Field {
         key: "env",
@@ -815,6 +822,10 @@ fn set(
                 .collect::<Result<Vec<_>, _>>()?;
             app.listen = Some(Item { value: parsed, at });
         }
+        "balance" => {
+            let balance = text()?.parse().map_err(fail)?;
+            app.balance = Some(Item { value: balance, at });
+        }
         "env" => app.env = read_env(lines, key, value)?,
         "kill_signal" => {
             let signal: SignalName = match value.get_ref() {
@@ -1058,6 +1069,7 @@ pub fn schema() -> serde_json::Value {
             Kind::Zone => json!({ "type": "string", "examples": ["Europe/Berlin", "UTC"] }),
             Kind::Overlap => json!({ "type": "string", "enum": ["skip", "allow", "replace"] }),
             Kind::CatchUp => json!({ "type": "string", "enum": ["last", "none"] }),
+            Kind::Balance => json!({ "type": "string", "enum": super::Balance::NAMES }),
             Kind::Size => json!({ "oneOf": [
                 { "type": "integer", "minimum": 0, "description": "bytes" },
                 { "type": "string", "pattern": "^[0-9.]+ *([KkMmGg]([Ii]?[Bb])?|[Bb])?$" }
@@ -1159,6 +1171,59 @@ depends_on = "db"
                 line: 6,
                 column: 10
             })
+        );
+    }
+
+    #[test]
+    fn balance_takes_shared_hash_or_sticky_and_says_where_a_wrong_one_is() {
+        let apps = parse("[[apps]]\nscript = \"a.js\"\nlisten = 3000\nbalance = \"sticky\"\n")
+            .expect("valid");
+        assert_eq!(
+            apps[0].balance.as_ref().map(|b| b.value),
+            Some(super::super::Balance::Sticky)
+        );
+        let found = problems("[[apps]]\nscript = \"a.js\"\nlisten = 3000\nbalance = \"ip_hash\"\n");
+        assert_eq!(
+            found,
+            vec![(
+                4,
+                11,
+                "invalid balance 'ip_hash': expected \"shared\", \"hash\" or \"sticky\"".into()
+            )]
+        );
+    }
+
+    #[test]
+    fn sticky_on_a_unix_socket_or_without_listen_is_refused_with_its_position() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("ecosystem.toml");
+        std::fs::write(dir.path().join("a.js"), "").expect("script");
+        let load = |text: &str| {
+            load_text(&path, "eco.toml", text, &[], None, &BTreeMap::new())
+                .err()
+                .unwrap_or_default()
+        };
+        let errors = load(
+            "[[apps]]\nscript = \"a.js\"\nlisten = \"unix:/tmp/a.sock\"\nbalance = \"sticky\"\n",
+        );
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0]
+                .starts_with("eco.toml:4:11: `balance`: balance \"sticky\" needs TCP addresses"),
+            "{errors:?}"
+        );
+        let errors = load("[[apps]]\nscript = \"a.js\"\nbalance = \"hash\"\n");
+        assert!(
+            errors.len() == 1
+                && errors[0].contains("eco.toml:3:11: `balance`")
+                && errors[0].contains("give `listen`"),
+            "{errors:?}"
+        );
+        assert!(
+            load(
+                "[[apps]]\nscript = \"a.js\"\nlisten = \"unix:/tmp/a.sock\"\nbalance = \"shared\"\n"
+            )
+            .is_empty()
         );
     }
 

@@ -131,6 +131,67 @@ pub struct AppSpec {
     /// Reload the app on this schedule (PM2's `cron_restart`, as a zero-downtime reload).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cron_restart: Option<job::CronRestart>,
+    // ----- balancing -----
+    /// How new connections are spread over the workers (`balance`): one shared socket, or one socket per
+    /// worker slot chosen by the kernel (see `daemon/balance/`).
+    #[serde(default, skip_serializing_if = "Balance::is_shared")]
+    pub balance: Balance,
+}
+
+/// How an app's new connections reach its workers (`balance`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Balance {
+    /// One socket shared by every worker: whichever worker accepts first takes the connection.
+    #[default]
+    Shared,
+    /// One SO_REUSEPORT socket per worker slot; the kernel's hash of each connection picks the socket.
+    Hash,
+    /// One SO_REUSEPORT socket per worker slot; a hash of the client's address picks it, so one client
+    /// always reaches the same worker.
+    Sticky,
+}
+
+impl Balance {
+    pub const NAMES: [&'static str; 3] = ["shared", "hash", "sticky"];
+
+    pub fn is_shared(&self) -> bool {
+        *self == Balance::Shared
+    }
+
+    /// One socket per worker slot (`hash`, `sticky`).
+    pub fn per_slot(self) -> bool {
+        !self.is_shared()
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Balance::Shared => "shared",
+            Balance::Hash => "hash",
+            Balance::Sticky => "sticky",
+        }
+    }
+}
+
+impl std::fmt::Display for Balance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Balance {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Balance, String> {
+        match s {
+            "shared" => Ok(Balance::Shared),
+            "hash" => Ok(Balance::Hash),
+            "sticky" => Ok(Balance::Sticky),
+            other => Err(format!(
+                "invalid balance '{other}': expected \"shared\", \"hash\" or \"sticky\""
+            )),
+        }
+    }
 }
 
 fn default_log_max_size() -> u64 {
@@ -298,6 +359,7 @@ mod tests {
             log_compress: false,
             job: None,
             cron_restart: None,
+            balance: Balance::Shared,
         }
     }
 

@@ -107,6 +107,8 @@ pub struct RawApp {
     pub history: Option<Item<u32>>,
     pub on_failure: Option<Item<String>>,
     pub cron_restart: Option<Item<String>>,
+    /// `shared`, `hash` or `sticky` (see [`super::Balance`]).
+    pub balance: Option<Item<super::Balance>>,
 }
 
 /// What resolving needs besides the options.
@@ -228,6 +230,33 @@ impl RawApp {
                 format!("address {} is given twice", twice.1),
             );
         }
+        if let Some(balance) = &self.balance
+            && balance.value.per_slot()
+        {
+            let listen = self.listen.as_ref().map(|l| l.value.as_slice());
+            match listen {
+                None | Some([]) => problem(
+                    balance.at,
+                    "balance",
+                    format!(
+                        "balance \"{}\" spreads connections over sockets the daemon binds: give `listen` too",
+                        balance.value
+                    ),
+                ),
+                Some(addrs) => {
+                    if let Some(unix) = addrs.iter().find(|a| matches!(a, ListenAddr::Unix(_))) {
+                        problem(
+                            balance.at,
+                            "balance",
+                            format!(
+                                "balance \"{}\" needs TCP addresses (SO_REUSEPORT), and {unix} is a Unix socket: use balance \"shared\" for it",
+                                balance.value
+                            ),
+                        );
+                    }
+                }
+            }
+        }
         if let Some(deps) = &self.depends_on
             && deps.value.contains(&name)
         {
@@ -285,6 +314,7 @@ impl RawApp {
             log_compress: value(&self.log_compress).unwrap_or(false),
             job,
             cron_restart,
+            balance: value(&self.balance).unwrap_or_default(),
         };
         let path = spec.env.get("PATH").map(String::as_str);
         if let Some(given) = &spec.interpreter

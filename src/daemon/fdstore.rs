@@ -23,7 +23,16 @@ static STORE: OnceLock<Notifier> = OnceLock::new();
 /// Sockets systemd passed back at start, by name, not taken yet.
 static PASSED: Mutex<Vec<(String, OwnedFd)>> = Mutex::new(Vec::new());
 
-/// The name a socket is stored under: its address (systemd allows up to 255 characters, no `:`).
+/// The name a socket is stored under: its address, and for a worker slot's own socket (`balance`) its
+/// position in the kernel's reuseport group.
+pub fn name_of(addr: &ListenAddr, slot: Option<u32>) -> String {
+    match slot {
+        None => name(addr),
+        Some(position) => format!("{}-slot{position}", name(addr)),
+    }
+}
+
+/// The name a shared socket is stored under: its address (systemd allows up to 255 characters, no `:`).
 pub fn name(addr: &ListenAddr) -> String {
     let text: String = addr
         .to_string()
@@ -95,29 +104,28 @@ pub fn enable(notifier: &Notifier) {
 
 /// The socket systemd passed back for this address, if any (then it is no longer in the store: it is
 /// stored again once in use).
-pub fn take(addr: &ListenAddr) -> Option<OwnedFd> {
-    let name = name(addr);
+pub fn take(name: &str) -> Option<OwnedFd> {
     let mut passed = PASSED.lock().unwrap_or_else(|e| e.into_inner());
     let index = passed.iter().position(|(n, _)| *n == name)?;
     Some(passed.swap_remove(index).1)
 }
 
-/// Sends a copy of a socket the keeper holds to systemd's store.
-pub fn keep(addr: &ListenAddr, fd: BorrowedFd<'_>) {
+/// Sends a copy of a socket the keeper holds to systemd's store, under this name ([`name_of`]).
+pub fn keep(name: &str, fd: BorrowedFd<'_>) {
     if let Some(notifier) = STORE.get() {
-        let message = format!("FDSTORE=1\nFDNAME={}", name(addr));
+        let message = format!("FDSTORE=1\nFDNAME={name}");
         if let Err(e) = send(notifier.address(), &message, Some(fd.as_raw_fd())) {
-            tracing::warn!(error = %e, addr = %addr, "cannot store the socket in systemd's store");
+            tracing::warn!(error = %e, %name, "cannot store the socket in systemd's store");
         }
     }
 }
 
 /// Removes a socket the keeper closed from systemd's store.
-pub fn forget(addr: &ListenAddr) {
+pub fn forget(name: &str) {
     if let Some(notifier) = STORE.get() {
-        let message = format!("FDSTOREREMOVE=1\nFDNAME={}", name(addr));
+        let message = format!("FDSTOREREMOVE=1\nFDNAME={name}");
         if let Err(e) = send(notifier.address(), &message, None) {
-            tracing::warn!(error = %e, addr = %addr, "cannot remove the socket from systemd's store");
+            tracing::warn!(error = %e, %name, "cannot remove the socket from systemd's store");
         }
     }
 }
@@ -156,5 +164,6 @@ mod tests {
         assert_eq!(name(&addr), "herdsman-127.0.0.1_3000");
         let unix: ListenAddr = "unix:/run/app.sock".parse().expect("an address");
         assert!(!name(&unix).contains(':'), "{}", name(&unix));
+        assert_eq!(name_of(&addr, Some(2)), "herdsman-127.0.0.1_3000-slot2");
     }
 }

@@ -34,6 +34,10 @@ pub struct Listener {
     addr: ListenAddr,
     /// A Unix socket's path, and the (device, inode) of the file bound there.
     unix_path: Option<(PathBuf, (u64, u64))>,
+    /// For a worker slot's own socket (`balance`): its position in the kernel's reuseport group (it names
+    /// the socket in systemd's fd store, so that a keeper restarted by systemd takes them back in order)
+    /// store).
+    slot: Option<u32>,
 }
 
 /// Why an address could not be bound.
@@ -54,19 +58,78 @@ impl Listener {
     /// The socket of an address: the one systemd's store passed back for it if there is one (the keeper
     /// restarted by its unit; see `fdstore.rs`), otherwise a new one. Either way a copy goes to the store.
     pub fn bind(addr: &ListenAddr, cwd: &Path) -> Result<Listener, BindError> {
-        let listener = match super::fdstore::take(addr).and_then(|fd| passed(fd, addr)) {
+        Listener::bind_as(addr, cwd, None)
+    }
+
+    /// A worker slot's own socket (`balance`): bound with SO_REUSEPORT, so the sockets of every slot of the
+    /// address make one reuseport group. TCP only.
+    /// `position` is the one it takes in the group (the number of sockets there before it).
+    pub fn bind_slot(addr: &ListenAddr, cwd: &Path, position: u32) -> Result<Listener, BindError> {
+        Listener::bind_as(addr, cwd, Some(position))
+    }
+
+    /// A per-slot socket moved in its group (the kernel put it in the place of one that was closed): it is
+    /// stored under its new position.
+    pub fn moved_to(&mut self, position: u32) {
+        if self.slot == Some(position) {
+            return;
+        }
+        super::fdstore::forget(&super::fdstore::name_of(&self.addr, self.slot));
+        self.slot = Some(position);
+        self.store();
+    }
+
+    fn bind_as(addr: &ListenAddr, cwd: &Path, slot: Option<u32>) -> Result<Listener, BindError> {
+        let name = super::fdstore::name_of(addr, slot);
+        let mut listener = match super::fdstore::take(&name).and_then(|fd| passed(fd, addr)) {
             Some(socket) => {
-                tracing::info!(%addr, "listening on the socket systemd kept");
+                tracing::info!(%addr, ?slot, "listening on the socket systemd kept");
                 Listener::tcp(socket, addr)
             }
-            None => Listener::bind_new(addr, cwd)?,
+            None => Listener::bind_new(addr, cwd, slot.is_some())?,
         };
-        super::fdstore::keep(addr, listener.fd());
+        listener.slot = slot;
+        listener.store();
         Ok(listener)
     }
 
-    /// Binds and listens (SO_REUSEADDR, close-on-exec, backlog [`BACKLOG`]).
-    fn bind_new(addr: &ListenAddr, cwd: &Path) -> Result<Listener, BindError> {
+    /// Whether a per-slot socket could be bound at this address: one is bound and closed again (not stored).
+    pub fn probe_free(addr: &ListenAddr) -> Result<(), BindError> {
+        let result = match addr {
+            ListenAddr::Port(port) => {
+                match bind_tcp(SocketAddr::from((Ipv6Addr::UNSPECIFIED, *port)), true, true) {
+                    Err(e) if e.kind() != io::ErrorKind::AddrInUse => bind_tcp(
+                        SocketAddr::from((Ipv4Addr::UNSPECIFIED, *port)),
+                        false,
+                        true,
+                    ),
+                    other => other,
+                }
+            }
+            ListenAddr::Tcp(sa) => bind_tcp(*sa, false, true),
+            ListenAddr::Unix(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a socket per worker needs a TCP address (use balance \"shared\")",
+            )),
+        };
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => Err(BindError::InUse(addr.clone())),
+            Err(source) => Err(BindError::Other {
+                addr: addr.clone(),
+                source,
+            }),
+        }
+    }
+
+    /// Sends a copy of the socket to systemd's store (when systemd runs the keeper).
+    pub fn store(&self) {
+        super::fdstore::keep(&super::fdstore::name_of(&self.addr, self.slot), self.fd());
+    }
+
+    /// Binds and listens (SO_REUSEADDR, with `reuse_port` SO_REUSEPORT too, close-on-exec, backlog
+    /// [`BACKLOG`]).
+    fn bind_new(addr: &ListenAddr, cwd: &Path, reuse_port: bool) -> Result<Listener, BindError> {
         let wrap = |source: io::Error| match source.kind() {
             io::ErrorKind::AddrInUse => BindError::InUse(addr.clone()),
             _ => BindError::Other {
@@ -79,17 +142,28 @@ impl Listener {
                 // Every interface, IPv6 and IPv4 on one socket, as Node's listen(PORT); IPv4 alone where the
                 // host has no IPv6.
                 let any6 = SocketAddr::from((Ipv6Addr::UNSPECIFIED, *port));
-                match bind_tcp(any6, true) {
+                match bind_tcp(any6, true, reuse_port) {
                     Ok(socket) => Ok(Listener::tcp(socket, addr)),
                     Err(e) if e.kind() == io::ErrorKind::AddrInUse => Err(wrap(e)),
-                    Err(_) => bind_tcp(SocketAddr::from((Ipv4Addr::UNSPECIFIED, *port)), false)
-                        .map(|socket| Listener::tcp(socket, addr))
-                        .map_err(wrap),
+                    Err(_) => bind_tcp(
+                        SocketAddr::from((Ipv4Addr::UNSPECIFIED, *port)),
+                        false,
+                        reuse_port,
+                    )
+                    .map(|socket| Listener::tcp(socket, addr))
+                    .map_err(wrap),
                 }
             }
-            ListenAddr::Tcp(sa) => bind_tcp(*sa, false)
+            ListenAddr::Tcp(sa) => bind_tcp(*sa, false, reuse_port)
                 .map(|socket| Listener::tcp(socket, addr))
                 .map_err(wrap),
+            ListenAddr::Unix(_) if reuse_port => Err(BindError::Other {
+                addr: addr.clone(),
+                source: io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "a socket per worker needs a TCP address (use balance \"shared\")",
+                ),
+            }),
             ListenAddr::Unix(path) => {
                 let path = cwd.join(path);
                 match bind_unix(&path) {
@@ -97,6 +171,7 @@ impl Listener {
                         socket,
                         addr: addr.clone(),
                         unix_path: Some((path, id)),
+                        slot: None,
                     }),
                     Err(UnixBindError::Probe(source)) => Err(BindError::Unknown {
                         addr: addr.clone(),
@@ -113,6 +188,7 @@ impl Listener {
             socket,
             addr: addr.clone(),
             unix_path: None,
+            slot: None,
         }
     }
 
@@ -140,13 +216,29 @@ impl Listener {
             socket: Socket::from(socket),
             addr,
             unix_path,
+            slot: None,
+        }
+    }
+
+    /// A worker slot's socket carried over an in-place re-exec or taken back from an adopted worker.
+    pub fn from_parts_slot(
+        socket: std::os::fd::OwnedFd,
+        addr: ListenAddr,
+        unix_path: Option<UnixFile>,
+        position: u32,
+    ) -> Listener {
+        Listener {
+            socket: Socket::from(socket),
+            addr,
+            unix_path,
+            slot: Some(position),
         }
     }
 }
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        super::fdstore::forget(&self.addr);
+        super::fdstore::forget(&super::fdstore::name_of(&self.addr, self.slot));
         // Only the file this listener bound: another program may have replaced it since.
         if let Some((path, id)) = &self.unix_path
             && socket_file(path) == Some(*id)
@@ -179,9 +271,12 @@ fn passed(fd: std::os::fd::OwnedFd, addr: &ListenAddr) -> Option<Socket> {
     matches.then_some(socket)
 }
 
-fn bind_tcp(addr: SocketAddr, dual_stack: bool) -> io::Result<Socket> {
+fn bind_tcp(addr: SocketAddr, dual_stack: bool, reuse_port: bool) -> io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM.cloexec(), None)?;
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     if addr.is_ipv6() {
         socket.set_only_v6(!dual_stack)?;
     }

@@ -13,6 +13,7 @@
 //! daemon nobody can reach and let a second one start on the same home.
 
 mod adopted;
+mod balance;
 mod controller;
 pub mod fdstore;
 mod groups;

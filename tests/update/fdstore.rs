@@ -19,7 +19,11 @@ use crate::helpers::{Herdsman, Probe, SECOND, alive, fd_link, free_port, pids, w
 
 /// Reads what the keeper sends systemd until a message containing `want` arrives; its text and the
 /// descriptor it carried.
-fn receive(h: &Herdsman, socket: &UnixDatagram, want: &str) -> (String, Option<OwnedFd>) {
+pub(crate) fn receive(
+    h: &Herdsman,
+    socket: &UnixDatagram,
+    want: &str,
+) -> (String, Option<OwnedFd>) {
     let deadline = Instant::now() + 15 * SECOND;
     socket
         .set_read_timeout(Some(Duration::from_millis(200)))
@@ -56,19 +60,22 @@ fn receive(h: &Herdsman, socket: &UnixDatagram, want: &str) -> (String, Option<O
     h.fail(&format!("no notification containing {want:?}"))
 }
 
-/// `herdsman daemon --foreground [--resurrect]` as systemd runs it: NOTIFY_SOCKET, and the stored socket
-/// (if any) as fd 3 with LISTEN_FDS, LISTEN_FDNAMES and LISTEN_PID (the shell's pid, which `exec` keeps).
-fn start_keeper(h: &Herdsman, notify: &str, stored: Option<(&OwnedFd, &str)>) -> Child {
+/// `herdsman daemon --foreground [--resurrect]` as systemd runs it: NOTIFY_SOCKET, and the stored sockets
+/// (if any) as fds 3, 4, ... with LISTEN_FDS, LISTEN_FDNAMES and LISTEN_PID (the shell's pid, which `exec`
+/// keeps).
+pub(crate) fn start_keeper(h: &Herdsman, notify: &str, stored: &[(&OwnedFd, &str)]) -> Child {
     let mut command = h.command();
     command
         .env("NOTIFY_SOCKET", notify)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let Some((fd, name)) = stored else {
+    if stored.is_empty() {
         command.args(["daemon", "--foreground"]);
         return command.spawn().expect("start the keeper");
-    };
+    }
+    assert!(stored.len() <= 8, "at most 8 stored sockets");
+    let names: Vec<&str> = stored.iter().map(|(_, name)| *name).collect();
     let mut shell = std::process::Command::new("/bin/sh");
     shell
         .args([
@@ -77,17 +84,31 @@ fn start_keeper(h: &Herdsman, notify: &str, stored: Option<(&OwnedFd, &str)>) ->
             env!("CARGO_BIN_EXE_herdsman"),
         ])
         .envs(command.get_envs().filter_map(|(k, v)| Some((k, v?))))
-        .env("LISTEN_FDS", "1")
-        .env("LISTEN_FDNAMES", name)
+        .env("LISTEN_FDS", stored.len().to_string())
+        .env("LISTEN_FDNAMES", names.join(":"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let raw = fd.as_raw_fd();
-    // SAFETY: dup2 is async-signal-safe; fd 3 is the stored socket in the child, not close-on-exec.
+    let mut raws = [-1; 8];
+    for (slot, (fd, _)) in raws.iter_mut().zip(stored) {
+        *slot = fd.as_raw_fd();
+    }
+    let count = stored.len();
+    // SAFETY: fcntl and dup2 are async-signal-safe; the stored sockets are moved out of the way first (to
+    // 100 and up), then to fds 3, 4, ... in the child, not close-on-exec.
     unsafe {
         shell.pre_exec(move || {
-            if libc::dup2(raw, 3) < 0 {
-                return Err(std::io::Error::last_os_error());
+            let mut high = [-1; 8];
+            for i in 0..count {
+                high[i] = libc::fcntl(raws[i], libc::F_DUPFD, 100);
+                if high[i] < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            for (i, fd) in high.iter().enumerate().take(count) {
+                if libc::dup2(*fd, 3 + i as i32) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             Ok(())
         });
@@ -103,7 +124,7 @@ fn a_keeper_restarted_by_systemd_listens_on_the_socket_its_store_kept() {
     let notify_path = scratch.join("notify");
     let notify = UnixDatagram::bind(&notify_path).expect("bind the notify socket");
     let notify_name = notify_path.display().to_string();
-    let mut first = start_keeper(&h, &notify_name, None);
+    let mut first = start_keeper(&h, &notify_name, &[]);
     receive(&h, &notify, "READY=1");
     h.cmd(&[
         "start",
@@ -143,7 +164,7 @@ fn a_keeper_restarted_by_systemd_listens_on_the_socket_its_store_kept() {
     h.wait_for("the workers to be gone", 10 * SECOND, || {
         workers.iter().all(|&p| !alive(p))
     });
-    let mut second = start_keeper(&h, &notify_name, Some((&stored, &name)));
+    let mut second = start_keeper(&h, &notify_name, &[(&stored, name.as_str())]);
     let new = pids(&h.wait_online("web", 2));
     assert!(new.is_disjoint(&workers));
     let ok = probe.ok_count();

@@ -19,7 +19,7 @@ use crate::start_http;
 
 /// A second build of herdsman whose version is this one's plus `-next`, built once (in a target directory
 /// of its own that starts as hard links to this build's, so only herdsman itself is compiled again).
-fn next_build() -> &'static Path {
+pub(crate) fn next_build() -> &'static Path {
     static NEXT: OnceLock<PathBuf> = OnceLock::new();
     NEXT.get_or_init(|| {
         let current = PathBuf::from(env!("CARGO_BIN_EXE_herdsman"));
@@ -235,4 +235,4 @@ fn an_update_during_a_reload_is_made_once_the_reload_is_done() {
     assert_eq!(version["updates"], 1);
     assert_eq!(version["binary"], copy.display().to_string());
 }
-mod fdstore;
+pub(crate) mod fdstore;

@@ -85,6 +85,10 @@ struct ListenerRecord {
     unix_path: Option<UnixFile>,
     /// The socket's inode: what a copy taken back from a worker must be.
     inode: u64,
+    /// A worker slot's own socket (`balance`): the slot's id and instance. Such sockets are recorded in the
+    /// kernel's order of their reuseport group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    slot: Option<(u32, u32)>,
 }
 
 /// What a slot should be doing.
@@ -275,6 +279,62 @@ fn age(start: u64) -> Duration {
     Duration::from_secs_f64((uptime - start as f64 / ticks).max(0.0))
 }
 
+/// A hash or sticky app's per-slot sockets, copied back from the adopted workers that hold them, in the
+/// kernel's order of each reuseport group. A socket that cannot be taken back (its worker died while no
+/// keeper ran, and the socket with it) left its group, and the kernel moved the group's last socket into
+/// its place: that is replayed in the record's order, which is right when at most one was lost per address
+/// (otherwise the order they closed in is not known, and `note` says that sticky clients may move once).
+fn take_back_slots(
+    records: &[ListenerRecord],
+    holders: &[(i32, &OwnedFd)],
+    note: &mut Option<String>,
+) -> Vec<(ListenAddr, u32, u32, OwnedFd)> {
+    let mut addrs: Vec<&ListenAddr> = Vec::new();
+    for r in records.iter().filter(|r| r.slot.is_some()) {
+        if !addrs.contains(&&r.addr) {
+            addrs.push(&r.addr);
+        }
+    }
+    let mut taken = Vec::new();
+    for addr in addrs {
+        let mut group: Vec<Option<(u32, u32, OwnedFd)>> = Vec::new();
+        let mut lost = 0;
+        for r in records.iter().filter(|r| &r.addr == addr) {
+            let Some((slot, instance)) = r.slot else {
+                continue;
+            };
+            match take_back(r, holders) {
+                Ok(fd) => group.push(Some((slot, instance, fd))),
+                Err(_) => {
+                    group.push(None);
+                    lost += 1;
+                }
+            }
+        }
+        let mut index = 0;
+        while index < group.len() {
+            if group[index].is_none() {
+                group.swap_remove(index);
+            } else {
+                index += 1;
+            }
+        }
+        // All gone: the group is empty, and the new sockets make a new one in a known order.
+        if lost > 1 && !group.is_empty() {
+            *note = Some(format!(
+                "{lost} worker sockets of {addr} were gone with their workers: their order in the kernel is a guess, so sticky clients may move to another worker once"
+            ));
+        }
+        taken.extend(
+            group
+                .into_iter()
+                .flatten()
+                .map(|(slot, instance, fd)| (addr.clone(), slot, instance, fd)),
+        );
+    }
+    taken
+}
+
 /// The listening socket `record` names, copied back from one of `holders` (adopted workers with their
 /// pidfds): found by its inode among each one's descriptors.
 fn take_back(record: &ListenerRecord, holders: &[(i32, &OwnedFd)]) -> Result<OwnedFd, String> {
@@ -446,7 +506,13 @@ impl Supervisor {
     fn apps_fingerprint(&self) -> u64 {
         let mut hasher = Fnv::default();
         for (name, app) in &self.apps {
-            (name, &app.workers, app.listeners.len()).hash(&mut hasher);
+            let slot_sockets: Vec<(u32, i32)> = app.slots.as_ref().map_or(Vec::new(), |s| {
+                s.parts()
+                    .into_iter()
+                    .map(|(_, slot, fd)| (slot, fd.as_raw_fd()))
+                    .collect()
+            });
+            (name, &app.workers, app.listeners.len(), slot_sockets).hash(&mut hasher);
         }
         hasher.finish()
     }
@@ -492,8 +558,26 @@ impl Supervisor {
                             addr,
                             unix_path,
                             inode,
+                            slot: None,
                         }
                     })
+                    .chain(app.slots.iter().flat_map(|slots| slots.parts()).map(
+                        |(addr, slot, fd)| {
+                            ListenerRecord {
+                                addr,
+                                unix_path: None,
+                                inode: std::fs::metadata(format!(
+                                    "/proc/self/fd/{}",
+                                    fd.as_raw_fd()
+                                ))
+                                .map_or(0, |m| m.ino()),
+                                slot: Some((
+                                    slot,
+                                    self.workers.get(&slot).map_or(0, |w| w.instance),
+                                )),
+                            }
+                        },
+                    ))
                     .collect(),
                 workers: app.workers.clone(),
             })
@@ -684,8 +768,9 @@ impl Supervisor {
                 .collect();
             let mut note = None;
             let mut listeners = Vec::new();
+            let slot_sockets = take_back_slots(&app.listeners, &holders, &mut note);
             if !holders.is_empty() && !app.listeners.is_empty() {
-                for l in &app.listeners {
+                for l in app.listeners.iter().filter(|l| l.slot.is_none()) {
                     match take_back(l, &holders) {
                         Ok(fd) => listeners.push(Listener::from_parts(
                             fd,
@@ -716,8 +801,14 @@ impl Supervisor {
                     }
                     restored.adoption = note;
                     restored.workers = app.workers;
+                    if let Some(slots) = restored.slots.as_mut() {
+                        for (addr, slot, _instance, fd) in slot_sockets {
+                            slots.restore(&addr, slot, fd);
+                        }
+                        slots.store();
+                    }
                     for listener in &restored.listeners {
-                        crate::daemon::fdstore::keep(listener.addr(), listener.fd());
+                        listener.store();
                     }
                     kept_apps.insert(name.clone());
                     self.apps.insert(name, restored);
@@ -760,6 +851,7 @@ impl Supervisor {
                 successor: None,
                 reload_failure: None,
                 kill_reason: None,
+                draining: None,
             };
             match (recorded, slot.want) {
                 (Some(recorded), _) => {
@@ -824,6 +916,7 @@ impl Supervisor {
                     successor: None,
                     reload_failure: None,
                     kill_reason: None,
+                    draining: None,
                 },
             );
         }

@@ -7,6 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::config::{AppSpec, CommandLine, check_name};
+use crate::daemon::balance::SlotSockets;
 use crate::daemon::listener::Listener;
 use crate::daemon::spawn::Credentials;
 use crate::home::Home;
@@ -17,7 +18,11 @@ use crate::protocol::{ErrorKind, Response, Selection};
 pub(super) struct App {
     pub spec: AppSpec,
     pub command: CommandLine,
+    /// The shared sockets (`balance = "shared"`), one per address.
     pub listeners: Vec<Listener>,
+    /// With `balance = "hash"` or `"sticky"`: a socket per worker slot and address, bound when the slot's
+    /// first process starts (see `daemon/balance/`); `listeners` is then empty.
+    pub slots: Option<SlotSockets>,
     pub out_path: PathBuf,
     pub err_path: PathBuf,
     /// Run the workers as this user, group and supplementary groups.
@@ -47,6 +52,7 @@ impl App {
         spec: AppSpec,
         home: &Home,
         previous: &mut Vec<Listener>,
+        previous_slots: &mut Option<SlotSockets>,
     ) -> Result<App, String> {
         check_name(&spec.name).map_err(|e| e.to_string())?;
         match std::fs::metadata(&spec.script) {
@@ -84,7 +90,22 @@ impl App {
         // Checked now, so a path that cannot be written fails the start; the keeper opens them itself.
         open_log(&app.out_path)?;
         open_log(&app.err_path)?;
-        app.listeners = bind(&app.spec, previous)?;
+        if app.slots.is_some() {
+            // The same addresses and mode keep the sockets of the slots (and their order in the kernel).
+            match previous_slots.take() {
+                Some(kept)
+                    if kept.mode() == app.spec.balance && kept.addrs() == app.spec.listen =>
+                {
+                    app.slots = Some(kept);
+                }
+                other => {
+                    *previous_slots = other;
+                    check_free(&app.spec)?;
+                }
+            }
+        } else {
+            app.listeners = bind(&app.spec, previous)?;
+        }
         Ok(app)
     }
 
@@ -122,11 +143,12 @@ impl App {
             .clone()
             .unwrap_or_else(|| home.err_log(&spec.name));
         Ok(App {
-            spec,
             command,
             listeners: Vec::new(),
             out_path,
             err_path,
+            slots: (spec.balance.per_slot() && !spec.listen.is_empty())
+                .then(|| SlotSockets::new(spec.balance, &spec.listen)),
             credentials,
             user_env,
             preload,
@@ -135,6 +157,7 @@ impl App {
             watch: None,
             last_change: None,
             adoption: None,
+            spec,
         })
     }
 
@@ -158,7 +181,7 @@ impl App {
 
     /// Binds the app's sockets again after they were closed (a stopped app starting).
     pub fn ensure_listeners(&mut self) -> Result<(), String> {
-        if self.listeners.is_empty() && !self.spec.listen.is_empty() {
+        if self.listeners.is_empty() && !self.spec.listen.is_empty() && self.slots.is_none() {
             self.listeners = bind(&self.spec, &mut Vec::new())?;
         }
         Ok(())
@@ -218,6 +241,15 @@ fn bind(spec: &AppSpec, previous: &mut Vec<Listener>) -> Result<Vec<Listener>, S
             Some(from.swap_remove(index))
         })
         .collect())
+}
+
+/// Checks that a per-slot app's addresses are free, with a socket of each bound and closed again at once
+/// (a shared socket of another program there makes the bind fail; its slots bind theirs when they start).
+fn check_free(spec: &AppSpec) -> Result<(), String> {
+    for addr in &spec.listen {
+        Listener::probe_free(addr).map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// Opens an app's log for appending (see [`crate::logs::open`]): never through a link, never a FIFO or a

@@ -220,8 +220,12 @@ impl Supervisor {
         let mut errors = Vec::new();
         for spec in specs {
             let name = spec.name.clone();
+            if let Some(message) = self.address_conflict(&spec) {
+                errors.push(format!("app '{name}': {message}"));
+                continue;
+            }
             match self.apps.get_mut(&name) {
-                None => match App::prepare(spec, &self.home, &mut Vec::new()) {
+                None => match App::prepare(spec, &self.home, &mut Vec::new(), &mut None) {
                     Ok(app) => plans.push(Plan::Create(Box::new(app))),
                     Err(e) => errors.push(format!("app '{name}': {e}")),
                 },
@@ -229,10 +233,21 @@ impl Supervisor {
                     plans.push(Plan::Same(name))
                 }
                 Some(_) if action == ApplyAction::Start => plans.push(Plan::Differs(name)),
-                Some(existing) => match App::prepare(spec, &self.home, &mut existing.listeners) {
-                    Ok(app) => plans.push(Plan::Update(Box::new(app))),
-                    Err(e) => errors.push(format!("app '{name}': {e}")),
-                },
+                Some(existing) => {
+                    if let Some(why) =
+                        crate::daemon::supervisor::balancing::change_refused(&existing.spec, &spec)
+                    {
+                        errors.push(format!("app '{name}': {why}"));
+                        continue;
+                    }
+                    // A hash or sticky app keeps its slots' sockets (see `App::prepare`).
+                    let mut slots = existing.slots.take();
+                    match App::prepare(spec, &self.home, &mut existing.listeners, &mut slots) {
+                        Ok(app) => plans.push(Plan::Update(Box::new(app))),
+                        Err(e) => errors.push(format!("app '{name}': {e}")),
+                    }
+                    existing.slots = slots;
+                }
             }
         }
         if errors.is_empty() {
@@ -243,7 +258,15 @@ impl Supervisor {
             if let Plan::Update(app) = plan
                 && let Some(existing) = self.apps.get_mut(&app.spec.name)
             {
-                let App { listeners, .. } = *app;
+                let App {
+                    listeners, slots, ..
+                } = *app;
+                if existing.slots.is_none()
+                    && existing.spec.balance.per_slot()
+                    && !existing.spec.listen.is_empty()
+                {
+                    existing.slots = slots;
+                }
                 existing.listeners.extend(
                     listeners
                         .into_iter()

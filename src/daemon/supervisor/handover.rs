@@ -53,6 +53,10 @@ pub struct ListenerState {
     pub fd: RawFd,
     pub addr: ListenAddr,
     pub unix_path: Option<(PathBuf, (u64, u64))>,
+    /// A worker slot's own socket (`balance`): the slot's id and instance. Such sockets come in the
+    /// kernel's order of their reuseport group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<(u32, u32)>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -121,6 +125,7 @@ impl Supervisor {
                 _ if w.successor.is_some() => "being replaced",
                 Slot::Running(p) if !(p.exec_ok && p.ready) || p.early_exit.is_some() => "starting",
                 Slot::Running(_) if w.on_exit != OnExit::Crash => "being restarted",
+                Slot::Running(_) if w.draining.is_some() => "draining before it stops",
                 Slot::Stopping { .. } => "stopping",
                 _ => return None,
             };
@@ -142,17 +147,29 @@ impl Supervisor {
                     .iter()
                     .map(|l| {
                         let (addr, unix_path) = l.parts();
-                        fds.push(l.fd().as_raw_fd());
                         ListenerState {
                             fd: l.fd().as_raw_fd(),
                             addr,
                             unix_path,
+                            slot: None,
                         }
                     })
+                    .chain(app.slots.iter().flat_map(|slots| slots.parts()).map(
+                        |(addr, slot, fd)| {
+                            let instance = self.workers.get(&slot).map_or(0, |w| w.instance);
+                            ListenerState {
+                                fd: fd.as_raw_fd(),
+                                addr,
+                                unix_path: None,
+                                slot: Some((slot, instance)),
+                            }
+                        },
+                    ))
                     .collect(),
                 workers: app.workers.clone(),
             })
-            .collect();
+            .collect::<Vec<AppState>>();
+        fds.extend(apps.iter().flat_map(|a| a.listeners.iter().map(|l| l.fd)));
         let now = Instant::now();
         let workers = self
             .workers
@@ -297,15 +314,16 @@ impl Supervisor {
         supervisor.logs = unsafe { crate::logs::Keeper::restore(state.logs) };
         for app in state.apps {
             let name = app.spec.name.clone();
-            let listeners = app
-                .listeners
-                .into_iter()
-                .map(|l| {
-                    // SAFETY: the caller vouches for the descriptors.
-                    let fd = unsafe { OwnedFd::from_raw_fd(l.fd) };
-                    Listener::from_parts(fd, l.addr, l.unix_path)
-                })
-                .collect();
+            let mut listeners = Vec::new();
+            let mut slot_sockets = Vec::new();
+            for l in app.listeners {
+                // SAFETY: the caller vouches for the descriptors.
+                let fd = unsafe { OwnedFd::from_raw_fd(l.fd) };
+                match l.slot {
+                    Some((slot, instance)) => slot_sockets.push((l.addr, slot, instance, fd)),
+                    None => listeners.push(Listener::from_parts(fd, l.addr, l.unix_path)),
+                }
+            }
             match App::restore(
                 app.spec,
                 &supervisor.home,
@@ -313,6 +331,11 @@ impl Supervisor {
                 from_epoch_ms(app.created_ms),
             ) {
                 Ok(mut restored) => {
+                    if let Some(slots) = restored.slots.as_mut() {
+                        for (addr, slot, _instance, fd) in slot_sockets {
+                            slots.restore(&addr, slot, fd);
+                        }
+                    }
                     restored.workers = app.workers;
                     supervisor.apps.insert(name, restored);
                 }
@@ -388,6 +411,7 @@ impl Supervisor {
                     successor: None,
                     reload_failure: None,
                     kill_reason: None,
+                    draining: None,
                 },
             );
         }

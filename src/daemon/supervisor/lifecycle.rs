@@ -110,6 +110,14 @@ impl Supervisor {
         // A scheduled job's run: its variables, and a log file of its own.
         let run = self.job_run_env(id);
         let worker = self.workers.get(&id).ok_or("no such worker")?;
+        let instance = worker.instance;
+        // A hash or sticky app: the slot's own sockets, bound at its first start and kept while it exists.
+        if let Some(app) = self.apps.get_mut(&worker.app)
+            && let Some(slots) = app.slots.as_mut()
+        {
+            slots.open(id, instance, &app.spec.cwd)?;
+        }
+        let worker = self.workers.get(&id).ok_or("no such worker")?;
         let app = self.apps.get(&worker.app).ok_or("no such app")?;
         let channel = if app.spec.is_node() {
             super::preload::ensure(&app.preload)?;
@@ -117,7 +125,11 @@ impl Supervisor {
         } else {
             None
         };
-        let mut inherit: Vec<BorrowedFd<'_>> = app.listeners.iter().map(Listener::fd).collect();
+        let mut inherit: Vec<BorrowedFd<'_>> = match &app.slots {
+            Some(slots) => slots.fds(id),
+            None => app.listeners.iter().map(Listener::fd).collect(),
+        };
+        let activation = !inherit.is_empty();
         let ready_pipe = channel.as_ref().map(|(_, theirs)| {
             inherit.push(theirs.as_fd());
             2 + inherit.len()
@@ -163,7 +175,7 @@ impl Supervisor {
             stdout: out.as_fd(),
             stderr: err.as_fd(),
             inherit: &inherit,
-            activation: !app.listeners.is_empty(),
+            activation,
             credentials: app.credentials.as_ref(),
         };
         let spawned = match spawn::spawn(&request) {
@@ -415,6 +427,11 @@ impl Supervisor {
                 // SAFETY: malloc_trim only releases free memory of the C library's heap.
                 unsafe { libc::malloc_trim(0) };
             }
+            Timer::Drain {
+                worker,
+                intent,
+                since,
+            } => self.drained(worker, intent, since),
             Timer::Job(timer) => self.job_timer(timer),
             Timer::Wake => {
                 self.settle_groups();

@@ -15,6 +15,7 @@
 mod adoption;
 mod app;
 mod apply;
+mod balancing;
 mod env;
 pub mod handover;
 mod jobs;
@@ -103,6 +104,12 @@ pub enum Timer {
     Job(jobs::JobTimer),
     /// A while after a request that defined or removed apps: the heap it left free goes back to the system.
     GiveBack,
+    /// A worker taken out of its app's selection has drained: stop it now (see `balancing.rs`).
+    Drain {
+        worker: u32,
+        intent: u64,
+        since: std::time::Instant,
+    },
 }
 
 /// One worker slot (see `worker.rs` for its state machine).
@@ -132,6 +139,8 @@ struct Worker {
     reload_failure: Option<String>,
     /// Why herdsman killed the current process itself (a missed listen timeout), for `last_exit`.
     kill_reason: Option<String>,
+    /// Taken out of its app's selection (hash or sticky) before being stopped this way (see `balancing.rs`).
+    draining: Option<OnExit>,
 }
 
 /// A process no longer in any slot (replaced by a reload) that is being stopped.
@@ -533,7 +542,13 @@ impl Supervisor {
             return Err(Response::error(ErrorKind::Conflict, message));
         }
         let name = spec.name.clone();
-        let app = App::prepare(spec, &self.home, &mut Vec::new())
+        if let Some(message) = self.address_conflict(&spec) {
+            return Err(Response::error(
+                ErrorKind::Conflict,
+                format!("app '{name}': {message}"),
+            ));
+        }
+        let app = App::prepare(spec, &self.home, &mut Vec::new(), &mut None)
             .map_err(|e| Response::error(ErrorKind::Invalid, format!("app '{name}': {e}")))?;
         let count = app.spec.instances.resolve(self.cores);
         // The program only: arguments can carry secrets, which are never logged.
@@ -564,6 +579,7 @@ impl Supervisor {
                 successor: None,
                 reload_failure: None,
                 kill_reason: None,
+                draining: None,
             },
         );
         if let Some(app) = self.apps.get_mut(app) {
@@ -617,6 +633,7 @@ impl Supervisor {
         for id in ids {
             if let Some(worker) = self.workers.get_mut(id) {
                 worker.intent += 1;
+                worker.draining = None;
             }
         }
     }
@@ -687,6 +704,9 @@ impl Supervisor {
     fn stop_selected(&mut self, target: &Selection, on_exit: OnExit) -> Reply {
         let ids = self.select(target)?;
         for &id in &ids {
+            if self.begin_drain(id, on_exit) {
+                continue;
+            }
             let Some(worker) = self.workers.get_mut(&id) else {
                 continue;
             };
@@ -886,6 +906,7 @@ impl Supervisor {
         }
         self.arm_sampling();
         let workers = &self.workers;
+        let retiring = &self.retiring;
         let removed = &mut self.jobs.dirty;
         self.apps.retain(|name, app| {
             if app.workers.is_empty() {
@@ -893,17 +914,26 @@ impl Supervisor {
                 *removed = true;
                 return false;
             }
+            // A process on its way out still holds its slot's socket, which stays in the kernel's group
+            // until it exits: the group's order is kept only if the daemon closes its copies after it.
+            let holds_sockets = !app.listeners.is_empty()
+                || (app.slots.as_ref().is_some_and(|s| !s.is_empty())
+                    && !retiring.iter().any(|r| &r.app == name));
             let all_down = || {
                 app.workers
                     .iter()
                     .all(|id| workers.get(id).is_none_or(|w| w.state.is_down()))
             };
-            if !app.listeners.is_empty() && all_down() {
+            if holds_sockets && all_down() {
                 info!(app = %name, "no worker running: closing its sockets");
                 app.listeners.clear();
+                if let Some(slots) = app.slots.as_mut() {
+                    slots.clear();
+                }
             }
             true
         });
+        self.sync_balance();
         self.sync_jobs();
 
         let mut index = 0;

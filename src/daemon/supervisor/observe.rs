@@ -305,6 +305,7 @@ impl Supervisor {
                         _ => Vec::new(),
                     },
                     adopted: w.state.process().is_some_and(|p| p.adopted),
+                    balance: (!listen.is_empty()).then_some(app.spec.balance),
                     job: self.job_summary(&w.app),
                 })
             })
@@ -349,7 +350,10 @@ impl Supervisor {
                 Some(AppDetails {
                     spec,
                     command,
-                    listening: app.listeners.iter().map(|l| l.addr().to_string()).collect(),
+                    listening: match &app.slots {
+                        Some(slots) => slots.addresses(),
+                        None => app.listeners.iter().map(|l| l.addr().to_string()).collect(),
+                    },
                     created_at_ms: unix_ms(app.created),
                     workers: records
                         .iter()

@@ -45,6 +45,7 @@ fn worker(id: u32, name: &str, instance: u32, status: Status) -> ProcessInfo {
         log_lines: None,
         group: Vec::new(),
         adopted: false,
+        balance: None,
         job: None,
     }
 }
