@@ -502,6 +502,14 @@ impl Response {
         )
     }
 
+    /// Whether an encoded answer (a line the daemon wrote) is progress, read from its tag alone, which the
+    /// encoding puts first: a relay passes a large answer on without decoding it. `None`: not an answer.
+    pub fn line_is_progress(line: &[u8]) -> Option<bool> {
+        let tag = line.strip_prefix(br#"{"response":""#)?;
+        let tag = &tag[..tag.iter().position(|&b| b == b'"')?];
+        Some(matches!(tag, b"progress" | b"note" | b"snapshot"))
+    }
+
     pub fn error(kind: ErrorKind, message: impl Into<String>) -> Response {
         Response::Error {
             kind,
@@ -832,6 +840,22 @@ pub fn decode<T: for<'de> Deserialize<'de>>(line: &[u8]) -> Result<T, FrameError
 mod tests {
     use super::*;
     use std::io::BufReader;
+
+    #[test]
+    fn an_answer_says_whether_it_is_progress_in_its_first_field() {
+        let line = |r: &Response| serde_json::to_vec(r).expect("encode");
+        let note = Response::Note {
+            message: "web: started".into(),
+        };
+        assert_eq!(Response::line_is_progress(&line(&note)), Some(true));
+        assert_eq!(
+            Response::line_is_progress(&line(&Response::Ok)),
+            Some(false)
+        );
+        let error = Response::error(ErrorKind::Invalid, "\"progress\"");
+        assert_eq!(Response::line_is_progress(&line(&error)), Some(false));
+        assert_eq!(Response::line_is_progress(b"[1]"), None);
+    }
 
     #[test]
     fn frames_round_trip_and_split_on_newlines() {

@@ -230,8 +230,19 @@ fn follow(home: &Home, job: &str, run_id: &str) -> Result<i32> {
                 .any(|j| j.name == job && j.retrying.iter().any(|r| r == run_id)),
             _ => false,
         };
+        // A retry armed when the attempt ended either still waits (`retrying`) or has started since, and
+        // then its attempt is in the history asked for after the list.
+        let superseded = || -> Result<bool> {
+            let again = history(home, job)?;
+            Ok(again
+                .iter()
+                .rev()
+                .find(|r| r.run_id == run_id)
+                .map(|r| r.attempt)
+                != last.map(|r| r.attempt))
+        };
         match last {
-            Some(run) if run.outcome != RunOutcome::Running && !retrying => {
+            Some(run) if run.outcome != RunOutcome::Running && !retrying && !superseded()? => {
                 // The log keeper may still be writing the run's last lines (it reads the pipes until the
                 // run's whole group is gone): copy until the output has not grown for 400 ms, 3 s at most.
                 let deadline = std::time::Instant::now() + Duration::from_secs(3);

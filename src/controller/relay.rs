@@ -89,17 +89,17 @@ async fn serve(stream: UnixStream, keeper: &Path) -> Result<(), FrameError> {
             return upstream.stream_to(&mut reader, &mut writer).await;
         }
         loop {
-            let response = match upstream.next().await {
-                Some(response) => response,
-                None => Response::error(
+            let Some((line, progress)) = upstream.next_line().await else {
+                let closed = Response::error(
                     ErrorKind::Os,
                     "the daemon's keeper closed the connection before answering \
                      (it may be stopping); see `herdsman list`",
-                ),
+                );
+                send(&mut writer, &closed).await?;
+                break;
             };
-            let last = !response.is_progress();
-            send(&mut writer, &response).await?;
-            if last {
+            writer.write_all(&line).await?;
+            if !progress {
                 break;
             }
         }
@@ -154,6 +154,19 @@ impl Upstream {
             Ok(Some(line)) => protocol::decode(&line).ok(),
             _ => None,
         }
+    }
+
+    /// The keeper's next answer as it wrote it, with whether it is progress: a large answer (the jobs or
+    /// processes of a thousand apps) is passed on without being decoded and encoded again. `None` when
+    /// the keeper closed the connection or sent something that is no answer.
+    async fn next_line(&mut self) -> Option<(Vec<u8>, bool)> {
+        let mut line = protocol::read_line_async(&mut self.reader).await.ok()??;
+        let progress = match Response::line_is_progress(&line) {
+            Some(progress) => progress,
+            None => protocol::decode::<Response>(&line).ok()?.is_progress(),
+        };
+        line.push(b'\n');
+        Some((line, progress))
     }
 
     /// Passes a subscription's snapshots on until the keeper ends it or the client goes away (its end of

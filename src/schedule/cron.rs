@@ -18,6 +18,8 @@ use jiff::{Timestamp, Zoned};
 #[derive(Clone)]
 pub struct Schedule {
     expr: String,
+    /// The expression in words, made once (`jobs` shows it for every job).
+    words: String,
     cron: Cron,
     zone: TimeZone,
     zone_name: String,
@@ -158,6 +160,7 @@ impl Schedule {
         };
         let schedule = Schedule {
             expr: expr.to_string(),
+            words: cron.describe(),
             cron,
             zone,
             zone_name,
@@ -183,8 +186,8 @@ impl Schedule {
     }
 
     /// The schedule in words ("At 03:00 on every day").
-    pub fn describe(&self) -> String {
-        self.cron.describe()
+    pub fn describe(&self) -> &str {
+        &self.words
     }
 
     /// The first fire time strictly after `after`.

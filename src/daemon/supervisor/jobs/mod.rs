@@ -87,6 +87,8 @@ pub(super) struct Job {
     retries: HashMap<u64, RunStart>,
     /// Its state changed since it was last written (written at the end of the loop turn; see `flush_jobs`).
     unsaved: bool,
+    /// Its runs as last written: a line of the journal carries only those that changed since.
+    written: Vec<RunRecord>,
     /// The directory of its run logs exists.
     log_dir_ready: bool,
 }
@@ -396,6 +398,7 @@ impl Supervisor {
             runs,
             retries: HashMap::new(),
             unsaved: false,
+            written: Vec::new(),
             log_dir_ready: false,
         };
         let resume = job.stored.enabled && !job.stored.paused;
@@ -1182,8 +1185,18 @@ impl Supervisor {
             .get_or_insert_with(|| Store::open(&self.home.jobs_dir()));
         for (name, job) in jobs.jobs.iter_mut().filter(|(_, j)| j.unsaved) {
             job.unsaved = false;
+            let changed: Vec<RunRecord> = job
+                .stored
+                .runs
+                .iter()
+                .filter(|r| !job.written.contains(r))
+                .cloned()
+                .collect();
+            let runs = std::mem::replace(&mut job.stored.runs, changed);
             store.put(name, job.spec.history, &job.stored);
+            job.stored.runs = runs;
             job.stored.keep_in_memory();
+            job.written.clone_from(&job.stored.runs);
         }
         store.flush();
     }

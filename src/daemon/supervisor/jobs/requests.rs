@@ -180,7 +180,7 @@ impl Supervisor {
             name: name.to_string(),
             schedule: job.spec.schedule.clone(),
             words: match (&job.schedule, &job.unusable) {
-                (Some(schedule), _) => schedule.describe(),
+                (Some(schedule), _) => schedule.describe().to_string(),
                 (None, why) => format!("cannot be used here: {}", why.as_deref().unwrap_or("?")),
             },
             timezone: job.schedule.as_ref().map_or_else(
