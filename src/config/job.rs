@@ -42,6 +42,28 @@ pub struct JobSpec {
     /// A command (`/bin/sh -c`, in the app's `cwd`) run after a run failed for good, with the run's
     /// details in its environment (`HERDSMAN_RUN_ID`, `HERDSMAN_OUTCOME`, ...).
     pub on_failure: Option<String>,
+    /// `scope = "fleet"`: once across the hosts of this fleet, claimed in its store; `None`: once per host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<super::fleet::FleetSpec>,
+}
+
+/// Where a job's fire time runs once: on each host, or once across a fleet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scope {
+    #[default]
+    Host,
+    Fleet,
+}
+
+/// `scope` as written: `host` or `fleet`.
+pub fn parse_scope(text: &str) -> Result<Scope, String> {
+    match text {
+        "host" => Ok(Scope::Host),
+        "fleet" => Ok(Scope::Fleet),
+        other => Err(format!(
+            "invalid scope '{other}': expected \"host\" or \"fleet\""
+        )),
+    }
 }
 
 /// `cron_restart`: a long-running app reloaded on schedule (each worker replaced once its successor is ready).
@@ -171,6 +193,7 @@ cron_restart = "0 4 * * *"
                 retry_backoff_ms: 30_000,
                 history: 50,
                 on_failure: Some("scripts/page-oncall.sh".into()),
+                fleet: None,
             })
         );
         assert_eq!(apps[0].cron_restart, None);
@@ -202,6 +225,7 @@ cron_restart = "0 4 * * *"
                 retry_backoff_ms: defaults::RETRY_BACKOFF_MS,
                 history: defaults::HISTORY,
                 on_failure: None,
+                fleet: None,
             })
         );
         // Seconds, a year, L, W and #.

@@ -32,7 +32,10 @@ use crate::protocol::{JobState, RunOutcome, RunRecord, Selection};
 use crate::schedule::policy::{self, CatchUpDecision, OnFire};
 use crate::schedule::{Fire, Schedule};
 
+mod fleet;
 mod requests;
+
+pub use fleet::Report as FleetReport;
 
 /// The longest a job's timer sleeps before it reads the wall clock again.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
@@ -52,11 +55,13 @@ pub enum JobTimer {
 
 /// What a run is, before and while it runs.
 #[derive(Debug, Clone)]
-struct RunStart {
+pub struct RunStart {
     run_id: String,
     scheduled: Option<Timestamp>,
     attempt: u32,
     log: PathBuf,
+    /// A fleet run's fencing token (`HERDSMAN_FENCE`), from its claim.
+    fence: Option<u64>,
 }
 
 struct Active {
@@ -89,6 +94,8 @@ pub(super) struct Job {
     unsaved: bool,
     /// The directory of its run logs exists.
     log_dir_ready: bool,
+    /// Claims of its fleet runs on their way to the store.
+    claiming: u32,
 }
 
 /// `cron_restart` of a long-running app.
@@ -116,6 +123,8 @@ pub(super) struct Jobs {
     /// Each schedule in use, by expression and zone: jobs with the same one share it (a parsed
     /// expression holds a table of every year it may fire in).
     schedules: HashMap<(String, Option<String>), Arc<Schedule>>,
+    /// The fleet stores and the fleet runs' tasks (`scope = "fleet"`).
+    fleet: fleet::FleetJobs,
 }
 
 impl Jobs {
@@ -148,6 +157,7 @@ impl Default for Jobs {
             store: None,
             to_spawn: Vec::new(),
             schedules: HashMap::new(),
+            fleet: fleet::FleetJobs::default(),
         }
     }
 }
@@ -355,6 +365,7 @@ impl Supervisor {
                         .and_then(|ms| Timestamp::from_millisecond(ms as i64).ok()),
                     attempt: run.attempt,
                     log: run.log.clone().map(PathBuf::from).unwrap_or_default(),
+                    fence: None,
                 };
                 runs.insert(
                     slot,
@@ -397,6 +408,7 @@ impl Supervisor {
             retries: HashMap::new(),
             unsaved: false,
             log_dir_ready: false,
+            claiming: 0,
         };
         let resume = job.stored.enabled && !job.stored.paused;
         let timeout = job.spec.timeout_ms;
@@ -422,6 +434,7 @@ impl Supervisor {
                     .and_then(|ms| Timestamp::from_millisecond(ms as i64).ok()),
                 attempt: retry.attempt,
                 log: PathBuf::from(retry.log),
+                fence: None,
             };
             let delay = Duration::from_millis(retry.due_ms.saturating_sub(now));
             self.arm_retry(name, next, delay);
@@ -646,6 +659,13 @@ impl Supervisor {
             job.save();
             return;
         }
+        let fleet = job.spec.fleet.is_some();
+        if fleet && !matches!(policy::on_fire(overlap, running), OnFire::Skip) {
+            // Once across the fleet: claimed first, in a task; the run starts when the claim comes back.
+            job.save();
+            self.claim_fleet_run(name, start, None);
+            return;
+        }
         match policy::on_fire(overlap, running) {
             OnFire::Skip => {
                 info!(job = %name, run = %start.run_id, "skipped: a run is still in progress");
@@ -677,6 +697,7 @@ impl Supervisor {
             scheduled,
             attempt,
             log,
+            fence: None,
         }
     }
 
@@ -840,6 +861,14 @@ impl Supervisor {
             ),
             ("HERDSMAN_ATTEMPT".to_string(), start.attempt.to_string()),
         ];
+        let mut env = env;
+        if let Some(fence) = start.fence {
+            env.push(("HERDSMAN_FENCE".to_string(), fence.to_string()));
+        }
+        if let Some(fleet) = self.jobs.jobs.get(name).and_then(|j| j.spec.fleet.as_ref()) {
+            env.push(("HERDSMAN_FLEET".to_string(), fleet.name.clone()));
+            env.push(("HERDSMAN_FLEET_HOST".to_string(), fleet.host.clone()));
+        }
         Some((env, start.log.clone()))
     }
 
@@ -986,6 +1015,13 @@ impl Supervisor {
             _ => {}
         }
         info!(job = %name, run = %start.run_id, attempt = start.attempt, outcome = outcome.as_str(), exit = %exit, "run ended");
+        let fleet = job.spec.fleet.is_some();
+        if fleet {
+            self.fleet_run_ended(name, start);
+        }
+        let Some(job) = self.jobs.jobs.get_mut(name) else {
+            return;
+        };
         if retry {
             let attempt = start.attempt + 1;
             let delay = policy::retry_delay(
@@ -1004,6 +1040,7 @@ impl Supervisor {
                 scheduled: start.scheduled,
                 attempt,
                 log,
+                fence: start.fence,
             };
             info!(job = %name, run = %next.run_id, attempt, ?delay, "retrying the run");
             // Kept in the job's file too, so that an update or a new keeper still runs it.

@@ -1,0 +1,705 @@
+//! The fleet side of jobs (`scope = "fleet"`, issue 15): a fire time runs once across the hosts of a fleet,
+//! claimed in the fleet's store (see `crate::fleet` and docs/fleet-store.md).
+//!
+//! The supervisor's loop never waits on the network: a fire time of a fleet job (or a `trigger`) spawns a
+//! task that claims its run id (and, with `overlap = "skip"`, takes the job's lease) and sends a
+//! [`Report`] back; the loop then starts the run through `start_run` as any run (recorded before it
+//! spawns), or records it skipped (`claimed by <host>`, `store unreachable: <error>`). `last_handled` is
+//! written at the fire time, so a host never claims a fire time twice. A store that does not answer at the
+//! fire time gets the run recorded skipped; the task keeps trying until the starting deadline (or the
+//! next fire time) and the run is caught up if the store comes back in time and this host wins it.
+//!
+//! Each fleet run that holds a lease (`skip`) or may be replaced from elsewhere (`replace`) has a watch
+//! task: every third of the lease's TTL it renews the lease (or looks for a stop request); a failed or lost
+//! renewal is a report that stops the run (kill signal, kill timeout, SIGKILL to its group), recorded
+//! `lost lease`. A run's record goes to the store when it ends (a task nobody waits for), pruned to the
+//! job's `history`; each (store, fleet, host) sends a heartbeat every [`HEARTBEAT`].
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use jiff::{SignedDuration, Timestamp};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use super::super::{Message, Replier, Supervisor};
+use super::{RunStart, ms};
+use crate::config::fleet::FleetSpec;
+use crate::fleet::{SKEW_WARN, Store};
+use crate::protocol::{
+    ErrorKind, FleetHost, FleetRun, FleetStoreStatus, Response, RunOutcome, RunRecord,
+};
+use crate::schedule::policy::{self, OnFire};
+
+/// How often a host says it is alive.
+const HEARTBEAT: Duration = Duration::from_secs(5);
+/// How often a claim the store did not answer is tried again, until its deadline.
+const CLAIM_RETRY: Duration = Duration::from_millis(500);
+/// Added to the catch-up window for how long a claim is kept: the clock skew tolerated and then some.
+const SKEW_MARGIN: Duration = Duration::from_secs(60);
+/// A claim is kept at least this long (a job with no deadline catches up for a day at most).
+const RETAIN_MIN: Duration = Duration::from_secs(24 * 3600);
+
+/// What a fleet task tells the supervisor.
+pub enum Report {
+    /// The claim of a run (and its lease) came back.
+    Claimed {
+        job: String,
+        start: RunStart,
+        result: ClaimResult,
+        /// A `trigger` waiting for the run's record.
+        reply: Option<Replier>,
+    },
+    /// The store did not answer a claim at the fire time: the run is recorded skipped (the task goes on
+    /// trying until the deadline).
+    Unreachable {
+        job: String,
+        start: RunStart,
+        error: String,
+        reply: Option<Replier>,
+    },
+    /// A fleet run must stop: its lease was lost, or another host replaced it.
+    Stop {
+        job: String,
+        run_id: String,
+        attempt: u32,
+        outcome: RunOutcome,
+        why: String,
+    },
+}
+
+pub enum ClaimResult {
+    /// This host runs it, with this fencing token.
+    Won { fence: u64 },
+    /// Another host claimed it.
+    Taken { holder: String },
+    /// This host won the fire time but another host's run still holds the job's lease (`skip`).
+    Busy,
+}
+
+/// The fleet state of the jobs: one store per URL, shared by its jobs.
+#[derive(Default)]
+pub(in crate::daemon::supervisor) struct FleetJobs {
+    stores: HashMap<String, Arc<Store>>,
+    /// Heartbeats running, by (store URL, fleet, host).
+    heartbeats: HashSet<(String, String, String)>,
+    /// The watch task of each fleet run in progress, by (job, run id, attempt).
+    watches: HashMap<(String, String, u32), tokio::task::AbortHandle>,
+    /// Per job: fire times run here, and claimed by other hosts, since the daemon started; and the host of
+    /// the last one handled.
+    counts: BTreeMap<String, (u64, u64, Option<String>)>,
+}
+
+impl FleetJobs {
+    /// The store of `spec` (created on first use, with its heartbeat).
+    fn store(&mut self, spec: &FleetSpec) -> Result<Arc<Store>, String> {
+        let store = match self.stores.get(&spec.store) {
+            Some(store) => store.clone(),
+            None => {
+                let store = Arc::new(Store::new(&spec.store).map_err(|e| e.to_string())?);
+                self.stores.insert(spec.store.clone(), store.clone());
+                store
+            }
+        };
+        let key = (spec.store.clone(), spec.name.clone(), spec.host.clone());
+        if self.heartbeats.insert(key) {
+            tokio::spawn(heartbeat(
+                Arc::downgrade(&store),
+                spec.name.clone(),
+                spec.host.clone(),
+            ));
+        }
+        Ok(store)
+    }
+
+    fn count(&mut self, job: &str, host: &str, here: bool) {
+        let entry = self.counts.entry(job.to_string()).or_default();
+        if here {
+            entry.0 += 1;
+        } else {
+            entry.1 += 1;
+        }
+        entry.2 = Some(host.to_string());
+    }
+
+    /// Fire times run here, elsewhere, and the last one's host.
+    pub(super) fn counts(&self, job: &str) -> (u64, u64, Option<String>) {
+        self.counts.get(job).cloned().unwrap_or_default()
+    }
+}
+
+/// Says every [`HEARTBEAT`] that this host is alive, while its store is in use.
+async fn heartbeat(store: Weak<Store>, fleet: String, host: String) {
+    let version = env!("CARGO_PKG_VERSION");
+    loop {
+        let Some(store) = store.upgrade() else {
+            return;
+        };
+        if let Err(e) = store.heartbeat(&fleet, &host, version).await {
+            warn!(fleet = %fleet, error = %e, "fleet heartbeat failed");
+        }
+        drop(store);
+        tokio::time::sleep(HEARTBEAT).await;
+    }
+}
+
+/// The lease owner of a run: unique per run and attempt, and naming the host.
+fn owner(spec: &FleetSpec, start: &RunStart) -> String {
+    format!("{} {}#{}", spec.host, start.run_id, start.attempt)
+}
+
+/// The stop request a run with fence `fence` looks for: written by the claimer of the next fire time.
+fn replace_key(fence: u64) -> String {
+    format!("replace-fence-{fence}")
+}
+
+/// What a claim task needs of its job.
+struct ClaimJob {
+    name: String,
+    spec: FleetSpec,
+    overlap: policy::Overlap,
+    retain: Duration,
+    /// Until when an unanswered claim is tried again.
+    until: Option<Timestamp>,
+}
+
+async fn claim(
+    store: Arc<Store>,
+    job: ClaimJob,
+    start: RunStart,
+    reply: Option<Replier>,
+    tx: mpsc::UnboundedSender<Message>,
+) {
+    let scheduled = start.scheduled.unwrap_or_else(Timestamp::now);
+    let mut reply = reply;
+    let mut told = false;
+    let result = loop {
+        let attempt = async {
+            let claim = store
+                .claim(
+                    &job.spec.name,
+                    &job.name,
+                    &start.run_id,
+                    scheduled,
+                    &job.spec.host,
+                    job.retain,
+                )
+                .await?;
+            if !claim.won {
+                return Ok(ClaimResult::Taken {
+                    holder: claim.holder,
+                });
+            }
+            match job.overlap {
+                policy::Overlap::Skip => {
+                    let owner = owner(&job.spec, &start);
+                    let ttl = job.spec.lease_ttl();
+                    if !store
+                        .acquire_lease(&job.spec.name, &job.name, &owner, ttl)
+                        .await?
+                    {
+                        return Ok(ClaimResult::Busy);
+                    }
+                }
+                policy::Overlap::Replace => {
+                    // The run holding the previous claim (fence - 1) stops when it sees this.
+                    store
+                        .stop_request(&job.spec.name, &job.name, &replace_key(claim.fence))
+                        .await?;
+                }
+                policy::Overlap::Allow => {}
+            }
+            Ok::<_, crate::fleet::FleetError>(ClaimResult::Won { fence: claim.fence })
+        };
+        match attempt.await {
+            Ok(result) => break result,
+            Err(error) => {
+                if !told {
+                    told = true;
+                    let report = Report::Unreachable {
+                        job: job.name.clone(),
+                        start: start.clone(),
+                        error: error.to_string(),
+                        reply: reply.take(),
+                    };
+                    let _ = tx.send(Message::Fleet(report));
+                }
+                let late = job.until.is_none_or(|until| Timestamp::now() >= until);
+                if late {
+                    return;
+                }
+                tokio::time::sleep(CLAIM_RETRY).await;
+            }
+        }
+    };
+    let report = Report::Claimed {
+        job: job.name,
+        start,
+        result,
+        reply,
+    };
+    let _ = tx.send(Message::Fleet(report));
+}
+
+/// Renews a run's lease (`skip`) or looks for a stop request (`replace`) every third of the TTL; a failure
+/// is a [`Report::Stop`].
+async fn watch(
+    store: Arc<Store>,
+    job: String,
+    spec: FleetSpec,
+    start: RunStart,
+    overlap: policy::Overlap,
+    tx: mpsc::UnboundedSender<Message>,
+) {
+    let ttl = spec.lease_ttl();
+    let owner = owner(&spec, &start);
+    let fence = start.fence.unwrap_or(0);
+    let stop = |outcome, why: String| {
+        let _ = tx.send(Message::Fleet(Report::Stop {
+            job: job.clone(),
+            run_id: start.run_id.clone(),
+            attempt: start.attempt,
+            outcome,
+            why,
+        }));
+    };
+    loop {
+        tokio::time::sleep(ttl / 3).await;
+        match overlap {
+            policy::Overlap::Skip => match store.renew_lease(&spec.name, &job, &owner, ttl).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    return stop(
+                        RunOutcome::LostLease,
+                        "the job's lease expired or another host holds it".to_string(),
+                    );
+                }
+                Err(e) => {
+                    return stop(
+                        RunOutcome::LostLease,
+                        format!("the lease could not be renewed: {e}"),
+                    );
+                }
+            },
+            _ => {
+                let key = replace_key(fence + 1);
+                if let Ok(true) = store.stop_requested(&spec.name, &job, &key).await {
+                    return stop(
+                        RunOutcome::Killed,
+                        "replaced by the next run on another host (overlap = \"replace\")"
+                            .to_string(),
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl Supervisor {
+    /// A fire time (or a `trigger`) of a fleet job: claimed in a task, answered by [`Report::Claimed`].
+    pub(super) fn claim_fleet_run(&mut self, name: &str, start: RunStart, reply: Option<Replier>) {
+        let Some(job) = self.jobs.jobs.get(name) else {
+            return;
+        };
+        let Some(spec) = job.spec.fleet.clone() else {
+            return;
+        };
+        let deadline = job.spec.starting_deadline_ms.map(Duration::from_millis);
+        // An unanswered claim is tried until the starting deadline, or the next fire time.
+        let next = job.next.as_ref().map(|(fire, _)| fire.at);
+        let until = match (start.scheduled, deadline) {
+            (Some(at), Some(deadline)) => SignedDuration::try_from(deadline)
+                .ok()
+                .and_then(|d| at.checked_add(d).ok()),
+            (Some(_), None) if job.spec.catch_up == policy::CatchUp::Last => next,
+            _ => None,
+        };
+        let retain = deadline
+            .unwrap_or(RETAIN_MIN)
+            .max(RETAIN_MIN)
+            .saturating_add(SKEW_MARGIN);
+        let claim_job = ClaimJob {
+            name: name.to_string(),
+            spec: spec.clone(),
+            overlap: job.spec.overlap,
+            retain,
+            until,
+        };
+        let store = match self.jobs.fleet.store(&spec) {
+            Ok(store) => store,
+            Err(error) => {
+                self.fleet_unreachable(name, start, error, reply);
+                return;
+            }
+        };
+        if let Some(job) = self.jobs.jobs.get_mut(name) {
+            job.claiming += 1;
+        }
+        tokio::spawn(claim(store, claim_job, start, reply, self.tx.clone()));
+    }
+
+    pub(in crate::daemon::supervisor) fn fleet_report(&mut self, report: Report) {
+        match report {
+            Report::Claimed {
+                job,
+                start,
+                result,
+                reply,
+            } => self.fleet_claimed(&job, start, result, reply),
+            Report::Unreachable {
+                job,
+                start,
+                error,
+                reply,
+            } => self.fleet_unreachable(&job, start, error, reply),
+            Report::Stop {
+                job,
+                run_id,
+                attempt,
+                outcome,
+                why,
+            } => self.fleet_stop(&job, &run_id, attempt, outcome, why),
+        }
+    }
+
+    fn fleet_unreachable(
+        &mut self,
+        name: &str,
+        start: RunStart,
+        error: String,
+        reply: Option<Replier>,
+    ) {
+        warn!(job = %name, run = %start.run_id, error = %error, "the fleet store did not answer: the run is skipped");
+        let Some(job) = self.jobs.jobs.get_mut(name) else {
+            return;
+        };
+        let run = job.not_run(
+            &start,
+            RunOutcome::Skipped,
+            format!("store unreachable: {error}"),
+        );
+        job.save();
+        if let Some(reply) = reply {
+            let _ = reply.send(Response::Triggered { run: Box::new(run) });
+        }
+    }
+
+    fn fleet_claimed(
+        &mut self,
+        name: &str,
+        start: RunStart,
+        result: ClaimResult,
+        reply: Option<Replier>,
+    ) {
+        let Some(job) = self.jobs.jobs.get_mut(name) else {
+            if let Some(reply) = reply {
+                let message = format!("job '{name}' was removed while its run was claimed");
+                let _ = reply.send(Response::error(ErrorKind::NotFound, message));
+            }
+            return;
+        };
+        job.claiming = job.claiming.saturating_sub(1);
+        let Some(spec) = job.spec.fleet.clone() else {
+            return;
+        };
+        let answer = |run: RunRecord| {
+            if let Some(reply) = &reply {
+                let _ = reply.send(Response::Triggered { run: Box::new(run) });
+            }
+        };
+        // Caught up after the store came back: still in time, and still the latest fire time handled?
+        let skipped_before = job
+            .stored
+            .runs
+            .iter()
+            .any(|r| r.run_id == start.run_id && r.outcome == RunOutcome::Skipped);
+        let fence = match result {
+            ClaimResult::Taken { holder } => {
+                info!(job = %name, run = %start.run_id, holder = %holder, "claimed by another host");
+                self.jobs.fleet.count(name, &holder, false);
+                if skipped_before {
+                    return; // recorded skipped already (store unreachable)
+                }
+                let Some(job) = self.jobs.jobs.get_mut(name) else {
+                    return;
+                };
+                let run = job.not_run(&start, RunOutcome::Skipped, format!("claimed by {holder}"));
+                job.save();
+                answer(run);
+                return;
+            }
+            ClaimResult::Busy => {
+                info!(job = %name, run = %start.run_id, "skipped: another host's run holds the job's lease");
+                self.jobs.fleet.count(name, &spec.host, true);
+                let run = job.not_run(
+                    &start,
+                    RunOutcome::Skipped,
+                    "a run was still in progress on another host (overlap = \"skip\")".to_string(),
+                );
+                job.save();
+                self.fleet_record(name, &run);
+                answer(run);
+                return;
+            }
+            ClaimResult::Won { fence } => fence,
+        };
+        let mut start = start;
+        start.fence = Some(fence);
+        if skipped_before && let Some(at) = start.scheduled {
+            let deadline = job.spec.starting_deadline_ms.map(Duration::from_millis);
+            let newer = job.last_handled().is_some_and(|last| last > at);
+            if newer || !policy::in_time(at, Timestamp::now(), deadline) {
+                self.release_fleet_lease(name, &spec, &start);
+                return;
+            }
+            info!(job = %name, run = %start.run_id, "the fleet store is back: catching the run up");
+        }
+        self.jobs.fleet.count(name, &spec.host, true);
+        let running = job.runs.len() + job.starting.len();
+        let overlap = job.spec.overlap;
+        match policy::on_fire(overlap, running) {
+            OnFire::Skip => {
+                let run = job.not_run(
+                    &start,
+                    RunOutcome::Skipped,
+                    "a run was still in progress (overlap = \"skip\")".to_string(),
+                );
+                job.save();
+                self.release_fleet_lease(name, &spec, &start);
+                self.fleet_record(name, &run);
+                answer(run);
+                return;
+            }
+            OnFire::Start => {}
+            OnFire::Replace => self.replace_runs(name, &start.run_id),
+        }
+        self.start_run(name, start.clone());
+        if matches!(overlap, policy::Overlap::Skip | policy::Overlap::Replace)
+            && let Some(store) = self.jobs.fleet.stores.get(&spec.store).cloned()
+        {
+            let task = tokio::spawn(watch(
+                store,
+                name.to_string(),
+                spec,
+                start.clone(),
+                overlap,
+                self.tx.clone(),
+            ));
+            let key = (name.to_string(), start.run_id.clone(), start.attempt);
+            self.jobs.fleet.watches.insert(key, task.abort_handle());
+        }
+        if let Some(record) = self
+            .jobs
+            .jobs
+            .get_mut(name)
+            .and_then(|j| j.record_mut(&start).cloned())
+        {
+            answer(record);
+        }
+    }
+
+    /// A fleet run lost its lease, or was replaced from another host: it is stopped.
+    fn fleet_stop(
+        &mut self,
+        name: &str,
+        run_id: &str,
+        attempt: u32,
+        outcome: RunOutcome,
+        why: String,
+    ) {
+        self.jobs
+            .fleet
+            .watches
+            .remove(&(name.to_string(), run_id.to_string(), attempt));
+        let Some(job) = self.jobs.jobs.get_mut(name) else {
+            return;
+        };
+        let slot = job
+            .runs
+            .iter()
+            .find(|(_, a)| a.start.run_id == run_id && a.start.attempt == attempt)
+            .map(|(slot, _)| *slot);
+        if let Some(slot) = slot {
+            warn!(job = %name, run = %run_id, why = %why, "stopping the fleet run");
+            if let Some(active) = job.runs.get_mut(&slot) {
+                active.stopped_for = Some((outcome, why));
+            }
+            self.stop_run_slot(slot);
+        }
+    }
+
+    /// A fleet run ended: its watch stops, its lease is released, its record goes to the store.
+    pub(super) fn fleet_run_ended(&mut self, name: &str, start: &RunStart) {
+        let Some(spec) = self.jobs.jobs.get(name).and_then(|j| j.spec.fleet.clone()) else {
+            return;
+        };
+        if let Some(task) =
+            self.jobs
+                .fleet
+                .watches
+                .remove(&(name.to_string(), start.run_id.clone(), start.attempt))
+        {
+            task.abort();
+        }
+        if self.jobs.jobs.get(name).map(|j| j.spec.overlap) == Some(policy::Overlap::Skip) {
+            self.release_fleet_lease(name, &spec, start);
+        }
+        let record = self
+            .jobs
+            .jobs
+            .get_mut(name)
+            .and_then(|j| j.record_mut(start).cloned());
+        if let Some(record) = record {
+            self.fleet_record(name, &record);
+        }
+    }
+
+    fn release_fleet_lease(&mut self, name: &str, spec: &FleetSpec, start: &RunStart) {
+        let Some(store) = self.jobs.fleet.stores.get(&spec.store).cloned() else {
+            return;
+        };
+        let (fleet, job, owner) = (spec.name.clone(), name.to_string(), owner(spec, start));
+        tokio::spawn(async move {
+            if let Err(e) = store.release_lease(&fleet, &job, &owner).await {
+                warn!(job = %job, error = %e, "the job's lease could not be released: it expires");
+            }
+        });
+    }
+
+    /// Sends a run's record to the store (a task nobody waits for), pruned to the job's history.
+    fn fleet_record(&mut self, name: &str, record: &RunRecord) {
+        let Some(job) = self.jobs.jobs.get(name) else {
+            return;
+        };
+        let Some(spec) = job.spec.fleet.clone() else {
+            return;
+        };
+        let keep = job.spec.history;
+        let Some(store) = self.jobs.fleet.stores.get(&spec.store).cloned() else {
+            return;
+        };
+        let (job, record) = (name.to_string(), record.clone());
+        tokio::spawn(async move {
+            if let Err(e) = store
+                .record_run(&spec.name, &job, &spec.host, &record, keep)
+                .await
+            {
+                warn!(job = %job, run = %record.run_id, error = %e, "the run's record could not be written to the fleet store");
+            }
+        });
+    }
+
+    /// `jobs history NAME --fleet`: every host's runs, read from the store in a task.
+    pub(super) fn fleet_history(&mut self, name: &str, reply: Replier) {
+        let Some(spec) = self.jobs.jobs.get(name).and_then(|j| j.spec.fleet.clone()) else {
+            let message = format!(
+                "job '{name}' has no fleet history: it is not a `scope = \"fleet\"` job (or does not exist)"
+            );
+            let _ = reply.send(Response::error(ErrorKind::NotFound, message));
+            return;
+        };
+        let store = match self.jobs.fleet.store(&spec) {
+            Ok(store) => store,
+            Err(e) => {
+                let _ = reply.send(Response::error(ErrorKind::Invalid, e));
+                return;
+            }
+        };
+        let job = name.to_string();
+        tokio::spawn(async move {
+            let response = match store.history(&spec.name, &job).await {
+                Ok(runs) => Response::FleetHistory {
+                    runs: runs
+                        .into_iter()
+                        .map(|(host, run)| FleetRun { host, run })
+                        .collect(),
+                    job,
+                },
+                Err(e) => Response::error(ErrorKind::Os, e.to_string()),
+            };
+            let _ = reply.send(response);
+        });
+    }
+
+    /// `fleet status`: each store the jobs use, asked in a task.
+    pub(super) fn fleet_status(&mut self, reply: Replier) {
+        let mut wanted: BTreeMap<(String, String, String), Vec<String>> = BTreeMap::new();
+        for (name, job) in &self.jobs.jobs {
+            if let Some(spec) = &job.spec.fleet {
+                wanted
+                    .entry((spec.store.clone(), spec.name.clone(), spec.host.clone()))
+                    .or_default()
+                    .push(name.clone());
+            }
+        }
+        let mut asks = Vec::new();
+        for ((url, fleet, host), jobs) in wanted {
+            let spec = FleetSpec {
+                store: url,
+                name: fleet,
+                host,
+                lease_ttl_ms: 0,
+            };
+            match self.jobs.fleet.store(&spec) {
+                Ok(store) => asks.push((store, spec, jobs)),
+                Err(e) => warn!(error = %e, "fleet status: a store cannot be used"),
+            }
+        }
+        tokio::spawn(async move {
+            let mut stores = Vec::new();
+            for (store, spec, jobs) in asks {
+                stores.push(status(&store, &spec, jobs).await);
+            }
+            let _ = reply.send(Response::FleetStatus { stores });
+        });
+    }
+}
+
+/// One store's status: latency, the clock against ours, the hosts seen.
+async fn status(store: &Store, spec: &FleetSpec, jobs: Vec<String>) -> FleetStoreStatus {
+    let mut out = FleetStoreStatus {
+        store: store.redacted().to_string(),
+        fleet: spec.name.clone(),
+        host: spec.host.clone(),
+        jobs,
+        latency_us: None,
+        error: None,
+        skew_ms: None,
+        skew_tolerated_ms: SKEW_WARN.as_millis() as u64,
+        hosts: Vec::new(),
+        now_ms: None,
+    };
+    match store.ping().await {
+        Ok(latency) => out.latency_us = Some(latency.as_micros() as u64),
+        Err(e) => {
+            out.error = Some(e.to_string());
+            return out;
+        }
+    }
+    let asked = Instant::now();
+    let before = Timestamp::now();
+    match store.server_time().await {
+        Ok(server) => {
+            let half = SignedDuration::try_from(asked.elapsed() / 2).unwrap_or_default();
+            let ours = before.checked_add(half).unwrap_or(before);
+            out.skew_ms = Some(ours.duration_since(server).as_millis() as i64);
+            out.now_ms = Some(ms(server));
+        }
+        Err(e) => out.error = Some(e.to_string()),
+    }
+    match store.hosts(&spec.name).await {
+        Ok(hosts) => {
+            out.hosts = hosts
+                .into_iter()
+                .map(|h| FleetHost {
+                    name: h.name,
+                    version: h.version,
+                    last_seen_ms: h.last_seen_ms,
+                })
+                .collect()
+        }
+        Err(e) => out.error = Some(e.to_string()),
+    }
+    out
+}
