@@ -3,6 +3,7 @@
 mod control;
 mod describe;
 mod ecosystem;
+mod fleet;
 mod import;
 mod jobs;
 mod list;

@@ -14,7 +14,7 @@ use nix::unistd::Pid;
 use serde_json::Value;
 
 use crate::fleet::servers::Server;
-use crate::helpers::{Herdsman, SECOND, app_arg, free_port};
+use crate::helpers::{Herdsman, SECOND, app_arg, free_port, libfaketime};
 
 /// One line of the shared file.
 #[derive(Debug, Clone)]
@@ -68,6 +68,17 @@ impl Fleet {
     /// An ecosystem file with `[fleet]` on `store` and one job, `tick`, with these extra lines, each run
     /// sleeping `sleep` seconds.
     fn new(store: &str, count: usize, job: &str, sleep: &str) -> Fleet {
+        Fleet::with_env(store, count, job, sleep, &[])
+    }
+
+    /// [`Fleet::new`], host `i` started with `(i, key, value)` in its environment.
+    fn with_env(
+        store: &str,
+        count: usize,
+        job: &str,
+        sleep: &str,
+        env: &[(usize, &str, String)],
+    ) -> Fleet {
         let hosts: Vec<(String, Herdsman)> = (0..count)
             .map(|i| {
                 (
@@ -107,17 +118,17 @@ env = {{ JOB_FILE = "{file}", JOB_SLEEP = "{sleep}" }}
             ecosystem,
         };
         for i in 0..count {
-            fleet.start(i, store);
+            let (name, h) = &fleet.hosts[i];
+            let mut cmd = h
+                .cmd(&["start", &fleet.ecosystem.display().to_string()])
+                .env("HERDSMAN_HOST", name)
+                .env("FLEET_STORE", store);
+            for (_, key, value) in env.iter().filter(|(host, _, _)| *host == i) {
+                cmd = cmd.env(key, value);
+            }
+            cmd.ok();
         }
         fleet
-    }
-
-    fn start(&self, i: usize, store: &str) {
-        let (name, h) = &self.hosts[i];
-        h.cmd(&["start", &self.ecosystem.display().to_string()])
-            .env("HERDSMAN_HOST", name)
-            .env("FLEET_STORE", store)
-            .ok();
     }
 
     fn h(&self, i: usize) -> &Herdsman {
@@ -315,13 +326,17 @@ fn run_skip(fleet: &Fleet) {
     assert!(skipped > 0, "fire times during a run were skipped");
 }
 
-/// The store does not answer at the fire time: the run is not started, and recorded skipped with the
+/// The store goes away (its server killed): the fire times are not run, and recorded skipped with the
 /// store's error.
 #[test]
 fn an_unreachable_store_skips_the_run_and_says_why() {
-    let url = format!("redis://127.0.0.1:{}/0", free_port());
-    let fleet = Fleet::new(&url, 1, "schedule = \"* * * * * *\"", "0");
+    let server = Server::redis();
+    let fleet = Fleet::new(&server.url, 1, "schedule = \"* * * * * *\"", "0");
     let h = fleet.h(0);
+    h.wait_for("a first run", 30 * SECOND, || {
+        !starts(&fleet.file).is_empty()
+    });
+    drop(server);
     let record = h.wait_value("a skipped run", 30 * SECOND, || {
         fleet
             .history(0)
@@ -331,10 +346,58 @@ fn an_unreachable_store_skips_the_run_and_says_why() {
     let detail = record["detail"].as_str().unwrap_or_default();
     assert!(detail.starts_with("store unreachable: "), "{record}");
     assert!(detail.contains("127.0.0.1"), "names the store: {record}");
-    assert!(starts(&fleet.file).is_empty(), "nothing ran");
+    let ran = starts(&fleet.file).len();
+    h.assert_stays("nothing runs while the store is gone", 3 * SECOND, || {
+        starts(&fleet.file).len() == ran
+    });
     let out = h.cmd(&["fleet", "status", "--json"]).ok();
     let status: Vec<Value> = serde_json::from_str(&out.stdout).expect("JSON");
     assert!(status[0]["error"].is_string(), "{status:?}");
+}
+
+/// `start FILE` with a store that does not answer: an error naming the store (password masked) and the
+/// cause; the file's other apps start.
+#[test]
+fn start_refuses_fleet_jobs_of_an_unreachable_store_and_starts_the_rest() {
+    let h = Herdsman::new();
+    let dir = h.scratch("file");
+    let file = dir.join("ecosystem.toml");
+    let port = free_port();
+    fs::write(
+        &file,
+        format!(
+            r#"[fleet]
+store = "redis://:hunter2@127.0.0.1:{port}/0"
+name = "f"
+
+[[apps]]
+name = "tick"
+script = "{script}"
+interpreter = "none"
+schedule = "@daily"
+scope = "fleet"
+
+[[apps]]
+name = "local"
+script = "{script}"
+interpreter = "none"
+schedule = "@daily"
+"#,
+            script = app_arg("fleet-job.sh"),
+        ),
+    )
+    .expect("write");
+    let out = h
+        .cmd(&["start", &file.display().to_string()])
+        .fails_with(&format!("127.0.0.1:{port}"));
+    assert!(out.stderr.contains("tick"), "{out}");
+    assert!(!out.stderr.contains("hunter2"), "{out}");
+    assert!(!out.stdout.contains("hunter2"), "{out}");
+    let jobs = h.cmd(&["jobs", "--json"]).ok().stdout;
+    assert!(
+        jobs.contains("\"local\"") && !jobs.contains("\"tick\""),
+        "{jobs}"
+    );
 }
 
 /// The host running a job dies (its daemon and its run, SIGKILL): the job's lease expires after its TTL
@@ -435,4 +498,50 @@ fn a_run_whose_lease_cannot_be_renewed_is_stopped() {
     let ids: Vec<String> = starts(&fleet.file).into_iter().map(|l| l.run_id).collect();
     let unique: BTreeSet<&String> = ids.iter().collect();
     assert_eq!(unique.len(), ids.len(), "a fire time ran twice: {ids:?}");
+}
+
+/// A host whose clock is 2 s ahead (libfaketime) computes the same run ids: it fires first and claims most
+/// fire times, the others find its claims; still every fire time once, none missing.
+#[test]
+fn a_host_two_seconds_ahead_agrees_on_the_run_ids() {
+    let server = Server::redis();
+    let skewed = [
+        (1, "LD_PRELOAD", libfaketime()),
+        (1, "FAKETIME", "+2".to_string()),
+        (1, "FAKETIME_DONT_FAKE_MONOTONIC", "1".to_string()),
+    ];
+    let fleet = Fleet::with_env(
+        &server.url,
+        3,
+        "schedule = \"* * * * * *\"\noverlap = \"allow\"",
+        "0",
+        &skewed,
+    );
+    let h = fleet.h(0);
+    h.wait_for("12 runs across the fleet", 60 * SECOND, || {
+        starts(&fleet.file).len() >= 12
+    });
+    fleet.stop_all();
+    let runs = starts(&fleet.file);
+    let mut by_id: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for run in &runs {
+        by_id
+            .entry(run.run_id.clone())
+            .or_default()
+            .push(run.host.clone());
+    }
+    let twice: Vec<_> = by_id.iter().filter(|(_, hosts)| hosts.len() > 1).collect();
+    assert!(twice.is_empty(), "fire times run twice: {twice:?}");
+    let seconds: Vec<i64> = by_id.keys().map(|id| second(id)).collect();
+    for pair in seconds.windows(2) {
+        assert_eq!(pair[1] - pair[0], 1, "a fire time ran nowhere: {by_id:?}");
+    }
+    let skewed_runs = runs.iter().filter(|r| r.host == "host-b").count();
+    eprintln!(
+        "host-b (+2 s) ran {skewed_runs} of {} fire times",
+        runs.len()
+    );
+    // `fleet status` on the skewed host warns about its clock.
+    let text = fleet.h(1).cmd(&["fleet", "status"]).ok().stdout;
+    assert!(text.contains("warning: this host's clock is off"), "{text}");
 }
