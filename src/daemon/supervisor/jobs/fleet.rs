@@ -84,8 +84,8 @@ pub(in crate::daemon::supervisor) struct FleetJobs {
     stores: HashMap<String, Arc<Store>>,
     /// Heartbeats running, by (store URL, fleet, host).
     heartbeats: HashSet<(String, String, String)>,
-    /// The watch task of each fleet run in progress, by (job, run id, attempt).
-    watches: HashMap<(String, String, u32), tokio::task::AbortHandle>,
+    /// The watch task of each fleet run in progress (or waiting for its next attempt), by (job, run id).
+    watches: HashMap<(String, String), tokio::task::AbortHandle>,
     /// Per job: fire times run here, and claimed by other hosts, since the daemon started; and the host of
     /// the last one handled.
     counts: BTreeMap<String, (u64, u64, Option<String>)>,
@@ -144,9 +144,9 @@ async fn heartbeat(store: Weak<Store>, fleet: String, host: String) {
     }
 }
 
-/// The lease owner of a run: unique per run and attempt, and naming the host.
+/// The lease owner of a run (all its attempts): unique per run, and naming the host.
 fn owner(spec: &FleetSpec, start: &RunStart) -> String {
-    format!("{} {}#{}", spec.host, start.run_id, start.attempt)
+    format!("{} {}", spec.host, start.run_id)
 }
 
 /// The stop request a run with fence `fence` looks for: written by the claimer of the next fire time.
@@ -307,7 +307,11 @@ impl Supervisor {
         };
         let deadline = job.spec.starting_deadline_ms.map(Duration::from_millis);
         // An unanswered claim is tried until the starting deadline, or the next fire time.
-        let next = job.next.as_ref().map(|(fire, _)| fire.at);
+        let next = start
+            .scheduled
+            .zip(job.schedule.as_ref())
+            .and_then(|(at, schedule)| schedule.next_after(at))
+            .map(|fire| fire.at);
         let until = match (start.scheduled, deadline) {
             (Some(at), Some(deadline)) => SignedDuration::try_from(deadline)
                 .ok()
@@ -431,7 +435,6 @@ impl Supervisor {
             }
             ClaimResult::Busy => {
                 info!(job = %name, run = %start.run_id, "skipped: another host's run holds the job's lease");
-                self.jobs.fleet.count(name, &spec.host, true);
                 let run = job.not_run(
                     &start,
                     RunOutcome::Skipped,
@@ -475,20 +478,7 @@ impl Supervisor {
             OnFire::Replace => self.replace_runs(name, &start.run_id),
         }
         self.start_run(name, start.clone());
-        if matches!(overlap, policy::Overlap::Skip | policy::Overlap::Replace)
-            && let Some(store) = self.jobs.fleet.stores.get(&spec.store).cloned()
-        {
-            let task = tokio::spawn(watch(
-                store,
-                name.to_string(),
-                spec,
-                start.clone(),
-                overlap,
-                self.tx.clone(),
-            ));
-            let key = (name.to_string(), start.run_id.clone(), start.attempt);
-            self.jobs.fleet.watches.insert(key, task.abort_handle());
-        }
+        self.watch_fleet_run(name, &start);
         if let Some(record) = self
             .jobs
             .jobs
@@ -499,7 +489,43 @@ impl Supervisor {
         }
     }
 
-    /// A fleet run lost its lease, or was replaced from another host: it is stopped.
+    /// Starts the watch of a fleet run that holds the job's lease (`skip`) or may be replaced (`replace`).
+    pub(super) fn watch_fleet_run(&mut self, name: &str, start: &RunStart) {
+        let Some(job) = self.jobs.jobs.get(name) else {
+            return;
+        };
+        let Some(spec) = job.spec.fleet.clone() else {
+            return;
+        };
+        let overlap = job.spec.overlap;
+        // A run carried over an update has no fence to look for a replacement with.
+        let watched = match overlap {
+            policy::Overlap::Skip => true,
+            policy::Overlap::Replace => start.fence.is_some(),
+            policy::Overlap::Allow => false,
+        };
+        if !watched {
+            return;
+        }
+        let Ok(store) = self.jobs.fleet.store(&spec) else {
+            return;
+        };
+        let key = (name.to_string(), start.run_id.clone());
+        if self.jobs.fleet.watches.contains_key(&key) {
+            return;
+        }
+        let task = tokio::spawn(watch(
+            store,
+            name.to_string(),
+            spec,
+            start.clone(),
+            overlap,
+            self.tx.clone(),
+        ));
+        self.jobs.fleet.watches.insert(key, task.abort_handle());
+    }
+
+    /// A fleet run lost its lease, or was replaced from another host: it is stopped (and not retried).
     fn fleet_stop(
         &mut self,
         name: &str,
@@ -511,10 +537,18 @@ impl Supervisor {
         self.jobs
             .fleet
             .watches
-            .remove(&(name.to_string(), run_id.to_string(), attempt));
+            .remove(&(name.to_string(), run_id.to_string()));
         let Some(job) = self.jobs.jobs.get_mut(name) else {
             return;
         };
+        // A next attempt waiting for its backoff does not come: the run is no longer this host's.
+        let before = job.retries.len();
+        job.retries.retain(|_, r| r.run_id != run_id);
+        job.stored.pending.retain(|p| p.run_id != run_id);
+        if job.retries.len() != before {
+            warn!(job = %name, run = %run_id, why = %why, "the fleet run's next attempt is dropped");
+            job.save();
+        }
         let slot = job
             .runs
             .iter()
@@ -529,21 +563,24 @@ impl Supervisor {
         }
     }
 
-    /// A fleet run ended: its watch stops, its lease is released, its record goes to the store.
-    pub(super) fn fleet_run_ended(&mut self, name: &str, start: &RunStart) {
+    /// A fleet run's attempt ended: its record goes to the store; unless it is retried, its watch stops and
+    /// its lease is released.
+    pub(super) fn fleet_run_ended(&mut self, name: &str, start: &RunStart, retrying: bool) {
         let Some(spec) = self.jobs.jobs.get(name).and_then(|j| j.spec.fleet.clone()) else {
             return;
         };
-        if let Some(task) =
-            self.jobs
+        if !retrying {
+            if let Some(task) = self
+                .jobs
                 .fleet
                 .watches
-                .remove(&(name.to_string(), start.run_id.clone(), start.attempt))
-        {
-            task.abort();
-        }
-        if self.jobs.jobs.get(name).map(|j| j.spec.overlap) == Some(policy::Overlap::Skip) {
-            self.release_fleet_lease(name, &spec, start);
+                .remove(&(name.to_string(), start.run_id.clone()))
+            {
+                task.abort();
+            }
+            if self.jobs.jobs.get(name).map(|j| j.spec.overlap) == Some(policy::Overlap::Skip) {
+                self.release_fleet_lease(name, &spec, start);
+            }
         }
         let record = self
             .jobs

@@ -439,6 +439,16 @@ impl Supervisor {
             let delay = Duration::from_millis(retry.due_ms.saturating_sub(now));
             self.arm_retry(name, next, delay);
         }
+        // A fleet run carried over goes on renewing its lease.
+        let carried_runs: Vec<RunStart> = self
+            .jobs
+            .jobs
+            .get(name)
+            .map(|j| j.runs.values().map(|a| a.start.clone()).collect())
+            .unwrap_or_default();
+        for start in carried_runs {
+            self.watch_fleet_run(name, &start);
+        }
         if resume {
             self.catch_up(name);
         }
@@ -1017,7 +1027,7 @@ impl Supervisor {
         info!(job = %name, run = %start.run_id, attempt = start.attempt, outcome = outcome.as_str(), exit = %exit, "run ended");
         let fleet = job.spec.fleet.is_some();
         if fleet {
-            self.fleet_run_ended(name, start);
+            self.fleet_run_ended(name, start, retry);
         }
         let Some(job) = self.jobs.jobs.get_mut(name) else {
             return;
