@@ -545,3 +545,180 @@ fn a_host_two_seconds_ahead_agrees_on_the_run_ids() {
     let text = fleet.h(1).cmd(&["fleet", "status"]).ok().stdout;
     assert!(text.contains("warning: this host's clock is off"), "{text}");
 }
+
+/// The store restarted (a fresh `redis-server` on the same port, its claims gone): the fire times while it
+/// was down are recorded skipped, runs go on once it is back, and no fire time runs twice.
+#[test]
+fn a_restarted_store_skips_then_runs_never_twice() {
+    let port = free_port();
+    let server = Server::redis_on(port);
+    let fleet = Fleet::new(
+        &server.url,
+        3,
+        "schedule = \"* * * * * *\"\noverlap = \"allow\"",
+        "0",
+    );
+    let h = fleet.h(0);
+    h.wait_for("3 runs", 30 * SECOND, || starts(&fleet.file).len() >= 3);
+    drop(server);
+    h.wait_for(
+        "a fire time skipped: store unreachable",
+        30 * SECOND,
+        || {
+            fleet.history(0).iter().any(|r| {
+                r["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.starts_with("store unreachable"))
+            })
+        },
+    );
+    let server = Server::redis_on(port);
+    let n = starts(&fleet.file).len();
+    h.wait_for("3 runs after the restart", 30 * SECOND, || {
+        starts(&fleet.file).len() >= n + 3
+    });
+    fleet.stop_all();
+    drop(server);
+    let ids: Vec<String> = starts(&fleet.file).into_iter().map(|l| l.run_id).collect();
+    let unique: BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "a fire time ran twice: {ids:?}");
+}
+
+/// Figures: how late after its nominal fire time a run starts, for a fleet job (claim first) and a host job
+/// on the same daemon; printed with `--nocapture`.
+#[test]
+fn start_delay_of_a_fleet_job_against_a_host_job_redis() {
+    start_delay(&Server::redis());
+}
+
+#[test]
+fn start_delay_of_a_fleet_job_against_a_host_job_postgres() {
+    start_delay(&Server::postgres());
+}
+
+fn start_delay(server: &Server) {
+    let h = Herdsman::new();
+    let dir = h.scratch("delay");
+    let (fleet_file, host_file) = (dir.join("fleet"), dir.join("host"));
+    let ecosystem = dir.join("ecosystem.toml");
+    let app = |name: &str, scope: &str, file: &Path| {
+        format!(
+            "[[apps]]\nname = \"{name}\"\nscript = \"{}\"\ninterpreter = \"none\"\nschedule = \"* * * * * *\"\noverlap = \"allow\"\nscope = \"{scope}\"\nenv = {{ JOB_FILE = \"{}\" }}\n\n",
+            app_arg("fleet-job.sh"),
+            file.display()
+        )
+    };
+    fs::write(
+        &ecosystem,
+        format!(
+            "[fleet]\nstore = \"{}\"\nname = \"delay\"\n\n{}{}",
+            server.url,
+            app("on-fleet", "fleet", &fleet_file),
+            app("on-host", "host", &host_file)
+        ),
+    )
+    .expect("write");
+    h.cmd(&["start", &ecosystem.display().to_string()])
+        .env("HERDSMAN_HOST", "solo")
+        .ok();
+    h.wait_for("20 runs of each", 60 * SECOND, || {
+        starts(&fleet_file).len() >= 21 && starts(&host_file).len() >= 21
+    });
+    h.cmd(&["stop", "all"]).ok();
+    let delays = |file: &Path| {
+        // The first run may be a catch-up: left out.
+        let mut ms: Vec<f64> = starts(file)
+            .iter()
+            .skip(1)
+            .map(|l| (l.at_ns as f64 - second(&l.run_id) as f64 * 1e9) / 1e6)
+            .collect();
+        ms.sort_by(f64::total_cmp);
+        let pick = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
+        (pick(0.5), pick(0.99), ms.len())
+    };
+    let (fleet_p50, fleet_p99, n) = delays(&fleet_file);
+    let (host_p50, host_p99, m) = delays(&host_file);
+    eprintln!(
+        "{}: start delay after the fire time (to the job's first line): fleet p50 {fleet_p50:.1} ms p99 {fleet_p99:.1} ms ({n} runs); host p50 {host_p50:.1} ms p99 {host_p99:.1} ms ({m} runs)",
+        server.url
+    );
+    assert!(fleet_p99 < 1000.0, "a fleet run starts within its second");
+}
+
+/// `overlap = "replace"` across hosts: the host that claims the next fire time tells the run in progress
+/// elsewhere to stop, and it is stopped, recorded killed.
+#[test]
+fn replace_stops_the_run_on_another_host() {
+    let server = Server::redis();
+    let fleet = Fleet::new(
+        &server.url,
+        3,
+        "schedule = \"*/2 * * * * *\"\noverlap = \"replace\"",
+        "60",
+    );
+    let h = fleet.h(0);
+    let (earlier, later) =
+        h.wait_value("a run followed by one on another host", 60 * SECOND, || {
+            let runs = starts(&fleet.file);
+            runs.windows(2)
+                .find(|pair| pair[0].host != pair[1].host)
+                .map(|pair| (pair[0].clone(), pair[1].clone()))
+        });
+    let host = fleet
+        .hosts
+        .iter()
+        .position(|(name, _)| *name == earlier.host)
+        .expect("a host of the fleet");
+    let record = h.wait_value("the earlier run stopped", 30 * SECOND, || {
+        fleet
+            .history(host)
+            .into_iter()
+            .find(|r| r["run_id"] == earlier.run_id.as_str() && r["outcome"] != "running")
+    });
+    assert_eq!(record["outcome"], "killed", "{record}");
+    assert!(
+        record["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("replaced by the next run on another host")),
+        "{record} (replaced by {} on {})",
+        later.run_id,
+        later.host
+    );
+    fleet.stop_all();
+}
+
+/// `trigger` of a fleet job claims a manual run id in the store and runs it here, with a fence; the run's
+/// record reaches the store's history.
+#[test]
+fn trigger_claims_a_manual_run_in_the_store() {
+    let server = Server::postgres();
+    let fleet = Fleet::new(&server.url, 2, "schedule = \"@yearly\"", "0");
+    let h = fleet.h(1);
+    let out = h.cmd(&["trigger", "tick", "--wait"]).ok();
+    let run_id = out.stdout.lines().next().unwrap_or_default().to_string();
+    assert!(run_id.starts_with("tick@manual-"), "{out}");
+    let run = starts(&fleet.file)
+        .into_iter()
+        .find(|l| l.run_id == run_id)
+        .unwrap_or_else(|| h.fail(&format!("no run {run_id}")));
+    assert_eq!(run.host, "host-b");
+    assert!(run.fence.parse::<u64>().is_ok(), "{run:?}");
+    let stored = fleet
+        .h(0)
+        .wait_value("the run in the store", 10 * SECOND, || {
+            let out = fleet
+                .h(0)
+                .cmd(&["jobs", "history", "tick", "--fleet", "--json"])
+                .ok();
+            let runs: Vec<Value> = serde_json::from_str(&out.stdout).ok()?;
+            runs.into_iter().find(|r| r["run_id"] == run_id.as_str())
+        });
+    assert_eq!(stored["host"], "host-b", "{stored}");
+    assert_eq!(stored["outcome"], "ok", "{stored}");
+    let text = fleet
+        .h(0)
+        .cmd(&["jobs", "history", "tick", "--fleet"])
+        .ok()
+        .stdout;
+    assert!(text.contains("host-b") && text.contains(&run_id), "{text}");
+}
