@@ -337,9 +337,6 @@ impl Supervisor {
                 return;
             }
         };
-        if let Some(job) = self.jobs.jobs.get_mut(name) {
-            job.claiming += 1;
-        }
         tokio::spawn(claim(store, claim_job, start, reply, self.tx.clone()));
     }
 
@@ -403,8 +400,12 @@ impl Supervisor {
             }
             return;
         };
-        job.claiming = job.claiming.saturating_sub(1);
         let Some(spec) = job.spec.fleet.clone() else {
+            // Redefined as a host job meanwhile: the claim is not used.
+            if let Some(reply) = reply {
+                let message = format!("job '{name}' is no longer a fleet job: trigger it again");
+                let _ = reply.send(Response::error(ErrorKind::Conflict, message));
+            }
             return;
         };
         let answer = |run: RunRecord| {

@@ -94,8 +94,6 @@ pub(super) struct Job {
     unsaved: bool,
     /// The directory of its run logs exists.
     log_dir_ready: bool,
-    /// Claims of its fleet runs on their way to the store.
-    claiming: u32,
 }
 
 /// `cron_restart` of a long-running app.
@@ -408,7 +406,6 @@ impl Supervisor {
             retries: HashMap::new(),
             unsaved: false,
             log_dir_ready: false,
-            claiming: 0,
         };
         let resume = job.stored.enabled && !job.stored.paused;
         let timeout = job.spec.timeout_ms;
