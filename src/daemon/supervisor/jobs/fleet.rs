@@ -13,29 +13,24 @@
 //! task: every third of the lease's TTL it renews the lease (or looks for a stop request); a failed or lost
 //! renewal is a report that stops the run (kill signal, kill timeout, SIGKILL to its group), recorded
 //! `lost lease`. A run's record goes to the store when it ends (a task nobody waits for), pruned to the
-//! job's `history`; each (store, fleet, host) sends a heartbeat every [`HEARTBEAT`].
+//! job's `history`; each (store, fleet, host) sends a heartbeat every 5 s. The tasks are in
+//! `fleet_tasks.rs`; `fleet_status.rs` answers `jobs history --fleet` and `fleet status`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
-use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::super::{Message, Replier, Supervisor};
-use super::{RunStart, ms};
+use super::super::{Replier, Supervisor};
+use super::RunStart;
+use super::fleet_tasks::{ClaimJob, claim, heartbeat, owner, watch};
 use crate::config::fleet::FleetSpec;
-use crate::fleet::{SKEW_WARN, Store};
-use crate::protocol::{
-    ErrorKind, FleetHost, FleetRun, FleetStoreStatus, Response, RunOutcome, RunRecord,
-};
+use crate::fleet::Store;
+use crate::protocol::{ErrorKind, Response, RunOutcome, RunRecord};
 use crate::schedule::policy::{self, OnFire};
 
-/// How often a host says it is alive.
-const HEARTBEAT: Duration = Duration::from_secs(5);
-/// How often a claim the store did not answer is tried again, until its deadline.
-const CLAIM_RETRY: Duration = Duration::from_millis(500);
 /// Added to the catch-up window for how long a claim is kept: the clock skew tolerated and then some.
 const SKEW_MARGIN: Duration = Duration::from_secs(60);
 /// A claim is kept at least this long (a job with no deadline catches up for a day at most).
@@ -93,7 +88,7 @@ pub(in crate::daemon::supervisor) struct FleetJobs {
 
 impl FleetJobs {
     /// The store of `spec` (created on first use, with its heartbeat).
-    fn store(&mut self, spec: &FleetSpec) -> Result<Arc<Store>, String> {
+    pub(super) fn store(&mut self, spec: &FleetSpec) -> Result<Arc<Store>, String> {
         let store = match self.stores.get(&spec.store) {
             Some(store) => store.clone(),
             None => {
@@ -126,173 +121,6 @@ impl FleetJobs {
     /// Fire times run here, elsewhere, and the last one's host.
     pub(super) fn counts(&self, job: &str) -> (u64, u64, Option<String>) {
         self.counts.get(job).cloned().unwrap_or_default()
-    }
-}
-
-/// Says every [`HEARTBEAT`] that this host is alive, while its store is in use.
-async fn heartbeat(store: Weak<Store>, fleet: String, host: String) {
-    let version = env!("CARGO_PKG_VERSION");
-    loop {
-        let Some(store) = store.upgrade() else {
-            return;
-        };
-        if let Err(e) = store.heartbeat(&fleet, &host, version).await {
-            warn!(fleet = %fleet, error = %e, "fleet heartbeat failed");
-        }
-        drop(store);
-        tokio::time::sleep(HEARTBEAT).await;
-    }
-}
-
-/// The lease owner of a run (all its attempts): unique per run, and naming the host.
-fn owner(spec: &FleetSpec, start: &RunStart) -> String {
-    format!("{} {}", spec.host, start.run_id)
-}
-
-/// The stop request a run with fence `fence` looks for: written by the claimer of the next fire time.
-fn replace_key(fence: u64) -> String {
-    format!("replace-fence-{fence}")
-}
-
-/// What a claim task needs of its job.
-struct ClaimJob {
-    name: String,
-    spec: FleetSpec,
-    overlap: policy::Overlap,
-    retain: Duration,
-    /// Until when an unanswered claim is tried again.
-    until: Option<Timestamp>,
-}
-
-async fn claim(
-    store: Arc<Store>,
-    job: ClaimJob,
-    start: RunStart,
-    reply: Option<Replier>,
-    tx: mpsc::UnboundedSender<Message>,
-) {
-    let scheduled = start.scheduled.unwrap_or_else(Timestamp::now);
-    let mut reply = reply;
-    let mut told = false;
-    let result = loop {
-        let attempt = async {
-            let claim = store
-                .claim(
-                    &job.spec.name,
-                    &job.name,
-                    &start.run_id,
-                    scheduled,
-                    &job.spec.host,
-                    job.retain,
-                )
-                .await?;
-            if !claim.won {
-                return Ok(ClaimResult::Taken {
-                    holder: claim.holder,
-                });
-            }
-            match job.overlap {
-                policy::Overlap::Skip => {
-                    let owner = owner(&job.spec, &start);
-                    let ttl = job.spec.lease_ttl();
-                    if !store
-                        .acquire_lease(&job.spec.name, &job.name, &owner, ttl)
-                        .await?
-                    {
-                        return Ok(ClaimResult::Busy);
-                    }
-                }
-                policy::Overlap::Replace => {
-                    // The run holding the previous claim (fence - 1) stops when it sees this.
-                    store
-                        .stop_request(&job.spec.name, &job.name, &replace_key(claim.fence))
-                        .await?;
-                }
-                policy::Overlap::Allow => {}
-            }
-            Ok::<_, crate::fleet::FleetError>(ClaimResult::Won { fence: claim.fence })
-        };
-        match attempt.await {
-            Ok(result) => break result,
-            Err(error) => {
-                if !told {
-                    told = true;
-                    let report = Report::Unreachable {
-                        job: job.name.clone(),
-                        start: start.clone(),
-                        error: error.to_string(),
-                        reply: reply.take(),
-                    };
-                    let _ = tx.send(Message::Fleet(report));
-                }
-                let late = job.until.is_none_or(|until| Timestamp::now() >= until);
-                if late {
-                    return;
-                }
-                tokio::time::sleep(CLAIM_RETRY).await;
-            }
-        }
-    };
-    let report = Report::Claimed {
-        job: job.name,
-        start,
-        result,
-        reply,
-    };
-    let _ = tx.send(Message::Fleet(report));
-}
-
-/// Renews a run's lease (`skip`) or looks for a stop request (`replace`) every third of the TTL; a failure
-/// is a [`Report::Stop`].
-async fn watch(
-    store: Arc<Store>,
-    job: String,
-    spec: FleetSpec,
-    start: RunStart,
-    overlap: policy::Overlap,
-    tx: mpsc::UnboundedSender<Message>,
-) {
-    let ttl = spec.lease_ttl();
-    let owner = owner(&spec, &start);
-    let fence = start.fence.unwrap_or(0);
-    let stop = |outcome, why: String| {
-        let _ = tx.send(Message::Fleet(Report::Stop {
-            job: job.clone(),
-            run_id: start.run_id.clone(),
-            attempt: start.attempt,
-            outcome,
-            why,
-        }));
-    };
-    loop {
-        tokio::time::sleep(ttl / 3).await;
-        match overlap {
-            policy::Overlap::Skip => match store.renew_lease(&spec.name, &job, &owner, ttl).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    return stop(
-                        RunOutcome::LostLease,
-                        "the job's lease expired or another host holds it".to_string(),
-                    );
-                }
-                Err(e) => {
-                    return stop(
-                        RunOutcome::LostLease,
-                        format!("the lease could not be renewed: {e}"),
-                    );
-                }
-            },
-            _ => {
-                let key = replace_key(fence + 1);
-                if let Ok(true) = store.stop_requested(&spec.name, &job, &key).await {
-                    return stop(
-                        RunOutcome::Killed,
-                        "replaced by the next run on another host (overlap = \"replace\")"
-                            .to_string(),
-                    );
-                }
-            }
-        }
     }
 }
 
@@ -627,117 +455,4 @@ impl Supervisor {
             }
         });
     }
-
-    /// `jobs history NAME --fleet`: every host's runs, read from the store in a task.
-    pub(super) fn fleet_history(&mut self, name: &str, reply: Replier) {
-        let Some(spec) = self.jobs.jobs.get(name).and_then(|j| j.spec.fleet.clone()) else {
-            let message = format!(
-                "job '{name}' has no fleet history: it is not a `scope = \"fleet\"` job (or does not exist)"
-            );
-            let _ = reply.send(Response::error(ErrorKind::NotFound, message));
-            return;
-        };
-        let store = match self.jobs.fleet.store(&spec) {
-            Ok(store) => store,
-            Err(e) => {
-                let _ = reply.send(Response::error(ErrorKind::Invalid, e));
-                return;
-            }
-        };
-        let job = name.to_string();
-        tokio::spawn(async move {
-            let response = match store.history(&spec.name, &job).await {
-                Ok(runs) => Response::FleetHistory {
-                    runs: runs
-                        .into_iter()
-                        .map(|(host, run)| FleetRun { host, run })
-                        .collect(),
-                    job,
-                },
-                Err(e) => Response::error(ErrorKind::Os, e.to_string()),
-            };
-            let _ = reply.send(response);
-        });
-    }
-
-    /// `fleet status`: each store the jobs use, asked in a task.
-    pub(super) fn fleet_status(&mut self, reply: Replier) {
-        let mut wanted: BTreeMap<(String, String, String), Vec<String>> = BTreeMap::new();
-        for (name, job) in &self.jobs.jobs {
-            if let Some(spec) = &job.spec.fleet {
-                wanted
-                    .entry((spec.store.clone(), spec.name.clone(), spec.host.clone()))
-                    .or_default()
-                    .push(name.clone());
-            }
-        }
-        let mut asks = Vec::new();
-        for ((url, fleet, host), jobs) in wanted {
-            let spec = FleetSpec {
-                store: url,
-                name: fleet,
-                host,
-                lease_ttl_ms: 0,
-            };
-            match self.jobs.fleet.store(&spec) {
-                Ok(store) => asks.push((store, spec, jobs)),
-                Err(e) => warn!(error = %e, "fleet status: a store cannot be used"),
-            }
-        }
-        tokio::spawn(async move {
-            let mut stores = Vec::new();
-            for (store, spec, jobs) in asks {
-                stores.push(status(&store, &spec, jobs).await);
-            }
-            let _ = reply.send(Response::FleetStatus { stores });
-        });
-    }
-}
-
-/// One store's status: latency, the clock against ours, the hosts seen.
-async fn status(store: &Store, spec: &FleetSpec, jobs: Vec<String>) -> FleetStoreStatus {
-    let mut out = FleetStoreStatus {
-        store: store.redacted().to_string(),
-        fleet: spec.name.clone(),
-        host: spec.host.clone(),
-        jobs,
-        latency_us: None,
-        error: None,
-        skew_ms: None,
-        skew_tolerated_ms: SKEW_WARN.as_millis() as u64,
-        hosts: Vec::new(),
-        now_ms: None,
-    };
-    match store.ping().await {
-        Ok(latency) => out.latency_us = Some(latency.as_micros() as u64),
-        Err(e) => {
-            out.error = Some(e.to_string());
-            return out;
-        }
-    }
-    let asked = Instant::now();
-    let before = Timestamp::now();
-    match store.server_time().await {
-        Ok(server) => {
-            let half = SignedDuration::try_from(asked.elapsed() / 2).unwrap_or_default();
-            let ours = before.checked_add(half).unwrap_or(before);
-            out.skew_ms = Some(ours.duration_since(server).as_millis() as i64);
-            out.now_ms = Some(ms(server));
-        }
-        Err(e) => out.error = Some(e.to_string()),
-    }
-    match store.hosts(&spec.name).await {
-        Ok(hosts) => {
-            out.hosts = hosts
-                .into_iter()
-                .map(|h| FleetHost {
-                    name: h.name,
-                    version: h.version,
-                    last_seen_ms: h.last_seen_ms,
-                })
-                .collect()
-        }
-        Err(e) => out.error = Some(e.to_string()),
-    }
-    out
 }

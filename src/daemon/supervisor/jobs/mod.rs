@@ -33,6 +33,8 @@ use crate::schedule::policy::{self, CatchUpDecision, OnFire};
 use crate::schedule::{Fire, Schedule};
 
 mod fleet;
+mod fleet_status;
+mod fleet_tasks;
 mod requests;
 
 pub use fleet::Report as FleetReport;
