@@ -18,6 +18,8 @@ use crate::config::{AppSpec, SignalName};
 /// Bumped whenever a type here changes shape; the client refuses a daemon that speaks another version.
 /// 5: [`Selection`] gained `regex`, `glob` and `many`; [`Request::Restart`] gained `env`.
 /// 6: [`Request::Version`]; the daemon is a keeper and a controller (the CLI talks to the controller).
+/// 8: fleet jobs: [`RunOutcome::LostLease`], [`JobRequest::FleetStatus`], `History { fleet }`,
+/// [`Response::FleetHistory`], [`Response::FleetStatus`], [`JobInfo`]'s `fleet`, a job spec's `fleet`.
 pub const PROTOCOL_VERSION: u32 = 8;
 
 /// The largest frame either side accepts (a start request carries the caller's environment).
