@@ -276,6 +276,18 @@ fn postgres_three_hosts_run_each_fire_time_once() {
 
 /// `overlap = "skip"` across hosts with runs longer than the period: never two runs at once.
 #[test]
+fn skip_holds_across_hosts_postgres() {
+    let server = Server::postgres();
+    let fleet = Fleet::new(
+        &server.url,
+        3,
+        "schedule = \"* * * * * *\"\noverlap = \"skip\"",
+        "2.5",
+    );
+    run_skip(&fleet);
+}
+
+#[test]
 fn skip_holds_across_hosts() {
     let server = Server::redis();
     let fleet = Fleet::new(
