@@ -31,11 +31,6 @@ use crate::fleet::Store;
 use crate::protocol::{ErrorKind, Response, RunOutcome, RunRecord};
 use crate::schedule::policy::{self, OnFire};
 
-/// Added to the catch-up window for how long a claim is kept: the clock skew tolerated and then some.
-const SKEW_MARGIN: Duration = Duration::from_secs(60);
-/// A claim is kept at least this long (a job with no deadline catches up for a day at most).
-const RETAIN_MIN: Duration = Duration::from_secs(24 * 3600);
-
 /// What a fleet task tells the supervisor.
 pub enum Report {
     /// The claim of a run (and its lease) came back.
@@ -147,10 +142,7 @@ impl Supervisor {
             (Some(_), None) if job.spec.catch_up == policy::CatchUp::Last => next,
             _ => None,
         };
-        let retain = deadline
-            .unwrap_or(RETAIN_MIN)
-            .max(RETAIN_MIN)
-            .saturating_add(SKEW_MARGIN);
+        let retain = policy::claim_retain(deadline);
         let claim_job = ClaimJob {
             name: name.to_string(),
             spec: spec.clone(),
@@ -280,8 +272,7 @@ impl Supervisor {
         start.fence = Some(fence);
         if skipped_before && let Some(at) = start.scheduled {
             let deadline = job.spec.starting_deadline_ms.map(Duration::from_millis);
-            let newer = job.last_handled().is_some_and(|last| last > at);
-            if newer || !policy::in_time(at, Timestamp::now(), deadline) {
+            if !policy::late_claim_runs(at, Timestamp::now(), deadline, job.last_handled()) {
                 self.release_fleet_lease(name, &spec, &start);
                 return;
             }
