@@ -37,6 +37,9 @@ _herdsman() {
             herdsman,describe)
                 cmd="herdsman__subcmd__describe"
                 ;;
+            herdsman,fleet)
+                cmd="herdsman__subcmd__fleet"
+                ;;
             herdsman,flush)
                 cmd="herdsman__subcmd__flush"
                 ;;
@@ -154,6 +157,18 @@ _herdsman() {
             herdsman,version)
                 cmd="herdsman__subcmd__version"
                 ;;
+            herdsman__subcmd__fleet,help)
+                cmd="herdsman__subcmd__fleet__subcmd__help"
+                ;;
+            herdsman__subcmd__fleet,status)
+                cmd="herdsman__subcmd__fleet__subcmd__status"
+                ;;
+            herdsman__subcmd__fleet__subcmd__help,help)
+                cmd="herdsman__subcmd__fleet__subcmd__help__subcmd__help"
+                ;;
+            herdsman__subcmd__fleet__subcmd__help,status)
+                cmd="herdsman__subcmd__fleet__subcmd__help__subcmd__status"
+                ;;
             herdsman__subcmd__help,completions)
                 cmd="herdsman__subcmd__help__subcmd__completions"
                 ;;
@@ -168,6 +183,9 @@ _herdsman() {
                 ;;
             herdsman__subcmd__help,describe)
                 cmd="herdsman__subcmd__help__subcmd__describe"
+                ;;
+            herdsman__subcmd__help,fleet)
+                cmd="herdsman__subcmd__help__subcmd__fleet"
                 ;;
             herdsman__subcmd__help,flush)
                 cmd="herdsman__subcmd__help__subcmd__flush"
@@ -259,6 +277,9 @@ _herdsman() {
             herdsman__subcmd__help,version)
                 cmd="herdsman__subcmd__help__subcmd__version"
                 ;;
+            herdsman__subcmd__help__subcmd__fleet,status)
+                cmd="herdsman__subcmd__help__subcmd__fleet__subcmd__status"
+                ;;
             herdsman__subcmd__help__subcmd__jobs,history)
                 cmd="herdsman__subcmd__help__subcmd__jobs__subcmd__history"
                 ;;
@@ -308,7 +329,7 @@ _herdsman() {
 
     case "${cmd}" in
         herdsman)
-            opts="-h -V --help --version start list ls l ps status jlist describe show info desc stop restart reload startOrReload startOrRestart startOrGracefulReload scale signal delete del logs monit flush reloadLogs reload-logs kill jobs trigger update version init schema import daemon save resurrect startup unstartup run completions man upgrade-check controller log-keeper help"
+            opts="-h -V --help --version start list ls l ps status jlist describe show info desc stop restart reload startOrReload startOrRestart startOrGracefulReload scale signal delete del logs monit flush reloadLogs reload-logs kill jobs fleet trigger update version init schema import daemon save resurrect startup unstartup run completions man upgrade-check controller log-keeper help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -403,6 +424,76 @@ _herdsman() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        herdsman__subcmd__fleet)
+            opts="-h -V --help --version status help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        herdsman__subcmd__fleet__subcmd__help)
+            opts="status help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        herdsman__subcmd__fleet__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        herdsman__subcmd__fleet__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        herdsman__subcmd__fleet__subcmd__status)
+            opts="-h -V --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         herdsman__subcmd__flush)
             opts="-h -V --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -418,7 +509,7 @@ _herdsman() {
             return 0
             ;;
         herdsman__subcmd__help)
-            opts="start list jlist describe stop restart reload startOrReload scale signal delete logs monit flush reloadLogs kill jobs trigger update version init schema import daemon save resurrect startup unstartup run completions man upgrade-check controller log-keeper help"
+            opts="start list jlist describe stop restart reload startOrReload scale signal delete logs monit flush reloadLogs kill jobs fleet trigger update version init schema import daemon save resurrect startup unstartup run completions man upgrade-check controller log-keeper help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -490,6 +581,34 @@ _herdsman() {
         herdsman__subcmd__help__subcmd__describe)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        herdsman__subcmd__help__subcmd__fleet)
+            opts="status"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        herdsman__subcmd__help__subcmd__fleet__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1126,7 +1245,7 @@ _herdsman() {
             return 0
             ;;
         herdsman__subcmd__jobs__subcmd__history)
-            opts="-h -V --json --help --version"
+            opts="-h -V --json --fleet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -18,7 +18,9 @@ use crate::config::{AppSpec, SignalName};
 /// Bumped whenever a type here changes shape; the client refuses a daemon that speaks another version.
 /// 5: [`Selection`] gained `regex`, `glob` and `many`; [`Request::Restart`] gained `env`.
 /// 6: [`Request::Version`]; the daemon is a keeper and a controller (the CLI talks to the controller).
-pub const PROTOCOL_VERSION: u32 = 7;
+/// 8: fleet jobs: [`RunOutcome::LostLease`], [`JobRequest::FleetStatus`], `History { fleet }`,
+/// [`Response::FleetHistory`], [`Response::FleetStatus`], [`JobInfo`]'s `fleet`, a job spec's `fleet`.
+pub const PROTOCOL_VERSION: u32 = 8;
 
 /// The largest frame either side accepts (a start request carries the caller's environment).
 pub const MAX_FRAME: usize = 4 << 20;
@@ -240,6 +242,10 @@ pub enum JobRequest {
     /// A job's runs, newest last, answered with [`Response::JobHistory`].
     History {
         name: String,
+        /// Every host's runs, read from the fleet store (a `scope = "fleet"` job), answered with
+        /// [`Response::FleetHistory`].
+        #[serde(default)]
+        fleet: bool,
     },
     /// The next `count` fire times of a job, answered with [`Response::JobNext`].
     Next {
@@ -256,6 +262,8 @@ pub enum JobRequest {
     Resume {
         name: String,
     },
+    /// The fleet stores of the `scope = "fleet"` jobs, answered with [`Response::FleetStatus`].
+    FleetStatus,
 }
 
 /// A job, for `jobs` and `list`.
@@ -281,6 +289,62 @@ pub struct JobInfo {
     /// Runs whose next attempt waits for its backoff (their run ids).
     #[serde(default)]
     pub retrying: Vec<String>,
+    /// A `scope = "fleet"` job's fleet, this host's name in it, and which host ran the last run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<JobFleet>,
+}
+
+/// The fleet side of a `scope = "fleet"` job, for `jobs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobFleet {
+    pub name: String,
+    /// This host's name in the fleet.
+    pub host: String,
+    /// The host that ran the last fire time handled here (this host, or the one that claimed it).
+    pub last_host: Option<String>,
+    /// Fire times this host ran, and fire times claimed by other hosts, since the daemon started.
+    pub ran_here: u64,
+    pub ran_elsewhere: u64,
+}
+
+/// One run of a fleet job, with the host that ran it (`jobs history --fleet`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetRun {
+    pub host: String,
+    #[serde(flatten)]
+    pub run: RunRecord,
+}
+
+/// One fleet store as `fleet status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetStoreStatus {
+    /// The URL, password masked.
+    pub store: String,
+    pub fleet: String,
+    /// This host's name in the fleet.
+    pub host: String,
+    /// The jobs of this host that use it.
+    pub jobs: Vec<String>,
+    /// One round trip, in microseconds; `None` when the store did not answer (see `error`).
+    pub latency_us: Option<u64>,
+    pub error: Option<String>,
+    /// This host's clock minus the store's, in milliseconds (round trip halved out).
+    pub skew_ms: Option<i64>,
+    /// The skew above which hosts may disagree on run ids, in milliseconds.
+    pub skew_tolerated_ms: u64,
+    /// The hosts that sent a heartbeat, by name.
+    pub hosts: Vec<FleetHost>,
+    /// The store's clock when asked, in milliseconds since the Unix epoch.
+    pub now_ms: Option<u64>,
+}
+
+/// A host of the fleet as last seen through its heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetHost {
+    pub name: String,
+    pub version: String,
+    /// By the store's clock, in milliseconds since the Unix epoch.
+    pub last_seen_ms: u64,
 }
 
 /// What a job is doing.
@@ -345,6 +409,9 @@ pub enum RunOutcome {
     Missed,
     /// Stopped before it ended (replaced, `stop`, the daemon stopped or died).
     Killed,
+    /// A `scope = "fleet"` run stopped because its lease on the job could not be renewed (the store did not
+    /// answer, or another host holds it): herdsman never lets two hosts believe they own the job.
+    LostLease,
     /// It ended while adopted by a new keeper, and the kernel kept no exit status: not retried.
     Unknown,
 }
@@ -360,13 +427,14 @@ impl RunOutcome {
             RunOutcome::Missed => "missed",
             RunOutcome::Killed => "killed",
             RunOutcome::Unknown => "unknown",
+            RunOutcome::LostLease => "lost lease",
         }
     }
 
     pub fn is_failure(self) -> bool {
         matches!(
             self,
-            RunOutcome::Failed | RunOutcome::TimedOut | RunOutcome::Killed
+            RunOutcome::Failed | RunOutcome::TimedOut | RunOutcome::Killed | RunOutcome::LostLease
         )
     }
 }
@@ -472,6 +540,10 @@ pub enum Response {
     },
     /// The answer to [`JobRequest::Trigger`]: the run started (or skipped).
     Triggered { run: Box<RunRecord> },
+    /// The answer to [`JobRequest::History`] with `fleet`: every host's runs, oldest first.
+    FleetHistory { job: String, runs: Vec<FleetRun> },
+    /// The answer to [`JobRequest::FleetStatus`].
+    FleetStatus { stores: Vec<FleetStoreStatus> },
 }
 
 /// What runs as the daemon: the keeper (the root process, the workers' parent) and its controller.

@@ -6,6 +6,7 @@ mod adopt;
 mod balance;
 mod ecosystem;
 mod fleet;
+mod fleetjobs;
 mod habits;
 mod helpers;
 mod jobs;

@@ -26,7 +26,9 @@ pub fn expect_processes(response: Response) -> Result<()> {
         | Response::Jobs { .. }
         | Response::JobHistory { .. }
         | Response::JobNext { .. }
-        | Response::Triggered { .. } => Ok(()),
+        | Response::Triggered { .. }
+        | Response::FleetHistory { .. }
+        | Response::FleetStatus { .. } => Ok(()),
         Response::Error { message, .. } => bail!(message),
     }
 }

@@ -412,6 +412,18 @@ fn schedule_lines(spec: &crate::config::AppSpec) -> Vec<(&'static str, String)> 
         if let Some(command) = &job.on_failure {
             lines.push(("on failure", command.clone()));
         }
+        if let Some(fleet) = &job.fleet {
+            lines.push((
+                "scope",
+                format!(
+                    "fleet '{}' as host '{}', store {} (lease {})",
+                    fleet.name,
+                    fleet.host,
+                    fleet.redacted(),
+                    exact(fleet.lease_ttl_ms)
+                ),
+            ));
+        }
     }
     if let Some(cron) = &spec.cron_restart {
         let (schedule, zone) = schedule_and_zone(&cron.schedule, cron.timezone.as_deref());
@@ -466,6 +478,7 @@ mod tests {
             base: dir.path(),
             caller_env: &env,
             profile: None,
+            fleet: Default::default(),
         };
         let raw = crate::config::RawApp {
             script: Some(crate::config::Item::flag("job.js".into())),
@@ -485,6 +498,7 @@ mod tests {
             retry_backoff_ms: defaults::RETRY_BACKOFF_MS,
             history: defaults::HISTORY,
             on_failure: Some("page-oncall".into()),
+            fleet: None,
         });
         let lines = schedule_lines(&spec);
         let keys: Vec<&str> = lines.iter().map(|(k, _)| *k).collect();

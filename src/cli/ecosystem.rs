@@ -106,9 +106,17 @@ pub fn apply_file(
             "--prune deletes the apps the file does not define; it cannot be combined with --only"
         );
     }
-    let (loaded, _) = load(path, only, profile)?;
+    let (mut loaded, _) = load(path, only, profile)?;
+    let mut store_errors = Vec::new();
     if matches!(action, ApplyAction::Start | ApplyAction::Reload) {
         loaded.apps.iter().for_each(super::start::print_runner);
+        store_errors = super::fleet::check_stores(&mut loaded.apps);
+        if loaded.apps.is_empty() && !store_errors.is_empty() {
+            bail!(store_errors.join("\n"));
+        }
+        for error in &store_errors {
+            eprintln!("herdsman: {error}");
+        }
     }
     let mut client = match action {
         ApplyAction::Stop | ApplyAction::Delete => match Client::connect(home)? {
@@ -126,7 +134,11 @@ pub fn apply_file(
         prune,
         file_apps: loaded.names,
     });
-    print_apply(client.request_with_progress(&request, print_frame)?)
+    print_apply(client.request_with_progress(&request, print_frame)?)?;
+    if !store_errors.is_empty() {
+        bail!(store_errors.join("\n"));
+    }
+    Ok(())
 }
 
 /// Prints a progress frame of an apply, reload or resurrect: a note per app, a line per worker.

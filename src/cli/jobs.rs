@@ -90,10 +90,42 @@ pub fn run(home: &Home, action: Option<JobsAction>, json: bool) -> Result<()> {
                 "name", "state", "schedule", "next run", "(utc)", "last", "ok", "failed",
             ];
             out.write_all(table(&headers, &rows).as_bytes())?;
+            let fleet: Vec<Vec<String>> = jobs
+                .iter()
+                .filter_map(|job| {
+                    let fleet = job.fleet.as_ref()?;
+                    Some(vec![
+                        job.name.clone(),
+                        fleet.name.clone(),
+                        fleet.host.clone(),
+                        fleet.last_host.clone().unwrap_or_else(|| "-".into()),
+                        fleet.ran_here.to_string(),
+                        fleet.ran_elsewhere.to_string(),
+                    ])
+                })
+                .collect();
+            if !fleet.is_empty() {
+                let headers = [
+                    "fleet job",
+                    "fleet",
+                    "this host",
+                    "last run on",
+                    "ran here",
+                    "ran elsewhere",
+                ];
+                writeln!(out)?;
+                out.write_all(table(&headers, &fleet).as_bytes())?;
+            }
         }
-        Some(JobsAction::History { name, json }) => {
-            let Response::JobHistory { runs, .. } = ask(home, JobRequest::History { name })? else {
-                bail!("unexpected answer to jobs history");
+        Some(JobsAction::History {
+            name,
+            json,
+            fleet: true,
+        }) => {
+            let Response::FleetHistory { runs, .. } =
+                ask(home, JobRequest::History { name, fleet: true })?
+            else {
+                bail!("unexpected answer to jobs history --fleet");
             };
             if json {
                 serde_json::to_writer(&mut out, &runs)?;
@@ -103,20 +135,35 @@ pub fn run(home: &Home, action: Option<JobsAction>, json: bool) -> Result<()> {
             let rows: Vec<Vec<String>> = runs
                 .iter()
                 .map(|r| {
-                    vec![
-                        r.run_id.clone(),
-                        r.scheduled_at_ms.map_or("manual".into(), local),
-                        r.started_at_ms.map_or("-".into(), local),
-                        match (r.started_at_ms, r.ended_at_ms) {
-                            (Some(s), Some(e)) => duration(e.saturating_sub(s)),
-                            _ => "-".into(),
-                        },
-                        outcome(r),
-                        r.attempt.to_string(),
-                        r.detail.clone().unwrap_or_default(),
-                    ]
+                    let mut row = history_row(&r.run);
+                    row.insert(1, r.host.clone());
+                    row
                 })
                 .collect();
+            let headers = [
+                "run id",
+                "host",
+                "scheduled at",
+                "started",
+                "took",
+                "outcome",
+                "attempt",
+                "detail",
+            ];
+            out.write_all(table(&headers, &rows).as_bytes())?;
+        }
+        Some(JobsAction::History { name, json, .. }) => {
+            let Response::JobHistory { runs, .. } =
+                ask(home, JobRequest::History { name, fleet: false })?
+            else {
+                bail!("unexpected answer to jobs history");
+            };
+            if json {
+                serde_json::to_writer(&mut out, &runs)?;
+                writeln!(out)?;
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = runs.iter().map(history_row).collect();
             let headers = [
                 "run id",
                 "scheduled at",
@@ -161,6 +208,85 @@ pub fn run(home: &Home, action: Option<JobsAction>, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// A run as `jobs history` shows it.
+fn history_row(r: &RunRecord) -> Vec<String> {
+    vec![
+        r.run_id.clone(),
+        r.scheduled_at_ms.map_or("manual".into(), local),
+        r.started_at_ms.map_or("-".into(), local),
+        match (r.started_at_ms, r.ended_at_ms) {
+            (Some(s), Some(e)) => duration(e.saturating_sub(s)),
+            _ => "-".into(),
+        },
+        outcome(r),
+        r.attempt.to_string(),
+        r.detail.clone().unwrap_or_default(),
+    ]
+}
+
+/// `fleet status`: each store the fleet jobs use, its latency, the clock against it, the hosts seen.
+pub fn fleet_status(home: &Home, json: bool) -> Result<()> {
+    let Response::FleetStatus { stores } = ask(home, JobRequest::FleetStatus)? else {
+        bail!("unexpected answer to fleet status");
+    };
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer(&mut out, &stores)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    if stores.is_empty() {
+        writeln!(out, "no `scope = \"fleet\"` job: no fleet store in use")?;
+        return Ok(());
+    }
+    for store in &stores {
+        writeln!(
+            out,
+            "fleet {} (this host: {}) in {}",
+            store.fleet, store.host, store.store
+        )?;
+        writeln!(out, "  jobs: {}", store.jobs.join(", "))?;
+        match store.latency_us {
+            Some(us) => writeln!(out, "  latency: {:.2} ms", us as f64 / 1000.0)?,
+            None => writeln!(out, "  latency: -")?,
+        }
+        if let Some(error) = &store.error {
+            writeln!(out, "  error: {error}")?;
+        }
+        if let Some(skew) = store.skew_ms {
+            writeln!(out, "  this host's clock - the store's: {skew:+} ms")?;
+            if skew.unsigned_abs() > store.skew_tolerated_ms {
+                writeln!(
+                    out,
+                    "  warning: this host's clock is off by more than {} ms against the store's: hosts may disagree on run ids of one-second schedules (fix NTP)",
+                    store.skew_tolerated_ms
+                )?;
+            }
+        }
+        let rows: Vec<Vec<String>> = store
+            .hosts
+            .iter()
+            .map(|h| {
+                let ago = store
+                    .now_ms
+                    .map(|now| format!("{} ago", duration(now.saturating_sub(h.last_seen_ms))))
+                    .unwrap_or_default();
+                vec![
+                    h.name.clone(),
+                    h.version.clone(),
+                    local(h.last_seen_ms),
+                    ago,
+                ]
+            })
+            .collect();
+        let text = table(&["host", "version", "last seen", ""], &rows);
+        for line in text.lines() {
+            writeln!(out, "  {line}")?;
+        }
+    }
+    Ok(())
+}
+
 fn job_row(job: &JobInfo) -> Vec<String> {
     vec![
         job.name.clone(),
@@ -180,6 +306,7 @@ fn history(home: &Home, job: &str) -> Result<Vec<RunRecord>> {
         home,
         JobRequest::History {
             name: job.to_string(),
+            fleet: false,
         },
     )? {
         Response::JobHistory { runs, .. } => Ok(runs),

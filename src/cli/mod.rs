@@ -3,6 +3,7 @@
 mod control;
 mod describe;
 mod ecosystem;
+mod fleet;
 mod import;
 mod jobs;
 mod list;
@@ -159,6 +160,11 @@ pub enum Command {
         /// As JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// The fleet stores of the `scope = "fleet"` jobs: `herdsman fleet status`.
+    Fleet {
+        #[command(subcommand)]
+        action: FleetAction,
     },
     /// Run a scheduled job now (obeying its `overlap`); prints the run id.
     Trigger {
@@ -538,7 +544,19 @@ pub struct LogsArgs {
     pub run: Option<String>,
 }
 
-/// `herdsman jobs ...`.
+/// `herdsman fleet ...`.
+#[derive(Debug, Subcommand)]
+pub enum FleetAction {
+    /// Each store: its URL (password masked), latency, this host's clock against the store's, and the
+    /// hosts seen recently (name, version, last seen).
+    Status {
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `herdsman jobs` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum JobsAction {
     /// A job's runs: run id, scheduled at, started, duration, outcome, exit, attempt.
@@ -546,6 +564,9 @@ pub enum JobsAction {
         name: String,
         #[arg(long)]
         json: bool,
+        /// Every host's runs of a `scope = "fleet"` job, read from the fleet store.
+        #[arg(long)]
+        fleet: bool,
     },
     /// A job's next fire times, with daylight saving shifts called out.
     Next {
@@ -649,6 +670,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Kill => control::kill(&home),
         Command::Jobs { action, json } => jobs::run(&home, action, json),
         Command::Trigger { name, wait } => jobs::trigger(&home, &name, wait),
+        Command::Fleet {
+            action: FleetAction::Status { json },
+        } => jobs::fleet_status(&home, json),
         Command::Version { json } => version::run(&home, json),
         Command::Update { binary } => update::run(&home, binary),
         Command::UpgradeCheck => crate::daemon::upgrade_check(),

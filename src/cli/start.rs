@@ -64,6 +64,7 @@ pub fn run(home: &Home, args: StartArgs) -> Result<()> {
         base: &here,
         caller_env: &caller_env,
         profile: None,
+        fleet: Default::default(),
     };
     let spec = raw.resolve(&context).map_err(|problems| {
         let lines: Vec<String> = problems
@@ -270,6 +271,8 @@ fn raw_from_args(args: &StartArgs) -> Result<RawApp> {
     let list = |values: &Vec<String>| (!values.is_empty()).then(|| flag(values.clone()));
     Ok(RawApp {
         at: None,
+        // A fleet job needs the file's [fleet] table: defined in a file only.
+        scope: None,
         name: args.name.clone().map(flag),
         script: Some(flag(args.script.clone())),
         args: list(&args.args),
@@ -424,6 +427,7 @@ mod tests {
             base: dir.path(),
             caller_env: &env,
             profile: None,
+            fleet: Default::default(),
         };
         raw.resolve(&context).map_err(|problems| {
             let lines: Vec<String> = problems

@@ -23,6 +23,7 @@ use std::time::Duration;
 use toml::Spanned;
 use toml::de::{DeArray, DeTable, DeValue};
 
+use super::fleet::{FleetTable, RawFleet};
 use super::raw::{Context, Item, Location, Problem, RawApp};
 use super::{AppSpec, Instances, ListenAddr, SignalName, parse_duration};
 
@@ -65,6 +66,8 @@ pub enum Kind {
     CatchUp,
     /// "shared", "hash" or "sticky".
     Balance,
+    /// "host" or "fleet".
+    Scope,
 }
 
 /// One app option: its key in the file (and `--key` on the command line) and what it means.
@@ -339,11 +342,16 @@ pub const FIELDS: &[Field] = &[
         kind: Kind::Cron,
         doc: "Reload a long-running app (each new worker ready first) on this cron expression, in timezone (PM2's cron_restart) [default: never]",
     },
+    Field {
+        key: "scope",
+        kind: Kind::Scope,
+        doc: "With schedule: where a fire time runs once: \"host\" (each host runs it) or \"fleet\" (once across the hosts of the file's [fleet], claimed in its store) [default: \"host\"]",
+    },
 ];
 
 /// Reads a file's apps, checking every key and value. `Err` lists every problem found.
 pub fn parse(text: &str) -> Result<Vec<RawApp>, Vec<Problem>> {
-    let (apps, problems) = read(text);
+    let (apps, _, problems) = read(text);
     if problems.is_empty() {
         Ok(apps)
     } else {
@@ -352,8 +360,8 @@ pub fn parse(text: &str) -> Result<Vec<RawApp>, Vec<Problem>> {
 }
 
 /// Reads what it can of a file's apps (a key with a bad value is left out of its app), and every problem.
-/// No app at all when the file is not TOML.
-fn read(text: &str) -> (Vec<RawApp>, Vec<Problem>) {
+/// No app at all when the file is not TOML. `[fleet]` comes with them, if the file has one.
+fn read(text: &str) -> (Vec<RawApp>, Option<RawFleet>, Vec<Problem>) {
     let lines = Lines::new(text);
     let root = match DeTable::parse(text) {
         Ok(root) => root,
@@ -363,14 +371,19 @@ fn read(text: &str) -> (Vec<RawApp>, Vec<Problem>) {
                 key: String::new(),
                 message: format!("not valid TOML: {}", e.message().trim()),
             };
-            return (Vec::new(), vec![problem]);
+            return (Vec::new(), None, vec![problem]);
         }
     };
     let mut problems = Vec::new();
     let mut apps = Vec::new();
+    let mut fleet = None;
     for (key, value) in root.get_ref() {
+        if key.get_ref() == "fleet" {
+            fleet = Some(read_fleet(&lines, value, &mut problems));
+            continue;
+        }
         if key.get_ref() != "apps" {
-            problems.push(unknown(&lines, key, &["apps"]));
+            problems.push(unknown(&lines, key, &["apps", "fleet"]));
             continue;
         }
         match value.get_ref() {
@@ -430,7 +443,74 @@ fn read(text: &str) -> (Vec<RawApp>, Vec<Problem>) {
             seen.insert(name, at);
         }
     }
-    (apps, problems)
+    (apps, fleet, problems)
+}
+
+/// `[fleet]`: its keys, each with its position.
+fn read_fleet(
+    lines: &Lines,
+    value: &Spanned<DeValue<'_>>,
+    problems: &mut Vec<Problem>,
+) -> RawFleet {
+    let mut fleet = RawFleet {
+        at: Some(lines.locate(value.span().start)),
+        ..RawFleet::default()
+    };
+    let DeValue::Table(table) = value.get_ref() else {
+        problems.push(wrong(
+            lines,
+            "fleet",
+            value.span().start,
+            "a table ([fleet])",
+            value.get_ref(),
+        ));
+        return fleet;
+    };
+    let known: Vec<&str> = super::fleet::KEYS.iter().map(|(k, _)| *k).collect();
+    for (key, value) in table {
+        let at = Some(lines.locate(value.span().start));
+        let name = key.get_ref().as_ref();
+        let text = match value.get_ref() {
+            DeValue::String(s) => Some(s.to_string()),
+            _ => None,
+        };
+        match (name, text) {
+            ("store", Some(text)) => fleet.store = Some(Item { value: text, at }),
+            ("name", Some(text)) => fleet.name = Some(Item { value: text, at }),
+            ("host", Some(text)) => fleet.host = Some(Item { value: text, at }),
+            ("lease_ttl", text) => {
+                let ttl = match (value.get_ref(), text) {
+                    (DeValue::Integer(i), _) => i64::from_str_radix(i.as_str(), i.radix())
+                        .ok()
+                        .and_then(|ms| u64::try_from(ms).ok())
+                        .map(Duration::from_millis)
+                        .ok_or_else(|| "expected a duration".to_string()),
+                    (_, Some(text)) => parse_duration(&text).map_err(|e| e.to_string()),
+                    _ => Err(format!(
+                        "expected a duration (milliseconds, or a string such as \"15s\"), found {}",
+                        kind_of(value.get_ref())
+                    )),
+                };
+                match ttl {
+                    Ok(ttl) => fleet.lease_ttl = Some(Item { value: ttl, at }),
+                    Err(message) => problems.push(Problem {
+                        at,
+                        key: "fleet.lease_ttl".into(),
+                        message,
+                    }),
+                }
+            }
+            ("store" | "name" | "host", None) => problems.push(wrong(
+                lines,
+                &format!("fleet.{name}"),
+                value.span().start,
+                "a string",
+                value.get_ref(),
+            )),
+            _ => problems.push(unknown(lines, key, &known)),
+        }
+    }
+    fleet
 }
 
 /// A file's apps, resolved.
@@ -479,11 +559,20 @@ pub fn load_text(
         (Some(at), true) => format!("{shown}:{}:{}: {}", at.line, at.column, p.message),
         (None, _) => format!("{shown}: {}", p.message),
     };
-    let (raw, problems) = read(text);
+    let (raw, raw_fleet, problems) = read(text);
     let mut messages: Vec<String> = problems.into_iter().map(format).collect();
     if raw.is_empty() {
         return Err(messages);
     }
+    let fleet = raw_fleet.map(|fleet| fleet.resolve(caller_env));
+    let fleet = match &fleet {
+        None => FleetTable::Absent,
+        Some(Ok(spec)) => FleetTable::Valid(spec),
+        Some(Err(problems)) => {
+            messages.extend(problems.iter().cloned().map(format));
+            FleetTable::Invalid
+        }
+    };
     let base = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -509,6 +598,7 @@ pub fn load_text(
         base: &base,
         caller_env,
         profile,
+        fleet,
     };
     let mut specs = Vec::new();
     for app in raw
@@ -1002,6 +1092,10 @@ fn set(
             })
         }
         "on_failure" => app.on_failure = item(text()?),
+        "scope" => {
+            let scope = super::job::parse_scope(&text()?).map_err(fail)?;
+            app.scope = Some(Item { value: scope, at });
+        }
         "cron_restart" => app.cron_restart = item(text()?),
         _ => unreachable!("every FIELDS key is read above"),
     }
@@ -1070,6 +1164,7 @@ pub fn schema() -> serde_json::Value {
             Kind::Overlap => json!({ "type": "string", "enum": ["skip", "allow", "replace"] }),
             Kind::CatchUp => json!({ "type": "string", "enum": ["last", "none"] }),
             Kind::Balance => json!({ "type": "string", "enum": super::Balance::NAMES }),
+            Kind::Scope => json!({ "type": "string", "enum": ["host", "fleet"] }),
             Kind::Size => json!({ "oneOf": [
                 { "type": "integer", "minimum": 0, "description": "bytes" },
                 { "type": "string", "pattern": "^[0-9.]+ *([KkMmGg]([Ii]?[Bb])?|[Bb])?$" }
@@ -1092,6 +1187,20 @@ pub fn schema() -> serde_json::Value {
         "additionalProperties": false,
         "required": ["apps"],
         "properties": {
+            "fleet": {
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["store", "name"],
+                "description": "The store scope = \"fleet\" jobs claim their runs in (Redis or PostgreSQL), shared by the hosts of the fleet",
+                "properties": super::fleet::KEYS.iter().map(|(key, doc)| {
+                    let schema = if *key == "lease_ttl" { duration.clone() } else { json!({ "type": "string" }) };
+                    let mut schema = schema;
+                    if let Some(object) = schema.as_object_mut() {
+                        object.insert("description".into(), json!(doc));
+                    }
+                    ((*key).to_string(), schema)
+                }).collect::<serde_json::Map<String, serde_json::Value>>()
+            },
             "apps": {
                 "type": "array",
                 "items": {

@@ -42,6 +42,28 @@ pub struct JobSpec {
     /// A command (`/bin/sh -c`, in the app's `cwd`) run after a run failed for good, with the run's
     /// details in its environment (`HERDSMAN_RUN_ID`, `HERDSMAN_OUTCOME`, ...).
     pub on_failure: Option<String>,
+    /// `scope = "fleet"`: once across the hosts of this fleet, claimed in its store; `None`: once per host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<super::fleet::FleetSpec>,
+}
+
+/// Where a job's fire time runs once: on each host, or once across a fleet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scope {
+    #[default]
+    Host,
+    Fleet,
+}
+
+/// `scope` as written: `host` or `fleet`.
+pub fn parse_scope(text: &str) -> Result<Scope, String> {
+    match text {
+        "host" => Ok(Scope::Host),
+        "fleet" => Ok(Scope::Fleet),
+        other => Err(format!(
+            "invalid scope '{other}': expected \"host\" or \"fleet\""
+        )),
+    }
 }
 
 /// `cron_restart`: a long-running app reloaded on schedule (each worker replaced once its successor is ready).
@@ -171,6 +193,7 @@ cron_restart = "0 4 * * *"
                 retry_backoff_ms: 30_000,
                 history: 50,
                 on_failure: Some("scripts/page-oncall.sh".into()),
+                fleet: None,
             })
         );
         assert_eq!(apps[0].cron_restart, None);
@@ -202,6 +225,7 @@ cron_restart = "0 4 * * *"
                 retry_backoff_ms: defaults::RETRY_BACKOFF_MS,
                 history: defaults::HISTORY,
                 on_failure: None,
+                fleet: None,
             })
         );
         // Seconds, a year, L, W and #.
@@ -427,6 +451,87 @@ history = 0
                 "{key}"
             );
         }
+    }
+
+    /// Loads `text` with `STORE` and `HERDSMAN_HOST` in the caller's environment.
+    fn load_fleet(text: &str) -> Result<Vec<AppSpec>, Vec<String>> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("job.js"), "").expect("write");
+        let env = BTreeMap::from([
+            ("PATH".to_string(), "/usr/bin:/bin".to_string()),
+            (
+                "STORE".to_string(),
+                "redis://:hunter2@10.0.0.5:6379/0".to_string(),
+            ),
+            ("HERDSMAN_HOST".to_string(), "web-1".to_string()),
+        ]);
+        let path = dir.path().join("ecosystem.toml");
+        load_text(&path, "ecosystem.toml", text, &[], None, &env).map(|loaded| loaded.apps)
+    }
+
+    #[test]
+    fn a_fleet_job_carries_its_fleet() {
+        let apps = load_fleet(
+            "[fleet]\nstore = \"${STORE}\"\nname = \"shop-prod\"\n\n[[apps]]\nscript = \"job.js\"\nschedule = \"@daily\"\nscope = \"fleet\"\n\n[[apps]]\nname = \"local\"\nscript = \"job.js\"\nschedule = \"@daily\"\n",
+        )
+        .expect("valid");
+        let fleet = apps[0]
+            .job
+            .as_ref()
+            .and_then(|j| j.fleet.clone())
+            .expect("a fleet job");
+        assert_eq!(fleet.store, "redis://:hunter2@10.0.0.5:6379/0");
+        assert_eq!(fleet.name, "shop-prod");
+        assert_eq!(fleet.host, "web-1");
+        assert_eq!(fleet.redacted(), "redis://:***@10.0.0.5:6379/0");
+        assert_eq!(apps[1].job.as_ref().map(|j| j.fleet.is_none()), Some(true));
+    }
+
+    #[test]
+    fn fleet_problems_have_their_line_and_column() {
+        let found = load_fleet(
+            "[[apps]]\nscript = \"job.js\"\nschedule = \"@daily\"\nscope   = \"fleet\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].starts_with("ecosystem.toml:4:11: `scope`: \"fleet\" needs")
+                && found[0].contains("[fleet]"),
+            "{found:?}"
+        );
+        let found = load_fleet(
+            "[fleet]\nstore = \"mysql://root:pw@db/ops\"\nname = \"shop\"\nflavour = 1\n\n[[apps]]\nscript = \"job.js\"\nschedule = \"@daily\"\nscope = \"fleet\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(
+            found
+                .iter()
+                .any(|p| p.starts_with("ecosystem.toml:4:1: `flavour`: unknown key")),
+            "{found:?}"
+        );
+        assert!(
+            found.iter().any(|p| p
+                .starts_with("ecosystem.toml:2:9: `fleet.store`: unknown scheme `mysql`")),
+            "{found:?}"
+        );
+        assert!(!found.iter().any(|p| p.contains("pw")), "{found:?}");
+        let found = load_fleet(
+            "[fleet]\nstore = \"${NOPE}\"\nname = \"shop\"\n\n[[apps]]\nscript = \"job.js\"\nscope = \"fleet\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            found
+                .iter()
+                .any(|p| p.starts_with("ecosystem.toml:2:9: `fleet.store`:") && p.contains("NOPE")),
+            "{found:?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|p| p.starts_with("ecosystem.toml:7:9: `scope`: is only for a scheduled job")),
+            "{found:?}"
+        );
     }
 
     #[test]

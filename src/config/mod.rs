@@ -4,6 +4,7 @@
 mod deps;
 pub mod dotenv;
 pub mod file;
+pub mod fleet;
 pub mod job;
 mod raw;
 pub mod typescript;

@@ -106,6 +106,8 @@ pub struct RawApp {
     pub retry_backoff: Option<Item<Duration>>,
     pub history: Option<Item<u32>>,
     pub on_failure: Option<Item<String>>,
+    /// `host` or `fleet` (see [`super::fleet`]).
+    pub scope: Option<Item<job::Scope>>,
     pub cron_restart: Option<Item<String>>,
     /// `shared`, `hash` or `sticky` (see [`super::Balance`]).
     pub balance: Option<Item<super::Balance>>,
@@ -119,6 +121,8 @@ pub struct Context<'a> {
     pub caller_env: &'a BTreeMap<String, String>,
     /// The `--env` profile.
     pub profile: Option<&'a str>,
+    /// The file's `[fleet]`, for `scope = "fleet"` jobs.
+    pub fleet: super::fleet::FleetTable<'a>,
 }
 
 fn value<T: Clone>(item: &Option<Item<T>>) -> Option<T> {
@@ -268,7 +272,7 @@ impl RawApp {
         }
         let watch = self.resolve_watch(context, &cwd, script_path.as_deref(), &mut problem);
         let log_lines = self.log_lines(&mut problem);
-        let (job, cron_restart) = self.resolve_schedules(&mut problem);
+        let (job, cron_restart) = self.resolve_schedules(context, &mut problem);
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -359,6 +363,7 @@ impl RawApp {
     /// refused.
     fn resolve_schedules(
         &self,
+        context: &Context<'_>,
         problem: &mut impl FnMut(Option<Location>, &str, String),
     ) -> (Option<JobSpec>, Option<CronRestart>) {
         // The zone first, so that an unknown one is reported at `timezone` and the expressions are still
@@ -412,6 +417,7 @@ impl RawApp {
                 ("retry_backoff", self.retry_backoff.as_ref().map(|i| i.at)),
                 ("history", self.history.as_ref().map(|i| i.at)),
                 ("on_failure", self.on_failure.as_ref().map(|i| i.at)),
+                ("scope", self.scope.as_ref().map(|i| i.at)),
             ];
             for (key, given) in job_only {
                 if let Some(at) = given {
@@ -524,6 +530,22 @@ impl RawApp {
                 "is empty: give a command line (run by /bin/sh -c in the app's cwd)".into(),
             );
         }
+        let fleet = match (&self.scope, context.fleet) {
+            (Some(scope), table) if scope.value == job::Scope::Fleet => match table {
+                super::fleet::FleetTable::Valid(fleet) => Some(fleet.clone()),
+                super::fleet::FleetTable::Invalid => None,
+                super::fleet::FleetTable::Absent => {
+                    problem(
+                        scope.at,
+                        "scope",
+                        "\"fleet\" needs the store its runs are claimed in: add a [fleet] table with `store` and `name` to the ecosystem file (a fleet job is defined in a file, not with flags)"
+                            .into(),
+                    );
+                    None
+                }
+            },
+            _ => None,
+        };
         let job = schedule.map(|schedule| JobSpec {
             schedule,
             timezone,
@@ -536,6 +558,7 @@ impl RawApp {
             retry_backoff_ms,
             history,
             on_failure: value(&self.on_failure),
+            fleet,
         });
         (job, None)
     }

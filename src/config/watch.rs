@@ -135,6 +135,7 @@ mod tests {
             base: dir,
             caller_env: &env,
             profile: None,
+            fleet: Default::default(),
         };
         RawApp {
             script: Some(Item::flag("app.js".into())),

@@ -282,6 +282,7 @@ impl JobsPoller {
                 None => {
                     let request = Request::Job(JobRequest::History {
                         name: info.name.clone(),
+                        fleet: false,
                     });
                     let runs = match client.request(&request)? {
                         Response::JobHistory { runs, .. } => finished(runs),

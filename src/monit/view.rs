@@ -318,6 +318,7 @@ fn outcome_glyph(outcome: RunOutcome) -> Span<'static> {
         RunOutcome::Missed => Span::styled("m", Style::new().fg(Color::Yellow)),
         RunOutcome::Running => Span::styled("▶", Style::new().fg(Color::Yellow)),
         RunOutcome::Unknown => Span::styled("?", Style::new().fg(Color::Yellow)),
+        RunOutcome::LostLease => Span::styled("L", Style::new().fg(Color::Red)),
     }
 }
 

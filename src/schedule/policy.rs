@@ -58,6 +58,28 @@ pub fn in_time(scheduled: Timestamp, now: Timestamp, starting_deadline: Option<D
     late.is_negative() || late.unsigned_abs() <= deadline
 }
 
+/// How long a fleet claim is kept after its fire time: the catch-up window (the starting deadline, at
+/// least a day) plus a margin for clock skew, so a late or catching-up host still finds it.
+pub fn claim_retain(starting_deadline: Option<Duration>) -> Duration {
+    const DAY: Duration = Duration::from_secs(24 * 3600);
+    const SKEW_MARGIN: Duration = Duration::from_secs(60);
+    starting_deadline
+        .unwrap_or(DAY)
+        .max(DAY)
+        .saturating_add(SKEW_MARGIN)
+}
+
+/// Whether a fleet run claimed late (the store did not answer at its fire time, `at`, and answered now)
+/// still starts: within its starting deadline, and no later fire time handled meanwhile.
+pub fn late_claim_runs(
+    at: Timestamp,
+    now: Timestamp,
+    starting_deadline: Option<Duration>,
+    last_handled: Option<Timestamp>,
+) -> bool {
+    last_handled.is_none_or(|last| last <= at) && in_time(at, now, starting_deadline)
+}
+
 /// At start (or after the wall clock jumped forward): what to do about the latest fire time missed while
 /// no daemon ran, `missed`, given the last fire time already handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,5 +241,31 @@ mod tests {
         assert!(
             manual_run_id("report", ts("2026-06-01T03:00:00.5Z")).starts_with("report@manual-")
         );
+    }
+
+    #[test]
+    fn fleet_claims_outlive_the_catch_up_window() {
+        let minute = Duration::from_secs(60);
+        let day = Duration::from_secs(24 * 3600);
+        assert_eq!(claim_retain(None), day + minute);
+        assert_eq!(claim_retain(Some(Duration::from_secs(5))), day + minute);
+        assert_eq!(claim_retain(Some(2 * day)), 2 * day + minute);
+    }
+
+    #[test]
+    fn a_late_claim_runs_only_in_time_and_if_still_the_latest() {
+        let at = ts("2026-12-02T03:00:00Z");
+        let soon = ts("2026-12-02T03:00:20Z");
+        let deadline = Some(Duration::from_secs(30));
+        assert!(late_claim_runs(at, soon, deadline, Some(at)));
+        assert!(late_claim_runs(at, soon, None, Some(at)));
+        assert!(!late_claim_runs(
+            at,
+            ts("2026-12-02T03:01:00Z"),
+            deadline,
+            Some(at)
+        ));
+        let next = ts("2026-12-02T03:00:10Z");
+        assert!(!late_claim_runs(at, soon, deadline, Some(next)));
     }
 }

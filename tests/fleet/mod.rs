@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use herdsman::fleet::{Claim, Store};
 use herdsman::protocol::{RunOutcome, RunRecord};
 
-mod servers;
+pub mod servers;
 
 use crate::helpers::{POLL, free_port};
 use servers::{Server, runtime, test_options};

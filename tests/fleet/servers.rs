@@ -43,8 +43,12 @@ pub struct Server {
 impl Server {
     /// A fresh `redis-server`.
     pub fn redis() -> Server {
+        Server::redis_on(free_port())
+    }
+
+    /// A fresh `redis-server` on `port` (to restart a store at the same address).
+    pub fn redis_on(port: u16) -> Server {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let port = free_port();
         let mut command = Command::new("redis-server");
         command
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])

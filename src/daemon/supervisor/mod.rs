@@ -83,6 +83,8 @@ pub enum Message {
         pid: i32,
         status: Option<i32>,
     },
+    /// A fleet store task's answer: a claim, an unanswered store, a run to stop (see `jobs/fleet.rs`).
+    Fleet(jobs::FleetReport),
 }
 
 /// Timers, each naming what it is about so a stale one is recognised and ignored.
@@ -331,6 +333,7 @@ impl Supervisor {
             Message::Watch(report) => self.watch_report(report),
             Message::Reexec => self.reexec(),
             Message::Exited { pid, status } => self.adopted_exited(pid, status),
+            Message::Fleet(report) => self.fleet_report(report),
         }
     }
 
@@ -386,7 +389,7 @@ impl Supervisor {
                 return;
             }
             Request::Job(request) => {
-                let _ = reply.send(self.job_request(request));
+                self.job_request(request, reply);
                 return;
             }
             Request::Kill if self.shutting_down => {

@@ -345,6 +345,10 @@ impl Supervisor {
                 for (key, value) in spec.defined_env.iter_mut() {
                     *value = shown_value(key, value);
                 }
+                // The fleet store's URL with its password masked.
+                if let Some(fleet) = spec.job.as_mut().and_then(|j| j.fleet.as_mut()) {
+                    fleet.store = fleet.redacted();
+                }
                 let mut command = vec![app.command.program.display().to_string()];
                 command.extend(app.command.argv.iter().skip(1).cloned());
                 Some(AppDetails {

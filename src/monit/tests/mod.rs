@@ -155,6 +155,7 @@ fn job(name: &str, words: &str, state: JobState, recent: Vec<RunRecord>) -> JobR
             ok: ok + 10,
             failed,
             retrying: Vec::new(),
+            fleet: None,
         },
         recent,
     }

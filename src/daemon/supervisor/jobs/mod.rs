@@ -32,7 +32,12 @@ use crate::protocol::{JobState, RunOutcome, RunRecord, Selection};
 use crate::schedule::policy::{self, CatchUpDecision, OnFire};
 use crate::schedule::{Fire, Schedule};
 
+mod fleet;
+mod fleet_status;
+mod fleet_tasks;
 mod requests;
+
+pub use fleet::Report as FleetReport;
 
 /// The longest a job's timer sleeps before it reads the wall clock again.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
@@ -52,11 +57,13 @@ pub enum JobTimer {
 
 /// What a run is, before and while it runs.
 #[derive(Debug, Clone)]
-struct RunStart {
+pub struct RunStart {
     run_id: String,
     scheduled: Option<Timestamp>,
     attempt: u32,
     log: PathBuf,
+    /// A fleet run's fencing token (`HERDSMAN_FENCE`), from its claim.
+    fence: Option<u64>,
 }
 
 struct Active {
@@ -118,6 +125,8 @@ pub(super) struct Jobs {
     /// Each schedule in use, by expression and zone: jobs with the same one share it (a parsed
     /// expression holds a table of every year it may fire in).
     schedules: HashMap<(String, Option<String>), Arc<Schedule>>,
+    /// The fleet stores and the fleet runs' tasks (`scope = "fleet"`).
+    fleet: fleet::FleetJobs,
 }
 
 impl Jobs {
@@ -150,6 +159,7 @@ impl Default for Jobs {
             store: None,
             to_spawn: Vec::new(),
             schedules: HashMap::new(),
+            fleet: fleet::FleetJobs::default(),
         }
     }
 }
@@ -357,6 +367,7 @@ impl Supervisor {
                         .and_then(|ms| Timestamp::from_millisecond(ms as i64).ok()),
                     attempt: run.attempt,
                     log: run.log.clone().map(PathBuf::from).unwrap_or_default(),
+                    fence: None,
                 };
                 runs.insert(
                     slot,
@@ -425,9 +436,20 @@ impl Supervisor {
                     .and_then(|ms| Timestamp::from_millisecond(ms as i64).ok()),
                 attempt: retry.attempt,
                 log: PathBuf::from(retry.log),
+                fence: None,
             };
             let delay = Duration::from_millis(retry.due_ms.saturating_sub(now));
             self.arm_retry(name, next, delay);
+        }
+        // A fleet run carried over goes on renewing its lease.
+        let carried_runs: Vec<RunStart> = self
+            .jobs
+            .jobs
+            .get(name)
+            .map(|j| j.runs.values().map(|a| a.start.clone()).collect())
+            .unwrap_or_default();
+        for start in carried_runs {
+            self.watch_fleet_run(name, &start);
         }
         if resume {
             self.catch_up(name);
@@ -649,6 +671,13 @@ impl Supervisor {
             job.save();
             return;
         }
+        let fleet = job.spec.fleet.is_some();
+        if fleet && !matches!(policy::on_fire(overlap, running), OnFire::Skip) {
+            // Once across the fleet: claimed first, in a task; the run starts when the claim comes back.
+            job.save();
+            self.claim_fleet_run(name, start, None);
+            return;
+        }
         match policy::on_fire(overlap, running) {
             OnFire::Skip => {
                 info!(job = %name, run = %start.run_id, "skipped: a run is still in progress");
@@ -680,6 +709,7 @@ impl Supervisor {
             scheduled,
             attempt,
             log,
+            fence: None,
         }
     }
 
@@ -843,6 +873,14 @@ impl Supervisor {
             ),
             ("HERDSMAN_ATTEMPT".to_string(), start.attempt.to_string()),
         ];
+        let mut env = env;
+        if let Some(fence) = start.fence {
+            env.push(("HERDSMAN_FENCE".to_string(), fence.to_string()));
+        }
+        if let Some(fleet) = self.jobs.jobs.get(name).and_then(|j| j.spec.fleet.as_ref()) {
+            env.push(("HERDSMAN_FLEET".to_string(), fleet.name.clone()));
+            env.push(("HERDSMAN_FLEET_HOST".to_string(), fleet.host.clone()));
+        }
         Some((env, start.log.clone()))
     }
 
@@ -989,6 +1027,13 @@ impl Supervisor {
             _ => {}
         }
         info!(job = %name, run = %start.run_id, attempt = start.attempt, outcome = outcome.as_str(), exit = %exit, "run ended");
+        let fleet = job.spec.fleet.is_some();
+        if fleet {
+            self.fleet_run_ended(name, start, retry);
+        }
+        let Some(job) = self.jobs.jobs.get_mut(name) else {
+            return;
+        };
         if retry {
             let attempt = start.attempt + 1;
             let delay = policy::retry_delay(
@@ -1007,6 +1052,7 @@ impl Supervisor {
                 scheduled: start.scheduled,
                 attempt,
                 log,
+                fence: start.fence,
             };
             info!(job = %name, run = %next.run_id, attempt, ?delay, "retrying the run");
             // Kept in the job's file too, so that an update or a new keeper still runs it.

@@ -12,8 +12,57 @@ use crate::protocol::{
 use crate::schedule::policy::{self, OnFire};
 
 impl Supervisor {
-    /// `jobs ...` and `trigger`.
-    pub(in crate::daemon::supervisor) fn job_request(&mut self, request: JobRequest) -> Response {
+    /// `jobs ...`, `trigger` and `fleet status`: answered now, or (what asks a fleet store) from a task.
+    pub(in crate::daemon::supervisor) fn job_request(
+        &mut self,
+        request: JobRequest,
+        reply: crate::daemon::supervisor::Replier,
+    ) {
+        match request {
+            JobRequest::History { name, fleet: true } => self.fleet_history(&name, reply),
+            JobRequest::FleetStatus => self.fleet_status(reply),
+            JobRequest::Trigger { name }
+                if !self.shutting_down
+                    && self
+                        .jobs
+                        .jobs
+                        .get(&name)
+                        .is_some_and(|j| j.spec.fleet.is_some()) =>
+            {
+                self.trigger_fleet(&name, reply)
+            }
+            request => {
+                let _ = reply.send(self.job_request_now(request));
+            }
+        }
+    }
+
+    /// `trigger` of a fleet job: a manual run id claimed in the store (obeying `overlap` here and across
+    /// the fleet), run here; answered once the claim came back.
+    fn trigger_fleet(&mut self, name: &str, reply: crate::daemon::supervisor::Replier) {
+        let Some(job) = self.jobs.jobs.get(name) else {
+            return;
+        };
+        let running = job.runs.len() + job.starting.len();
+        let start = self.run_start(name, None, 1);
+        if matches!(policy::on_fire(job.spec.overlap, running), OnFire::Skip) {
+            let Some(job) = self.jobs.jobs.get_mut(name) else {
+                return;
+            };
+            let run = job.not_run(
+                &start,
+                RunOutcome::Skipped,
+                "a run was still in progress (overlap = \"skip\")".to_string(),
+            );
+            job.save();
+            let _ = reply.send(Response::Triggered { run: Box::new(run) });
+            return;
+        }
+        self.claim_fleet_run(name, start, Some(reply));
+    }
+
+    /// The requests answered from the jobs' state.
+    fn job_request_now(&mut self, request: JobRequest) -> Response {
         let unknown = |name: &str| {
             Response::error(
                 ErrorKind::NotFound,
@@ -29,7 +78,8 @@ impl Supervisor {
                     .filter_map(|name| self.job_info(name))
                     .collect(),
             },
-            JobRequest::History { name } => {
+            JobRequest::FleetStatus => Response::error(ErrorKind::Invalid, "fleet status"),
+            JobRequest::History { name, .. } => {
                 self.save_jobs();
                 let (Some(job), Some(store)) = (self.jobs.jobs.get(&name), &self.jobs.store) else {
                     return unknown(&name);
@@ -205,6 +255,16 @@ impl Supervisor {
             ok: job.stored.ok,
             failed: job.stored.failed,
             retrying: job.retries.values().map(|r| r.run_id.clone()).collect(),
+            fleet: job.spec.fleet.as_ref().map(|spec| {
+                let (ran_here, ran_elsewhere, last_host) = self.jobs.fleet.counts(name);
+                crate::protocol::JobFleet {
+                    name: spec.name.clone(),
+                    host: spec.host.clone(),
+                    last_host,
+                    ran_here,
+                    ran_elsewhere,
+                }
+            }),
         })
     }
 
