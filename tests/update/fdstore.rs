@@ -154,16 +154,20 @@ fn a_keeper_restarted_by_systemd_listens_on_the_socket_its_store_kept() {
     h.wait_for("the probe to be served", 10 * SECOND, || {
         probe.ok_count() > 10
     });
-    // The keeper dies; systemd's KillMode=mixed kills the rest of the unit.
+    // The keeper dies; systemd's KillMode=mixed kills the rest of the unit. No probe request is in flight
+    // meanwhile: one a dying worker had accepted is lost whatever holds the socket.
     let keeper = h.daemon_pid();
-    kill(Pid::from_raw(keeper), Signal::SIGKILL).expect("kill the keeper");
-    for &pid in &workers {
-        let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+    {
+        let _quiet = probe.quiesce();
+        kill(Pid::from_raw(keeper), Signal::SIGKILL).expect("kill the keeper");
+        for &pid in &workers {
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        wait_child(&mut first, 10 * SECOND);
+        h.wait_for("the workers to be gone", 10 * SECOND, || {
+            workers.iter().all(|&p| !alive(p))
+        });
     }
-    wait_child(&mut first, 10 * SECOND);
-    h.wait_for("the workers to be gone", 10 * SECOND, || {
-        workers.iter().all(|&p| !alive(p))
-    });
     let mut second = start_keeper(&h, &notify_name, &[(&stored, name.as_str())]);
     let new = pids(&h.wait_online("web", 2));
     assert!(new.is_disjoint(&workers));
