@@ -58,6 +58,35 @@ def wait_online(binary, env, n, deadline_s=30):
     raise RuntimeError(f"{n} workers not online in {deadline_s} s")
 
 
+def split_by_source(port, connections):
+    """`connections` new connections from THREADS client threads, each from one of SOURCES loopback addresses:
+    {"split": connections per worker, largest first, "failures", "busiest_over_least", "rate" (conn/s)}."""
+    counts, failures, lock = collections.Counter(), [], threading.Lock()
+    per_thread = connections // THREADS
+
+    def run(t):
+        for i in range(per_thread):
+            try:
+                pid = get(port, f"127.0.0.{1 + (t * per_thread + i) % SOURCES}")
+                with lock:
+                    counts[pid] += 1
+            except (OSError, RuntimeError) as e:
+                with lock:
+                    failures.append(str(e))
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=run, args=(t,)) for t in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - started
+    split = sorted(counts.values(), reverse=True)
+    return {"split": split, "failures": len(failures),
+            "busiest_over_least": split[0] / max(split[-1], 1) if split else None,
+            "rate": per_thread * THREADS / elapsed}
+
+
 def measure(binary, mode, connections):
     home = tempfile.mkdtemp(prefix="herdsman-balance-")
     env = dict(os.environ, HERDSMAN_HOME=os.path.join(home, "h"))
@@ -66,30 +95,8 @@ def measure(binary, mode, connections):
         subprocess.run([binary, "start", APP, "--name", "bench", "-i", "4", "--listen", f"127.0.0.1:{port}",
                         "--balance", mode], env=env, capture_output=True, check=True, timeout=60)
         wait_online(binary, env, 4)
-        counts, failures, lock = collections.Counter(), [], threading.Lock()
-        per_thread = connections // THREADS
-
-        def run(t):
-            for i in range(per_thread):
-                try:
-                    pid = get(port, f"127.0.0.{1 + (t * per_thread + i) % SOURCES}")
-                    with lock:
-                        counts[pid] += 1
-                except OSError as e:
-                    with lock:
-                        failures.append(str(e))
-
-        started = time.monotonic()
-        threads = [threading.Thread(target=run, args=(t,)) for t in range(THREADS)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        elapsed = time.monotonic() - started
-        split = sorted(counts.values(), reverse=True)
-        return {"mode": mode, "split": split, "failures": len(failures),
-                "busiest_over_least": split[0] / max(split[-1], 1) if split else None,
-                "rate": per_thread * THREADS / elapsed}
+        r = split_by_source(port, connections)
+        return dict(r, mode=mode)
     finally:
         subprocess.run([binary, "kill"], env=env, capture_output=True, timeout=60)
         shutil.rmtree(home, ignore_errors=True)

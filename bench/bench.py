@@ -797,6 +797,7 @@ class Config:
         self.quick = quick
         self.reps = reps
         self.wrk_s = 2 if quick else 8
+        self.balance_connections = 400 if quick else 2000  # new connections from 8 client addresses, per mode
         self.settle_s = 2.0 if quick else 5.0  # RSS samples are taken this long after the start command
         self.hf_runs = {"herdsman": 5 if quick else 40, "pm2": 5 if quick else 10, "node": 5 if quick else 10}
         self.hf_warmup = 1 if quick else 3
@@ -1335,6 +1336,47 @@ def scenario_node_e0(cfg):
 
 
 # Scenario name -> (function, supervisors it runs for)
+def scenario_balance(sup, cfg):
+    """4 workers of hello.js, for each balance mode herdsman offers (PM2 and the baseline: their one mode):
+    keep-alive and new-connection throughput and p99 with wrk (one client address: 127.0.0.1), and how new
+    connections from 8 client addresses (127.0.0.1-8) spread over the workers (bench/balance.py's client)."""
+    from balance import split_by_source
+    out = {}
+    modes = ("shared", "hash", "sticky") if sup.name == "herdsman" else ("shared",)
+    for mode in modes:
+        port = free_port()
+        if sup.name == "herdsman":
+            run(sup.start_cmd(port, 4) + ["--balance", mode], sup.start_env(port), 60, what=f"herdsman start {mode}")
+            sup.remember([sup.daemon_pid()])
+        else:
+            sup.start_cluster(port, 4)
+        if sup.name == "herdsman":
+            deadline = time.monotonic() + 30
+            while sup.online() < 4:
+                if time.monotonic() > deadline:
+                    raise ScenarioError(f"herdsman --balance {mode}: 4 workers not online after 30 s")
+                time.sleep(0.02)
+        serve_pids(port, 1 if mode == "sticky" else 4)  # sticky: one client address reaches one worker
+        wrk(port, 1)  # warm-up
+        for key, close in (("ka", False), ("close", True)):
+            r = wrk(port, cfg.wrk_s, close=close)
+            out[f"bal_{mode}_{key}_rps"] = r["rps"]
+            out[f"bal_{mode}_{key}_p99"] = r["p99_ms"]
+            out[f"bal_{mode}_{key}_errors"] = r["connect"] + r["read"] + r["write"] + r["timeout"] + r["non2xx"]
+        r = split_by_source(port, cfg.balance_connections)
+        split = (r["split"] + [0] * 4)[:4]
+        out[f"bal_{mode}_split"] = split[0] / max(split[-1], 1)
+        out[f"bal_{mode}_split_detail"] = split
+        out[f"bal_{mode}_split_failed"] = r["failures"]
+        if sup.name == "herdsman":
+            sup.cli("delete", "bench")
+    if sup.name != "herdsman":  # PM2 and the baseline have one mode: shown beside each of herdsman's
+        for mode in ("hash", "sticky"):
+            out.update({k.replace("bal_shared_", f"bal_{mode}_"): v for k, v in list(out.items())
+                        if k.startswith("bal_shared_")})
+    return out
+
+
 SCENARIOS = {
     "serve": (scenario_serve, ("herdsman", "pm2", "baseline")),
     "start": (scenario_start, ("plain", "herdsman", "pm2", "baseline")),
@@ -1345,10 +1387,11 @@ SCENARIOS = {
     "idle": (scenario_idle, ("herdsman", "pm2", "baseline")),
     "survive": (scenario_survive, ("herdsman", "pm2")),
     "jobs": (scenario_jobs, ("herdsman", "pm2")),
+    "balance": (scenario_balance, ("herdsman", "pm2", "baseline")),
 }
 # a generous bound per (scenario, supervisor) run; SIGALRM ends a run that goes past it
 BOUND_S = {"serve": 120, "start": 120, "crash": 120, "reload": 120, "restart": 120, "crashloop": 60, "idle": 420,
-           "survive": 120, "jobs": 300}
+           "survive": 120, "jobs": 300, "balance": 180}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -1520,6 +1563,19 @@ ROWS += [
     ("survive_cpu_sum", _G, "idle CPU: keeper + controller + log keeper (PM2: its daemon)", "% core", 2, None,
      None),
 ]
+_G = "Balance, 4 workers (PM2 and the baseline: their one mode, beside each)"
+for _mode, _what in (("shared", "balance = shared (one socket)"), ("hash", "balance = hash (a socket per slot)"),
+                     ("sticky", "balance = sticky (a socket per slot, client address hashed)")):
+    ROWS += [
+        (f"bal_{_mode}_ka_rps", _G, f"{_what}: keep-alive req/s (wrk -t2 -c64, one client address)", "req/s", 0,
+         None, None),
+        (f"bal_{_mode}_ka_p99", _G, f"{_what}: keep-alive p99", "ms", 2, None, None),
+        (f"bal_{_mode}_close_rps", _G, f"{_what}: new connection per request req/s (one client address)", "req/s",
+         0, None, None),
+        (f"bal_{_mode}_close_p99", _G, f"{_what}: new connection per request p99", "ms", 2, None, None),
+        (f"bal_{_mode}_split", _G, f"{_what}: new connections from 8 client addresses, busiest / least busy "
+         "worker", "", 2, None, None),
+    ]
 _G = "Scheduled jobs"
 _N = "1000 jobs on `*/10 * * * * *` (--quick: 100), herdsman only (PM2: no equivalent)"
 ROWS += [

@@ -156,8 +156,8 @@ fn once_per_fire_time(store: &str) {
         "0",
     );
     let h = fleet.h(0);
-    h.wait_for("20 runs across the fleet", 60 * SECOND, || {
-        starts(&fleet.file).len() >= 20
+    h.wait_for("30 runs across the fleet", 90 * SECOND, || {
+        starts(&fleet.file).len() >= 30
     });
     fleet.stop_all();
     let runs = starts(&fleet.file);
