@@ -1,15 +1,23 @@
-//! CPU and memory of workers, from sysinfo, sampled only when someone needs them: a `list`, a `describe`,
-//! a live subscriber (`monit`), or an app with a memory limit.
+//! CPU and memory of workers, read from `/proc`, sampled only when someone needs them: a `list`, a
+//! `describe`, a live subscriber (`monit`), or an app with a memory limit.
 //!
 //! A worker's figures are those of its whole family: the worker and every process descended from it
 //! (a gunicorn master with its workers, `npm start` with its node), and the orphans of its process group
-//! that the daemon, a subreaper, inherited. CPU is the share of one core used since
-//! the previous sample, so the first sample of a process after it starts reads low; a worker is read once
-//! when it starts so that the first `list` already has a figure.
+//! that the daemon, a subreaper, inherited. CPU is the share of one core used since the previous reading
+//! (at least [`CPU_WINDOW`] before), so the first sample of a process after it starts reads low; a worker
+//! is read once when it starts so that the first `list` already has a figure.
+//!
+//! A sample reads only the processes herdsman knows: each worker and the descendants found by the last
+//! full pass, one `/proc/<pid>/stat` each. A full pass (every process's stat, to find the families) is
+//! made at most every [`FULL_EVERY`], when a worker started since the last one (at most every
+//! [`NEW_WORKER_PASS`]), and for `describe` (which lists each member): with 1000 workers on a host of
+//! 1100 processes, a `list` reads 1000 small files, not 1100 plus every process's details.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
-use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System, UpdateKind};
+use super::procstat::{self, Stat};
 
 /// One process of a worker's family.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,132 +37,254 @@ pub struct Sample {
     pub members: Vec<Member>,
 }
 
-pub struct Metrics {
-    system: Option<System>,
-}
-
+/// How often the families are found again by a full pass over `/proc`.
+const FULL_EVERY: Duration = Duration::from_secs(10);
+/// A worker started since the last full pass brings the next one forward, but not closer than this to
+/// the previous one (a crash loop would otherwise make every sample a full pass).
+const NEW_WORKER_PASS: Duration = Duration::from_secs(1);
+/// A CPU figure is measured over at least this long: readings closer together keep the last figure.
+const CPU_WINDOW: Duration = Duration::from_millis(200);
+/// A sample younger than this is answered again (less the workers gone since, plus a first reading of
+/// the new ones): a `list` run in a loop, or beside `monit`, does not read `/proc` each time.
+const REUSE: Duration = Duration::from_millis(500);
 /// Longest command line kept for a member.
 const COMMAND_MAX: usize = 120;
 
+/// The last reading of a process: its CPU figure and the ticks it was measured from.
+struct Reading {
+    start: u64,
+    ticks: u64,
+    at: Instant,
+    cpu: f32,
+}
+
+pub struct Metrics {
+    proc_root: PathBuf,
+    ticks_per_s: u64,
+    page: u64,
+    readings: HashMap<i32, Reading>,
+    /// Each worker's family (the worker first), as the last full pass found it, less those gone since.
+    families: HashMap<i32, Vec<i32>>,
+    full_at: Option<Instant>,
+    /// The last sample (without command lines), and when it was taken.
+    last: HashMap<i32, Sample>,
+    last_at: Option<Instant>,
+    reuse: Duration,
+}
+
 impl Metrics {
     pub fn new() -> Metrics {
+        let (ticks_per_s, page) = procstat::units();
         Metrics {
-            system: System::new().ok(),
+            proc_root: PathBuf::from("/proc"),
+            ticks_per_s,
+            page,
+            readings: HashMap::new(),
+            families: HashMap::new(),
+            full_at: None,
+            last: HashMap::new(),
+            last_at: None,
+            reuse: REUSE,
         }
     }
 
     /// Takes the first reading of a new worker.
     pub fn track(&mut self, pid: i32) {
-        if let Some(system) = self.system.as_mut() {
-            system.refresh_processes_specifics(
-                ProcessesToUpdate::Some(&[Pid::from_u32(pid as u32)]),
-                true,
-                kind(false),
-            );
+        if let Some(stat) = procstat::read(&self.proc_root, pid) {
+            self.read(pid, &stat, Instant::now());
         }
     }
 
-    /// Drops a worker that exited, if it was read.
+    /// Drops a worker that exited.
     pub fn forget(&mut self, pid: i32) {
-        if let Some(system) = self.system.as_mut() {
-            let pid = Pid::from_u32(pid as u32);
-            if system.process(pid).is_some() {
-                system.refresh_processes_specifics(
-                    ProcessesToUpdate::Some(&[pid]),
-                    true,
-                    kind(false),
-                );
+        self.readings.remove(&pid);
+        self.families.remove(&pid);
+        self.last.remove(&pid);
+    }
+
+    /// Samples each leader's family. A leader that cannot be read is missing. Command lines are read only
+    /// `with_commands` (they cost a read per process, and come with a full pass).
+    pub fn sample(&mut self, leaders: &[i32], with_commands: bool) -> HashMap<i32, Sample> {
+        if leaders.is_empty() {
+            self.readings.clear();
+            self.families.clear();
+            return HashMap::new();
+        }
+        let now = Instant::now();
+        let fresh_enough = self
+            .last_at
+            .is_some_and(|at| now.duration_since(at) < self.reuse);
+        if fresh_enough && !with_commands {
+            let new: Vec<i32> = leaders
+                .iter()
+                .copied()
+                .filter(|l| !self.last.contains_key(l))
+                .collect();
+            let mut samples: HashMap<i32, Sample> = leaders
+                .iter()
+                .filter_map(|l| Some((*l, self.last.get(l)?.clone())))
+                .collect();
+            if !new.is_empty() {
+                let stats = self.known_pass(&new);
+                samples.extend(self.add_up(&new, &stats, false, now));
+                self.last
+                    .extend(samples.iter().map(|(l, s)| (*l, s.clone())));
+            }
+            return samples;
+        }
+        let since_full = self.full_at.map(|at| now.duration_since(at));
+        let new_worker = leaders.iter().any(|l| !self.families.contains_key(l));
+        let full = with_commands
+            || since_full.is_none_or(|d| d >= FULL_EVERY || (new_worker && d >= NEW_WORKER_PASS));
+        let stats = if full {
+            self.full_pass(leaders, now)
+        } else {
+            self.known_pass(leaders)
+        };
+        let samples = self.add_up(leaders, &stats, with_commands, now);
+        self.readings.retain(|pid, _| stats.contains_key(pid));
+        self.families.retain(|leader, _| leaders.contains(leader));
+        self.last = samples.clone();
+        if with_commands {
+            for sample in self.last.values_mut() {
+                for member in &mut sample.members {
+                    member.command = String::new();
+                }
+            }
+        }
+        self.last_at = Some(now);
+        samples
+    }
+
+    /// Each leader's figures from the stats read: the sums over its family.
+    fn add_up(
+        &mut self,
+        leaders: &[i32],
+        stats: &HashMap<i32, Stat>,
+        with_commands: bool,
+        now: Instant,
+    ) -> HashMap<i32, Sample> {
+        let mut samples = HashMap::new();
+        for &leader in leaders {
+            let Some(family) = self.families.get(&leader).cloned() else {
+                continue;
+            };
+            let mut members = Vec::with_capacity(family.len());
+            for pid in family {
+                let Some(stat) = stats.get(&pid) else {
+                    continue;
+                };
+                let cpu = self.read(pid, stat, now);
+                members.push(Member {
+                    pid,
+                    command: if with_commands {
+                        command(&self.proc_root, pid)
+                    } else {
+                        String::new()
+                    },
+                    cpu,
+                    memory: stat.rss_pages.saturating_mul(self.page),
+                });
+            }
+            if members.first().is_none_or(|m| m.pid != leader) {
+                continue;
+            }
+            samples.insert(
+                leader,
+                Sample {
+                    cpu: members.iter().map(|m| m.cpu).sum(),
+                    memory: members.iter().map(|m| m.memory).sum(),
+                    members,
+                },
+            );
+        }
+        samples
+    }
+
+    /// Reads every process, and finds each leader's family again.
+    fn full_pass(&mut self, leaders: &[i32], now: Instant) -> HashMap<i32, Stat> {
+        self.full_at = Some(now);
+        let stats: HashMap<i32, Stat> = procstat::pids(&self.proc_root)
+            .into_iter()
+            .filter_map(|pid| Some((pid, procstat::read(&self.proc_root, pid)?)))
+            .filter(|(_, stat)| !stat.is_gone())
+            .collect();
+        let me = std::process::id() as i32;
+        let parents: Vec<(i32, i32)> = stats
+            .iter()
+            .map(|(&pid, stat)| {
+                // An orphan of a worker's group is reparented to the daemon (a subreaper): it still
+                // belongs to the group it was started in.
+                if stat.ppid == me && !leaders.contains(&pid) {
+                    (pid, stat.pgrp)
+                } else {
+                    (pid, stat.ppid)
+                }
+            })
+            .collect();
+        self.families = families(leaders, &parents)
+            .into_iter()
+            .filter(|(leader, _)| stats.contains_key(leader))
+            .collect();
+        stats
+    }
+
+    /// Reads only the known families' members: one that is gone, or whose pid now names a process of
+    /// another family, leaves its family. A leader not seen by a full pass yet is a family of one.
+    fn known_pass(&mut self, leaders: &[i32]) -> HashMap<i32, Stat> {
+        let me = std::process::id() as i32;
+        let mut stats = HashMap::new();
+        for &leader in leaders {
+            let family = self.families.entry(leader).or_insert_with(|| vec![leader]);
+            let known: HashSet<i32> = family.iter().copied().collect();
+            let mut kept: Vec<i32> = Vec::with_capacity(family.len());
+            for &pid in family.iter() {
+                let Some(stat) = procstat::read(&self.proc_root, pid).filter(|s| !s.is_gone())
+                else {
+                    continue;
+                };
+                let related = pid == leader
+                    || known.contains(&stat.ppid)
+                    || (stat.ppid == me && stat.pgrp == leader);
+                if related {
+                    kept.push(pid);
+                    stats.insert(pid, stat);
+                }
+            }
+            *family = kept;
+        }
+        stats
+    }
+
+    /// Records a reading of `pid` and returns its CPU figure (% of one core).
+    fn read(&mut self, pid: i32, stat: &Stat, now: Instant) -> f32 {
+        let fresh = Reading {
+            start: stat.start,
+            ticks: stat.ticks,
+            at: now,
+            cpu: 0.0,
+        };
+        match self.readings.get_mut(&pid) {
+            Some(last) if last.start == stat.start => {
+                let elapsed = now.duration_since(last.at);
+                if elapsed < CPU_WINDOW {
+                    return last.cpu;
+                }
+                let used = stat.ticks.saturating_sub(last.ticks) as f64 / self.ticks_per_s as f64;
+                let cpu = (used / elapsed.as_secs_f64() * 100.0) as f32;
+                *last = Reading { cpu, ..fresh };
+                cpu
+            }
+            _ => {
+                self.readings.insert(pid, fresh);
+                0.0
             }
         }
     }
-
-    /// Samples every process, and adds up each leader's family. A leader that cannot be read is missing.
-    /// Command lines are read only `with_commands` (they cost a read per process).
-    pub fn sample(&mut self, leaders: &[i32], with_commands: bool) -> HashMap<i32, Sample> {
-        let Some(system) = self.system.as_mut() else {
-            return HashMap::new();
-        };
-        if leaders.is_empty() {
-            return HashMap::new();
-        }
-        system.refresh_processes_specifics(ProcessesToUpdate::All, true, kind(with_commands));
-        let me = std::process::id() as i32;
-        let parents: Vec<(i32, i32)> = system
-            .processes()
-            .iter()
-            .filter(|(_, p)| p.thread_kind().is_none())
-            .filter_map(|(pid, p)| {
-                let (pid, parent) = (pid.as_u32() as i32, p.parent()?.as_u32() as i32);
-                // An orphan of a worker's group is reparented to the daemon (a subreaper): it still
-                // belongs to the group it was started in.
-                if parent == me && !leaders.contains(&pid) {
-                    return Some((pid, process_group(pid).unwrap_or(parent)));
-                }
-                Some((pid, parent))
-            })
-            .collect();
-        families(leaders, &parents)
-            .into_iter()
-            .filter_map(|(leader, family)| {
-                let members: Vec<Member> = family
-                    .iter()
-                    .filter_map(|&pid| {
-                        let process = system.process(Pid::from_u32(pid as u32))?;
-                        Some(Member {
-                            pid,
-                            command: command(process),
-                            cpu: process.cpu_usage(),
-                            memory: process.memory(),
-                        })
-                    })
-                    .collect();
-                if members.first().is_none_or(|m| m.pid != leader) {
-                    return None;
-                }
-                Some((
-                    leader,
-                    Sample {
-                        cpu: members.iter().map(|m| m.cpu).sum(),
-                        memory: members.iter().map(|m| m.memory).sum(),
-                        members,
-                    },
-                ))
-            })
-            .collect()
-    }
 }
 
-/// A process's group, from `/proc/<pid>/stat`.
-fn process_group(pid: i32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // After the command in parentheses: state, ppid, pgrp.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(2)?.parse().ok()
-}
-
-fn kind(with_commands: bool) -> ProcessRefreshKind {
-    // Threads are listed as processes unless told otherwise; they share their process's memory.
-    let kind = ProcessRefreshKind::nothing()
-        .with_cpu()
-        .with_memory()
-        .without_tasks();
-    if with_commands {
-        kind.with_cmd(UpdateKind::Always)
-    } else {
-        kind
-    }
-}
-
-fn command(process: &sysinfo::Process) -> String {
-    let cmd = process.cmd();
-    let mut text = if cmd.is_empty() {
-        process.name().to_string_lossy().into_owned()
-    } else {
-        cmd.iter()
-            .map(|a| a.to_string_lossy())
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
+fn command(proc_root: &std::path::Path, pid: i32) -> String {
+    let mut text = procstat::command(proc_root, pid).unwrap_or_default();
     if text.chars().count() > COMMAND_MAX {
         text = text.chars().take(COMMAND_MAX - 1).collect::<String>() + "…";
     }
@@ -209,12 +339,6 @@ mod tests {
     }
 
     #[test]
-    fn the_group_of_this_process_is_read() {
-        let me = std::process::id() as i32;
-        assert_eq!(process_group(me), Some(nix::unistd::getpgrp().as_raw()));
-    }
-
-    #[test]
     fn this_process_is_sampled() {
         let me = std::process::id() as i32;
         let mut metrics = Metrics::new();
@@ -222,5 +346,59 @@ mod tests {
         let sample = &samples[&me];
         assert!(sample.memory > 0);
         assert_eq!(sample.members[0].pid, me);
+        assert!(!sample.members[0].command.is_empty());
+    }
+
+    #[test]
+    fn a_child_is_found_by_a_full_pass_and_read_until_it_is_gone() {
+        use std::io::BufRead;
+        // A worker (sh) with a child (sleep), whose pid it prints.
+        let mut worker = std::process::Command::new("sh")
+            .args(["-c", "sleep 30 & echo $!; wait"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("sh runs");
+        let leader = worker.id() as i32;
+        let mut line = String::new();
+        std::io::BufReader::new(worker.stdout.take().expect("a pipe"))
+            .read_line(&mut line)
+            .expect("the child's pid");
+        let child: i32 = line.trim().parse().expect("a pid");
+        let mut metrics = Metrics {
+            reuse: Duration::ZERO,
+            ..Metrics::new()
+        };
+        let first = metrics.sample(&[leader], false);
+        let has_child =
+            |s: &HashMap<i32, Sample>| s[&leader].members.iter().any(|m| m.pid == child);
+        assert!(has_child(&first), "{first:?}");
+        // The next sample reads the known family only, and still has the child.
+        let known = metrics.sample(&[leader], false);
+        assert!(has_child(&known), "{known:?}");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .expect("kill sleep");
+        worker.wait().expect("sh ends once its child is gone");
+        let after = metrics.sample(&[leader], false);
+        assert!(after.is_empty(), "{after:?}");
+    }
+
+    #[test]
+    fn a_recent_sample_is_answered_again_with_the_new_workers_read() {
+        let me = std::process::id() as i32;
+        let mut metrics = Metrics::new();
+        let first = metrics.sample(&[me], false);
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("sleep runs");
+        let pid = child.id() as i32;
+        let again = metrics.sample(&[me, pid], false);
+        child.kill().expect("kill sleep");
+        child.wait().expect("reap sleep");
+        assert_eq!(again[&me], first[&me]);
+        assert_eq!(again[&pid].members[0].pid, pid);
     }
 }

@@ -23,6 +23,7 @@ mod listener;
 mod metrics;
 pub mod persist;
 mod pidfd;
+mod procstat;
 mod ready;
 mod server;
 mod spawn;
