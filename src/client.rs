@@ -38,6 +38,36 @@ fn timed_out(e: &std::io::Error) -> bool {
     matches!(e.kind(), IoErrorKind::WouldBlock | IoErrorKind::TimedOut)
 }
 
+/// The last `error: ` line of the daemon's log (what a daemon that exited at start said), without the prefix.
+/// Only what was written past `from` (the log's length when the daemon was started) is read.
+fn last_error(log: &std::path::Path, from: u64) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(log).ok()?;
+    let length = file.metadata().ok()?.len();
+    file.seek(SeekFrom::Start(from.max(length.saturating_sub(16 * 1024))))
+        .ok()?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail).ok()?;
+    String::from_utf8_lossy(&tail)
+        .lines()
+        .rev()
+        .find_map(|line| line.strip_prefix("error: "))
+        .map(str::to_string)
+}
+
+/// The daemon's first frame: its greeting, or (in its place) why it refused this connection.
+fn greeting(line: &[u8]) -> Result<Hello> {
+    match protocol::decode::<Hello>(line) {
+        Ok(hello) => Ok(hello),
+        Err(e) => match protocol::decode::<Response>(line) {
+            Ok(Response::Error { message, .. }) => Err(anyhow!("{message}")),
+            _ => bail!(
+                "unexpected greeting from the daemon ({e}); is the CLI the same version as the daemon?"
+            ),
+        },
+    }
+}
+
 /// A connection to the daemon.
 pub struct Client {
     reader: BufReader<UnixStream>,
@@ -102,8 +132,8 @@ impl Client {
             .try_clone()
             .context("cannot use the control socket")?;
         let mut reader = BufReader::new(stream);
-        let hello: Hello = match protocol::read_frame(&mut reader) {
-            Ok(Some(hello)) => hello,
+        let hello: Hello = match protocol::read_line(&mut reader) {
+            Ok(Some(line)) => greeting(&line)?,
             Err(FrameError::Io(e)) if timed_out(&e) => bail!(
                 "the daemon is not answering: no greeting on {} within {} s (its controller may be \
                  stopped or stuck; see {})",
@@ -151,6 +181,7 @@ impl Client {
             .custom_flags(libc::O_NOFOLLOW)
             .open(&log_path)
             .with_context(|| format!("cannot open {}", log_path.display()))?;
+        let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
         let exe = std::env::current_exe().context("cannot find the herdsman executable")?;
         let mut command = Command::new(exe);
         command
@@ -181,10 +212,13 @@ impl Client {
             if let Some(status) = child.try_wait()?
                 && status.code() != Some(1)
             {
-                bail!(
-                    "the daemon exited at start ({status}); see {}",
-                    log_path.display()
-                );
+                match last_error(&log_path, log_start) {
+                    Some(error) => bail!("the daemon exited at start ({status}): {error}"),
+                    None => bail!(
+                        "the daemon exited at start ({status}); see {}",
+                        log_path.display()
+                    ),
+                }
             }
             if Instant::now() > deadline {
                 bail!(

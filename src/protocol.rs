@@ -25,7 +25,8 @@ pub const PROTOCOL_VERSION: u32 = 8;
 /// The largest frame either side accepts (a start request carries the caller's environment).
 pub const MAX_FRAME: usize = 4 << 20;
 
-/// The daemon's first frame on every connection.
+/// The daemon's first frame on every connection. A peer it refuses (another user on the control socket;
+/// anyone but its controller on the keeper's) gets one `Response::Error` saying why in its place, then EOF.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Hello {
     pub protocol: u32,
