@@ -208,12 +208,14 @@ impl Client {
             if let Some(client) = Client::connect_speaking(home, true)? {
                 return Ok(client);
             }
-            // Exit status 1 is a daemon that found another one starting for the same home: keep waiting.
-            if let Some(status) = child.try_wait()?
-                && status.code() != Some(1)
-            {
-                match last_error(&log_path, log_start) {
+            // A daemon that found another one starting for the same home exits 1 saying "already running":
+            // keep waiting for that one. Any other exit is the answer.
+            if let Some(status) = child.try_wait()? {
+                let error = last_error(&log_path, log_start);
+                match error {
+                    Some(error) if status.code() == Some(1) && error.contains("already running") => {}
                     Some(error) => bail!("the daemon exited at start ({status}): {error}"),
+                    None if status.code() == Some(1) => {}
                     None => bail!(
                         "the daemon exited at start ({status}); see {}",
                         log_path.display()

@@ -1,0 +1,1 @@
+//! The logs on a tiny tmpfs.

@@ -1,0 +1,1 @@
+//! Low limits and descriptor leaks.
