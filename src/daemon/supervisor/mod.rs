@@ -143,6 +143,9 @@ struct Worker {
     kill_reason: Option<String>,
     /// Taken out of its app's selection (hash or sticky) before being stopped this way (see `balancing.rs`).
     draining: Option<OnExit>,
+    /// Why the slot's last start failed before its program ran (a fork, a pipe, a descriptor, `execve`):
+    /// the request that started it answers with this error. Cleared when a process of the slot executes.
+    spawn_failure: Option<String>,
 }
 
 /// A process no longer in any slot (replaced by a reload) that is being stopped.
@@ -583,6 +586,7 @@ impl Supervisor {
                 reload_failure: None,
                 kill_reason: None,
                 draining: None,
+                spawn_failure: None,
             },
         );
         if let Some(app) = self.apps.get_mut(app) {
@@ -954,6 +958,8 @@ impl Supervisor {
             if pending.until == Await::Shutdown {
                 self.done = true;
                 self.kill_replies.push(reply);
+            } else if let Some(error) = self.spawn_failures(&pending) {
+                let _ = reply.send(Response::error(ErrorKind::Os, error));
             } else {
                 let _ = reply.send(self.processes());
             }
@@ -1004,6 +1010,30 @@ impl Supervisor {
                 });
             }
         }
+    }
+
+    /// For a request that started workers: those whose start failed before their program ran, as one error
+    /// naming each app, instance and cause (the others are started; nothing else changed).
+    fn spawn_failures(&self, pending: &Pending) -> Option<String> {
+        if pending.until != Await::Up {
+            return None;
+        }
+        let failures: Vec<String> = pending
+            .workers
+            .iter()
+            .filter_map(|(id, intent)| {
+                let w = self.workers.get(id).filter(|w| w.intent == *intent)?;
+                let cause = w.spawn_failure.as_ref()?;
+                Some(format!("app '{}' instance {}: {cause}", w.app, w.instance))
+            })
+            .collect();
+        (!failures.is_empty()).then(|| {
+            format!(
+                "could not start {} (the other workers and apps are unchanged):\n  {}",
+                if failures.len() == 1 { "a worker" } else { "workers" },
+                failures.join("\n  ")
+            )
+        })
     }
 
     fn settled(&self, pending: &Pending) -> bool {
