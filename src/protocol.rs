@@ -781,6 +781,19 @@ pub struct AppDetails {
     /// that means for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adoption: Option<String>,
+    /// Its log files that lost lines (a full disk): how many since the daemon started, and why writes fail
+    /// now if they still do.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log_drops: Vec<LogDrops>,
+}
+
+/// Lines a log file lost because they could not be written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogDrops {
+    pub path: String,
+    pub lines: u64,
+    /// Why writes to it fail, while they do.
+    pub failing: Option<String>,
 }
 
 /// How a rollout ended for one app.

@@ -18,7 +18,8 @@
 //! seconds at most), so a daemon that stops its workers and exits leaves every line written and no
 //! process behind.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
 use std::io::IoSlice;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
@@ -31,6 +32,7 @@ use nix::sys::socket::{
 };
 
 use super::keeper::{Header, MAX_HEADER};
+use super::output::DropReport;
 
 /// How long a stopping daemon waits for its keeper to write the last lines and exit.
 const DRAIN: Duration = Duration::from_secs(3);
@@ -47,6 +49,9 @@ pub struct Keeper {
     pending: Vec<Held>,
     /// When keepers were started again after dying.
     restarts: VecDeque<Instant>,
+    /// Lines the keepers could not write (a full disk), by log file, and why writes fail now if they do:
+    /// what their reports said (see [`Keeper::collect_reports`]).
+    drops: HashMap<PathBuf, (u64, Option<String>)>,
 }
 
 /// A copy of a read end a keeper reads.
@@ -120,6 +125,39 @@ impl Keeper {
             });
         }
         Ok(write)
+    }
+
+    /// Reads the reports the running keeper sent (lines it dropped, writes failing or working again), without
+    /// waiting. The keeper sends them at most twice a second and keeps what it could not send, so reading
+    /// them only when asked (`describe`) loses nothing.
+    pub fn collect_reports(&mut self) {
+        let Some(link) = &self.link else {
+            return;
+        };
+        let mut buffer = vec![0u8; MAX_HEADER];
+        loop {
+            match nix::sys::socket::recv(
+                link.control.as_raw_fd(),
+                &mut buffer,
+                MsgFlags::MSG_DONTWAIT,
+            ) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if let Ok(report) = serde_json::from_slice::<DropReport>(&buffer[..n]) {
+                        let entry = self.drops.entry(report.path).or_default();
+                        entry.0 += report.dropped;
+                        entry.1 = report.failing;
+                    }
+                }
+                Err(Errno::EINTR) => {}
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Lines dropped on their way to `path` since the daemon started, and why writes fail now if they do.
+    pub fn drops(&self, path: &Path) -> Option<&(u64, Option<String>)> {
+        self.drops.get(path)
     }
 
     /// The pipes made since the last `bind` belong to this worker.
@@ -250,6 +288,7 @@ impl Keeper {
             held,
             pending: Vec::new(),
             restarts: VecDeque::new(),
+            drops: HashMap::new(),
         }
     }
 

@@ -1024,7 +1024,12 @@ impl Supervisor {
             .filter_map(|(id, intent)| {
                 let w = self.workers.get(id).filter(|w| w.intent == *intent)?;
                 let cause = w.spawn_failure.as_ref()?;
-                Some(format!("app '{}' instance {}: {cause}", w.app, w.instance))
+                Some(format!(
+                    "app '{}' instance {}: {cause}{}",
+                    w.app,
+                    w.instance,
+                    limit_hint(cause)
+                ))
             })
             .collect();
         (!failures.is_empty()).then(|| {
@@ -1064,5 +1069,20 @@ impl Supervisor {
                     },
                 }),
         }
+    }
+}
+
+/// What a spawn error most likely ran into, for the message (the limit to raise).
+fn limit_hint(cause: &str) -> &'static str {
+    if cause.contains("(os error 11)") {
+        " (the user's process limit, RLIMIT_NPROC, or memory ran out)"
+    } else if cause.contains("(os error 24)") {
+        " (the daemon's descriptor limit, RLIMIT_NOFILE, is reached)"
+    } else if cause.contains("(os error 23)") {
+        " (the system's open file table is full)"
+    } else if cause.contains("(os error 12)") {
+        " (out of memory)"
+    } else {
+        ""
     }
 }
