@@ -213,7 +213,8 @@ impl Client {
             if let Some(status) = child.try_wait()? {
                 let error = last_error(&log_path, log_start);
                 match error {
-                    Some(error) if status.code() == Some(1) && error.contains("already running") => {}
+                    Some(error)
+                        if status.code() == Some(1) && error.contains("already running") => {}
                     Some(error) => bail!("the daemon exited at start ({status}): {error}"),
                     None if status.code() == Some(1) => {}
                     None => bail!(

@@ -24,7 +24,14 @@ pub struct Refusals {
 impl Refusals {
     /// Tells the peer `why` (one frame, written without waiting: a fresh socket's buffer takes it) and drops
     /// the connection; logs it if it is this uid's first refusal, or the first after [`LOG_EVERY`].
-    pub fn refuse(&mut self, stream: UnixStream, socket: &str, uid: u32, pid: Option<i32>, why: &str) {
+    pub fn refuse(
+        &mut self,
+        stream: UnixStream,
+        socket: &str,
+        uid: u32,
+        pid: Option<i32>,
+        why: &str,
+    ) {
         let message = format!("refused by the herdsman daemon: {why}");
         if let Ok(frame) = protocol::encode_frame(&Response::error(ErrorKind::Invalid, message)) {
             // SAFETY: send on a descriptor the stream owns, from a live buffer; MSG_DONTWAIT never blocks.

@@ -248,7 +248,8 @@ impl Output {
                 }
                 Err(e) => {
                     // Every line not written whole is lost (the one cut short too).
-                    let kept = usize::try_from(written.saturating_sub(prefix)).unwrap_or(usize::MAX);
+                    let kept =
+                        usize::try_from(written.saturating_sub(prefix)).unwrap_or(usize::MAX);
                     let lost = self.queue[kept.min(self.queue.len())..]
                         .iter()
                         .filter(|&&b| b == b'\n')

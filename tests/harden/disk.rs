@@ -135,7 +135,9 @@ fn a_full_log_disk_drops_and_counts_lines_while_the_app_serves_and_logging_resum
     );
     let error = error.unwrap_or_default();
     if !error.contains("No space left on device") {
-        h.fail(&format!("the failure should say the disk is full: {error:?}"));
+        h.fail(&format!(
+            "the failure should say the disk is full: {error:?}"
+        ));
     }
     // The app goes on writing (its pipe is read and emptied) and serving; the daemon goes on answering.
     let before = written(&h, port);
@@ -174,9 +176,11 @@ fn a_full_log_disk_drops_and_counts_lines_while_the_app_serves_and_logging_resum
         10 * SECOND,
         || drops(&h, "chatty", &out_log).is_some_and(|(n, e)| n >= later && e.is_none()),
     );
-    h.wait_for("the recovery in the daemon's log, once", 10 * SECOND, || {
-        log_lines_with(&h, &["writing to the log again", &path]) == 1
-    });
+    h.wait_for(
+        "the recovery in the daemon's log, once",
+        10 * SECOND,
+        || log_lines_with(&h, &["writing to the log again", &path]) == 1,
+    );
     if log_lines_with(&h, &["cannot write to the log", &path]) != 1 {
         h.fail("the failure must still be logged once");
     }
@@ -206,9 +210,7 @@ fn a_save_on_a_full_disk_fails_clearly_and_keeps_the_previous_dump() {
     let before = crate::helpers::snapshot(&h.list());
 
     let filler = disk.fill();
-    let out = h
-        .cmd(&["save"])
-        .fails_with("No space left on device");
+    let out = h.cmd(&["save"]).fails_with("No space left on device");
     if !out.stderr.contains(&dump.display().to_string()) {
         h.fail(&format!("the error must name the dump\n{out}"));
     }

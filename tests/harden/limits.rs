@@ -107,7 +107,10 @@ fn starts_until_the_limit(h: &Herdsman, causes: &[&str], free_room: impl Fn(&Her
 #[test]
 fn a_low_descriptor_limit_fails_only_the_start_that_hits_it() {
     let h = Herdsman::new();
-    let _daemon = limited_daemon(&h, &["prlimit".into(), "--nofile=64:64".into(), "--".into()]);
+    let _daemon = limited_daemon(
+        &h,
+        &["prlimit".into(), "--nofile=64:64".into(), "--".into()],
+    );
     starts_until_the_limit(&h, &["Too many open files", "descriptor"], |h| {
         h.cmd(&["delete", "s0"]).ok();
         h.cmd(&["delete", "s1"]).ok();
@@ -220,7 +223,9 @@ fn a_thousand_starts_and_deletes_leak_no_descriptor() {
     h.cmd(&["list"]).ok();
     let before = daemon_fds(&h);
     if !before.contains_key("controller") || !before.contains_key("log keeper") {
-        h.fail(&format!("the controller and log keeper were not found: {before:?}"));
+        h.fail(&format!(
+            "the controller and log keeper were not found: {before:?}"
+        ));
     }
     for _ in 0..ROUNDS {
         round(&h);

@@ -150,7 +150,9 @@ fn root_may_drive_the_daemon_of_another_user() {
     open_path_to(h.home().parent().expect("the home's parent"));
     let started = herdsman_as_other(h.home(), "start /bin/sleep --name theirs -- 1000", 1);
     if !started.stdout.contains("exit=0") {
-        h.fail(&format!("{OTHER_USER} cannot start its own daemon\n{started}"));
+        h.fail(&format!(
+            "{OTHER_USER} cannot start its own daemon\n{started}"
+        ));
     }
     let daemon = h.daemon_pid();
     if proc_uids(daemon).and_then(|u| u.first().copied()) != Some(uid) {
@@ -222,7 +224,9 @@ fn socket_files_someone_else_owns_or_can_write_stop_the_daemon_at_start() {
             .timeout(10 * SECOND)
             .run();
         if out.code() != Some(1) || !out.stderr.contains(needle) {
-            h.fail(&format!("{what}: the daemon must refuse naming {needle:?}\n{out}"));
+            h.fail(&format!(
+                "{what}: the daemon must refuse naming {needle:?}\n{out}"
+            ));
         }
         // A command that starts the daemon says why it could not.
         h.cmd(&["start", "/bin/sleep", "--name", "s", "--", "1000"])

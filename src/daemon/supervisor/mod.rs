@@ -1035,7 +1035,11 @@ impl Supervisor {
         (!failures.is_empty()).then(|| {
             format!(
                 "could not start {} (the other workers and apps are unchanged):\n  {}",
-                if failures.len() == 1 { "a worker" } else { "workers" },
+                if failures.len() == 1 {
+                    "a worker"
+                } else {
+                    "workers"
+                },
                 failures.join("\n  ")
             )
         })
