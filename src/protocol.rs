@@ -20,7 +20,9 @@ use crate::config::{AppSpec, SignalName};
 /// 6: [`Request::Version`]; the daemon is a keeper and a controller (the CLI talks to the controller).
 /// 8: fleet jobs: [`RunOutcome::LostLease`], [`JobRequest::FleetStatus`], `History { fleet }`,
 /// [`Response::FleetHistory`], [`Response::FleetStatus`], [`JobInfo`]'s `fleet`, a job spec's `fleet`.
-pub const PROTOCOL_VERSION: u32 = 8;
+/// 9: [`AppDetails`]'s `log_drops` ([`LogDrops`]); a refused peer gets a [`Response::Error`] in place of the
+/// [`Hello`].
+pub const PROTOCOL_VERSION: u32 = 9;
 
 /// The largest frame either side accepts (a start request carries the caller's environment).
 pub const MAX_FRAME: usize = 4 << 20;
