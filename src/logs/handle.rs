@@ -38,6 +38,22 @@ use super::output::DropReport;
 const DRAIN: Duration = Duration::from_secs(3);
 /// Keepers started again after dying, at most, per minute.
 const RESTARTS: usize = 5;
+/// Descriptors a keeper needs besides its pipes and files (standard ones, its channel, a rotation's
+/// directory and files, compression).
+const KEEPER_SPARE: u64 = 16;
+
+/// The soft `RLIMIT_NOFILE` of this process (the keeper's is the same).
+fn descriptor_limit() -> u64 {
+    // SAFETY: getrlimit writes into the struct it is given.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur
+        } else {
+            u64::MAX
+        }
+    }
+}
 
 /// The daemon's handle on its log keeper (none is started until a worker needs one).
 #[derive(Default)]
@@ -112,6 +128,7 @@ impl Keeper {
     /// one if needed). Returns the write end, for the worker; an error says why the worker should write
     /// to its file itself. Call [`Keeper::bind`] once the worker is spawned, or [`Keeper::discard`].
     pub fn pipe(&mut self, header: &Header) -> Result<OwnedFd, String> {
+        self.room_for_one_more()?;
         let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| format!("cannot create a pipe: {e}"))?;
         let keeper = self.hand_over(header, &read)?;
@@ -158,6 +175,26 @@ impl Keeper {
     /// Lines dropped on their way to `path` since the daemon started, and why writes fail now if they do.
     pub fn drops(&self, path: &Path) -> Option<&(u64, Option<String>)> {
         self.drops.get(path)
+    }
+
+    /// Whether the running keeper can take one more pipe under its descriptor limit (the daemon's, which it
+    /// inherits and raises the same way). A pipe it could not take would reach it without its descriptor
+    /// (`SCM_RIGHTS` is cut short at the limit): the worker's lines would stay in the pipe, and a chatty
+    /// worker would block once it is full. So past the limit the caller gives the worker its file instead.
+    /// Counted: each pipe, and its file and the file's directory (one each per stream at worst), plus
+    /// [`KEEPER_SPARE`].
+    fn room_for_one_more(&self) -> Result<(), String> {
+        let Some(link) = &self.link else {
+            return Ok(());
+        };
+        let pipes = self.held.iter().filter(|h| h.keeper == link.pid).count() + self.pending.len();
+        let limit = descriptor_limit();
+        if (3 * (pipes as u64 + 1)).saturating_add(KEEPER_SPARE) > limit {
+            return Err(format!(
+                "the log keeper is at its descriptor limit ({pipes} pipes; RLIMIT_NOFILE {limit})"
+            ));
+        }
+        Ok(())
     }
 
     /// The pipes made since the last `bind` belong to this worker.

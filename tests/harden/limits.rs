@@ -11,7 +11,8 @@ use std::process::{Command, Stdio};
 use nix::unistd::{Gid, Uid, chown};
 
 use crate::helpers::{
-    Herdsman, SECOND, Spawned, fd_link, fds, is_controller, is_log_keeper, open_path_to, poll,
+    Herdsman, SECOND, Spawned, fd_link, fds, free_port, is_controller, is_log_keeper, listen_addr,
+    open_path_to, poll,
 };
 
 /// Starts `herdsman daemon --foreground` on this home under `prefix` (`prlimit ...`, `setpriv ...`), and
@@ -35,10 +36,17 @@ fn limited_daemon(h: &Herdsman, prefix: &[String]) -> Spawned {
     daemon
 }
 
-/// `start /bin/sleep --name NAME -- 1000`, as a command run (not required to succeed).
-fn start_sleeper(h: &Herdsman, name: &str) -> crate::helpers::Output {
-    h.cmd(&["start", "/bin/sleep", "--name", name, "--", "1000"])
-        .run()
+/// Starts app NAME, a shell that writes `hello NAME` and then sleeps (not required to succeed); with
+/// `listen`, on a socket of its own (which the daemon holds: one descriptor more per app).
+fn start_sleeper(h: &Herdsman, name: &str, listen: bool) -> crate::helpers::Output {
+    let script = format!("echo hello {name}; exec sleep 1000");
+    let mut args = vec!["start", "/bin/sh", "--name", name];
+    let address = listen_addr(free_port());
+    if listen {
+        args.extend(["--listen", &address]);
+    }
+    args.extend(["--", "-c", &script]);
+    h.cmd(&args).run()
 }
 
 /// The pid of each app's worker.
@@ -49,15 +57,19 @@ fn pids_by_app(h: &Herdsman) -> BTreeMap<String, Option<i32>> {
 /// Starts sleepers until a start fails; requires the failure to name the app and one of `causes`, the
 /// apps started before to be untouched, and a start to work again once `free_room` ran.
 #[track_caller]
-fn starts_until_the_limit(h: &Herdsman, causes: &[&str], free_room: impl Fn(&Herdsman)) {
+fn starts_until_the_limit(
+    h: &Herdsman,
+    listen: bool,
+    causes: &[&str],
+    free_room: impl Fn(&Herdsman),
+) {
     let mut started = Vec::new();
     let failed = loop {
         let name = format!("s{}", started.len());
-        let out = start_sleeper(h, &name);
+        let out = start_sleeper(h, &name, listen);
         if !out.success() {
             break (name, out);
         }
-        h.wait_online(&name, 1);
         started.push(name);
         if started.len() > 200 {
             h.fail("200 apps started: the limit was never reached");
@@ -86,7 +98,7 @@ fn starts_until_the_limit(h: &Herdsman, causes: &[&str], free_room: impl Fn(&Her
         ));
     }
     // Another failing start, a list, a describe: the others keep their pids.
-    let again = start_sleeper(h, &name);
+    let again = start_sleeper(h, &name, listen);
     h.cmd(&["describe", &started[0]]).ok();
     let after: BTreeMap<String, Option<i32>> = pids_by_app(h)
         .into_iter()
@@ -97,11 +109,25 @@ fn starts_until_the_limit(h: &Herdsman, causes: &[&str], free_room: impl Fn(&Her
             "the failed starts changed other apps\nbefore: {before:?}\nafter:  {after:?}\n{again}"
         ));
     }
+    // Each app started before the limit had its output taken to its log (no pipe lost on the way).
+    for app in &started {
+        h.wait_for(&format!("`hello {app}` in its log"), 10 * SECOND, || {
+            h.out_log(app).contains(&format!("hello {app}"))
+        });
+    }
     // Room comes back: the same start works.
     free_room(h);
     h.cmd(&["delete", &name]).run();
-    start_sleeper(h, &name);
+    let out = start_sleeper(h, &name, listen);
+    if !out.success() {
+        h.fail(&format!(
+            "the start must work once there is room again\n{out}"
+        ));
+    }
     h.wait_online(&name, 1);
+    h.wait_for(&format!("`hello {name}` in its log"), 10 * SECOND, || {
+        h.out_log(&name).contains(&format!("hello {name}"))
+    });
 }
 
 #[test]
@@ -111,7 +137,7 @@ fn a_low_descriptor_limit_fails_only_the_start_that_hits_it() {
         &h,
         &["prlimit".into(), "--nofile=64:64".into(), "--".into()],
     );
-    starts_until_the_limit(&h, &["Too many open files", "descriptor"], |h| {
+    starts_until_the_limit(&h, true, &["RLIMIT_NOFILE"], |h| {
         h.cmd(&["delete", "s0"]).ok();
         h.cmd(&["delete", "s1"]).ok();
     });
@@ -168,7 +194,7 @@ fn a_low_process_limit_fails_only_the_start_that_hits_it() {
             "--".into(),
         ],
     );
-    starts_until_the_limit(&h, &["Resource temporarily unavailable", "process"], |h| {
+    starts_until_the_limit(&h, false, &["RLIMIT_NPROC"], |h| {
         h.cmd(&["delete", "s0"]).ok();
         h.cmd(&["delete", "s1"]).ok();
     });
