@@ -261,6 +261,12 @@ fn a_thousand_starts_and_deletes_leak_no_descriptor() {
         let now = daemon_fds(&h);
         (counts(&now) == counts(&before)).then_some(now)
     });
+    println!(
+        "descriptors before {:?}, after {} starts and deletes {:?}",
+        counts(&before),
+        APPS * ROUNDS,
+        settled.as_ref().map(counts)
+    );
     if settled.is_none() {
         let now = daemon_fds(&h);
         let mut extra = Vec::new();
