@@ -292,3 +292,44 @@ impl Client {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ErrorKind;
+
+    #[test]
+    fn a_greeting_is_a_hello_or_the_reason_for_a_refusal() {
+        let hello = Hello {
+            protocol: PROTOCOL_VERSION,
+            version: "1.0.0".into(),
+            pid: 7,
+        };
+        let line = serde_json::to_vec(&hello).expect("encode");
+        assert_eq!(greeting(&line).expect("a hello").pid, 7);
+
+        let refusal = Response::error(ErrorKind::Invalid, "refused by the herdsman daemon: uid 5");
+        let line = serde_json::to_vec(&refusal).expect("encode");
+        let error = greeting(&line).expect_err("a refusal");
+        assert_eq!(error.to_string(), "refused by the herdsman daemon: uid 5");
+
+        let error = greeting(b"{\"something\":1}").expect_err("garbage");
+        assert!(error.to_string().contains("unexpected greeting"), "{error}");
+    }
+
+    #[test]
+    fn the_daemons_start_error_is_the_last_error_line_it_wrote() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("daemon.log");
+        std::fs::write(&log, "error: an old one\n").expect("write");
+        let from = std::fs::metadata(&log).expect("stat").len();
+        assert_eq!(last_error(&log, from), None, "what came before is not read");
+        let mut text = std::fs::read_to_string(&log).expect("read");
+        text.push_str("INFO something\nerror: the home is owned by uid 5\n");
+        std::fs::write(&log, text).expect("write");
+        assert_eq!(
+            last_error(&log, from).as_deref(),
+            Some("the home is owned by uid 5")
+        );
+    }
+}

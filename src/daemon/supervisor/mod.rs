@@ -1090,3 +1090,18 @@ fn limit_hint(cause: &str) -> &'static str {
         ""
     }
 }
+
+#[cfg(test)]
+mod limit_tests {
+    use super::limit_hint;
+
+    #[test]
+    fn a_spawn_error_names_the_limit_it_most_likely_hit() {
+        let hint = |e: i32| limit_hint(&std::io::Error::from_raw_os_error(e).to_string());
+        assert!(hint(libc::EAGAIN).contains("RLIMIT_NPROC"));
+        assert!(hint(libc::EMFILE).contains("RLIMIT_NOFILE"));
+        assert!(hint(libc::ENFILE).contains("open file table"));
+        assert!(hint(libc::ENOMEM).contains("memory"));
+        assert_eq!(hint(libc::ENOENT), "");
+    }
+}
