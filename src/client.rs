@@ -38,6 +38,36 @@ fn timed_out(e: &std::io::Error) -> bool {
     matches!(e.kind(), IoErrorKind::WouldBlock | IoErrorKind::TimedOut)
 }
 
+/// The last `error: ` line of the daemon's log (what a daemon that exited at start said), without the prefix.
+/// Only what was written past `from` (the log's length when the daemon was started) is read.
+fn last_error(log: &std::path::Path, from: u64) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(log).ok()?;
+    let length = file.metadata().ok()?.len();
+    file.seek(SeekFrom::Start(from.max(length.saturating_sub(16 * 1024))))
+        .ok()?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail).ok()?;
+    String::from_utf8_lossy(&tail)
+        .lines()
+        .rev()
+        .find_map(|line| line.strip_prefix("error: "))
+        .map(str::to_string)
+}
+
+/// The daemon's first frame: its greeting, or (in its place) why it refused this connection.
+fn greeting(line: &[u8]) -> Result<Hello> {
+    match protocol::decode::<Hello>(line) {
+        Ok(hello) => Ok(hello),
+        Err(e) => match protocol::decode::<Response>(line) {
+            Ok(Response::Error { message, .. }) => Err(anyhow!("{message}")),
+            _ => bail!(
+                "unexpected greeting from the daemon ({e}); is the CLI the same version as the daemon?"
+            ),
+        },
+    }
+}
+
 /// A connection to the daemon.
 pub struct Client {
     reader: BufReader<UnixStream>,
@@ -102,8 +132,8 @@ impl Client {
             .try_clone()
             .context("cannot use the control socket")?;
         let mut reader = BufReader::new(stream);
-        let hello: Hello = match protocol::read_frame(&mut reader) {
-            Ok(Some(hello)) => hello,
+        let hello: Hello = match protocol::read_line(&mut reader) {
+            Ok(Some(line)) => greeting(&line)?,
             Err(FrameError::Io(e)) if timed_out(&e) => bail!(
                 "the daemon is not answering: no greeting on {} within {} s (its controller may be \
                  stopped or stuck; see {})",
@@ -151,6 +181,7 @@ impl Client {
             .custom_flags(libc::O_NOFOLLOW)
             .open(&log_path)
             .with_context(|| format!("cannot open {}", log_path.display()))?;
+        let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
         let exe = std::env::current_exe().context("cannot find the herdsman executable")?;
         let mut command = Command::new(exe);
         command
@@ -177,14 +208,20 @@ impl Client {
             if let Some(client) = Client::connect_speaking(home, true)? {
                 return Ok(client);
             }
-            // Exit status 1 is a daemon that found another one starting for the same home: keep waiting.
-            if let Some(status) = child.try_wait()?
-                && status.code() != Some(1)
-            {
-                bail!(
-                    "the daemon exited at start ({status}); see {}",
-                    log_path.display()
-                );
+            // A daemon that found another one starting for the same home exits 1 saying "already running":
+            // keep waiting for that one. Any other exit is the answer.
+            if let Some(status) = child.try_wait()? {
+                let error = last_error(&log_path, log_start);
+                match error {
+                    Some(error)
+                        if status.code() == Some(1) && error.contains("already running") => {}
+                    Some(error) => bail!("the daemon exited at start ({status}): {error}"),
+                    None if status.code() == Some(1) => {}
+                    None => bail!(
+                        "the daemon exited at start ({status}); see {}",
+                        log_path.display()
+                    ),
+                }
             }
             if Instant::now() > deadline {
                 bail!(
@@ -253,5 +290,46 @@ impl Client {
             )),
             Err(e) => Err(anyhow!("cannot read the daemon's answer: {e}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ErrorKind;
+
+    #[test]
+    fn a_greeting_is_a_hello_or_the_reason_for_a_refusal() {
+        let hello = Hello {
+            protocol: PROTOCOL_VERSION,
+            version: "1.0.0".into(),
+            pid: 7,
+        };
+        let line = serde_json::to_vec(&hello).expect("encode");
+        assert_eq!(greeting(&line).expect("a hello").pid, 7);
+
+        let refusal = Response::error(ErrorKind::Invalid, "refused by the herdsman daemon: uid 5");
+        let line = serde_json::to_vec(&refusal).expect("encode");
+        let error = greeting(&line).expect_err("a refusal");
+        assert_eq!(error.to_string(), "refused by the herdsman daemon: uid 5");
+
+        let error = greeting(b"{\"something\":1}").expect_err("garbage");
+        assert!(error.to_string().contains("unexpected greeting"), "{error}");
+    }
+
+    #[test]
+    fn the_daemons_start_error_is_the_last_error_line_it_wrote() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("daemon.log");
+        std::fs::write(&log, "error: an old one\n").expect("write");
+        let from = std::fs::metadata(&log).expect("stat").len();
+        assert_eq!(last_error(&log, from), None, "what came before is not read");
+        let mut text = std::fs::read_to_string(&log).expect("read");
+        text.push_str("INFO something\nerror: the home is owned by uid 5\n");
+        std::fs::write(&log, text).expect("write");
+        assert_eq!(
+            last_error(&log, from).as_deref(),
+            Some("the home is owned by uid 5")
+        );
     }
 }

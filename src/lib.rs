@@ -24,6 +24,7 @@ pub mod human;
 pub mod logs;
 pub mod monit;
 pub mod protocol;
+mod refusal;
 pub mod schedule;
 pub mod secure_fs;
 pub mod systemd;

@@ -20,12 +20,15 @@ use crate::config::{AppSpec, SignalName};
 /// 6: [`Request::Version`]; the daemon is a keeper and a controller (the CLI talks to the controller).
 /// 8: fleet jobs: [`RunOutcome::LostLease`], [`JobRequest::FleetStatus`], `History { fleet }`,
 /// [`Response::FleetHistory`], [`Response::FleetStatus`], [`JobInfo`]'s `fleet`, a job spec's `fleet`.
-pub const PROTOCOL_VERSION: u32 = 8;
+/// 9: [`AppDetails`]'s `log_drops` ([`LogDrops`]); a refused peer gets a [`Response::Error`] in place of the
+/// [`Hello`].
+pub const PROTOCOL_VERSION: u32 = 9;
 
 /// The largest frame either side accepts (a start request carries the caller's environment).
 pub const MAX_FRAME: usize = 4 << 20;
 
-/// The daemon's first frame on every connection.
+/// The daemon's first frame on every connection. A peer it refuses (another user on the control socket;
+/// anyone but its controller on the keeper's) gets one `Response::Error` saying why in its place, then EOF.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Hello {
     pub protocol: u32,
@@ -780,6 +783,19 @@ pub struct AppDetails {
     /// that means for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adoption: Option<String>,
+    /// Its log files that lost lines (a full disk): how many since the daemon started, and why writes fail
+    /// now if they still do.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log_drops: Vec<LogDrops>,
+}
+
+/// Lines a log file lost because they could not be written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogDrops {
+    pub path: String,
+    pub lines: u64,
+    /// Why writes to it fail, while they do.
+    pub failing: Option<String>,
 }
 
 /// How a rollout ended for one app.

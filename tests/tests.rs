@@ -8,6 +8,7 @@ mod ecosystem;
 mod fleet;
 mod fleetjobs;
 mod habits;
+mod harden;
 mod helpers;
 mod jobs;
 mod keeper;

@@ -241,6 +241,19 @@ fn render(app: &AppDetails, now: u64) -> String {
     if let Some(note) = &app.adoption {
         field("adopted", note.clone());
     }
+    for drops in &app.log_drops {
+        let now_failing = match &drops.failing {
+            Some(error) => format!(", still failing: {error}"),
+            None => String::new(),
+        };
+        field(
+            "log drops",
+            format!(
+                "{} lines not written to {}{now_failing}",
+                drops.lines, drops.path
+            ),
+        );
+    }
     if !spec.depends_on.is_empty() {
         field("depends on", spec.depends_on.join(", "));
     }

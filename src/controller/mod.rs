@@ -63,6 +63,7 @@ async fn serve(listener: std::os::unix::net::UnixListener, keeper: PathBuf) -> R
     // Each connection task holds a clone of `alive`; when the last is dropped, every answer has been passed on.
     let (alive, mut all_closed) = mpsc::channel::<()>(1);
     let mut acceptor = crate::accepting::Acceptor::default();
+    let mut refusals = crate::refusal::Refusals::default();
     info!(pid = std::process::id(), "controller serving");
     loop {
         let stream = tokio::select! {
@@ -75,10 +76,11 @@ async fn serve(listener: std::os::unix::net::UnixListener, keeper: PathBuf) -> R
         match stream.peer_cred() {
             Ok(cred) if cred.uid() == uid || cred.uid() == 0 => {}
             Ok(cred) => {
-                warn!(
-                    peer_uid = cred.uid(),
-                    "refused a control connection from another user"
+                let why = format!(
+                    "uid {} may not use the daemon of uid {uid} (only its own user, or root, may)",
+                    cred.uid()
                 );
+                refusals.refuse(stream, "control", cred.uid(), cred.pid(), &why);
                 continue;
             }
             Err(e) => {

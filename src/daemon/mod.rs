@@ -384,8 +384,27 @@ fn lock(home: &Home) -> Result<File> {
     Ok(file)
 }
 
-/// A socket file left by a daemon that died: remove it (the lock proves nobody serves it).
+/// A socket file left by a daemon that died: remove it (the lock proves nobody serves it). One that another
+/// user owns, or that its group or others can write, was not left by a daemon of ours (which binds it 0600):
+/// the daemon refuses to start, naming the file, rather than guess who made it and why.
 fn remove_stale_socket(path: &Path) -> Result<()> {
+    match nix::sys::stat::lstat(path) {
+        Ok(stat) => {
+            if let Some(why) =
+                crate::secure_fs::untrusted(&stat, crate::secure_fs::Owner::Euid, false)
+            {
+                bail!(
+                    "{} {why}: herdsman's sockets are its user's own and writable by no one else; remove \
+                     the file (no daemon serves it: the home's lock is free) and start again",
+                    path.display()
+                );
+            }
+        }
+        Err(nix::errno::Errno::ENOENT) => return Ok(()),
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot stat {}", path.display()));
+        }
+    }
     match fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

@@ -65,16 +65,15 @@ pub async fn serve(
 ) {
     let uid = nix::unistd::geteuid().as_raw();
     let mut acceptor = crate::accepting::Acceptor::default();
+    let mut refusals = crate::refusal::Refusals::default();
     loop {
         let stream = acceptor.accept(&listener, "keeper").await;
         match stream.peer_cred() {
             Ok(cred) if cred.uid() == uid && controller.admits(cred.pid()) => {}
             Ok(cred) => {
-                warn!(
-                    peer_uid = cred.uid(),
-                    peer_pid = cred.pid(),
-                    "refused a connection to the keeper's socket: not its controller"
-                );
+                let why = "only the controller this keeper started may connect to its socket; use the \
+                           control socket (herdsman.sock)";
+                refusals.refuse(stream, "keeper", cred.uid(), cred.pid(), why);
                 continue;
             }
             Err(e) => {

@@ -18,10 +18,11 @@
 //! seconds at most), so a daemon that stops its workers and exits leaves every line written and no
 //! process behind.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::IoSlice;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -31,11 +32,28 @@ use nix::sys::socket::{
 };
 
 use super::keeper::{Header, MAX_HEADER};
+use super::output::DropReport;
 
 /// How long a stopping daemon waits for its keeper to write the last lines and exit.
 const DRAIN: Duration = Duration::from_secs(3);
 /// Keepers started again after dying, at most, per minute.
 const RESTARTS: usize = 5;
+/// Descriptors a keeper needs besides its pipes and files (standard ones, its channel, a rotation's
+/// directory and files, compression).
+const KEEPER_SPARE: u64 = 16;
+
+/// The soft `RLIMIT_NOFILE` of this process (the keeper's is the same).
+fn descriptor_limit() -> u64 {
+    // SAFETY: getrlimit writes into the struct it is given.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur
+        } else {
+            u64::MAX
+        }
+    }
+}
 
 /// The daemon's handle on its log keeper (none is started until a worker needs one).
 #[derive(Default)]
@@ -47,6 +65,9 @@ pub struct Keeper {
     pending: Vec<Held>,
     /// When keepers were started again after dying.
     restarts: VecDeque<Instant>,
+    /// Lines the keepers could not write (a full disk), by log file, and why writes fail now if they do:
+    /// what their reports said (see [`Keeper::collect_reports`]).
+    drops: HashMap<PathBuf, (u64, Option<String>)>,
 }
 
 /// A copy of a read end a keeper reads.
@@ -107,6 +128,7 @@ impl Keeper {
     /// one if needed). Returns the write end, for the worker; an error says why the worker should write
     /// to its file itself. Call [`Keeper::bind`] once the worker is spawned, or [`Keeper::discard`].
     pub fn pipe(&mut self, header: &Header) -> Result<OwnedFd, String> {
+        self.room_for_one_more()?;
         let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| format!("cannot create a pipe: {e}"))?;
         let keeper = self.hand_over(header, &read)?;
@@ -120,6 +142,59 @@ impl Keeper {
             });
         }
         Ok(write)
+    }
+
+    /// Reads the reports the running keeper sent (lines it dropped, writes failing or working again), without
+    /// waiting. The keeper sends them at most twice a second and keeps what it could not send, so reading
+    /// them only when asked (`describe`) loses nothing.
+    pub fn collect_reports(&mut self) {
+        let Some(link) = &self.link else {
+            return;
+        };
+        let mut buffer = vec![0u8; MAX_HEADER];
+        loop {
+            match nix::sys::socket::recv(
+                link.control.as_raw_fd(),
+                &mut buffer,
+                MsgFlags::MSG_DONTWAIT,
+            ) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if let Ok(report) = serde_json::from_slice::<DropReport>(&buffer[..n]) {
+                        let entry = self.drops.entry(report.path).or_default();
+                        entry.0 += report.dropped;
+                        entry.1 = report.failing;
+                    }
+                }
+                Err(Errno::EINTR) => {}
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Lines dropped on their way to `path` since the daemon started, and why writes fail now if they do.
+    pub fn drops(&self, path: &Path) -> Option<&(u64, Option<String>)> {
+        self.drops.get(path)
+    }
+
+    /// Whether the running keeper can take one more pipe under its descriptor limit (the daemon's, which it
+    /// inherits and raises the same way). A pipe it could not take would reach it without its descriptor
+    /// (`SCM_RIGHTS` is cut short at the limit): the worker's lines would stay in the pipe, and a chatty
+    /// worker would block once it is full. So past the limit the caller gives the worker its file instead.
+    /// Counted: each pipe, and its file and the file's directory (one each per stream at worst), plus
+    /// [`KEEPER_SPARE`].
+    fn room_for_one_more(&self) -> Result<(), String> {
+        let Some(link) = &self.link else {
+            return Ok(());
+        };
+        let pipes = self.held.iter().filter(|h| h.keeper == link.pid).count() + self.pending.len();
+        let limit = descriptor_limit();
+        if (3 * (pipes as u64 + 1)).saturating_add(KEEPER_SPARE) > limit {
+            return Err(format!(
+                "the log keeper is at its descriptor limit ({pipes} pipes; RLIMIT_NOFILE {limit})"
+            ));
+        }
+        Ok(())
     }
 
     /// The pipes made since the last `bind` belong to this worker.
@@ -250,6 +325,7 @@ impl Keeper {
             held,
             pending: Vec::new(),
             restarts: VecDeque::new(),
+            drops: HashMap::new(),
         }
     }
 

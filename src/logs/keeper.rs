@@ -19,12 +19,13 @@ use std::io::{IoSliceMut, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
 use serde::{Deserialize, Serialize};
 
-use super::output::Output;
+use super::output::{DropReport, Output};
 use super::{LineFormat, MAX_LINE, RotateEvery, Stream, now_ms};
 
 /// What the daemon tells the keeper about a pipe it hands over.
@@ -75,6 +76,27 @@ struct Keeper {
     control: Option<OwnedFd>,
     pipes: Vec<Pipe>,
     outputs: HashMap<PathBuf, Shared>,
+    /// Lines were written since the outputs were last looked at for a report.
+    dirty: bool,
+    /// When reports were last sent.
+    reported_at: Instant,
+}
+
+/// How often the daemon is told about dropped lines, at most.
+const REPORT_EVERY: Duration = Duration::from_millis(500);
+
+/// Sends `report` to the daemon on the control channel without waiting; false if it was not taken (the
+/// daemon reads its reports when asked for them: a full queue waits for that).
+fn send_report(control: Option<&OwnedFd>, report: &DropReport) -> bool {
+    let (Some(control), Ok(bytes)) = (control, serde_json::to_vec(report)) else {
+        return false;
+    };
+    nix::sys::socket::send(
+        control.as_raw_fd(),
+        &bytes,
+        MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+    )
+    .is_ok()
 }
 
 static TERMINATE: AtomicBool = AtomicBool::new(false);
@@ -122,6 +144,8 @@ pub fn run(control_fd: RawFd) -> Result<()> {
         control: Some(control),
         pipes: Vec::new(),
         outputs: HashMap::new(),
+        dirty: false,
+        reported_at: Instant::now(),
     };
     keeper.run();
     super::compress::finish();
@@ -147,8 +171,16 @@ impl Keeper {
             let control = self.control.as_ref().map(AsRawFd::as_raw_fd).unwrap_or(-1);
             fds.push(pollfd(control));
             fds.extend(self.pipes.iter().map(|p| pollfd(p.file.as_raw_fd())));
+            // Wake up for a report that is due, else only for input.
+            let timeout = if self.dirty {
+                REPORT_EVERY
+                    .saturating_sub(self.reported_at.elapsed())
+                    .as_millis() as libc::c_int
+            } else {
+                -1
+            };
             // SAFETY: `fds` is a valid array of `fds.len()` pollfd structures (a negative fd is skipped).
-            let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+            let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
             if ready < 0 {
                 let error = std::io::Error::last_os_error();
                 if error.kind() != std::io::ErrorKind::Interrupted {
@@ -165,7 +197,28 @@ impl Keeper {
             if fds[0].revents != 0 {
                 self.receive();
             }
+            if self.dirty && self.reported_at.elapsed() >= REPORT_EVERY {
+                self.report();
+            }
         }
+    }
+
+    /// Tells the daemon about every log that dropped lines, or whose writes began or stopped failing,
+    /// since the last report.
+    fn report(&mut self) {
+        self.reported_at = Instant::now();
+        let mut all_sent = true;
+        for shared in self.outputs.values_mut() {
+            if let Some(report) = shared.output.pending_report() {
+                if send_report(self.control.as_ref(), &report) {
+                    shared.output.reported(&report);
+                } else {
+                    all_sent = false;
+                }
+            }
+        }
+        // Without a daemon to tell, there is no one to wait for.
+        self.dirty = !all_sent && self.control.is_some();
     }
 
     /// Takes one message from the control channel: a new pipe, or the channel's end.
@@ -293,6 +346,7 @@ impl Keeper {
             }
             pipe.partial.drain(..start);
             shared.output.flush();
+            self.dirty = true;
             return;
         }
         if !pipe.partial.is_empty() {
@@ -302,6 +356,10 @@ impl Keeper {
         shared.users -= 1;
         let path = pipe.path.clone();
         if shared.users == 0 {
+            // Its last report, now: the count goes with it.
+            if let Some(report) = shared.output.pending_report() {
+                send_report(self.control.as_ref(), &report);
+            }
             self.outputs.remove(&path);
         }
         self.pipes.swap_remove(index);

@@ -42,6 +42,16 @@ use crate::secure_fs::{self, Dir};
 /// meanwhile, and the failure is reported once).
 const ROTATION_RETRY: Duration = Duration::from_secs(10);
 
+/// What the log keeper tells the daemon about one log's lost lines (see [`Output::pending_report`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DropReport {
+    pub path: PathBuf,
+    /// Lines dropped since the last report.
+    pub dropped: u64,
+    /// Why writes fail, while they do; `None` once one works again.
+    pub failing: Option<String>,
+}
+
 pub struct Output {
     path: PathBuf,
     /// Where the lines go; `None` drops them (`/dev/null`, or a log that cannot be opened).
@@ -69,6 +79,14 @@ pub struct Output {
     queue: Vec<u8>,
     /// The last write failed (reported once until one succeeds).
     failing: bool,
+    /// Why the last write failed, while it does.
+    error: Option<String>,
+    /// Lines dropped because a write failed: since the last report to the daemon, and since the writes
+    /// started failing (for the log line when they work again).
+    unreported: u64,
+    dropped_while_failing: u64,
+    /// The failure the daemon was last told about.
+    reported_error: Option<String>,
     /// A write that failed part-way left the file in the middle of a line.
     mid_line: bool,
     /// A rotation failed: when to try again (reported once until one succeeds).
@@ -134,6 +152,10 @@ impl Output {
             busy: false,
             queue: Vec::new(),
             failing: false,
+            error: None,
+            unreported: 0,
+            dropped_while_failing: 0,
+            reported_error: None,
             mid_line: false,
             rotation_retry: None,
             reopen_failing: false,
@@ -209,22 +231,56 @@ impl Output {
             return;
         }
         if let Some(target) = &mut self.target {
+            let prefix = u64::from(self.mid_line);
             let (written, result) = write_lines(&mut target.file, &self.queue, &mut self.mid_line);
             self.size += written;
             if written > 0 {
                 self.written_ms = Some(self.batch_ms);
             }
             match result {
-                Ok(()) => self.failing = false,
+                Ok(()) => {
+                    if self.failing {
+                        tracing::info!(path = %self.path.display(), dropped = self.dropped_while_failing, "writing to the log again; {} lines were dropped meanwhile", self.dropped_while_failing);
+                    }
+                    self.failing = false;
+                    self.error = None;
+                    self.dropped_while_failing = 0;
+                }
                 Err(e) => {
+                    // Every line not written whole is lost (the one cut short too).
+                    let kept =
+                        usize::try_from(written.saturating_sub(prefix)).unwrap_or(usize::MAX);
+                    let lost = self.queue[kept.min(self.queue.len())..]
+                        .iter()
+                        .filter(|&&b| b == b'\n')
+                        .count() as u64;
+                    self.unreported += lost;
+                    self.dropped_while_failing += lost;
                     if !self.failing {
-                        tracing::warn!(path = %self.path.display(), error = %e, "cannot write to the log; lines are dropped");
+                        tracing::warn!(path = %self.path.display(), error = %e, "cannot write to the log; lines are dropped (counted in `herdsman describe`) until a write works again");
                     }
                     self.failing = true;
+                    self.error = Some(e.to_string());
                 }
             }
         }
         self.queue.clear();
+    }
+
+    /// What the daemon has not been told yet: lines dropped since the last report, or a change of the
+    /// failure (one began, or ended).
+    pub fn pending_report(&self) -> Option<DropReport> {
+        (self.unreported > 0 || self.error != self.reported_error).then(|| DropReport {
+            path: self.path.clone(),
+            dropped: self.unreported,
+            failing: self.error.clone(),
+        })
+    }
+
+    /// The daemon was told `report`.
+    pub fn reported(&mut self, report: &DropReport) {
+        self.unreported -= report.dropped.min(self.unreported);
+        self.reported_error = report.failing.clone();
     }
 
     /// Rotates the file unless, under the lock, it turns out another keeper did, or a flush emptied it.

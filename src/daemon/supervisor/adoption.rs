@@ -852,6 +852,7 @@ impl Supervisor {
                 reload_failure: None,
                 kill_reason: None,
                 draining: None,
+                spawn_failure: None,
             };
             match (recorded, slot.want) {
                 (Some(recorded), _) => {
@@ -917,6 +918,7 @@ impl Supervisor {
                     reload_failure: None,
                     kill_reason: None,
                     draining: None,
+                    spawn_failure: None,
                 },
             );
         }

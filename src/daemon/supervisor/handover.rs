@@ -412,6 +412,7 @@ impl Supervisor {
                     reload_failure: None,
                     kill_reason: None,
                     draining: None,
+                    spawn_failure: None,
                 },
             );
         }

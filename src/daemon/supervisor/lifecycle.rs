@@ -249,6 +249,7 @@ impl Supervisor {
         worker.epoch += 1;
         worker.on_exit = OnExit::Crash;
         worker.kill_reason = None;
+        worker.spawn_failure = result.as_ref().err().map(|e| format!("cannot spawn: {e}"));
         match result {
             Ok(process) => worker.state = State::Running(process),
             Err(e) => {
@@ -536,6 +537,7 @@ impl Supervisor {
                     {
                         worker.last_exit = Some(e.to_string());
                         worker.last_exit_at = Some(SystemTime::now());
+                        worker.spawn_failure = Some(e.to_string());
                         if process.early_exit.is_none() {
                             // Not reaped yet, so the pid (and its group) are still this process's.
                             let _ = killpg(Pid::from_raw(process.pid), Signal::SIGKILL);
@@ -564,6 +566,9 @@ impl Supervisor {
             && let Some(worker) = self.workers.get_mut(&id)
         {
             worker.started_once = true;
+            if loc == Loc::Slot(id) {
+                worker.spawn_failure = None;
+            }
         }
         let early_exit = process.early_exit.take();
         self.put(loc, process);

@@ -143,6 +143,9 @@ struct Worker {
     kill_reason: Option<String>,
     /// Taken out of its app's selection (hash or sticky) before being stopped this way (see `balancing.rs`).
     draining: Option<OnExit>,
+    /// Why the slot's last start failed before its program ran (a fork, a pipe, a descriptor, `execve`):
+    /// the request that started it answers with this error. Cleared when a process of the slot executes.
+    spawn_failure: Option<String>,
 }
 
 /// A process no longer in any slot (replaced by a reload) that is being stopped.
@@ -583,6 +586,7 @@ impl Supervisor {
                 reload_failure: None,
                 kill_reason: None,
                 draining: None,
+                spawn_failure: None,
             },
         );
         if let Some(app) = self.apps.get_mut(app) {
@@ -954,6 +958,8 @@ impl Supervisor {
             if pending.until == Await::Shutdown {
                 self.done = true;
                 self.kill_replies.push(reply);
+            } else if let Some(error) = self.spawn_failures(&pending) {
+                let _ = reply.send(Response::error(ErrorKind::Os, error));
             } else {
                 let _ = reply.send(self.processes());
             }
@@ -1006,6 +1012,39 @@ impl Supervisor {
         }
     }
 
+    /// For a request that started workers: those whose start failed before their program ran, as one error
+    /// naming each app, instance and cause (the others are started; nothing else changed).
+    fn spawn_failures(&self, pending: &Pending) -> Option<String> {
+        if pending.until != Await::Up {
+            return None;
+        }
+        let failures: Vec<String> = pending
+            .workers
+            .iter()
+            .filter_map(|(id, intent)| {
+                let w = self.workers.get(id).filter(|w| w.intent == *intent)?;
+                let cause = w.spawn_failure.as_ref()?;
+                Some(format!(
+                    "app '{}' instance {}: {cause}{}",
+                    w.app,
+                    w.instance,
+                    limit_hint(cause)
+                ))
+            })
+            .collect();
+        (!failures.is_empty()).then(|| {
+            format!(
+                "could not start {} (the other workers and apps are unchanged):\n  {}",
+                if failures.len() == 1 {
+                    "a worker"
+                } else {
+                    "workers"
+                },
+                failures.join("\n  ")
+            )
+        })
+    }
+
     fn settled(&self, pending: &Pending) -> bool {
         let retiring_done = |app: &str| !self.retiring.iter().any(|r| r.app == app);
         match pending.until {
@@ -1034,5 +1073,35 @@ impl Supervisor {
                     },
                 }),
         }
+    }
+}
+
+/// What a spawn error most likely ran into, for the message (the limit to raise).
+fn limit_hint(cause: &str) -> &'static str {
+    if cause.contains("(os error 11)") {
+        " (the user's process limit, RLIMIT_NPROC, or memory ran out)"
+    } else if cause.contains("(os error 24)") {
+        " (the daemon's descriptor limit, RLIMIT_NOFILE, is reached)"
+    } else if cause.contains("(os error 23)") {
+        " (the system's open file table is full)"
+    } else if cause.contains("(os error 12)") {
+        " (out of memory)"
+    } else {
+        ""
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::limit_hint;
+
+    #[test]
+    fn a_spawn_error_names_the_limit_it_most_likely_hit() {
+        let hint = |e: i32| limit_hint(&std::io::Error::from_raw_os_error(e).to_string());
+        assert!(hint(libc::EAGAIN).contains("RLIMIT_NPROC"));
+        assert!(hint(libc::EMFILE).contains("RLIMIT_NOFILE"));
+        assert!(hint(libc::ENFILE).contains("open file table"));
+        assert!(hint(libc::ENOMEM).contains("memory"));
+        assert_eq!(hint(libc::ENOENT), "");
     }
 }

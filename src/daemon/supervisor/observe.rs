@@ -333,6 +333,7 @@ impl Supervisor {
             return Response::error(ErrorKind::NotFound, "no app runs (see `herdsman list`)");
         }
         self.sample_now(true);
+        self.logs.collect_reports();
         let records = self.records(true);
         let apps = names
             .iter()
@@ -366,6 +367,17 @@ impl Supervisor {
                         .collect(),
                     last_change: app.last_change.clone(),
                     adoption: app.adoption.clone(),
+                    log_drops: [&app.out_path, &app.err_path]
+                        .into_iter()
+                        .filter_map(|path| {
+                            let (lines, failing) = self.logs.drops(path)?;
+                            Some(crate::protocol::LogDrops {
+                                path: path.display().to_string(),
+                                lines: *lines,
+                                failing: failing.clone(),
+                            })
+                        })
+                        .collect(),
                 })
             })
             .collect();
