@@ -22,6 +22,10 @@
 //    (PM2's way for --wait-ready apps) tells herdsman too: without an IPC channel the preload provides
 //    `process.send` for it. Both go through a pipe herdsman passes (HERDSMAN_READY_FD), which costs nothing,
 //    where an IPC channel would cost each worker 2.4 MiB.
+// 3. Runtime metrics. Every 2 s (an unref'd timer: it never keeps a worker alive) the worker writes on the
+//    same pipe `M<p50>,<p99>,<heap used>,<heap total>\n`: the event-loop delay percentiles over the last
+//    interval in microseconds (perf_hooks.monitorEventLoopDelay, its 20 ms timer tick taken out) and V8's heap
+//    in bytes (process.memoryUsage). HERDSMAN_NODE_RUNTIME=off turns it off.
 'use strict';
 
 (function herdsman() {
@@ -63,6 +67,8 @@
       return true;
     };
   }
+
+  if (ours) reportRuntime(env, tell);
 
   // Without a shared socket there is nothing to patch, and `net` is not loaded for nothing (an app that
   // never listens would pay for it): such a worker gets ready by process.send('ready') or its grace period.
@@ -209,3 +215,27 @@
     return callback === undefined ? listen.call(this, options) : listen.call(this, options, callback);
   };
 })();
+
+// Runtime metrics (3. above): self-contained, started once the readiness pipe is known to be ours.
+function reportRuntime(env, tell) {
+  if (env.HERDSMAN_NODE_RUNTIME === 'off') return;
+  const RESOLUTION_MS = 20;
+  const INTERVAL_MS = 2000;
+  let histogram;
+  try {
+    histogram = require('perf_hooks').monitorEventLoopDelay({ resolution: RESOLUTION_MS });
+    histogram.enable();
+  } catch (_) {
+    return;
+  }
+  // The histogram records the time between ticks of its timer: the delay is what exceeds the tick.
+  const delayUs = (ns) => Math.max(0, Math.round((ns - RESOLUTION_MS * 1e6) / 1000));
+  const timer = setInterval(() => {
+    const p50 = histogram.count > 0 ? delayUs(histogram.percentile(50)) : 0;
+    const p99 = histogram.count > 0 ? delayUs(histogram.percentile(99)) : 0;
+    histogram.reset();
+    const memory = process.memoryUsage();
+    tell(`M${p50},${p99},${memory.heapUsed},${memory.heapTotal}\n`);
+  }, INTERVAL_MS);
+  timer.unref();
+}
