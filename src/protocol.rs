@@ -832,6 +832,20 @@ pub struct MetricsSetting {
     pub allow_remote: bool,
 }
 
+impl MetricsSetting {
+    /// Why the setting is refused before anything is bound: an address beyond loopback without
+    /// `allow_remote`.
+    pub fn check(&self) -> Result<(), String> {
+        match self.listen {
+            Some(addr) if !addr.ip().is_loopback() && !self.allow_remote => Err(format!(
+                "metrics address {addr} is not a loopback address: the metrics show every app's \
+                 processes, so serving them beyond this host takes `allow_remote = true` in [daemon]"
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// A Node worker's runtime, measured by the preload (`perf_hooks.monitorEventLoopDelay`,
 /// `process.memoryUsage`) over the last report interval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
