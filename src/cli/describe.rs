@@ -370,9 +370,9 @@ fn health_lines(app: &AppDetails) -> Vec<(&'static str, String)> {
     let mut queues: Vec<String> = Vec::new();
     for worker in &app.workers {
         for q in &worker.accept_queues {
-            let stalled = q
-                .stalled_ms
-                .map_or(String::new(), |ms| format!(", not shrinking for {}", crate::human::duration(ms)));
+            let stalled = q.stalled_ms.map_or(String::new(), |ms| {
+                format!(", not shrinking for {}", crate::human::duration(ms))
+            });
             let text = format!("{}: {} waiting of {}{stalled}", q.address, q.depth, q.limit);
             if !queues.contains(&text) {
                 queues.push(text);

@@ -133,8 +133,11 @@ pub fn apply_file(
         match client.request(&Request::SetMetrics(setting.clone()))? {
             Response::Ok => {}
             Response::Error { message, .. } => {
-                bail!("{message}
-[daemon] metrics in {}: nothing was changed", path.display())
+                bail!(
+                    "{message}
+[daemon] metrics in {}: nothing was changed",
+                    path.display()
+                )
             }
             other => bail!("unexpected answer to the metrics setting: {other:?}"),
         }

@@ -99,7 +99,9 @@ fn accept_notes(processes: &[ProcessInfo]) -> String {
             .iter()
             .filter(|q| q.stalled_ms.is_some() && q.depth > 0)
             .map(|q| {
-                let waited = q.stalled_ms.map_or(String::new(), |ms| format!(" for {}", duration(ms)));
+                let waited = q
+                    .stalled_ms
+                    .map_or(String::new(), |ms| format!(" for {}", duration(ms)));
                 format!("{} connection(s) on {}{waited}", q.depth, q.address)
             })
             .collect();

@@ -26,9 +26,9 @@ use toml::de::{DeArray, DeTable, DeValue};
 mod daemon;
 
 use super::fleet::{FleetTable, RawFleet};
-use crate::protocol::MetricsSetting;
 use super::raw::{Context, Item, Location, Problem, RawApp};
 use super::{AppSpec, Instances, ListenAddr, SignalName, parse_duration};
+use crate::protocol::MetricsSetting;
 
 /// The kind of value an option takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -365,7 +365,12 @@ pub fn parse(text: &str) -> Result<Vec<RawApp>, Vec<Problem>> {
 /// Reads what it can of a file's apps (a key with a bad value is left out of its app), and every problem.
 /// No app at all when the file is not TOML. `[fleet]` and `[daemon]`'s metrics setting come with them, if
 /// the file has them.
-type Read = (Vec<RawApp>, Option<RawFleet>, Option<MetricsSetting>, Vec<Problem>);
+type Read = (
+    Vec<RawApp>,
+    Option<RawFleet>,
+    Option<MetricsSetting>,
+    Vec<Problem>,
+);
 
 fn read(text: &str) -> Read {
     let lines = Lines::new(text);

@@ -416,10 +416,9 @@ fn queue_note(p: &ProcessInfo) -> String {
     let mut note = p
         .runtime
         .map_or(String::new(), |r| format!("· heap {} ", bytes(r.heap_used)));
-    let (depth, limit) = p
-        .accept_queues
-        .iter()
-        .fold((0u64, 0u64), |(d, l), q| (d + u64::from(q.depth), l + u64::from(q.limit)));
+    let (depth, limit) = p.accept_queues.iter().fold((0u64, 0u64), |(d, l), q| {
+        (d + u64::from(q.depth), l + u64::from(q.limit))
+    });
     if !p.accept_queues.is_empty() {
         note.push_str(&format!("· queue {depth}/{limit} "));
     }

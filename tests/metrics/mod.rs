@@ -81,7 +81,14 @@ fn list_values(h: &Herdsman) -> Vec<Value> {
 }
 
 /// An ecosystem file: `[daemon]` lines (if any) and one Node app `web` of `instances` on `port`.
-fn ecosystem(h: &Herdsman, daemon: &str, app: &str, script: &str, instances: u32, port: u16) -> PathBuf {
+fn ecosystem(
+    h: &Herdsman,
+    daemon: &str,
+    app: &str,
+    script: &str,
+    instances: u32,
+    port: u16,
+) -> PathBuf {
     let dir = h.scratch("eco");
     let text = format!(
         "{daemon}\n[[apps]]\nname = \"{app}\"\nscript = \"{script}\"\ninstances = {instances}\nlisten = \"{}\"\n",
@@ -129,7 +136,10 @@ fn the_metrics_endpoint_passes_promtool_matches_list_and_speaks_openmetrics_on_r
     }
     let (ok, said) = promtool(&page.body);
     if !ok {
-        h.fail(&format!("promtool check metrics failed:\n{said}\n{}", page.body));
+        h.fail(&format!(
+            "promtool check metrics failed:\n{said}\n{}",
+            page.body
+        ));
     }
     let body = &page.body;
     let get = |name: &str| {
@@ -147,7 +157,9 @@ fn the_metrics_endpoint_passes_promtool_matches_list_and_speaks_openmetrics_on_r
             labels.trim_end_matches('}').to_string() + ","
         ));
         if online != 1.0 {
-            h.fail(&format!("status {status} of {w} is not 1 on the page\n{body}"));
+            h.fail(&format!(
+                "status {status} of {w} is not 1 on the page\n{body}"
+            ));
         }
         // Memory and uptime are sampled again for the scrape: close to `list`'s, not equal.
         let memory = get(&format!("herdsman_worker_memory_bytes{labels}"));
@@ -182,14 +194,20 @@ fn the_metrics_endpoint_passes_promtool_matches_list_and_speaks_openmetrics_on_r
         listen_addr(port)
     ));
     if Some(limit) != queue["limit"].as_f64() || limit <= 0.0 {
-        h.fail(&format!("accept queue limit {limit} on the page, list: {queue}"));
+        h.fail(&format!(
+            "accept queue limit {limit} on the page, list: {queue}"
+        ));
     }
 
     let open = scrape(metrics, Some("application/openmetrics-text; version=1.0.0"))
         .unwrap_or_else(|| h.fail("no answer to an OpenMetrics scrape"));
-    if !open.content_type.starts_with("application/openmetrics-text; version=1.0.0")
+    if !open
+        .content_type
+        .starts_with("application/openmetrics-text; version=1.0.0")
         || !open.body.ends_with("# EOF\n")
-        || !open.body.contains("# TYPE herdsman_worker_restarts counter\n")
+        || !open
+            .body
+            .contains("# TYPE herdsman_worker_restarts counter\n")
         || !open.body.contains("herdsman_worker_restarts_total{")
     {
         h.fail(&format!(
@@ -221,14 +239,28 @@ fn a_metrics_address_in_use_or_beyond_loopback_is_refused_and_nothing_changes() 
     let http = app_arg("http.js");
 
     // Beyond loopback without allow_remote, and an address that is none: refused where they are written.
-    let remote = ecosystem(&h, "[daemon]\nmetrics = \"0.0.0.0:9615\"\n", "web", &http, 1, port);
+    let remote = ecosystem(
+        &h,
+        "[daemon]\nmetrics = \"0.0.0.0:9615\"\n",
+        "web",
+        &http,
+        1,
+        port,
+    );
     let out = h
         .cmd(&["start", &remote.display().to_string()])
         .fails_with("allow_remote = true");
     if !out.stderr.contains("web.toml:2:11") || !out.stderr.contains("daemon.metrics") {
         h.fail(&format!("expected the position of `metrics`\n{out}"));
     }
-    let bad = ecosystem(&h, "[daemon]\nmetrics = \"nowhere\"\n", "web", &http, 1, port);
+    let bad = ecosystem(
+        &h,
+        "[daemon]\nmetrics = \"nowhere\"\n",
+        "web",
+        &http,
+        1,
+        port,
+    );
     let out = h
         .cmd(&["start", &bad.display().to_string()])
         .fails_with("invalid metrics address \"nowhere\"");
@@ -254,7 +286,9 @@ fn a_metrics_address_in_use_or_beyond_loopback_is_refused_and_nothing_changes() 
         free_port(),
     );
     h.cmd(&["start", &busy.display().to_string()])
-        .fails_with(&format!("metrics address 127.0.0.1:{taken_port} is already in use"));
+        .fails_with(&format!(
+            "metrics address 127.0.0.1:{taken_port} is already in use"
+        ));
     let after = h.workers("web");
     if !h.workers("other").is_empty() || after.len() != 1 || after[0].pid != before[0].pid {
         h.fail(&format!("the refused file changed the apps: {after:?}"));
@@ -277,8 +311,15 @@ fn a_metrics_address_in_use_or_beyond_loopback_is_refused_and_nothing_changes() 
     h.cmd(&["start", &busy.display().to_string()])
         .fails_with("is already in use");
     let still = scrape(metrics, None).unwrap_or_else(|| h.fail("the endpoint stopped"));
-    if still.status != 200 || !still.body.contains("herdsman_worker_cpu_percent{app=\"web\"") {
-        h.fail(&format!("the endpoint after a refused change:\n{}", still.body));
+    if still.status != 200
+        || !still
+            .body
+            .contains("herdsman_worker_cpu_percent{app=\"web\"")
+    {
+        h.fail(&format!(
+            "the endpoint after a refused change:\n{}",
+            still.body
+        ));
     }
     drop(taken);
 }
@@ -379,10 +420,14 @@ fn an_app_whose_worker_binds_its_own_port_is_marked_nobody_accepting() {
     });
     let queue = &marked["accept_queues"][0];
     if queue["depth"].as_u64() != Some(3) || queue["stalled_ms"].as_u64().unwrap_or(0) < 3000 {
-        h.fail(&format!("expected 3 connections waiting for 3 s or more: {marked}"));
+        h.fail(&format!(
+            "expected 3 connections waiting for 3 s or more: {marked}"
+        ));
     }
     let table = h.cmd(&["list"]).ok();
-    if !table.stdout.contains("(nobody accepting)") || !table.stdout.contains("own: nobody accepting") {
+    if !table.stdout.contains("(nobody accepting)")
+        || !table.stdout.contains("own: nobody accepting")
+    {
         h.fail(&format!("`list` does not mark the app\n{table}"));
     }
     let describe = h.cmd(&["describe", "own"]).ok();

@@ -4,8 +4,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use toml::de::DeValue;
 use toml::Spanned;
+use toml::de::DeValue;
 
 use super::{Lines, Problem, unknown, wrong};
 use crate::protocol::MetricsSetting;
@@ -60,9 +60,13 @@ pub(super) fn read(
                 other,
             )),
             ("allow_remote", DeValue::Boolean(b)) => allow_remote = *b,
-            ("allow_remote", other) => {
-                problems.push(wrong(lines, "daemon.allow_remote", at, "true or false", other))
-            }
+            ("allow_remote", other) => problems.push(wrong(
+                lines,
+                "daemon.allow_remote",
+                at,
+                "true or false",
+                other,
+            )),
             _ => problems.push(unknown(lines, key, &known)),
         }
     }

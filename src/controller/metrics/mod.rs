@@ -66,7 +66,9 @@ impl Endpoint {
                     warn!(error = %e, "the metrics endpoint is not served");
                 }
             }
-            Err(e) => warn!(file = %self.file.display(), error = %e, "unreadable metrics setting: ignored"),
+            Err(e) => {
+                warn!(file = %self.file.display(), error = %e, "unreadable metrics setting: ignored")
+            }
         }
     }
 
@@ -138,7 +140,12 @@ impl Endpoint {
                 .map_err(std::io::Error::other)
                 .and_then(|bytes| crate::daemon::persist::write_private(&self.file, &bytes, false))
         };
-        result.map_err(|e| format!("cannot keep the metrics setting in {}: {e}", self.file.display()))
+        result.map_err(|e| {
+            format!(
+                "cannot keep the metrics setting in {}: {e}",
+                self.file.display()
+            )
+        })
     }
 
     async fn serve(self: Arc<Self>, listener: TcpListener) {
@@ -181,21 +188,36 @@ impl Endpoint {
         let text = String::from_utf8_lossy(&head);
         let mut lines = text.split("\r\n");
         let mut request_line = lines.next().unwrap_or_default().split(' ');
-        let (method, target) = (request_line.next().unwrap_or(""), request_line.next().unwrap_or(""));
+        let (method, target) = (
+            request_line.next().unwrap_or(""),
+            request_line.next().unwrap_or(""),
+        );
         let accept = lines
             .filter_map(|l| l.split_once(':'))
             .find(|(k, _)| k.trim().eq_ignore_ascii_case("accept"))
             .map(|(_, v)| v.trim().to_string());
         let path = target.split('?').next().unwrap_or("");
         let (status, content_type, body) = if method != "GET" && method != "HEAD" {
-            ("405 Method Not Allowed", "text/plain; charset=utf-8", "only GET\n".to_string())
+            (
+                "405 Method Not Allowed",
+                "text/plain; charset=utf-8",
+                "only GET\n".to_string(),
+            )
         } else if path != "/metrics" && path != "/" {
-            ("404 Not Found", "text/plain; charset=utf-8", "the metrics are at /metrics\n".to_string())
+            (
+                "404 Not Found",
+                "text/plain; charset=utf-8",
+                "the metrics are at /metrics\n".to_string(),
+            )
         } else {
             let format = Format::from_accept(accept.as_deref());
             match self.page(format).await {
                 Ok(page) => ("200 OK", format.content_type(), page),
-                Err(e) => ("503 Service Unavailable", "text/plain; charset=utf-8", format!("{e}\n")),
+                Err(e) => (
+                    "503 Service Unavailable",
+                    "text/plain; charset=utf-8",
+                    format!("{e}\n"),
+                ),
             }
         };
         let mut response = format!(

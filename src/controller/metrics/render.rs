@@ -53,12 +53,15 @@ enum Kind {
     Summary,
 }
 
+/// A sample's labels, in order.
+type Labels = Vec<(&'static str, String)>;
+
 /// One metric family: its samples, each a name suffix (`_total`, `_sum`, ...), labels and a value.
 struct Family {
     name: &'static str,
     help: &'static str,
     kind: Kind,
-    samples: Vec<(&'static str, Vec<(&'static str, String)>, f64)>,
+    samples: Vec<(&'static str, Labels, f64)>,
 }
 
 impl Family {
@@ -71,7 +74,7 @@ impl Family {
         }
     }
 
-    fn add(&mut self, labels: Vec<(&'static str, String)>, value: f64) {
+    fn add(&mut self, labels: Labels, value: f64) {
         let suffix = if self.kind == Kind::Counter {
             "_total"
         } else {
@@ -267,7 +270,10 @@ pub fn render(processes: &[ProcessInfo], jobs: &[JobInfo], format: Format) -> St
         let first = records[0];
         nobody.add(app(), if first.nobody_accepting { 1.0 } else { 0.0 });
         if let Some(stats) = first.reloads {
-            reloads.add(vec![("app", name.to_string()), ("outcome", "ok".into())], stats.ok as f64);
+            reloads.add(
+                vec![("app", name.to_string()), ("outcome", "ok".into())],
+                stats.ok as f64,
+            );
             reloads.add(
                 vec![("app", name.to_string()), ("outcome", "failed".into())],
                 stats.failed as f64,
@@ -280,10 +286,15 @@ pub fn render(processes: &[ProcessInfo], jobs: &[JobInfo], format: Format) -> St
                 .push(("_count", app(), (stats.ok + stats.failed) as f64));
         }
         // Shared sockets are the same on every record of the app; per-slot ones are each worker's own.
-        let shared = first.balance.is_none_or(|b| b == crate::config::Balance::Shared);
+        let shared = first
+            .balance
+            .is_none_or(|b| b == crate::config::Balance::Shared);
         for p in if shared { &records[..1] } else { &records[..] } {
             for queue in &p.accept_queues {
-                let mut labels = vec![("app", name.to_string()), ("address", queue.address.clone())];
+                let mut labels = vec![
+                    ("app", name.to_string()),
+                    ("address", queue.address.clone()),
+                ];
                 if !shared {
                     labels.push(("instance", p.instance.to_string()));
                 }
@@ -439,17 +450,28 @@ mod tests {
         ];
         let page = render(&records, &[], Format::Prometheus);
         assert!(page.contains("# TYPE herdsman_worker_restarts_total counter\n"));
-        assert!(page.contains("herdsman_worker_restarts_total{app=\"web\",instance=\"1\",id=\"1\"} 2\n"));
-        assert!(page.contains("herdsman_worker_cpu_percent{app=\"web\",instance=\"0\",id=\"0\"} 12.5\n"));
+        assert!(
+            page.contains(
+                "herdsman_worker_restarts_total{app=\"web\",instance=\"1\",id=\"1\"} 2\n"
+            )
+        );
+        assert!(
+            page.contains(
+                "herdsman_worker_cpu_percent{app=\"web\",instance=\"0\",id=\"0\"} 12.5\n"
+            )
+        );
         assert!(page.contains(
             "herdsman_worker_status{app=\"web\",instance=\"0\",id=\"0\",status=\"online\"} 1\n"
         ));
         assert!(page.contains("herdsman_app_workers_desired{app=\"web\"} 1\n"));
         assert!(page.contains("herdsman_app_nobody_accepting{app=\"web\"} 1\n"));
-        assert!(page.contains("herdsman_node_eventloop_delay_p99_seconds{app=\"web\",instance=\"0\",id=\"0\"} 0.02\n"));
+        assert!(page.contains(
+            "herdsman_node_eventloop_delay_p99_seconds{app=\"web\",instance=\"0\",id=\"0\"} 0.02\n"
+        ));
         assert!(page.contains("herdsman_app_reload_duration_seconds_count{app=\"web\"} 1\n"));
         assert_eq!(
-            page.matches("herdsman_listener_accept_queue_depth{").count(),
+            page.matches("herdsman_listener_accept_queue_depth{")
+                .count(),
             1,
             "{page}"
         );
@@ -458,7 +480,11 @@ mod tests {
 
     #[test]
     fn openmetrics_names_counter_families_without_total_and_ends_with_eof() {
-        let page = render(&[record(0, "web", 0, Status::Online)], &[], Format::OpenMetrics);
+        let page = render(
+            &[record(0, "web", 0, Status::Online)],
+            &[],
+            Format::OpenMetrics,
+        );
         assert!(page.contains("# TYPE herdsman_worker_restarts counter\n"));
         assert!(page.contains("herdsman_worker_restarts_total{"));
         assert!(page.ends_with("# EOF\n"));

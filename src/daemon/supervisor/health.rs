@@ -152,7 +152,9 @@ impl Supervisor {
             return;
         }
         let any_tcp = self.apps.values().any(|a| {
-            a.listeners.iter().any(|l| accept_queue::read(l.fd()).is_some())
+            a.listeners
+                .iter()
+                .any(|l| accept_queue::read(l.fd()).is_some())
                 || a.slots.as_ref().is_some_and(|s| !s.is_empty())
         });
         if any_tcp {
@@ -168,7 +170,11 @@ impl Supervisor {
         let read = self.tcp_queues();
         let mut seen = Vec::with_capacity(read.len());
         for (app, key, address, slot, depth, limit) in read {
-            let stall = self.health.queues.entry((app.clone(), key.clone())).or_default();
+            let stall = self
+                .health
+                .queues
+                .entry((app.clone(), key.clone()))
+                .or_default();
             match stall.observe(depth, now) {
                 Change::Stalled(waited) => {
                     self.nobody_accepting_event(&app, &address, slot, depth, limit, waited)
@@ -183,7 +189,13 @@ impl Supervisor {
         let live: Vec<i32> = self
             .workers
             .values()
-            .flat_map(|w| w.state.process().map(|p| p.pid).into_iter().chain(w.successor.map(|p| p.pid)))
+            .flat_map(|w| {
+                w.state
+                    .process()
+                    .map(|p| p.pid)
+                    .into_iter()
+                    .chain(w.successor.map(|p| p.pid))
+            })
             .collect();
         self.health.runtime.retain(|pid, _| live.contains(pid));
         self.arm_queue_watch();

@@ -407,7 +407,8 @@ impl Supervisor {
             }
             Request::SetMetrics(_) => {
                 // The controller serves the endpoint and answers this itself.
-                let message = "the metrics endpoint is the controller's: this request is not relayed";
+                let message =
+                    "the metrics endpoint is the controller's: this request is not relayed";
                 let _ = reply.send(Response::error(ErrorKind::Invalid, message));
                 return;
             }
