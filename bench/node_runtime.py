@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The cost of the Node runtime metrics (event-loop delay and heap, reported by herdsman's preload every 2 s),
+"""The cost of the Node runtime metrics (event-loop delay and heap, reported by herdsman's preload every 5 s),
 per worker: resident memory and CPU of N idle workers of examples/hello.js under herdsman, with the reports
 off (HERDSMAN_NODE_RUNTIME=off) and on (the default), alternated over --reps rounds.
 

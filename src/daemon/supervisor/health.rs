@@ -3,7 +3,7 @@
 //! endpoint read them from the process records (`observe.rs`).
 //!
 //! - **Node runtime.** The preload (`daemon/node/listen.cjs`) measures the event-loop delay and the V8
-//!   heap and writes a report on its readiness pipe every few seconds (`ready.rs` reads it); the latest
+//!   heap and writes a report on its readiness pipe every 5 s (`ready.rs` reads it); the latest
 //!   report of each process is kept here until the process is gone.
 //! - **Accept queues.** While any app holds a TCP listening socket, a timer reads every such queue each
 //!   [`QUEUE_INTERVAL`] (one `getsockopt` per socket); a queue left non-empty and never shrinking for a
@@ -168,7 +168,7 @@ impl Supervisor {
         self.health.armed = false;
         let now = Instant::now();
         let read = self.tcp_queues();
-        let mut seen = Vec::with_capacity(read.len());
+        let mut seen = std::collections::BTreeSet::new();
         for (app, key, address, slot, depth, limit) in read {
             let stall = self
                 .health
@@ -182,7 +182,7 @@ impl Supervisor {
                 Change::Recovered => info!(app, address, "connections are accepted again"),
                 Change::None => {}
             }
-            seen.push((app, key));
+            seen.insert((app, key));
         }
         self.health.queues.retain(|k, _| seen.contains(k));
         // Runtime reports of processes that are gone.
