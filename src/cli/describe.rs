@@ -384,8 +384,8 @@ fn health_lines(app: &AppDetails) -> Vec<(&'static str, String)> {
     }
     if app.workers.iter().any(|w| w.nobody_accepting) {
         lines.push((
-            "NOBODY ACCEPTS",
-            "connections wait and no worker accepts any: does a worker listen on a port of its own \
+            "accepting",
+            "NOBODY: connections wait and no worker accepts any: does a worker listen on a port of its own \
              instead of the socket it inherited (fd 3), or is every worker stuck?"
                 .to_string(),
         ));

@@ -431,7 +431,11 @@ fn an_app_whose_worker_binds_its_own_port_is_marked_nobody_accepting() {
         h.fail(&format!("`list` does not mark the app\n{table}"));
     }
     let describe = h.cmd(&["describe", "own"]).ok();
-    if !describe.stdout.contains("NOBODY ACCEPTS") || !describe.stdout.contains("3 waiting of") {
+    if !describe
+        .stdout
+        .contains("accepting     NOBODY: connections wait")
+        || !describe.stdout.contains("3 waiting of")
+    {
         h.fail(&format!("`describe` does not show the queue\n{describe}"));
     }
     let log = std::fs::read_to_string(h.home().join("daemon.log")).unwrap_or_default();
