@@ -13,6 +13,8 @@
 //! connection, whose head must arrive within [`HEAD_TIMEOUT`] and fit in [`HEAD_MAX`] bytes.
 
 mod render;
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
