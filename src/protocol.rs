@@ -22,7 +22,9 @@ use crate::config::{AppSpec, SignalName};
 /// [`Response::FleetHistory`], [`Response::FleetStatus`], [`JobInfo`]'s `fleet`, a job spec's `fleet`.
 /// 9: [`AppDetails`]'s `log_drops` ([`LogDrops`]); a refused peer gets a [`Response::Error`] in place of the
 /// [`Hello`].
-pub const PROTOCOL_VERSION: u32 = 9;
+/// 10: health (see the section "Health" below): [`Request::SetMetrics`], [`ProcessInfo`]'s `runtime`,
+/// `accept_queues`, `nobody_accepting` and `reloads`.
+pub const PROTOCOL_VERSION: u32 = 10;
 
 /// The largest frame either side accepts (a start request carries the caller's environment).
 pub const MAX_FRAME: usize = 4 << 20;
@@ -234,6 +236,10 @@ pub enum Request {
     Update { binary: std::path::PathBuf },
     /// Scheduled jobs: list them, their history, their next fire times; run one now; pause or resume one.
     Job(JobRequest),
+    /// Serve the metrics endpoint on an address, or stop serving it (`[daemon] metrics`). Answered by the
+    /// controller itself (it serves the endpoint): [`Response::Ok`] once it listens there, or an error
+    /// (address in use, not loopback without `allow_remote`) with the endpoint as it was.
+    SetMetrics(MetricsSetting),
 }
 
 /// What [`Request::Job`] asks.
@@ -735,6 +741,23 @@ pub struct ProcessInfo {
     /// In cluster mode: how new connections reach the workers (`shared`, `hash` or `sticky`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub balance: Option<crate::config::Balance>,
+    // ---- Health (protocol 9; the types are in the section "Health" below) ----
+    /// A Node worker's runtime as its preload last reported it (no app change needed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<NodeRuntime>,
+    /// The app's TCP listening sockets (with `balance = "hash"`/`"sticky"`: this worker's own), with the
+    /// connections waiting in each to be accepted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accept_queues: Vec<AcceptQueue>,
+    /// Connections have waited in one of the app's queues for a while and no worker accepted any: a worker
+    /// that bound its own port instead of the inherited socket, or a whole app stuck. The same on every
+    /// record of the app.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nobody_accepting: bool,
+    /// The app's reloads since the keeper started (the same on every record of the app).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reloads: Option<ReloadStats>,
+    // ---- end of health ----
 }
 
 /// A job's state in `list`.
@@ -810,6 +833,75 @@ pub struct LastChange {
     /// Milliseconds since the Unix epoch.
     pub at_ms: u64,
 }
+
+// =============================================================================================
+// Health (protocol 9): what the metrics endpoint, `describe` and `monit` show beyond CPU and memory.
+// =============================================================================================
+
+/// `[daemon] metrics`: where the controller serves the metrics endpoint (`None`: nowhere).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetricsSetting {
+    /// An IP address and port (`127.0.0.1:9615`).
+    pub listen: Option<std::net::SocketAddr>,
+    /// Allow an address other than loopback.
+    #[serde(default)]
+    pub allow_remote: bool,
+}
+
+impl MetricsSetting {
+    /// Why the setting is refused before anything is bound: an address beyond loopback without
+    /// `allow_remote`.
+    pub fn check(&self) -> Result<(), String> {
+        match self.listen {
+            Some(addr) if !addr.ip().is_loopback() && !self.allow_remote => Err(format!(
+                "metrics address {addr} is not a loopback address: the metrics show every app's \
+                 processes, so serving them beyond this host takes `allow_remote = true` in [daemon]"
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A Node worker's runtime, measured by the preload (`perf_hooks.monitorEventLoopDelay`,
+/// `process.memoryUsage`) over the last report interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRuntime {
+    /// Event-loop delay percentiles, in microseconds.
+    pub loop_delay_p50_us: u64,
+    pub loop_delay_p99_us: u64,
+    /// V8 heap used and allocated, in bytes.
+    pub heap_used: u64,
+    pub heap_total: u64,
+    /// How long ago it was reported, in milliseconds.
+    pub age_ms: u64,
+}
+
+/// The accept queue of one TCP listening socket the daemon holds (TCP_INFO on the listener).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcceptQueue {
+    /// The address bound (`127.0.0.1:3000`).
+    pub address: String,
+    /// Connections established and waiting to be accepted.
+    pub depth: u32,
+    /// Its limit (the backlog).
+    pub limit: u32,
+    /// How long connections have waited with the queue never shrinking, in milliseconds (none while it
+    /// is empty or shrinks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stalled_ms: Option<u64>,
+}
+
+/// An app's reloads (rollouts that replaced running workers) since the keeper started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReloadStats {
+    pub ok: u64,
+    pub failed: u64,
+    /// Their durations added up, in seconds, and the last one's.
+    pub seconds_total: f64,
+    pub last_seconds: Option<f64>,
+}
+
+// ---- end of health ----
 
 /// Errors reading or writing frames.
 #[derive(Debug, thiserror::Error)]

@@ -16,6 +16,7 @@ mod langs;
 mod lifecycle;
 mod logfeat;
 mod logs;
+mod metrics;
 mod monit;
 mod observe;
 mod plumbing;

@@ -254,6 +254,9 @@ fn render(app: &AppDetails, now: u64) -> String {
             ),
         );
     }
+    for line in health_lines(app) {
+        field(line.0, line.1);
+    }
     if !spec.depends_on.is_empty() {
         field("depends on", spec.depends_on.join(", "));
     }
@@ -332,6 +335,17 @@ fn render_worker(worker: &ProcessInfo, now: u64) -> String {
             worker.memory_restarts
         );
     }
+    if let Some(runtime) = &worker.runtime {
+        let _ = writeln!(
+            out,
+            "      node        event loop delay p50 {}  p99 {}  heap {} of {}  ({} ago)",
+            micros(runtime.loop_delay_p50_us),
+            micros(runtime.loop_delay_p99_us),
+            bytes(runtime.heap_used),
+            bytes(runtime.heap_total),
+            crate::human::duration(runtime.age_ms)
+        );
+    }
     if !worker.group.is_empty() {
         let _ = writeln!(
             out,
@@ -352,6 +366,55 @@ fn render_worker(worker: &ProcessInfo, now: u64) -> String {
         }
     }
     out
+}
+
+/// Microseconds as `850us`, `12.3ms` or `2.1s`.
+fn micros(us: u64) -> String {
+    match us {
+        0..1000 => format!("{us}us"),
+        1000..1_000_000 => format!("{:.1}ms", us as f64 / 1e3),
+        _ => format!("{:.1}s", us as f64 / 1e6),
+    }
+}
+
+/// The app's accept queues, whether nobody accepts, and its reloads, as `describe` fields.
+fn health_lines(app: &AppDetails) -> Vec<(&'static str, String)> {
+    let mut lines = Vec::new();
+    let mut queues: Vec<String> = Vec::new();
+    for worker in &app.workers {
+        for q in &worker.accept_queues {
+            let stalled = q.stalled_ms.map_or(String::new(), |ms| {
+                format!(", not shrinking for {}", crate::human::duration(ms))
+            });
+            let text = format!("{}: {} waiting of {}{stalled}", q.address, q.depth, q.limit);
+            if !queues.contains(&text) {
+                queues.push(text);
+            }
+        }
+    }
+    if !queues.is_empty() {
+        lines.push(("accept queue", queues.join(&format!("\n{:16}", ""))));
+    }
+    if app.workers.iter().any(|w| w.nobody_accepting) {
+        lines.push((
+            "accepting",
+            "NOBODY: connections wait and no worker accepts any: does a worker listen on a port of its own \
+             instead of the socket it inherited (fd 3), or is every worker stuck?"
+                .to_string(),
+        ));
+    }
+    if let Some(reloads) = app.workers.first().and_then(|w| w.reloads)
+        && reloads.ok + reloads.failed > 0
+    {
+        let last = reloads
+            .last_seconds
+            .map_or(String::new(), |s| format!(", last took {s:.2}s"));
+        lines.push((
+            "reloads",
+            format!("{} ok, {} failed{last}", reloads.ok, reloads.failed),
+        ));
+    }
+    lines
 }
 
 /// A duration in its largest exact unit: `90s`, `20m`, `1h`, `1500ms`.

@@ -128,6 +128,20 @@ pub fn apply_file(
         },
         ApplyAction::Start | ApplyAction::Reload => Client::connect_or_start(home)?,
     };
+    // `[daemon] metrics` first: an address the controller cannot serve stops the file here, unapplied.
+    if let (Some(setting), ApplyAction::Start | ApplyAction::Reload) = (&loaded.metrics, action) {
+        match client.request(&Request::SetMetrics(setting.clone()))? {
+            Response::Ok => {}
+            Response::Error { message, .. } => {
+                bail!(
+                    "{message}
+[daemon] metrics in {}: nothing was changed",
+                    path.display()
+                )
+            }
+            other => bail!("unexpected answer to the metrics setting: {other:?}"),
+        }
+    }
     let request = Request::Apply(ApplyRequest {
         apps: loaded.apps,
         action,

@@ -81,7 +81,38 @@ pub fn table(processes: &[ProcessInfo], colour: bool) -> String {
         text.push_str("(no apps; start one with `herdsman start app.js -i max --listen 3000`)\n");
     }
     text.push_str(&watch_notes(processes));
+    text.push_str(&accept_notes(processes));
     text
+}
+
+/// A line for each app marked as nobody accepting: connections wait in its queue and no worker takes any.
+fn accept_notes(processes: &[ProcessInfo]) -> String {
+    let mut notes = String::new();
+    let mut seen: Vec<&str> = Vec::new();
+    for p in processes.iter().filter(|p| p.nobody_accepting) {
+        if seen.contains(&p.name.as_str()) {
+            continue;
+        }
+        seen.push(&p.name);
+        let waiting: Vec<String> = p
+            .accept_queues
+            .iter()
+            .filter(|q| q.stalled_ms.is_some() && q.depth > 0)
+            .map(|q| {
+                let waited = q
+                    .stalled_ms
+                    .map_or(String::new(), |ms| format!(" for {}", duration(ms)));
+                format!("{} connection(s) on {}{waited}", q.depth, q.address)
+            })
+            .collect();
+        notes.push_str(&format!(
+            "{}: nobody accepting: {} waiting and no worker accepts any; does a worker listen on a port of \
+             its own instead of the socket it inherited (fd 3), or is every worker stuck?\n",
+            p.name,
+            if waiting.is_empty() { "connections".to_string() } else { waiting.join(", ") }
+        ));
+    }
+    notes
 }
 
 /// A line for each app whose last reload after a change failed: the old workers keep serving.
@@ -138,7 +169,11 @@ fn row(p: &ProcessInfo) -> [String; 10] {
         p.uptime_ms.map_or("-".into(), duration),
         format!("{:.1}%", p.cpu),
         bytes(p.memory),
-        p.listen.clone().unwrap_or_else(|| "-".into()),
+        match (&p.listen, p.nobody_accepting) {
+            (Some(listen), true) => format!("{listen} (nobody accepting)"),
+            (Some(listen), false) => listen.clone(),
+            (None, _) => "-".into(),
+        },
     ]
 }
 
@@ -172,6 +207,10 @@ mod tests {
             group: Vec::new(),
             adopted: false,
             balance: None,
+            runtime: None,
+            accept_queues: Vec::new(),
+            nobody_accepting: false,
+            reloads: None,
             job: None,
         }
     }

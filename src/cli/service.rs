@@ -253,6 +253,11 @@ fn serve_run(
     loaded: file::Loaded,
     format: Format,
 ) -> Result<()> {
+    if loaded.metrics.as_ref().is_some_and(|m| m.listen.is_some()) {
+        note(
+            "[daemon] metrics is served by the daemon's controller, which `run` does not start: not served",
+        );
+    }
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut client = loop {
         if let Some(client) = Client::connect(home)? {

@@ -78,6 +78,7 @@ pub fn run(home: &Home, args: StartArgs) -> Result<()> {
         let loaded = Loaded {
             names: vec![spec.name.clone()],
             apps: vec![spec],
+            metrics: None,
         };
         return service::run_loaded(home, loaded, Format::from_flags(false, false));
     }

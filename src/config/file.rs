@@ -23,9 +23,12 @@ use std::time::Duration;
 use toml::Spanned;
 use toml::de::{DeArray, DeTable, DeValue};
 
+mod daemon;
+
 use super::fleet::{FleetTable, RawFleet};
 use super::raw::{Context, Item, Location, Problem, RawApp};
 use super::{AppSpec, Instances, ListenAddr, SignalName, parse_duration};
+use crate::protocol::MetricsSetting;
 
 /// The kind of value an option takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -351,7 +354,7 @@ pub const FIELDS: &[Field] = &[
 
 /// Reads a file's apps, checking every key and value. `Err` lists every problem found.
 pub fn parse(text: &str) -> Result<Vec<RawApp>, Vec<Problem>> {
-    let (apps, _, problems) = read(text);
+    let (apps, _, _, problems) = read(text);
     if problems.is_empty() {
         Ok(apps)
     } else {
@@ -360,8 +363,16 @@ pub fn parse(text: &str) -> Result<Vec<RawApp>, Vec<Problem>> {
 }
 
 /// Reads what it can of a file's apps (a key with a bad value is left out of its app), and every problem.
-/// No app at all when the file is not TOML. `[fleet]` comes with them, if the file has one.
-fn read(text: &str) -> (Vec<RawApp>, Option<RawFleet>, Vec<Problem>) {
+/// No app at all when the file is not TOML. `[fleet]` and `[daemon]`'s metrics setting come with them, if
+/// the file has them.
+type Read = (
+    Vec<RawApp>,
+    Option<RawFleet>,
+    Option<MetricsSetting>,
+    Vec<Problem>,
+);
+
+fn read(text: &str) -> Read {
     let lines = Lines::new(text);
     let root = match DeTable::parse(text) {
         Ok(root) => root,
@@ -371,19 +382,24 @@ fn read(text: &str) -> (Vec<RawApp>, Option<RawFleet>, Vec<Problem>) {
                 key: String::new(),
                 message: format!("not valid TOML: {}", e.message().trim()),
             };
-            return (Vec::new(), None, vec![problem]);
+            return (Vec::new(), None, None, vec![problem]);
         }
     };
     let mut problems = Vec::new();
     let mut apps = Vec::new();
     let mut fleet = None;
+    let mut metrics = None;
     for (key, value) in root.get_ref() {
         if key.get_ref() == "fleet" {
             fleet = Some(read_fleet(&lines, value, &mut problems));
             continue;
         }
+        if key.get_ref() == "daemon" {
+            metrics = daemon::read(&lines, value, &mut problems);
+            continue;
+        }
         if key.get_ref() != "apps" {
-            problems.push(unknown(&lines, key, &["apps", "fleet"]));
+            problems.push(unknown(&lines, key, &["apps", "fleet", "daemon"]));
             continue;
         }
         match value.get_ref() {
@@ -443,7 +459,7 @@ fn read(text: &str) -> (Vec<RawApp>, Option<RawFleet>, Vec<Problem>) {
             seen.insert(name, at);
         }
     }
-    (apps, fleet, problems)
+    (apps, fleet, metrics, problems)
 }
 
 /// `[fleet]`: its keys, each with its position.
@@ -519,6 +535,8 @@ pub struct Loaded {
     pub apps: Vec<AppSpec>,
     /// Every app the file defines.
     pub names: Vec<String>,
+    /// `[daemon] metrics`, if the file sets it.
+    pub metrics: Option<MetricsSetting>,
 }
 
 /// Everything `start ecosystem.toml --only a,b --env production` needs: the file's apps, resolved. Every
@@ -559,7 +577,7 @@ pub fn load_text(
         (Some(at), true) => format!("{shown}:{}:{}: {}", at.line, at.column, p.message),
         (None, _) => format!("{shown}: {}", p.message),
     };
-    let (raw, raw_fleet, problems) = read(text);
+    let (raw, raw_fleet, metrics, problems) = read(text);
     let mut messages: Vec<String> = problems.into_iter().map(format).collect();
     if raw.is_empty() {
         return Err(messages);
@@ -645,7 +663,11 @@ pub fn load_text(
         }));
     }
     if messages.is_empty() {
-        Ok(Loaded { apps: specs, names })
+        Ok(Loaded {
+            apps: specs,
+            names,
+            metrics,
+        })
     } else {
         Err(messages)
     }
@@ -1199,6 +1221,15 @@ pub fn schema() -> serde_json::Value {
                         object.insert("description".into(), json!(doc));
                     }
                     ((*key).to_string(), schema)
+                }).collect::<serde_json::Map<String, serde_json::Value>>()
+            },
+            "daemon": {
+                "type": "object",
+                "additionalProperties": false,
+                "description": "Settings of the daemon itself",
+                "properties": daemon::KEYS.iter().map(|(key, doc)| {
+                    let kind = if *key == "allow_remote" { "boolean" } else { "string" };
+                    ((*key).to_string(), json!({ "type": kind, "description": doc }))
                 }).collect::<serde_json::Map<String, serde_json::Value>>()
             },
             "apps": {

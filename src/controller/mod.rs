@@ -12,6 +12,7 @@
 //! controller runs wait in the backlog. It dies with the keeper (PR_SET_PDEATHSIG); SIGTERM (the keeper
 //! stopping) makes it stop accepting and pass on the answers of the requests in flight first.
 
+mod metrics;
 mod relay;
 
 use std::os::fd::{FromRawFd, RawFd};
@@ -48,10 +49,14 @@ pub fn run(home: &Home, listen_fd: RawFd, keeper_pid: i32) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let keeper = home.keeper_socket();
-    runtime.block_on(serve(listener, keeper))
+    runtime.block_on(serve(listener, keeper, home))
 }
 
-async fn serve(listener: std::os::unix::net::UnixListener, keeper: PathBuf) -> Result<()> {
+async fn serve(
+    listener: std::os::unix::net::UnixListener,
+    keeper: PathBuf,
+    home: &Home,
+) -> Result<()> {
     let listener = tokio::net::UnixListener::from_std(listener)
         .context("cannot use the inherited control socket")?;
     let mut sigterm = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
@@ -60,6 +65,9 @@ async fn serve(listener: std::os::unix::net::UnixListener, keeper: PathBuf) -> R
     let mut sighup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
     let uid = nix::unistd::geteuid().as_raw();
     let keeper = Arc::new(keeper);
+    // The metrics endpoint, if `[daemon] metrics` set one (see `metrics/`).
+    let metrics = metrics::Endpoint::new(home, keeper.clone());
+    metrics.resume();
     // Each connection task holds a clone of `alive`; when the last is dropped, every answer has been passed on.
     let (alive, mut all_closed) = mpsc::channel::<()>(1);
     let mut acceptor = crate::accepting::Acceptor::default();
@@ -88,9 +96,9 @@ async fn serve(listener: std::os::unix::net::UnixListener, keeper: PathBuf) -> R
                 continue;
             }
         }
-        let (keeper, alive) = (keeper.clone(), alive.clone());
+        let (keeper, alive, metrics) = (keeper.clone(), alive.clone(), metrics.clone());
         tokio::spawn(async move {
-            relay::connection(stream, &keeper).await;
+            relay::connection(stream, &keeper, &metrics).await;
             drop(alive);
         });
     }

@@ -7,6 +7,7 @@
 //! closes a relayed request's connection before its final answer, the CLI gets an error saying so.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncWriteExt, BufReader};
@@ -14,6 +15,7 @@ use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tracing::debug;
 
+use super::metrics::Endpoint;
 use crate::protocol::{self, ErrorKind, FrameError, Hello, PROTOCOL_VERSION, Request, Response};
 
 /// How long a control connection may wait for its next request (the first one too).
@@ -22,8 +24,8 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const SUBSCRIBER_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves one CLI connection until it closes, goes idle or breaks.
-pub async fn connection(stream: UnixStream, keeper: &Path) {
-    if let Err(e) = serve(stream, keeper).await {
+pub async fn connection(stream: UnixStream, keeper: &Path, metrics: &Arc<Endpoint>) {
+    if let Err(e) = serve(stream, keeper, metrics).await {
         debug!(error = %e, "control connection ended");
     }
 }
@@ -36,7 +38,20 @@ async fn send(
     Ok(())
 }
 
-async fn serve(stream: UnixStream, keeper: &Path) -> Result<(), FrameError> {
+/// Asks the keeper one question whose answer is a single frame (`list`, `jobs`).
+pub async fn ask(keeper: &Path, request: &Request) -> Result<Response, String> {
+    let mut upstream = Upstream::open(keeper, request).await?;
+    upstream
+        .next()
+        .await
+        .ok_or_else(|| "the daemon's keeper closed the connection before answering".to_string())
+}
+
+async fn serve(
+    stream: UnixStream,
+    keeper: &Path,
+    metrics: &Arc<Endpoint>,
+) -> Result<(), FrameError> {
     let (reader, mut writer) = stream.into_split();
     let mut reader = BufReader::new(reader);
     let hello = Hello {
@@ -77,6 +92,15 @@ async fn serve(stream: UnixStream, keeper: &Path) -> Result<(), FrameError> {
                 continue;
             }
         };
+        if let Request::SetMetrics(setting) = request {
+            // The endpoint is this process's own: answered here, never relayed.
+            let answer = match metrics.set(setting) {
+                Ok(()) => Response::Ok,
+                Err(message) => Response::error(ErrorKind::Conflict, message),
+            };
+            send(&mut writer, &answer).await?;
+            continue;
+        }
         let subscription = matches!(request, Request::Subscribe { .. });
         let mut upstream = match Upstream::open(keeper, &request).await {
             Ok(upstream) => upstream,

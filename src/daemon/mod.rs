@@ -12,6 +12,7 @@
 //! caught by tokio and the daemon goes on serving, so its files stay: removing them would leave a live
 //! daemon nobody can reach and let a second one start on the same home.
 
+mod accept_queue;
 mod adopted;
 mod balance;
 mod controller;

@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 use tracing::debug;
 
 use super::supervisor::Message;
+use super::supervisor::health::RuntimeReport;
 
 /// How a worker said it is ready.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,21 +142,43 @@ fn group_of(pid: i32) -> Option<i32> {
 }
 
 /// Reads a Node worker's readiness pipe until the worker closes it: `L` when its server listens, `R` for
-/// `process.send('ready')`.
+/// `process.send('ready')`, and `M<report>\n` for a runtime report (see `supervisor/health.rs`; a report is
+/// one write of less than PIPE_BUF bytes, so reports of a worker never interleave).
 pub async fn serve_node_pipe(pipe: OwnedFd, pid: i32, supervisor: mpsc::UnboundedSender<Message>) {
     use tokio::io::AsyncReadExt;
     let Ok(mut receiver) = tokio::net::unix::pipe::Receiver::from_owned_fd(pipe) else {
         return;
     };
-    let mut buffer = [0u8; 16];
+    let mut buffer = [0u8; 256];
+    // The runtime report being read, after its `M`.
+    let mut report: Option<Vec<u8>> = None;
     while let Ok(n) = receiver.read(&mut buffer).await {
         if n == 0 {
             return;
         }
         for &byte in &buffer[..n] {
+            if let Some(text) = report.as_mut() {
+                if byte != b'\n' {
+                    if text.len() < 128 {
+                        text.push(byte);
+                    }
+                    continue;
+                }
+                let text = report.take().unwrap_or_default();
+                if let Some(report) = RuntimeReport::parse(&String::from_utf8_lossy(&text))
+                    && supervisor.send(Message::Runtime { pid, report }).is_err()
+                {
+                    return;
+                }
+                continue;
+            }
             let source = match byte {
                 b'L' => Source::NodeListening,
                 b'R' => Source::NodeReady,
+                b'M' => {
+                    report = Some(Vec::new());
+                    continue;
+                }
                 _ => continue,
             };
             let ready = Message::Ready {
@@ -171,7 +194,10 @@ pub async fn serve_node_pipe(pipe: OwnedFd, pid: i32, supervisor: mpsc::Unbounde
 }
 
 /// A pipe for a Node worker's readiness: (the daemon's read end, the worker's write end), both
-/// close-on-exec; the spawn moves the worker's end into place.
+/// close-on-exec; the spawn moves the worker's end into place. Both are non-blocking: a keeper that stops
+/// reading (stopped, stuck) makes the preload's writes fail (its runtime reports are dropped), never
+/// blocks a worker's event loop.
 pub fn node_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)
+    use nix::fcntl::OFlag;
+    nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).map_err(io::Error::from)
 }

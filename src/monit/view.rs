@@ -368,16 +368,18 @@ fn render_charts(app: &App, frame: &mut Frame, area: Rect) {
     let cpu: Vec<u64> = history.cpu.iter().map(|c| (c * 10.0) as u64).collect();
     let cpu_peak = history.cpu.iter().copied().fold(0.0f32, f32::max);
     let cpu_block = Block::bordered().title(format!(
-        " {label} cpu {:.1}% · peak {cpu_peak:.1}% ",
-        process.cpu
+        " {label} cpu {:.1}% · peak {cpu_peak:.1}% {}",
+        process.cpu,
+        runtime_note(process)
     ));
     sparkline(frame, cpu_area, cpu_block, &cpu, 10, Color::Cyan);
     let memory: Vec<u64> = history.memory.iter().map(|m| m / 1024).collect();
     let memory_peak = history.memory.iter().copied().max().unwrap_or(0);
     let memory_block = Block::bordered().title(format!(
-        " memory {} · peak {} ",
+        " memory {} · peak {} {}",
         bytes(process.memory),
-        bytes(memory_peak)
+        bytes(memory_peak),
+        queue_note(process)
     ));
     sparkline(frame, memory_area, memory_block, &memory, 1, Color::Magenta);
 }
@@ -396,6 +398,34 @@ fn sparkline(frame: &mut Frame, area: Rect, block: Block, data: &[u64], floor: u
             .style(Style::new().fg(colour)),
         area,
     );
+}
+
+/// The event-loop delay a Node worker's preload reported, for the cpu chart's title (empty otherwise).
+fn runtime_note(p: &ProcessInfo) -> String {
+    p.runtime.map_or(String::new(), |r| {
+        format!(
+            "· loop p50 {:.1}ms p99 {:.1}ms ",
+            r.loop_delay_p50_us as f64 / 1e3,
+            r.loop_delay_p99_us as f64 / 1e3
+        )
+    })
+}
+
+/// The heap a Node worker reported and the connections waiting to be accepted, for the memory chart.
+fn queue_note(p: &ProcessInfo) -> String {
+    let mut note = p
+        .runtime
+        .map_or(String::new(), |r| format!("· heap {} ", bytes(r.heap_used)));
+    let (depth, limit) = p.accept_queues.iter().fold((0u64, 0u64), |(d, l), q| {
+        (d + u64::from(q.depth), l + u64::from(q.limit))
+    });
+    if !p.accept_queues.is_empty() {
+        note.push_str(&format!("· queue {depth}/{limit} "));
+    }
+    if p.nobody_accepting {
+        note.push_str("· NOBODY ACCEPTING ");
+    }
+    note
 }
 
 fn worker_label(p: &ProcessInfo) -> String {

@@ -13,20 +13,7 @@ const SO_DETACH_REUSEPORT_BPF: libc::c_int = 68;
 
 /// The length of a listening socket's accept queue (`tcpi_unacked` of a socket in the LISTEN state).
 pub(super) fn accept_queue(fd: BorrowedFd<'_>) -> u32 {
-    // SAFETY: tcp_info is plain data; zeroes are a valid value.
-    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-    // SAFETY: `info` and `len` are valid for writes of the sizes given.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            (&mut info as *mut libc::tcp_info).cast(),
-            &mut len,
-        )
-    };
-    if rc == 0 { info.tcpi_unacked } else { 0 }
+    crate::daemon::accept_queue::read(fd).map_or(0, |(depth, _limit)| depth)
 }
 
 /// A classic BPF instruction.

@@ -42,6 +42,8 @@ pub(super) struct App {
     pub last_change: Option<crate::protocol::LastChange>,
     /// What a keeper that adopted its workers could not take back (see `adoption.rs`).
     pub adoption: Option<String>,
+    /// Its reloads since this keeper started (see `rollout.rs`).
+    pub reloads: crate::protocol::ReloadStats,
 }
 
 impl App {
@@ -157,6 +159,7 @@ impl App {
             watch: None,
             last_change: None,
             adoption: None,
+            reloads: Default::default(),
             spec,
         })
     }

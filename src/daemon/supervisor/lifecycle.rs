@@ -421,6 +421,7 @@ impl Supervisor {
     pub(super) fn timer(&mut self, timer: Timer) {
         match timer {
             Timer::Sample => self.sample_tick(),
+            Timer::AcceptQueues => self.queue_tick(),
             Timer::GiveBack => {
                 self.give_back_armed = false;
                 // A thousand apps defined at once leave megabytes of freed requests and answers in the

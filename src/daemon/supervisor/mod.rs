@@ -18,6 +18,7 @@ mod apply;
 mod balancing;
 mod env;
 pub mod handover;
+pub mod health;
 mod jobs;
 mod lifecycle;
 mod observe;
@@ -85,6 +86,11 @@ pub enum Message {
     },
     /// A fleet store task's answer: a claim, an unanswered store, a run to stop (see `jobs/fleet.rs`).
     Fleet(jobs::FleetReport),
+    /// A Node worker's preload reported its runtime (see `health.rs`).
+    Runtime {
+        pid: i32,
+        report: health::RuntimeReport,
+    },
 }
 
 /// Timers, each naming what it is about so a stale one is recognised and ignored.
@@ -100,6 +106,8 @@ pub enum Timer {
     Restart { worker: u32, epoch: u64 },
     /// Time to sample the workers again (see `observe.rs`).
     Sample,
+    /// Time to read the accept queues again (see `health.rs`).
+    AcceptQueues,
     /// A deadline of a rollout (see `rollout.rs`): nothing to do but look at the rollouts again.
     Wake,
     /// A scheduled job's (see `jobs.rs`).
@@ -225,6 +233,8 @@ pub struct Supervisor {
     record: Option<adoption::Keeping>,
     /// Scheduled jobs and `cron_restart`s (see `jobs.rs`).
     jobs: jobs::Jobs,
+    /// Node runtime reports and accept-queue histories (see `health.rs`).
+    health: health::Health,
 }
 
 type Reply = Result<Vec<u32>, Response>;
@@ -272,6 +282,7 @@ impl Supervisor {
             last_update_error: None,
             record: None,
             jobs: jobs::Jobs::default(),
+            health: health::Health::default(),
             give_back_armed: false,
         }
     }
@@ -337,6 +348,7 @@ impl Supervisor {
             Message::Reexec => self.reexec(),
             Message::Exited { pid, status } => self.adopted_exited(pid, status),
             Message::Fleet(report) => self.fleet_report(report),
+            Message::Runtime { pid, report } => self.runtime_report(pid, report),
         }
     }
 
@@ -355,6 +367,7 @@ impl Supervisor {
                 | Request::Describe { .. }
                 | Request::Subscribe { .. }
                 | Request::Job(_)
+                | Request::SetMetrics(_)
         ) {
             self.touch_record();
             self.jobs.dirty = true;
@@ -393,6 +406,13 @@ impl Supervisor {
             }
             Request::Job(request) => {
                 self.job_request(request, reply);
+                return;
+            }
+            Request::SetMetrics(_) => {
+                // The controller serves the endpoint and answers this itself.
+                let message =
+                    "the metrics endpoint is the controller's: this request is not relayed";
+                let _ = reply.send(Response::error(ErrorKind::Invalid, message));
                 return;
             }
             Request::Kill if self.shutting_down => {
@@ -912,6 +932,7 @@ impl Supervisor {
             self.settle_watches();
         }
         self.arm_sampling();
+        self.arm_queue_watch();
         let workers = &self.workers;
         let retiring = &self.retiring;
         let removed = &mut self.jobs.dirty;

@@ -307,6 +307,10 @@ impl Supervisor {
                     adopted: w.state.process().is_some_and(|p| p.adopted),
                     balance: (!listen.is_empty()).then_some(app.spec.balance),
                     job: self.job_summary(&w.app),
+                    runtime: pid.and_then(|p| self.runtime_of(p, now)),
+                    accept_queues: self.queues_of(&w.app, id, now),
+                    nobody_accepting: self.nobody_accepting(&w.app),
+                    reloads: app.spec.job.is_none().then_some(app.reloads),
                 })
             })
             .collect()

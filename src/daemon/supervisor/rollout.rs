@@ -26,6 +26,8 @@ pub(super) struct Rollout {
     reply: Replier,
     steps: Vec<ReloadStep>,
     failures: Vec<String>,
+    /// When it was asked for: a reload's duration runs from here to its end.
+    began: Instant,
 }
 
 impl Rollout {
@@ -43,6 +45,7 @@ impl Rollout {
             reply,
             steps: Vec::new(),
             failures: Vec::new(),
+            began: Instant::now(),
         }
     }
 }
@@ -272,6 +275,22 @@ impl Supervisor {
                 LaneAction::Remove => "delete",
             };
             let failed = lane.failed || (interrupted.is_some() && !lane.finished());
+            // A reload: running workers were replaced (or were to be, and it failed).
+            let replaced = rollout
+                .steps
+                .iter()
+                .any(|s| s.name == lane.app && s.old_pid.is_some());
+            if lane.action == LaneAction::Replace && (replaced || failed) {
+                let seconds = rollout.began.elapsed().as_secs_f64();
+                let stats = &mut app.reloads;
+                if failed {
+                    stats.failed += 1;
+                } else {
+                    stats.ok += 1;
+                }
+                stats.seconds_total += seconds;
+                stats.last_seconds = Some(seconds);
+            }
             let detail = if lane.failed {
                 let own = rollout
                     .failures

@@ -46,6 +46,10 @@ fn worker(id: u32, name: &str, instance: u32, status: Status) -> ProcessInfo {
         group: Vec::new(),
         adopted: false,
         balance: None,
+        runtime: None,
+        accept_queues: Vec::new(),
+        nobody_accepting: false,
+        reloads: None,
         job: None,
     }
 }
