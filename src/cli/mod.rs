@@ -383,6 +383,17 @@ pub struct StartArgs {
     /// (`300M`, `1G`).
     #[arg(long)]
     pub max_memory_restart: Option<String>,
+    /// A worker that sends no WATCHDOG=1 on NOTIFY_SOCKET for this long (`10s`) is hung and replaced (Node
+    /// workers send it from their event loop with no code) [default: off].
+    #[arg(long)]
+    pub watchdog: Option<String>,
+    /// With --watchdog: the first signal a hung worker gets, before the kill signal [default: SIGABRT].
+    #[arg(long)]
+    pub watchdog_signal: Option<String>,
+    /// Run a command for an event: `EVENT=COMMAND` (crash, errored, hung, memory-limit, reload-failed,
+    /// job-failed); repeat for more.
+    #[arg(long, value_name = "EVENT=COMMAND")]
+    pub on_event: Vec<String>,
     /// Rotate a log file when it grows past this (`10M`); 0 never rotates [default: 10M].
     #[arg(long)]
     pub log_max_size: Option<String>,
