@@ -732,6 +732,12 @@ pub struct ProcessInfo {
     /// In cluster mode: how new connections reach the workers (`shared`, `hash` or `sticky`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub balance: Option<crate::config::Balance>,
+    /// Watchdog deadlines (`watchdog`) the worker's processes missed.
+    #[serde(default)]
+    pub watchdog_misses: u32,
+    /// Times a process of the worker was found hung (no `WATCHDOG=1` in time) and replaced or killed.
+    #[serde(default)]
+    pub hung: u32,
 }
 
 /// A job's state in `list`.

@@ -166,6 +166,17 @@ fn render(app: &AppDetails, now: u64) -> String {
             None => "none".into(),
         },
     );
+    if let Some(watchdog) = &spec.watchdog {
+        let hung: u32 = app.workers.iter().map(|w| w.hung).sum();
+        field(
+            "watchdog",
+            format!(
+                "{} without WATCHDOG=1 is hung: replaced, then {} (workers found hung {hung} times)",
+                ms(watchdog.period_ms),
+                watchdog.signal().as_str()
+            ),
+        );
+    }
     if let Some(worker) = app.workers.first() {
         let every = match spec.log_rotate {
             Some(crate::logs::RotateEvery::Daily) => Some("daily"),
@@ -317,6 +328,13 @@ fn render_worker(worker: &ProcessInfo, now: u64) -> String {
             out,
             "      replaced    {} times for its memory",
             worker.memory_restarts
+        );
+    }
+    if worker.hung > 0 || worker.watchdog_misses > 0 {
+        let _ = writeln!(
+            out,
+            "      hung        {} times (watchdog deadlines missed: {})",
+            worker.hung, worker.watchdog_misses
         );
     }
     if !worker.group.is_empty() {

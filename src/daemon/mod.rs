@@ -28,6 +28,7 @@ mod server;
 mod spawn;
 mod supervisor;
 mod watch;
+mod watchdog;
 mod worker;
 
 use std::fs::{self, File, OpenOptions};

@@ -118,6 +118,12 @@ impl NotifySocket {
             };
             let text = String::from_utf8_lossy(&buffer[..len]);
             if let Some((pid, group)) = pid
+                && text.lines().any(|line| line.trim() == "WATCHDOG=1")
+                && supervisor.send(Message::Heartbeat { pid, group }).is_err()
+            {
+                return;
+            }
+            if let Some((pid, group)) = pid
                 && text.lines().any(|line| line.trim() == "READY=1")
                 && supervisor
                     .send(Message::Ready {
@@ -153,6 +159,15 @@ pub async fn serve_node_pipe(pipe: OwnedFd, pid: i32, supervisor: mpsc::Unbounde
             return;
         }
         for &byte in &buffer[..n] {
+            if byte == b'W' {
+                if supervisor
+                    .send(Message::Heartbeat { pid, group: None })
+                    .is_err()
+                {
+                    return;
+                }
+                continue;
+            }
             let source = match byte {
                 b'L' => Source::NodeListening,
                 b'R' => Source::NodeReady,

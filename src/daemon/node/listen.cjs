@@ -22,6 +22,10 @@
 //    (PM2's way for --wait-ready apps) tells herdsman too: without an IPC channel the preload provides
 //    `process.send` for it. Both go through a pipe herdsman passes (HERDSMAN_READY_FD), which costs nothing,
 //    where an IPC channel would cost each worker 2.4 MiB.
+// 3. Watchdog. With WATCHDOG_USEC (the app's `watchdog`), the worker sends a heartbeat (`W` on the same pipe,
+//    herdsman's WATCHDOG=1 for Node) at half the period from a timer on the event loop: a loop blocked by a
+//    busy route stops it, and herdsman replaces the worker. The timer is unref'd: it never keeps a process
+//    alive.
 'use strict';
 
 (function herdsman() {
@@ -44,6 +48,13 @@
     } catch (_) {
       // The daemon is gone; the worker goes on serving.
     }
+  }
+
+  // The watchdog's heartbeat (see 3. above), in the process herdsman started only (WATCHDOG_PID).
+  const watchdogUsec = Number.parseInt(env.WATCHDOG_USEC, 10);
+  if (ours && watchdogUsec > 0 && Number.parseInt(env.WATCHDOG_PID, 10) === process.pid) {
+    tell('W');
+    setInterval(tell, Math.max(50, Math.floor(watchdogUsec / 2000)), 'W').unref();
   }
 
   let reported = false;

@@ -40,7 +40,7 @@ impl Supervisor {
     }
 
     /// Finds the process with this pid, among those whose leader has not been reaped.
-    fn locate_pid(&self, pid: i32) -> Option<Loc> {
+    pub(super) fn locate_pid(&self, pid: i32) -> Option<Loc> {
         self.find(|p| p.pid == pid, true)
     }
 
@@ -68,7 +68,7 @@ impl Supervisor {
     }
 
     /// The process at a location, to be updated with [`Supervisor::put`].
-    fn process_at(&self, loc: Loc) -> Option<Process> {
+    pub(super) fn process_at(&self, loc: Loc) -> Option<Process> {
         match loc {
             Loc::Slot(id) => match self.workers.get(&id)?.state {
                 State::Running(p) | State::Stopping { process: p, .. } => Some(p),
@@ -79,7 +79,7 @@ impl Supervisor {
         }
     }
 
-    fn put(&mut self, loc: Loc, process: Process) {
+    pub(super) fn put(&mut self, loc: Loc, process: Process) {
         match loc {
             Loc::Slot(id) => {
                 if let Some(w) = self.workers.get_mut(&id) {
@@ -176,6 +176,7 @@ impl Supervisor {
             stderr: err.as_fd(),
             inherit: &inherit,
             activation,
+            watchdog: app.spec.watchdog.is_some(),
             credentials: app.credentials.as_ref(),
         };
         let spawned = match spawn::spawn(&request) {
@@ -188,6 +189,7 @@ impl Supervisor {
         self.logs.bind(spawned.pid);
         // The worker has its copies; the keeper sees EOF once the worker's whole group is gone.
         drop((out, err));
+        let watchdog = app.spec.watchdog.map(|w| Duration::from_millis(w.period_ms));
         let (wait_ready, listen_timeout, grace) = (
             app.spec.wait_ready,
             Duration::from_millis(app.spec.listen_timeout_ms),
@@ -216,6 +218,9 @@ impl Supervisor {
             self.metrics.track(pid);
         }
         self.job_spawned(id, &process);
+        if let Some(period) = watchdog {
+            self.arm_watchdog(process.started + period);
+        }
         Ok(process)
     }
 
@@ -324,6 +329,19 @@ impl Supervisor {
 
     /// Stops a process that is no longer in a slot: `signal` to its group, SIGKILL after the kill timeout.
     pub(super) fn retire(&mut self, app: &str, instance: u32, process: Process, signal: Signal) {
+        self.retire_with(app, instance, process, signal, true);
+    }
+
+    /// [`Supervisor::retire`], arming the kill timeout only with `arm_kill` (a hung process's is armed
+    /// once it has had the kill signal: see `watchdog.rs`).
+    pub(super) fn retire_with(
+        &mut self,
+        app: &str,
+        instance: u32,
+        process: Process,
+        signal: Signal,
+        arm_kill: bool,
+    ) {
         let timeout = self.apps.get(app).map_or(Duration::ZERO, |a| {
             Duration::from_millis(a.spec.kill_timeout_ms)
         });
@@ -334,12 +352,14 @@ impl Supervisor {
             process,
             leader_gone: process.early_exit.is_some(),
         });
-        self.arm(
-            timeout,
-            Timer::Kill {
-                serial: process.serial,
-            },
-        );
+        if arm_kill {
+            self.arm(
+                timeout,
+                Timer::Kill {
+                    serial: process.serial,
+                },
+            );
+        }
         self.finish_retiring(self.retiring.len() - 1);
     }
 
@@ -378,7 +398,7 @@ impl Supervisor {
         }
     }
 
-    fn finish_retiring(&mut self, index: usize) {
+    pub(super) fn finish_retiring(&mut self, index: usize) {
         let Some(r) = self.retiring.get(index) else {
             return;
         };
@@ -420,6 +440,8 @@ impl Supervisor {
     pub(super) fn timer(&mut self, timer: Timer) {
         match timer {
             Timer::Sample => self.sample_tick(),
+            Timer::Watchdog { generation } => self.watchdog_tick(generation),
+            Timer::HungKill { serial } => self.hung_kill(serial),
             Timer::GiveBack => {
                 self.give_back_armed = false;
                 // A thousand apps defined at once leave megabytes of freed requests and answers in the
@@ -583,7 +605,7 @@ impl Supervisor {
         }
     }
 
-    fn app_of(&self, loc: Loc) -> Option<&super::app::App> {
+    pub(super) fn app_of(&self, loc: Loc) -> Option<&super::app::App> {
         let name = match loc {
             Loc::Slot(id) | Loc::Successor(id) => &self.workers.get(&id)?.app,
             Loc::Retiring(i) => &self.retiring.get(i)?.app,
@@ -630,6 +652,12 @@ impl Supervisor {
                 worker.epoch += 1;
                 worker.on_exit = OnExit::Crash;
                 if let State::Running(old) = old {
+                    if self.retire_hung(id, old) {
+                        return;
+                    }
+                    let Some(worker) = self.workers.get(&id) else {
+                        return;
+                    };
                     let (app, instance) = (worker.app.clone(), worker.instance);
                     let signal = self
                         .apps
@@ -831,7 +859,7 @@ impl Supervisor {
     }
 
     /// A reload's replacement failed: kill it, and leave the slot's current process serving.
-    fn fail_successor(&mut self, id: u32, reason: String) {
+    pub(super) fn fail_successor(&mut self, id: u32, reason: String) {
         let Some(worker) = self.workers.get_mut(&id) else {
             return;
         };
@@ -844,6 +872,7 @@ impl Supervisor {
         worker.reload_failure = Some(reason);
         let (app, instance) = (worker.app.clone(), worker.instance);
         self.retire(&app, instance, successor, Signal::SIGKILL);
+        self.hung_replacement_failed(id);
     }
 
     fn crashed(&mut self, id: u32, uptime: Duration, ready: bool) {

@@ -23,6 +23,7 @@ mod lifecycle;
 mod observe;
 mod preload;
 mod rollout;
+mod watchdog;
 mod watching;
 
 use std::collections::BTreeMap;
@@ -83,6 +84,11 @@ pub enum Message {
         pid: i32,
         status: Option<i32>,
     },
+    /// `WATCHDOG=1` from a process or a member of its group (see `watchdog.rs`).
+    Heartbeat {
+        pid: i32,
+        group: Option<i32>,
+    },
     /// A fleet store task's answer: a claim, an unanswered store, a run to stop (see `jobs/fleet.rs`).
     Fleet(jobs::FleetReport),
 }
@@ -106,6 +112,10 @@ pub enum Timer {
     Job(jobs::JobTimer),
     /// A while after a request that defined or removed apps: the heap it left free goes back to the system.
     GiveBack,
+    /// The earliest watchdog deadline (see `watchdog.rs`); a stale generation is ignored.
+    Watchdog { generation: u64 },
+    /// A hung process had its watchdog signal's time: the kill signal (or SIGKILL, for one hung at start).
+    HungKill { serial: u64 },
     /// A worker taken out of its app's selection has drained: stop it now (see `balancing.rs`).
     Drain {
         worker: u32,
@@ -127,6 +137,8 @@ struct Worker {
     last_exit_at: Option<SystemTime>,
     /// Times the worker was replaced for its memory.
     memory_restarts: u32,
+    /// Its watchdog's counts, and the hung process being replaced (see `watchdog.rs`).
+    watchdog: watchdog::SlotWatch,
     /// A process of this slot was executed once: from then on a failed `execve` is retried like a crash.
     started_once: bool,
     /// Bumped whenever the slot's backoff timer becomes stale.
@@ -222,6 +234,8 @@ pub struct Supervisor {
     record: Option<adoption::Keeping>,
     /// Scheduled jobs and `cron_restart`s (see `jobs.rs`).
     jobs: jobs::Jobs,
+    /// The watchdog's one timer (see `watchdog.rs`).
+    watchdog_armed: watchdog::Armed,
 }
 
 type Reply = Result<Vec<u32>, Response>;
@@ -270,6 +284,7 @@ impl Supervisor {
             record: None,
             jobs: jobs::Jobs::default(),
             give_back_armed: false,
+            watchdog_armed: Default::default(),
         }
     }
 
@@ -334,6 +349,7 @@ impl Supervisor {
             Message::Reexec => self.reexec(),
             Message::Exited { pid, status } => self.adopted_exited(pid, status),
             Message::Fleet(report) => self.fleet_report(report),
+            Message::Heartbeat { pid, group } => self.heartbeat(pid, group),
         }
     }
 
@@ -576,6 +592,7 @@ impl Supervisor {
                 last_exit: None,
                 last_exit_at: None,
                 memory_restarts: 0,
+                watchdog: Default::default(),
                 started_once: false,
                 epoch: 0,
                 intent: 0,

@@ -287,6 +287,8 @@ impl Supervisor {
                     error_file: Some(app.err_path.display().to_string()),
                     last_exit_at_ms: w.last_exit_at.map(unix_ms),
                     memory_restarts: w.memory_restarts,
+                    watchdog_misses: w.watchdog.misses,
+                    hung: w.watchdog.hung,
                     watching: app.spec.watch.is_some(),
                     watch_error: app.watch.as_ref().and_then(|w| w.failure.clone()),
                     log_lines: (app.spec.log_lines != Default::default())
