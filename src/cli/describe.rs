@@ -252,6 +252,23 @@ fn render(app: &AppDetails, now: u64) -> String {
     if let Some(note) = &app.adoption {
         field("adopted", note.clone());
     }
+    for (event, command) in &spec.on_event {
+        field("on_event", format!("{event} → {command}"));
+    }
+    if let Some(hooks) = &app.hooks {
+        let mut text = format!(
+            "{} ran, {} failed, {} suppressed (at most one at a time, {} a minute, {} s each)",
+            hooks.ran,
+            hooks.failed,
+            hooks.suppressed,
+            crate::daemon::HOOKS_PER_MINUTE,
+            crate::daemon::HOOK_TIMEOUT.as_secs()
+        );
+        if let (Some(failure), Some(at)) = (&hooks.last_failure, hooks.last_failure_at_ms) {
+            text.push_str(&format!("; last failure: {failure}, {}", when(at, now)));
+        }
+        field("hooks", text);
+    }
     if !spec.depends_on.is_empty() {
         field("depends on", spec.depends_on.join(", "));
     }

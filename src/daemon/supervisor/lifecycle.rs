@@ -21,6 +21,7 @@ use crate::daemon::ready::{self, Source};
 use crate::daemon::spawn::{self, ExecError, SpawnRequest};
 use crate::daemon::worker::{self, AfterCrash, OnExit, Process, RestartPolicy, State};
 use crate::logs::Stream;
+use crate::protocol::{EventDetails, EventKind};
 
 /// Where a process is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,6 +219,7 @@ impl Supervisor {
             self.metrics.track(pid);
         }
         self.job_spawned(id, &process);
+        self.emit_worker(EventKind::Started, id, Some(pid), EventDetails::default());
         if let Some(period) = watchdog {
             self.arm_watchdog(process.started + period);
         }
@@ -269,6 +271,20 @@ impl Supervisor {
                 }
             }
         }
+    }
+
+    /// A `restarted` event about a slot just started again.
+    fn emit_restarted(&mut self, id: u32, restarts: u32) {
+        let pid = self
+            .workers
+            .get(&id)
+            .and_then(|w| w.state.process())
+            .map(|p| p.pid);
+        let details = EventDetails {
+            restarts: Some(restarts),
+            ..EventDetails::default()
+        };
+        self.emit_worker(EventKind::Restarted, id, pid, details);
     }
 
     pub(super) fn arm(&self, delay: Duration, timer: Timer) {
@@ -388,13 +404,18 @@ impl Supervisor {
         match worker.on_exit {
             OnExit::Restart => {
                 worker.restarts += 1;
+                let restarts = worker.restarts;
                 self.start_worker(id);
+                self.emit_restarted(id, restarts);
             }
             OnExit::Remove => {
                 worker.state = State::Stopped;
                 self.remove_worker(id);
             }
-            OnExit::Stop | OnExit::Crash => worker.state = State::Stopped,
+            OnExit::Stop | OnExit::Crash => {
+                worker.state = State::Stopped;
+                self.emit_worker(EventKind::Stopped, id, None, EventDetails::default());
+            }
         }
     }
 
@@ -441,6 +462,7 @@ impl Supervisor {
         match timer {
             Timer::Sample => self.sample_tick(),
             Timer::Watchdog { generation } => self.watchdog_tick(generation),
+            Timer::HookTimeout { pid, serial } => self.hook_timeout(pid, serial),
             Timer::HungKill { serial } => self.hung_kill(serial),
             Timer::GiveBack => {
                 self.give_back_armed = false;
@@ -465,7 +487,9 @@ impl Supervisor {
                 };
                 if worker.epoch == epoch && matches!(worker.state, State::Waiting { .. }) {
                     worker.restarts += 1;
+                    let restarts = worker.restarts;
                     self.start_worker(id);
+                    self.emit_restarted(id, restarts);
                 }
             }
             Timer::Kill { serial } => {
@@ -572,6 +596,11 @@ impl Supervisor {
                         } else {
                             warn!(app = %worker.app, instance = worker.instance, error = %e, "worker did not start");
                             worker.state = State::Errored;
+                            let details = EventDetails {
+                                reason: Some(e.to_string()),
+                                ..EventDetails::default()
+                            };
+                            self.emit_worker(EventKind::Errored, id, None, details);
                         }
                         return;
                     }
@@ -634,6 +663,13 @@ impl Supervisor {
         let Some(mut process) = self.process_at(loc) else {
             return;
         };
+        if let Loc::Slot(id) | Loc::Successor(id) = loc {
+            let details = EventDetails {
+                ready_ms: Some(process.started.elapsed().as_millis() as u64),
+                ..EventDetails::default()
+            };
+            self.emit_worker(EventKind::Ready, id, Some(process.pid), details);
+        }
         process.ready = true;
         match loc {
             Loc::Slot(id) => {
@@ -696,6 +732,7 @@ impl Supervisor {
             };
             self.metrics.forget(pid.as_raw());
             self.logs.reaped(pid.as_raw());
+            self.hook_exited(pid.as_raw(), status);
             if let Some(loc) = self.locate_pid(pid.as_raw()) {
                 self.process_exited(loc, status);
             }
@@ -806,6 +843,12 @@ impl Supervisor {
                     None => how,
                 });
                 worker.last_exit_at = Some(SystemTime::now());
+                let reason = worker.last_exit.clone();
+                let mut details = super::events::exit_details(status, Some(uptime));
+                self.emit_worker(EventKind::Exited, id, Some(process.pid), details.clone());
+                let Some(worker) = self.workers.get_mut(&id) else {
+                    return;
+                };
                 // What the worker left running in its group, or outside it, goes with it. (An adopted
                 // worker may have been reaped by its parent already: see `groups.rs`.)
                 signal_group(process.pid, process.adopted, Some(Signal::SIGKILL));
@@ -843,11 +886,24 @@ impl Supervisor {
                     worker.state = State::Stopped;
                     return;
                 }
+                details.reason = reason;
+                details.restarts = Some(worker.restarts);
+                self.emit_worker(EventKind::Crashed, id, Some(process.pid), details);
                 self.crashed(id, uptime, process.ready);
             }
             State::Stopping { process, .. } => {
                 worker.last_exit = Some(how);
                 worker.last_exit_at = Some(SystemTime::now());
+                let uptime = process.started.elapsed();
+                self.emit_worker(
+                    EventKind::Exited,
+                    id,
+                    Some(process.pid),
+                    super::events::exit_details(status, Some(uptime)),
+                );
+                let Some(worker) = self.workers.get_mut(&id) else {
+                    return;
+                };
                 worker.state = State::Stopping {
                     process,
                     leader_gone: true,
@@ -869,9 +925,14 @@ impl Supervisor {
         warn!(app = %worker.app, instance = worker.instance, %reason, "reload of this worker failed");
         worker.last_exit = Some(reason.clone());
         worker.last_exit_at = Some(SystemTime::now());
-        worker.reload_failure = Some(reason);
+        worker.reload_failure = Some(reason.clone());
         let (app, instance) = (worker.app.clone(), worker.instance);
         self.retire(&app, instance, successor, Signal::SIGKILL);
+        let details = EventDetails {
+            reason: Some(reason),
+            ..EventDetails::default()
+        };
+        self.emit_worker(EventKind::ReloadFailed, id, Some(successor.pid), details);
         self.hung_replacement_failed(id);
     }
 
@@ -894,7 +955,9 @@ impl Supervisor {
         match decision {
             AfterCrash::Restart => {
                 worker.restarts += 1;
+                let restarts = worker.restarts;
                 self.start_worker(id);
+                self.emit_restarted(id, restarts);
             }
             AfterCrash::Wait(delay) => {
                 info!(app = %worker.app, instance = worker.instance, ?delay, "backing off before the next start");
@@ -907,6 +970,12 @@ impl Supervisor {
             AfterCrash::GiveUp => {
                 warn!(app = %worker.app, instance = worker.instance, unstable, "too many quick crashes: errored");
                 worker.state = State::Errored;
+                let details = EventDetails {
+                    reason: Some(format!("{unstable} quick crashes in a row")),
+                    restarts: Some(worker.restarts),
+                    ..EventDetails::default()
+                };
+                self.emit_worker(EventKind::Errored, id, None, details);
             }
         }
     }

@@ -17,6 +17,8 @@ mod app;
 mod apply;
 mod balancing;
 mod env;
+mod events;
+mod hooks;
 pub mod handover;
 mod jobs;
 mod lifecycle;
@@ -43,6 +45,8 @@ use super::worker::{OnExit, Process, State};
 use crate::config::AppSpec;
 use crate::protocol::{ApplyAction, ApplyRequest, ErrorKind, Request, Response, Selection};
 use app::App;
+pub use events::EVENT_QUEUE;
+pub use hooks::{PER_MINUTE as HOOKS_PER_MINUTE, TIMEOUT as HOOK_TIMEOUT};
 pub use observe::SUBSCRIBER_QUEUE;
 use rollout::{Lane, LaneAction, Rollout};
 
@@ -70,6 +74,12 @@ pub enum Message {
     /// A live view (`monit`): send it a [`Response::Snapshot`] every `interval_ms` until it closes.
     Subscribe {
         interval_ms: u64,
+        events: mpsc::Sender<Response>,
+    },
+    /// The event stream (`herdsman events`): the events kept since `since_ms`, then each new one, until
+    /// the receiver closes or falls behind (see `events.rs`).
+    SubscribeEvents {
+        since_ms: Option<u64>,
         events: mpsc::Sender<Response>,
     },
     /// SIGTERM or SIGINT to the daemon: stop every app, then return.
@@ -112,6 +122,8 @@ pub enum Timer {
     Job(jobs::JobTimer),
     /// A while after a request that defined or removed apps: the heap it left free goes back to the system.
     GiveBack,
+    /// A hook ran out of time (see `hooks.rs`).
+    HookTimeout { pid: i32, serial: u64 },
     /// The earliest watchdog deadline (see `watchdog.rs`); a stale generation is ignored.
     Watchdog { generation: u64 },
     /// A hung process had its watchdog signal's time: the kill signal (or SIGKILL, for one hung at start).
@@ -236,6 +248,10 @@ pub struct Supervisor {
     jobs: jobs::Jobs,
     /// The watchdog's one timer (see `watchdog.rs`).
     watchdog_armed: watchdog::Armed,
+    /// The last events, and the streams that follow them (see `events.rs`).
+    events: events::EventLog,
+    /// Each app's hooks in progress and counts (see `hooks.rs`).
+    hooks: hooks::Hooks,
 }
 
 type Reply = Result<Vec<u32>, Response>;
@@ -285,6 +301,8 @@ impl Supervisor {
             jobs: jobs::Jobs::default(),
             give_back_armed: false,
             watchdog_armed: Default::default(),
+            events: Default::default(),
+            hooks: Default::default(),
         }
     }
 
@@ -344,6 +362,9 @@ impl Supervisor {
                     self.subscribe(interval_ms, events);
                 }
             }
+            Message::SubscribeEvents { since_ms, events } => {
+                self.subscribe_events(since_ms, events);
+            }
             Message::Shutdown => self.begin_shutdown(None),
             Message::Watch(report) => self.watch_report(report),
             Message::Reexec => self.reexec(),
@@ -367,6 +388,7 @@ impl Supervisor {
                 | Request::Version
                 | Request::Describe { .. }
                 | Request::Subscribe { .. }
+                | Request::Events { .. }
                 | Request::Job(_)
         ) {
             self.touch_record();
@@ -506,7 +528,7 @@ impl Supervisor {
                 let _ = reply.send(self.describe(&target));
                 return;
             }
-            Request::Subscribe { .. } => {
+            Request::Subscribe { .. } | Request::Events { .. } => {
                 // The control server turns a subscription into `Message::Subscribe`.
                 let message = "a subscription needs a connection of its own";
                 let _ = reply.send(Response::error(ErrorKind::BadRequest, message));
@@ -928,10 +950,12 @@ impl Supervisor {
         let workers = &self.workers;
         let retiring = &self.retiring;
         let removed = &mut self.jobs.dirty;
+        let mut deleted: Vec<String> = Vec::new();
         self.apps.retain(|name, app| {
             if app.workers.is_empty() {
                 info!(app = %name, "app deleted");
                 *removed = true;
+                deleted.push(name.clone());
                 return false;
             }
             // A process on its way out still holds its slot's socket, which stays in the kernel's group
@@ -953,6 +977,16 @@ impl Supervisor {
             }
             true
         });
+        for name in deleted {
+            self.emit(
+                crate::protocol::EventKind::Deleted,
+                &name,
+                None,
+                None,
+                Default::default(),
+            );
+            self.forget_hooks(&name);
+        }
         self.sync_balance();
         self.sync_jobs();
 

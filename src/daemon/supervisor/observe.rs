@@ -207,6 +207,12 @@ impl Supervisor {
             }
         }
         for (id, pid, memory, limit) in over {
+            let details = crate::protocol::EventDetails {
+                memory: Some(memory),
+                limit: Some(limit),
+                ..Default::default()
+            };
+            self.emit_worker(crate::protocol::EventKind::MemoryLimit, id, Some(pid), details);
             let Some(worker) = self.workers.get(&id) else {
                 continue;
             };
@@ -353,7 +359,9 @@ impl Supervisor {
                 }
                 let mut command = vec![app.command.program.display().to_string()];
                 command.extend(app.command.argv.iter().skip(1).cloned());
+                let hooks = self.hook_status(name);
                 Some(AppDetails {
+                    hooks,
                     spec,
                     command,
                     listening: match &app.slots {

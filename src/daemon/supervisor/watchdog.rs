@@ -143,6 +143,21 @@ impl Supervisor {
         let (app, instance) = (worker.app.clone(), worker.instance);
         let reason = format!("hung: no WATCHDOG=1 for {} ms", silent.as_millis());
         warn!(app = %app, instance, pid = process.pid, silent_ms = silent.as_millis() as u64, "worker hung (watchdog)");
+        let details = crate::protocol::EventDetails {
+            silent_ms: Some(silent.as_millis() as u64),
+            reason: Some(match v {
+                Verdict::HungAtStart { .. } => "hung right after its start: a crash".to_string(),
+                _ => "hung: replaced, its successor ready first".to_string(),
+            }),
+            ..Default::default()
+        };
+        self.emit(
+            crate::protocol::EventKind::Hung,
+            &app,
+            Some(instance),
+            Some(process.pid),
+            details,
+        );
         let signal = self.watchdog_signal_of(&app);
         match (loc, v) {
             (Loc::Successor(_), _) => self.fail_successor(id, reason),
