@@ -8,7 +8,7 @@ use std::time::Instant;
 use serde_json::Value;
 
 use crate::helpers::{
-    Herdsman, Probe, SECOND, alive, app_arg, assert_no_failures, free_port, listen_addr, pids,
+    Herdsman, Probe, SECOND, Streaming, alive, app_arg, assert_no_failures, free_port, listen_addr, pids,
     wait_served_by,
 };
 
@@ -202,4 +202,206 @@ fn bad_watchdog_and_hook_options_are_refused_with_their_place() {
         "nothing was started: {:?}",
         h.list()
     );
+}
+
+/// The events of a `herdsman events --json` stream so far, parsed (each line one JSON object).
+fn events_of(h: &Herdsman, stream: &Streaming) -> Vec<Value> {
+    stream
+        .stdout()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str::<Value>(l)
+                .unwrap_or_else(|e| h.fail(&format!("an event line is not JSON ({e}): {l}")))
+        })
+        .collect()
+}
+
+fn position(events: &[Value], app: &str, kind: &str, after: usize) -> Option<usize> {
+    events
+        .iter()
+        .enumerate()
+        .skip(after)
+        .find(|(_, e)| e["app"] == app && e["event"] == kind)
+        .map(|(i, _)| i)
+}
+
+/// `events --json` follows what happens: a crash (SIGKILL), the restart, and a reload, in that order, each
+/// a versioned JSON object with its app, instance, pid and details; `--since` replays what the daemon kept.
+#[test]
+fn events_json_sees_a_crash_a_restart_and_a_reload_in_order() {
+    let h = Herdsman::new();
+    let port = free_port();
+    h.cmd(&[
+        "start",
+        &app_arg("http.js"),
+        "--name",
+        "ev",
+        "--listen",
+        &listen_addr(port),
+    ])
+    .ok();
+    let first = h.wait_online("ev", 1)[0].pid.unwrap_or_default();
+    let mut c = h.command();
+    c.args(["events", "--json", "--since", "10m"]);
+    let stream = Streaming::spawn(c);
+    h.wait_for("the start to be replayed", 10 * SECOND, || {
+        position(&events_of(&h, &stream), "ev", "ready", 0).is_some()
+    });
+
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    h.wait_for("the crash and the restart to be streamed", 15 * SECOND, || {
+        let events = events_of(&h, &stream);
+        position(&events, "ev", "crashed", 0)
+            .and_then(|i| position(&events, "ev", "restarted", i))
+            .is_some()
+    });
+    let second = h.wait_online("ev", 1)[0].pid.unwrap_or_default();
+    h.cmd(&["reload", "ev"]).ok();
+    h.wait_for("the reload step to be streamed", 15 * SECOND, || {
+        let events = events_of(&h, &stream);
+        position(&events, "ev", "reload-step", 0).is_some()
+    });
+    let events = events_of(&h, &stream);
+    let crashed = position(&events, "ev", "crashed", 0).unwrap_or_default();
+    let restarted = position(&events, "ev", "restarted", crashed).unwrap_or_default();
+    let step = position(&events, "ev", "reload-step", restarted)
+        .unwrap_or_else(|| h.fail(&format!("no reload step after the restart: {events:?}")));
+    let crash = &events[crashed];
+    assert_eq!(crash["version"], 1, "{crash}");
+    assert_eq!(crash["instance"], 0, "{crash}");
+    assert_eq!(crash["pid"], first, "{crash}");
+    assert_eq!(crash["signal"], "SIGKILL", "{crash}");
+    assert!(crash["uptime_ms"].as_u64().is_some(), "{crash}");
+    assert_eq!(events[restarted]["restarts"], 1, "{}", events[restarted]);
+    assert_eq!(events[step]["old_pid"], second, "{}", events[step]);
+    // An exit is recorded before its crash; sequence numbers only grow.
+    let exited = position(&events, "ev", "exited", 0).unwrap_or(usize::MAX);
+    assert!(exited < crashed, "{events:?}");
+    let seqs: Vec<u64> = events.iter().filter_map(|e| e["seq"].as_u64()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+
+    // The plain form: a line each.
+    let mut c = h.command();
+    c.args(["events", "--since", "10m"]);
+    let plain = Streaming::spawn(c);
+    h.wait_for("the plain stream to show the reload", 10 * SECOND, || {
+        plain.stdout().lines().any(|l| l.contains("ev:0") && l.contains("reload-step"))
+    });
+}
+
+/// Writes a hook script into `dir` that records its environment and stdin, and prints a marker on
+/// stdout (which lands in the daemon's log).
+fn recording_hook(h: &Herdsman, dir: &std::path::Path, sleep: &str) -> std::path::PathBuf {
+    let hook = dir.join("hook.sh");
+    let record = dir.join("calls");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\nn=$(ls {record} 2>/dev/null | wc -l)\nmkdir -p {record}\ncat > {record}/$n.json\nenv | grep ^HERDSMAN_ > {record}/$n.env\necho \"hook saw $HERDSMAN_EVENT of $HERDSMAN_APP pid $HERDSMAN_PID\"\nsleep {sleep}\n",
+            record = record.display()
+        ),
+    )
+    .unwrap_or_else(|e| h.fail(&format!("write the hook: {e}")));
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755))
+        .unwrap_or_else(|e| h.fail(&format!("chmod the hook: {e}")));
+    record
+}
+
+/// A hook receives the crash: the event in its environment and as JSON on stdin; what it prints lands in
+/// the daemon's log; `describe` counts it.
+#[test]
+fn a_crash_hook_gets_the_event_in_env_and_json_and_logs_to_the_daemon_log() {
+    let h = Herdsman::new();
+    let port = free_port();
+    let dir = h.scratch("app");
+    let record = recording_hook(&h, &dir, "0");
+    let file = dir.join("ecosystem.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[apps]]\nname = \"hooked\"\nscript = \"{}\"\nlisten = \"{}\"\non_event = {{ crash = \"./hook.sh\" }}\n",
+            app_arg("http.js"),
+            listen_addr(port)
+        ),
+    )
+    .unwrap_or_else(|e| h.fail(&format!("write the file: {e}")));
+    h.cmd(&["start", &file.display().to_string()]).ok();
+    let pid = h.wait_online("hooked", 1)[0].pid.unwrap_or_default();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let env = h.wait_value("the hook to record the crash", 15 * SECOND, || {
+        std::fs::read_to_string(record.join("0.env")).ok().filter(|e| e.contains("HERDSMAN_PID"))
+    });
+    assert!(env.contains("HERDSMAN_EVENT=crashed"), "{env}");
+    assert!(env.contains("HERDSMAN_APP=hooked"), "{env}");
+    assert!(env.contains("HERDSMAN_INSTANCE=0"), "{env}");
+    assert!(env.contains(&format!("HERDSMAN_PID={pid}")), "{env}");
+    assert!(env.contains("HERDSMAN_EXIT=signal SIGKILL"), "{env}");
+    let json: Value = serde_json::from_str(
+        &std::fs::read_to_string(record.join("0.json")).unwrap_or_default(),
+    )
+    .unwrap_or_else(|e| h.fail(&format!("the hook's stdin is not the event's JSON: {e}")));
+    assert_eq!(json["event"], "crashed", "{json}");
+    assert_eq!(json["pid"], pid, "{json}");
+    assert_eq!(json["version"], 1, "{json}");
+    let log = h.home().join("daemon.log");
+    h.wait_for("the hook's output in the daemon's log", 10 * SECOND, || {
+        std::fs::read_to_string(&log)
+            .is_ok_and(|l| l.contains(&format!("hook saw crashed of hooked pid {pid}")))
+    });
+    let details = h.wait_value("describe to count the hook", 10 * SECOND, || {
+        let out = h.cmd(&["describe", "hooked"]).ok().stdout;
+        out.contains("1 ran, 0 failed").then_some(out)
+    });
+    assert!(details.contains("crash → ./hook.sh"), "{details}");
+}
+
+/// A crash loop fires a bounded number of hooks: one at a time, at most 5 a minute; the rest are
+/// suppressed and counted.
+#[test]
+fn a_crash_loop_fires_bounded_hooks() {
+    let h = Herdsman::new();
+    let dir = h.scratch("app");
+    let record = recording_hook(&h, &dir, "0.3");
+    let file = dir.join("ecosystem.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[apps]]\nname = \"loop\"\nscript = \"{}\"\nrestart_backoff = \"20ms\"\nrestart_backoff_max = \"50ms\"\non_event = {{ crash = \"./hook.sh\" }}\n",
+            app_arg("crash.sh"),
+        ),
+    )
+    .unwrap_or_else(|e| h.fail(&format!("write the file: {e}")));
+    // It never gets ready: the start says so, and the slot goes on crashing.
+    h.cmd(&["start", &file.display().to_string()]).run();
+    h.wait_for("the app to crash 30 times", 30 * SECOND, || {
+        h.workers("loop").iter().any(|w| w.restarts >= 30)
+    });
+    let describe = || -> Value {
+        let out = h.cmd(&["describe", "loop", "--json"]).ok().stdout;
+        serde_json::from_str::<Value>(&out)
+            .unwrap_or_else(|e| h.fail(&format!("describe --json is not JSON: {e}\n{out}")))
+    };
+    let hooks = h.wait_value("the hooks to settle", 15 * SECOND, || {
+        let d = describe();
+        let hooks = d[0]["hooks"].clone();
+        (hooks["ran"].as_u64() == Some(5)).then_some(hooks)
+    });
+    assert!(
+        hooks["suppressed"].as_u64().unwrap_or(0) >= 20,
+        "the rest suppressed: {hooks}"
+    );
+    h.wait_for("5 hooks to have recorded", 10 * SECOND, || {
+        std::fs::read_dir(&record).map_or(0, |d| d.count()) == 10
+    });
+    h.assert_stays("no sixth hook within the minute", 2 * SECOND, || {
+        std::fs::read_dir(&record).map_or(0, |d| d.count()) == 10
+    });
 }

@@ -276,6 +276,15 @@ impl Supervisor {
         self.emit(EventKind::HookFailed, app, None, None, details);
     }
 
+    /// The hooks running.
+    pub(super) fn hook_pids(&self) -> Vec<i32> {
+        self.hooks
+            .apps
+            .values()
+            .filter_map(|h| h.running.as_ref().map(|r| r.pid))
+            .collect()
+    }
+
     /// An app's hook counts, for `describe`; `None` when it has no hooks.
     pub(super) fn hook_status(&self, app: &str) -> Option<HookStatus> {
         let has = self.apps.get(app).is_some_and(|a| !a.spec.on_event.is_empty());

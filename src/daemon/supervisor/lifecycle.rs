@@ -441,6 +441,8 @@ impl Supervisor {
             .flatten()
             .chain(self.retiring.iter().map(|r| r.process))
             .map(|p| p.pid)
+            // A hook carries its event's HERDSMAN_APP and HERDSMAN_INSTANCE, and is no escapee.
+            .chain(self.hook_pids())
             .collect();
         let escapees = crate::daemon::adopted::escapees(app, instance, &known);
         for &pid in &escapees {
