@@ -594,7 +594,10 @@ impl Response {
     pub fn line_is_progress(line: &[u8]) -> Option<bool> {
         let tag = line.strip_prefix(br#"{"response":""#)?;
         let tag = &tag[..tag.iter().position(|&b| b == b'"')?];
-        Some(matches!(tag, b"progress" | b"note" | b"snapshot" | b"event"))
+        Some(matches!(
+            tag,
+            b"progress" | b"note" | b"snapshot" | b"event"
+        ))
     }
 
     pub fn error(kind: ErrorKind, message: impl Into<String>) -> Response {

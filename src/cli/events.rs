@@ -15,7 +15,9 @@ pub fn run(home: &Home, json: bool, since: Option<&str>) -> Result<()> {
         Some(text) => {
             let ago = crate::config::parse_duration(text)
                 .map_err(anyhow::Error::msg)
-                .with_context(|| format!("--since {text}: expected a duration such as 10m or 1h"))?;
+                .with_context(|| {
+                    format!("--since {text}: expected a duration such as 10m or 1h")
+                })?;
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64);
@@ -24,7 +26,10 @@ pub fn run(home: &Home, json: bool, since: Option<&str>) -> Result<()> {
     };
     // Nothing to follow without a daemon, and none is started to say so.
     let Some(mut client) = Client::connect(home)? else {
-        bail!("no daemon is running for {}: no events to follow", home.root().display());
+        bail!(
+            "no daemon is running for {}: no events to follow",
+            home.root().display()
+        );
     };
     let mut out = std::io::stdout().lock();
     let mut failed: Option<std::io::Error> = None;

@@ -406,7 +406,9 @@ fn raw_from_args(args: &StartArgs) -> Result<RawApp> {
                 .on_event
                 .iter()
                 .map(|entry| match entry.split_once('=') {
-                    Some((event, command)) => Ok((event.trim().to_string(), flag(command.to_string()))),
+                    Some((event, command)) => {
+                        Ok((event.trim().to_string(), flag(command.to_string())))
+                    }
                     None => anyhow::bail!("--on-event {entry}: expected EVENT=COMMAND"),
                 })
                 .collect::<Result<Vec<_>>>()?;

@@ -831,7 +831,7 @@ fn read_hooks(
     lines: &Lines,
     key: &str,
     value: &Spanned<DeValue<'_>>,
-) -> Result<Vec<(String, Item<String>)>, Problem> {
+) -> Result<super::raw::RawHooks, Problem> {
     let DeValue::Table(table) = value.get_ref() else {
         return Err(wrong(
             lines,
@@ -1242,10 +1242,11 @@ pub fn schema() -> serde_json::Value {
             Kind::Balance => json!({ "type": "string", "enum": super::Balance::NAMES }),
             Kind::Scope => json!({ "type": "string", "enum": ["host", "fleet"] }),
             Kind::Hooks => {
-                let events: serde_json::Map<String, serde_json::Value> = super::alerting::HOOK_EVENTS
-                    .iter()
-                    .map(|e| (e.to_string(), json!({ "type": "string", "minLength": 1 })))
-                    .collect();
+                let events: serde_json::Map<String, serde_json::Value> =
+                    super::alerting::HOOK_EVENTS
+                        .iter()
+                        .map(|e| (e.to_string(), json!({ "type": "string", "minLength": 1 })))
+                        .collect();
                 json!({ "type": "object", "properties": events, "additionalProperties": false })
             }
             Kind::Size => json!({ "oneOf": [

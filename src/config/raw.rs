@@ -114,8 +114,11 @@ pub struct RawApp {
     pub watchdog: Option<Item<Duration>>,
     pub watchdog_signal: Option<Item<SignalName>>,
     /// `on_event`: each event with its command and where the entry was written.
-    pub on_event: Option<Item<Vec<(String, Item<String>)>>>,
+    pub on_event: Option<Item<RawHooks>>,
 }
+
+/// `on_event` as written: each event with its command and where the entry is.
+pub type RawHooks = Vec<(String, Item<String>)>;
 
 /// What resolving needs besides the options.
 pub struct Context<'a> {
@@ -371,10 +374,7 @@ impl RawApp {
         &self,
         cwd: &Path,
         problem: &mut impl FnMut(Option<Location>, &str, String),
-    ) -> (
-        Option<super::alerting::Watchdog>,
-        super::alerting::Hooks,
-    ) {
+    ) -> (Option<super::alerting::Watchdog>, super::alerting::Hooks) {
         let watchdog = match &self.watchdog {
             Some(period) if period.value < Duration::from_millis(100) => {
                 problem(

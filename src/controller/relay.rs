@@ -77,10 +77,7 @@ async fn serve(stream: UnixStream, keeper: &Path) -> Result<(), FrameError> {
                 continue;
             }
         };
-        let subscription = matches!(
-            request,
-            Request::Subscribe { .. } | Request::Events { .. }
-        );
+        let subscription = matches!(request, Request::Subscribe { .. } | Request::Events { .. });
         let mut upstream = match Upstream::open(keeper, &request).await {
             Ok(upstream) => upstream,
             Err(message) => {

@@ -39,7 +39,10 @@ pub fn spawn(hook: Hook<'_>) -> std::io::Result<u32> {
                 nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)?;
             // The reading end blocks as a shell expects; only ours is non-blocking, so a full pipe never
             // stalls the keeper (the rest is cut: events are far smaller than a pipe).
-            nix::fcntl::fcntl(&read, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()))?;
+            nix::fcntl::fcntl(
+                &read,
+                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
+            )?;
             let mut write = std::fs::File::from(write);
             let _ = write.write_all(bytes);
             drop(write);

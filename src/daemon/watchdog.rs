@@ -70,7 +70,12 @@ mod tests {
     #[test]
     fn a_worker_that_beats_in_time_is_alive_until_its_next_deadline() {
         let t0 = Instant::now();
-        let v = verdict(t0 + Duration::from_millis(2500), hb(t0, 1000, true), PERIOD, MIN_UPTIME);
+        let v = verdict(
+            t0 + Duration::from_millis(2500),
+            hb(t0, 1000, true),
+            PERIOD,
+            MIN_UPTIME,
+        );
         assert_eq!(
             v,
             Verdict::Alive {
@@ -82,7 +87,12 @@ mod tests {
     #[test]
     fn a_silent_stable_worker_is_hung_with_how_long_it_was_silent() {
         let t0 = Instant::now();
-        let v = verdict(t0 + Duration::from_millis(7000), hb(t0, 5000, true), PERIOD, MIN_UPTIME);
+        let v = verdict(
+            t0 + Duration::from_millis(7000),
+            hb(t0, 5000, true),
+            PERIOD,
+            MIN_UPTIME,
+        );
         assert_eq!(
             v,
             Verdict::Hung {
@@ -98,20 +108,33 @@ mod tests {
         let v = verdict(t0 + PERIOD, hb(t0, 0, false), PERIOD, MIN_UPTIME);
         assert_eq!(v, Verdict::HungAtStart { silent: PERIOD });
         // Ready, but silent before min_uptime.
-        let v = verdict(t0 + Duration::from_secs(3), hb(t0, 500, true), PERIOD, MIN_UPTIME);
+        let v = verdict(
+            t0 + Duration::from_secs(3),
+            hb(t0, 500, true),
+            PERIOD,
+            MIN_UPTIME,
+        );
         assert!(matches!(v, Verdict::HungAtStart { .. }));
     }
 
     #[test]
     fn the_deadline_itself_is_a_miss() {
         let t0 = Instant::now();
-        let v = verdict(t0 + Duration::from_secs(4), hb(t0, 2000, true), PERIOD, MIN_UPTIME);
+        let v = verdict(
+            t0 + Duration::from_secs(4),
+            hb(t0, 2000, true),
+            PERIOD,
+            MIN_UPTIME,
+        );
         assert!(matches!(v, Verdict::Hung { .. }));
     }
 
     #[test]
     fn the_report_time_is_at_most_a_second_and_within_the_kill_timeout() {
-        assert_eq!(report_time(Duration::from_millis(1600)), Duration::from_secs(1));
+        assert_eq!(
+            report_time(Duration::from_millis(1600)),
+            Duration::from_secs(1)
+        );
         assert_eq!(
             report_time(Duration::from_millis(300)),
             Duration::from_millis(300)

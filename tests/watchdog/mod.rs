@@ -8,8 +8,8 @@ use std::time::Instant;
 use serde_json::Value;
 
 use crate::helpers::{
-    Herdsman, Probe, SECOND, Streaming, alive, app_arg, assert_no_failures, free_port, listen_addr, pids,
-    wait_served_by,
+    Herdsman, Probe, SECOND, Streaming, alive, app_arg, assert_no_failures, free_port, listen_addr,
+    pids, wait_served_by,
 };
 
 /// `list --json` as JSON values (for the fields the shared `Proc` does not carry).
@@ -52,7 +52,9 @@ fn a_blocked_event_loop_is_replaced_while_the_other_worker_serves() {
     wait_served_by(&h, port, &pids(&workers), 10 * SECOND);
 
     let probe = Probe::start(port);
-    h.wait_for("the probe to be served", 10 * SECOND, || probe.ok_count() > 20);
+    h.wait_for("the probe to be served", 10 * SECOND, || {
+        probe.ok_count() > 20
+    });
     // Between two probe requests, so that no probe connection is taken in the same accept as `/block`.
     let (blocked, hit) = {
         let _quiet = probe.quiesce();
@@ -69,14 +71,17 @@ fn a_blocked_event_loop_is_replaced_while_the_other_worker_serves() {
         (blocked, (Instant::now(), block))
     };
     let (hit_at, _block_connection) = hit;
-    h.wait_for("the blocked worker to be replaced and gone", 20 * SECOND, || {
-        !alive(blocked)
-            && h.workers("web").len() == 2
-            && h
-                .workers("web")
-                .iter()
-                .all(|w| w.status == "online" && w.pid.is_some_and(|p| p != blocked))
-    });
+    h.wait_for(
+        "the blocked worker to be replaced and gone",
+        20 * SECOND,
+        || {
+            !alive(blocked)
+                && h.workers("web").len() == 2
+                && h.workers("web")
+                    .iter()
+                    .all(|w| w.status == "online" && w.pid.is_some_and(|p| p != blocked))
+        },
+    );
     let replaced_in = hit_at.elapsed();
     let after = probe.ok_count();
     h.wait_for("the probe to go on being served", 10 * SECOND, || {
@@ -131,7 +136,10 @@ fn a_python_worker_that_stops_its_heartbeat_is_replaced() {
                 .all(|w| w.status == "online" && w.pid.is_some_and(|p| p != first))
     });
     let log = h.out_log("py");
-    assert!(log.contains(&format!("silent from now pid={first}")), "{log}");
+    assert!(
+        log.contains(&format!("silent from now pid={first}")),
+        "{log}"
+    );
     let now = pids(&h.workers("py"));
     h.assert_stays("the successor to keep beating", 3 * SECOND, || {
         pids(&h.workers("py")) == now && hung_count(&h, "py") == 1
@@ -197,11 +205,7 @@ fn bad_watchdog_and_hook_options_are_refused_with_their_place() {
         .fails_with("unknown event 'page'");
     h.cmd(&["start", &script, "--watchdog", "10ms"])
         .fails_with("at least 100ms");
-    assert!(
-        h.list().is_empty(),
-        "nothing was started: {:?}",
-        h.list()
-    );
+    assert!(h.list().is_empty(), "nothing was started: {:?}", h.list());
 }
 
 /// The events of a `herdsman events --json` stream so far, parsed (each line one JSON object).
@@ -253,12 +257,16 @@ fn events_json_sees_a_crash_a_restart_and_a_reload_in_order() {
         nix::unistd::Pid::from_raw(first),
         nix::sys::signal::Signal::SIGKILL,
     );
-    h.wait_for("the crash and the restart to be streamed", 15 * SECOND, || {
-        let events = events_of(&h, &stream);
-        position(&events, "ev", "crashed", 0)
-            .and_then(|i| position(&events, "ev", "restarted", i))
-            .is_some()
-    });
+    h.wait_for(
+        "the crash and the restart to be streamed",
+        15 * SECOND,
+        || {
+            let events = events_of(&h, &stream);
+            position(&events, "ev", "crashed", 0)
+                .and_then(|i| position(&events, "ev", "restarted", i))
+                .is_some()
+        },
+    );
     let second = h.wait_online("ev", 1)[0].pid.unwrap_or_default();
     h.cmd(&["reload", "ev"]).ok();
     h.wait_for("the reload step to be streamed", 15 * SECOND, || {
@@ -289,7 +297,10 @@ fn events_json_sees_a_crash_a_restart_and_a_reload_in_order() {
     c.args(["events", "--since", "10m"]);
     let plain = Streaming::spawn(c);
     h.wait_for("the plain stream to show the reload", 10 * SECOND, || {
-        plain.stdout().lines().any(|l| l.contains("ev:0") && l.contains("reload-step"))
+        plain
+            .stdout()
+            .lines()
+            .any(|l| l.contains("ev:0") && l.contains("reload-step"))
     });
 }
 
@@ -337,17 +348,18 @@ fn a_crash_hook_gets_the_event_in_env_and_json_and_logs_to_the_daemon_log() {
         nix::sys::signal::Signal::SIGKILL,
     );
     let env = h.wait_value("the hook to record the crash", 15 * SECOND, || {
-        std::fs::read_to_string(record.join("0.env")).ok().filter(|e| e.contains("HERDSMAN_PID"))
+        std::fs::read_to_string(record.join("0.env"))
+            .ok()
+            .filter(|e| e.contains("HERDSMAN_PID"))
     });
     assert!(env.contains("HERDSMAN_EVENT=crashed"), "{env}");
     assert!(env.contains("HERDSMAN_APP=hooked"), "{env}");
     assert!(env.contains("HERDSMAN_INSTANCE=0"), "{env}");
     assert!(env.contains(&format!("HERDSMAN_PID={pid}")), "{env}");
     assert!(env.contains("HERDSMAN_EXIT=signal SIGKILL"), "{env}");
-    let json: Value = serde_json::from_str(
-        &std::fs::read_to_string(record.join("0.json")).unwrap_or_default(),
-    )
-    .unwrap_or_else(|e| h.fail(&format!("the hook's stdin is not the event's JSON: {e}")));
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(record.join("0.json")).unwrap_or_default())
+            .unwrap_or_else(|e| h.fail(&format!("the hook's stdin is not the event's JSON: {e}")));
     assert_eq!(json["event"], "crashed", "{json}");
     assert_eq!(json["pid"], pid, "{json}");
     assert_eq!(json["version"], 1, "{json}");

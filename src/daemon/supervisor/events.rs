@@ -46,18 +46,17 @@ impl EventLog {
             return;
         }
         let frame = Response::Event(Box::new(event));
-        self.streams
-            .retain(|s| match s.try_send(frame.clone()) {
-                Ok(()) => true,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    warn!("an event stream did not keep up: dropped");
-                    false
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => {
-                    debug!("an event stream closed");
-                    false
-                }
-            });
+        self.streams.retain(|s| match s.try_send(frame.clone()) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                warn!("an event stream did not keep up: dropped");
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                debug!("an event stream closed");
+                false
+            }
+        });
     }
 }
 
@@ -101,7 +100,11 @@ impl Supervisor {
     }
 
     /// A new stream: the events kept since `since_ms` at once, then each new one.
-    pub(super) fn subscribe_events(&mut self, since_ms: Option<u64>, stream: mpsc::Sender<Response>) {
+    pub(super) fn subscribe_events(
+        &mut self,
+        since_ms: Option<u64>,
+        stream: mpsc::Sender<Response>,
+    ) {
         if let Some(since) = since_ms {
             for event in self.events.ring.iter().filter(|e| e.at_ms >= since) {
                 if stream
@@ -121,8 +124,10 @@ pub(super) fn exit_details(status: i32, uptime: Option<std::time::Duration>) -> 
     let (code, signal) = if libc::WIFEXITED(status) {
         (Some(libc::WEXITSTATUS(status)), None)
     } else if libc::WIFSIGNALED(status) {
-        let signal = nix::sys::signal::Signal::try_from(libc::WTERMSIG(status))
-            .map_or_else(|_| libc::WTERMSIG(status).to_string(), |s| s.as_str().to_string());
+        let signal = nix::sys::signal::Signal::try_from(libc::WTERMSIG(status)).map_or_else(
+            |_| libc::WTERMSIG(status).to_string(),
+            |s| s.as_str().to_string(),
+        );
         (None, Some(signal))
     } else {
         (None, None)

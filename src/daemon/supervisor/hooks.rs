@@ -143,7 +143,10 @@ impl Supervisor {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         env.extend([
-            ("HERDSMAN_EVENT".to_string(), event.event.as_str().to_string()),
+            (
+                "HERDSMAN_EVENT".to_string(),
+                event.event.as_str().to_string(),
+            ),
             ("HERDSMAN_APP".to_string(), event.app.clone()),
             ("HERDSMAN_SUPPRESSED".to_string(), suppressed.to_string()),
             ("HERDSMAN_AT_MS".to_string(), event.at_ms.to_string()),
@@ -287,7 +290,10 @@ impl Supervisor {
 
     /// An app's hook counts, for `describe`; `None` when it has no hooks.
     pub(super) fn hook_status(&self, app: &str) -> Option<HookStatus> {
-        let has = self.apps.get(app).is_some_and(|a| !a.spec.on_event.is_empty());
+        let has = self
+            .apps
+            .get(app)
+            .is_some_and(|a| !a.spec.on_event.is_empty());
         has.then(|| {
             self.hooks
                 .apps

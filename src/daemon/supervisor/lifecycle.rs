@@ -190,7 +190,10 @@ impl Supervisor {
         self.logs.bind(spawned.pid);
         // The worker has its copies; the keeper sees EOF once the worker's whole group is gone.
         drop((out, err));
-        let watchdog = app.spec.watchdog.map(|w| Duration::from_millis(w.period_ms));
+        let watchdog = app
+            .spec
+            .watchdog
+            .map(|w| Duration::from_millis(w.period_ms));
         let (wait_ready, listen_timeout, grace) = (
             app.spec.wait_ready,
             Duration::from_millis(app.spec.listen_timeout_ms),

@@ -212,7 +212,12 @@ impl Supervisor {
                 limit: Some(limit),
                 ..Default::default()
             };
-            self.emit_worker(crate::protocol::EventKind::MemoryLimit, id, Some(pid), details);
+            self.emit_worker(
+                crate::protocol::EventKind::MemoryLimit,
+                id,
+                Some(pid),
+                details,
+            );
             let Some(worker) = self.workers.get(&id) else {
                 continue;
             };

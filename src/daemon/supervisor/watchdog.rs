@@ -234,15 +234,15 @@ impl Supervisor {
                     return;
                 };
                 let (pid, gone, app) = (r.process.pid, r.leader_gone, r.app.clone());
-                let (signal, timeout) = self.apps.get(&app).map_or(
-                    (Signal::SIGTERM, Duration::ZERO),
-                    |a| {
-                        (
-                            a.spec.kill_signal.0,
-                            Duration::from_millis(a.spec.kill_timeout_ms),
-                        )
-                    },
-                );
+                let (signal, timeout) =
+                    self.apps
+                        .get(&app)
+                        .map_or((Signal::SIGTERM, Duration::ZERO), |a| {
+                            (
+                                a.spec.kill_signal.0,
+                                Duration::from_millis(a.spec.kill_timeout_ms),
+                            )
+                        });
                 signal_group(pid, gone, Some(signal));
                 self.arm(timeout, Timer::Kill { serial });
                 self.finish_retiring(i);
@@ -257,7 +257,8 @@ impl Supervisor {
         let Some(worker) = self.workers.get(&id) else {
             return;
         };
-        let (Some(serial), State::Running(process)) = (worker.watchdog.replacing, worker.state) else {
+        let (Some(serial), State::Running(process)) = (worker.watchdog.replacing, worker.state)
+        else {
             return;
         };
         if process.serial != serial {
@@ -279,6 +280,8 @@ impl Supervisor {
         self.workers
             .get(&id)
             .and_then(|w| self.apps.get(&w.app))
-            .map_or(Duration::ZERO, |a| Duration::from_millis(a.spec.kill_timeout_ms))
+            .map_or(Duration::ZERO, |a| {
+                Duration::from_millis(a.spec.kill_timeout_ms)
+            })
     }
 }

@@ -1076,9 +1076,21 @@ impl Supervisor {
             };
             if outcome.is_failure() {
                 self.on_failure(name, start, outcome, &exit);
-                self.emit(crate::protocol::EventKind::JobFailed, name, None, None, details);
+                self.emit(
+                    crate::protocol::EventKind::JobFailed,
+                    name,
+                    None,
+                    None,
+                    details,
+                );
             } else if outcome == RunOutcome::Ok {
-                self.emit(crate::protocol::EventKind::JobSucceeded, name, None, None, details);
+                self.emit(
+                    crate::protocol::EventKind::JobSucceeded,
+                    name,
+                    None,
+                    None,
+                    details,
+                );
             }
         }
     }
