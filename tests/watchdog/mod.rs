@@ -417,3 +417,42 @@ fn a_crash_loop_fires_bounded_hooks() {
         std::fs::read_dir(&record).map_or(0, |d| d.count()) == 10
     });
 }
+
+/// A hook that fails is logged, recorded as a `hook-failed` event and shown by `describe`; the app is not
+/// affected.
+#[test]
+fn a_failing_hook_is_logged_counted_and_streamed() {
+    let h = Herdsman::new();
+    let port = free_port();
+    h.cmd(&[
+        "start",
+        &app_arg("http.js"),
+        "--name",
+        "sad",
+        "--listen",
+        &listen_addr(port),
+        "--on-event",
+        "crash=echo the hook fails >&2; exit 3",
+    ])
+    .ok();
+    let pid = h.wait_online("sad", 1)[0].pid.unwrap_or_default();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let details = h.wait_value("describe to show the failure", 15 * SECOND, || {
+        let out = h.cmd(&["describe", "sad"]).ok().stdout;
+        out.contains("1 ran, 1 failed").then_some(out)
+    });
+    assert!(details.contains("crashed: exited with code 3"), "{details}");
+    let log = std::fs::read_to_string(h.home().join("daemon.log")).unwrap_or_default();
+    assert!(log.contains("the hook fails"), "{log}");
+    assert!(log.contains("hook failed"), "{log}");
+    let mut c = h.command();
+    c.args(["events", "--json", "--since", "10m"]);
+    let stream = Streaming::spawn(c);
+    h.wait_for("the hook-failed event", 10 * SECOND, || {
+        position(&events_of(&h, &stream), "sad", "hook-failed", 0).is_some()
+    });
+    h.wait_online("sad", 1);
+}
