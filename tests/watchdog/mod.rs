@@ -456,3 +456,48 @@ fn a_failing_hook_is_logged_counted_and_streamed() {
     });
     h.wait_online("sad", 1);
 }
+
+/// A hook runs as the app's user, never as the daemon's (here root).
+#[test]
+fn a_hook_runs_as_the_apps_user() {
+    let Some((uid, gid)) = crate::helpers::other_user() else {
+        println!("SKIPPED: needs root to switch to a second user");
+        return;
+    };
+    let h = Herdsman::new();
+    let dir = h.scratch("theirs");
+    nix::unistd::chown(
+        &dir,
+        Some(nix::unistd::Uid::from_raw(uid)),
+        Some(nix::unistd::Gid::from_raw(gid)),
+    )
+    .unwrap_or_else(|e| h.fail(&format!("chown: {e}")));
+    crate::helpers::open_path_to(&dir);
+    let record = dir.join("uid");
+    h.cmd(&[
+        "start",
+        "/bin/sleep",
+        "--name",
+        "theirs",
+        "--user",
+        crate::helpers::OTHER_USER,
+        "--cwd",
+        &dir.display().to_string(),
+        "--on-event",
+        &format!("crash=id -u > {}", record.display()),
+        "--",
+        "1000",
+    ])
+    .ok();
+    let pid = h.wait_online("theirs", 1)[0].pid.unwrap_or_default();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let seen = h.wait_value("the hook to write its uid", 15 * SECOND, || {
+        std::fs::read_to_string(&record)
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+    });
+    assert_eq!(seen.trim(), uid.to_string(), "the hook's uid");
+}
