@@ -501,3 +501,49 @@ fn a_hook_runs_as_the_apps_user() {
     });
     assert_eq!(seen.trim(), uid.to_string(), "the hook's uid");
 }
+
+/// A scheduled job's run that fails for good is a `job-failed` event, with its run id, and runs the app's
+/// `job-failed` hook; one that ends well is `job-succeeded`.
+#[test]
+fn job_runs_are_events_and_a_failed_one_runs_its_hook() {
+    let h = Herdsman::new();
+    let dir = h.scratch("job");
+    let hook_out = dir.join("hook");
+    h.cmd(&[
+        "start",
+        &app_arg("job.sh"),
+        "--name",
+        "nightly",
+        "--schedule",
+        "0 0 1 1 *",
+        "--on-event",
+        &format!(
+            "job-failed=echo \"$HERDSMAN_EVENT $HERDSMAN_RUN_ID\" >> {}",
+            hook_out.display()
+        ),
+    ])
+    .env("JOB_FILE", dir.join("runs").display().to_string())
+    .env("JOB_EXIT", "3")
+    .ok();
+    let out = h
+        .cmd(&["trigger", "nightly", "--wait"])
+        .timeout(30 * SECOND)
+        .run();
+    assert_eq!(out.code(), Some(3), "{out}");
+    let run_id = out.stdout.lines().next().unwrap_or_default().to_string();
+    let hook = h.wait_value("the job-failed hook", 10 * SECOND, || {
+        std::fs::read_to_string(&hook_out)
+            .ok()
+            .filter(|t| !t.is_empty())
+    });
+    assert_eq!(hook, format!("job-failed {run_id}\n"));
+    let mut c = h.command();
+    c.args(["events", "--json", "--since", "10m"]);
+    let stream = Streaming::spawn(c);
+    let event = h.wait_value("the job-failed event", 10 * SECOND, || {
+        let events = events_of(&h, &stream);
+        position(&events, "nightly", "job-failed", 0).map(|i| events[i].clone())
+    });
+    assert_eq!(event["run_id"], run_id.as_str(), "{event}");
+    assert_eq!(event["code"], 3, "{event}");
+}
