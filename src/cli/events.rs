@@ -62,7 +62,7 @@ pub fn run(home: &Home, json: bool, since: Option<&str>) -> Result<()> {
 /// One event as a line: when, who, what, and its details.
 pub fn line(event: &Event) -> String {
     let at = jiff::Timestamp::from_millisecond(event.at_ms as i64)
-        .map_or_else(|_| event.at_ms.to_string(), |t| t.to_string());
+        .map_or_else(|_| event.at_ms.to_string(), |t| format!("{t:.3}"));
     let who = match event.instance {
         Some(i) => format!("{}:{i}", event.app),
         None => event.app.clone(),
@@ -90,4 +90,37 @@ pub fn line(event: &Event) -> String {
         text.push_str(&part);
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{EVENTS_VERSION, EventDetails, EventKind};
+
+    #[test]
+    fn a_line_says_when_who_what_and_the_details() {
+        let event = Event {
+            version: EVENTS_VERSION,
+            seq: 3,
+            at_ms: 1_796_279_165_674,
+            event: EventKind::Crashed,
+            app: "web".into(),
+            instance: Some(1),
+            pid: Some(4242),
+            details: EventDetails {
+                exit: Some("signal SIGKILL".into()),
+                uptime_ms: Some(5230),
+                restarts: Some(2),
+                ..EventDetails::default()
+            },
+        };
+        let text = line(&event);
+        assert!(text.starts_with("2026-12-03T"), "{text}");
+        assert!(text.contains(".674Z  web:1"), "{text}");
+        assert!(text.contains("crashed"), "{text}");
+        assert!(
+            text.contains("pid 4242  exit signal SIGKILL  up 5230 ms  restarts 2"),
+            "{text}"
+        );
+    }
 }
