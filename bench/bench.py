@@ -40,6 +40,7 @@ APP = os.path.join(ROOT, "examples", "hello.js")
 IDLE_APP = os.path.join(BENCH, "apps", "idle.js")
 CRASH_APP = os.path.join(BENCH, "apps", "crash.js")
 JOB_APP = os.path.join(BENCH, "apps", "job.sh")
+BLOCK_APP = os.path.join(BENCH, "apps", "blocking.js")
 PRELOAD = os.path.join(ROOT, "src", "daemon", "node", "listen.cjs")
 LAUNCHER = os.path.join(BENCH, "launcher.py")
 PM2_BIN = os.path.join(BENCH, "node_modules", ".bin", "pm2")
@@ -591,6 +592,12 @@ class Herdsman(Daemon):
     def online(self):
         return sum(1 for p in self.processes() if p["status"] == "online")
 
+    def start_blocking_app(self, port):
+        """2 workers of bench/apps/blocking.js with a 2 s watchdog."""
+        self.cli("start", BLOCK_APP, "--name", "bench", "-i", "2", "--listen", f"127.0.0.1:{port}",
+                 "--watchdog", "2s")
+        self.remember([self.daemon_pid()])
+
     def start_fork_apps(self, count, script):
         for i in range(count):
             self.cli("start", script, "--name", f"idle-{i}")
@@ -658,6 +665,11 @@ class Pm2(Daemon):
         """PM2's cron job idiom: cron_restart with autorestart off (the app is started at `start`, then restarted at
         each fire time)."""
         self.cli("start", script, "--name", name, "--cron-restart", schedule, "--no-autorestart")
+
+    def start_blocking_app(self, port):
+        """2 workers of bench/apps/blocking.js in cluster mode (PM2 has no watchdog)."""
+        self.cli("start", BLOCK_APP, "--name", "bench", "-i", "2", port=port)
+        self.remember([self.daemon_pid()])
 
     def start_fork_apps(self, count, script):
         path = os.path.join(self.home, "bench-apps.json")
@@ -817,6 +829,7 @@ class Config:
         self.jobs_settle_s = 1.0 if quick else 5.0  # after `herdsman daemon`, before the idle window
         self.jobs_idle_s = 2.0 if quick else 10.0  # the same keeper idle (no job) before, for this long
         self.jobs_hf_runs = 20  # `herdsman jobs` calls with jobs_count jobs
+        self.hung_s = 8.0 if quick else 15.0  # the probe's window after `/block`
         self.next_herdsman = None  # the second build `update` moves to (--quick: None, a copy of the same binary)
 
 
@@ -1331,6 +1344,42 @@ def scenario_jobs(sup, cfg):
     return out
 
 
+def scenario_hung(sup, cfg):
+    """The article's blocking route: 2 workers of bench/apps/blocking.js; one request to /block spins one worker's
+    event loop for 30 s. A probe opens a new connection every 5 ms for cfg.hung_s after it: herdsman (watchdog 2s)
+    replaces the stuck worker and, since a blocked worker does not call accept on the shared socket, the healthy one
+    takes every connection meanwhile; PM2's daemon hands connections round-robin, so it keeps giving the stuck
+    worker connections it cannot serve. Counts the connections answered, hung (no answer within 5 s) and failed
+    otherwise, and when a new worker first answered."""
+    port = free_port()
+    sup.start_blocking_app(port)
+    before = set(serve_pids(port, 2))
+    time.sleep(1.2)  # a stable run first (and, for herdsman, a few heartbeats)
+    probe = Probe(port, interval=0.005, timeout=5.0, inflight=512)
+    probe.start()
+    blocker = None
+    try:
+        time.sleep(0.5)  # the probe is served before the block (pacing, not synchronisation)
+        blocker = socket.create_connection(("127.0.0.1", port), timeout=5)
+        blocker.sendall(b"GET /block HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+        t0 = time.monotonic()
+        time.sleep(cfg.hung_s)
+    finally:
+        results = probe.stop()
+        if blocker is not None:
+            blocker.close()
+    after = [r for r in results if r[0] >= t0]
+    c = count_outcomes(after)
+    replaced = first_time_distinct(results, 1, since=t0, exclude=before)
+    return {
+        "hung_ok": c["ok"],
+        "hung_timeout": c["timeout"],
+        "hung_failed": sum(c[f] for f in FAILURES if f != "timeout"),
+        "hung_replaced": [] if replaced is None else (replaced - t0) * 1000.0,
+        "hung_detail": c,
+    }
+
+
 def scenario_node_e0(cfg):
     return {"node_e0": hyperfine(["node", "-e", "0"], dict(os.environ), cfg.hf_runs["node"], cfg.hf_warmup)}
 
@@ -1388,10 +1437,11 @@ SCENARIOS = {
     "survive": (scenario_survive, ("herdsman", "pm2")),
     "jobs": (scenario_jobs, ("herdsman", "pm2")),
     "balance": (scenario_balance, ("herdsman", "pm2", "baseline")),
+    "hung": (scenario_hung, ("herdsman", "pm2")),
 }
 # a generous bound per (scenario, supervisor) run; SIGALRM ends a run that goes past it
 BOUND_S = {"serve": 120, "start": 120, "crash": 120, "reload": 120, "restart": 120, "crashloop": 60, "idle": 420,
-           "survive": 120, "jobs": 300, "balance": 180}
+           "survive": 120, "jobs": 300, "balance": 180, "hung": 120}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -1510,6 +1560,14 @@ ROWS = [
      None),
     ("crash2_slowest", "Crash (kill -9 of a worker)", "2 workers: slowest new connection answered", "ms", 0, None,
      None),
+    ("hung_ok", "Hung worker (a route blocks the event loop 30 s; 2 workers)",
+     "new connections answered after /block (probe every 5 ms)", "", 0, None, None),
+    ("hung_timeout", "Hung worker (a route blocks the event loop 30 s; 2 workers)",
+     "new connections hung (no answer within 5 s)", "", 0, _zero_target, None),
+    ("hung_failed", "Hung worker (a route blocks the event loop 30 s; 2 workers)",
+     "new connections failed otherwise", "", 0, _zero_target, None),
+    ("hung_replaced", "Hung worker (a route blocks the event loop 30 s; 2 workers)",
+     "/block → a new worker answering (herdsman: watchdog 2s; PM2: none)", "ms", 0, None, None),
 ]
 for _action in ("reload", "restart"):
     ROWS += [

@@ -37,6 +37,9 @@ _herdsman() {
             herdsman,describe)
                 cmd="herdsman__subcmd__describe"
                 ;;
+            herdsman,events)
+                cmd="herdsman__subcmd__events"
+                ;;
             herdsman,fleet)
                 cmd="herdsman__subcmd__fleet"
                 ;;
@@ -184,6 +187,9 @@ _herdsman() {
             herdsman__subcmd__help,describe)
                 cmd="herdsman__subcmd__help__subcmd__describe"
                 ;;
+            herdsman__subcmd__help,events)
+                cmd="herdsman__subcmd__help__subcmd__events"
+                ;;
             herdsman__subcmd__help,fleet)
                 cmd="herdsman__subcmd__help__subcmd__fleet"
                 ;;
@@ -329,7 +335,7 @@ _herdsman() {
 
     case "${cmd}" in
         herdsman)
-            opts="-h -V --help --version start list ls l ps status jlist describe show info desc stop restart reload startOrReload startOrRestart startOrGracefulReload scale signal delete del logs monit flush reloadLogs reload-logs kill jobs fleet trigger update version init schema import daemon save resurrect startup unstartup run completions man upgrade-check controller log-keeper help"
+            opts="-h -V --help --version start list ls l ps status jlist describe show info desc stop restart reload startOrReload startOrRestart startOrGracefulReload scale signal delete del logs monit events flush reloadLogs reload-logs kill jobs fleet trigger update version init schema import daemon save resurrect startup unstartup run completions man upgrade-check controller log-keeper help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -424,6 +430,24 @@ _herdsman() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        herdsman__subcmd__events)
+            opts="-h -V --json --since --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         herdsman__subcmd__fleet)
             opts="-h -V --help --version status help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -509,7 +533,7 @@ _herdsman() {
             return 0
             ;;
         herdsman__subcmd__help)
-            opts="start list jlist describe stop restart reload startOrReload scale signal delete logs monit flush reloadLogs kill jobs fleet trigger update version init schema import daemon save resurrect startup unstartup run completions man upgrade-check controller log-keeper help"
+            opts="start list jlist describe stop restart reload startOrReload scale signal delete logs monit events flush reloadLogs kill jobs fleet trigger update version init schema import daemon save resurrect startup unstartup run completions man upgrade-check controller log-keeper help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -579,6 +603,20 @@ _herdsman() {
             return 0
             ;;
         herdsman__subcmd__help__subcmd__describe)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        herdsman__subcmd__help__subcmd__events)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1555,7 +1593,7 @@ _herdsman() {
             return 0
             ;;
         herdsman__subcmd__start)
-            opts="-n -i -o -e -f -h -V --name --instances --listen --balance --interpreter --node-args --interpreter-args --cwd --kill-signal --kill-timeout --min-uptime --max-restarts --restart-backoff --restart-backoff-max --wait-ready --listen-timeout --no-overlap --no-autorestart --stop-exit-codes --output --error --increment-var --depends-on --user --group --max-memory-restart --log-max-size --log-keep --env-file --watch --ignore-watch --watch-delay --no-log-prefix --log-format --log-date-format --log-timezone --log-rotate --log-compress --schedule --timezone --overlap --catch-up --starting-deadline --jitter --timeout --retries --retry-backoff --history --on-failure --cron --cron-restart --only --env --dry-run --no-daemon --time --force --help --version"
+            opts="-n -i -o -e -f -h -V --name --instances --listen --balance --interpreter --node-args --interpreter-args --cwd --kill-signal --kill-timeout --min-uptime --max-restarts --restart-backoff --restart-backoff-max --wait-ready --listen-timeout --no-overlap --no-autorestart --stop-exit-codes --output --error --increment-var --depends-on --user --group --max-memory-restart --watchdog --watchdog-signal --on-event --log-max-size --log-keep --env-file --watch --ignore-watch --watch-delay --no-log-prefix --log-format --log-date-format --log-timezone --log-rotate --log-compress --schedule --timezone --overlap --catch-up --starting-deadline --jitter --timeout --retries --retry-backoff --history --on-failure --cron --cron-restart --only --env --dry-run --no-daemon --time --force --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1666,6 +1704,18 @@ _herdsman() {
                     return 0
                     ;;
                 --max-memory-restart)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --watchdog)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --watchdog-signal)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --on-event)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -24,7 +24,9 @@ use crate::config::{AppSpec, SignalName};
 /// [`Hello`].
 /// 10: health (see the section "Health" below): [`Request::SetMetrics`], [`ProcessInfo`]'s `runtime`,
 /// `accept_queues`, `nobody_accepting` and `reloads`.
-pub const PROTOCOL_VERSION: u32 = 10;
+/// 11: events, watchdog and hooks: [`Request::Events`], [`Response::Event`], [`ProcessInfo`]'s
+/// `watchdog_misses` and `hung`, [`AppDetails`]'s `hooks`, a spec's `watchdog` and `on_event`.
+pub const PROTOCOL_VERSION: u32 = 11;
 
 /// The largest frame either side accepts (a start request carries the caller's environment).
 pub const MAX_FRAME: usize = 4 << 20;
@@ -240,6 +242,14 @@ pub enum Request {
     /// controller itself (it serves the endpoint): [`Response::Ok`] once it listens there, or an error
     /// (address in use, not loopback without `allow_remote`) with the endpoint as it was.
     SetMetrics(MetricsSetting),
+    /// The event stream (`herdsman events`): a subscription. The daemon sends the events it keeps that
+    /// happened at or after `since_ms` (milliseconds since the Unix epoch; none when absent), then each new
+    /// one, as [`Response::Event`], until the client closes the connection. A client that does not keep up
+    /// is dropped.
+    Events {
+        #[serde(default)]
+        since_ms: Option<u64>,
+    },
 }
 
 /// What [`Request::Job`] asks.
@@ -553,6 +563,8 @@ pub enum Response {
     FleetHistory { job: String, runs: Vec<FleetRun> },
     /// The answer to [`JobRequest::FleetStatus`].
     FleetStatus { stores: Vec<FleetStoreStatus> },
+    /// One frame of [`Request::Events`]. More frames follow.
+    Event(Box<Event>),
 }
 
 /// What runs as the daemon: the keeper (the root process, the workers' parent) and its controller.
@@ -579,7 +591,10 @@ impl Response {
     pub fn is_progress(&self) -> bool {
         matches!(
             self,
-            Response::Progress { .. } | Response::Note { .. } | Response::Snapshot { .. }
+            Response::Progress { .. }
+                | Response::Note { .. }
+                | Response::Snapshot { .. }
+                | Response::Event(_)
         )
     }
 
@@ -588,7 +603,10 @@ impl Response {
     pub fn line_is_progress(line: &[u8]) -> Option<bool> {
         let tag = line.strip_prefix(br#"{"response":""#)?;
         let tag = &tag[..tag.iter().position(|&b| b == b'"')?];
-        Some(matches!(tag, b"progress" | b"note" | b"snapshot"))
+        Some(matches!(
+            tag,
+            b"progress" | b"note" | b"snapshot" | b"event"
+        ))
     }
 
     pub fn error(kind: ErrorKind, message: impl Into<String>) -> Response {
@@ -741,7 +759,7 @@ pub struct ProcessInfo {
     /// In cluster mode: how new connections reach the workers (`shared`, `hash` or `sticky`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub balance: Option<crate::config::Balance>,
-    // ---- Health (protocol 9; the types are in the section "Health" below) ----
+    // ---- Health (protocol 10; the types are in the section "Health" below) ----
     /// A Node worker's runtime as its preload last reported it (no app change needed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime: Option<NodeRuntime>,
@@ -758,6 +776,12 @@ pub struct ProcessInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reloads: Option<ReloadStats>,
     // ---- end of health ----
+    /// Watchdog deadlines (`watchdog`) the worker's processes missed.
+    #[serde(default)]
+    pub watchdog_misses: u32,
+    /// Times a process of the worker was found hung (no `WATCHDOG=1` in time) and replaced or killed.
+    #[serde(default)]
+    pub hung: u32,
 }
 
 /// A job's state in `list`.
@@ -806,6 +830,9 @@ pub struct AppDetails {
     /// that means for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adoption: Option<String>,
+    /// The app's hooks (`on_event`): how many ran, failed, were suppressed, and the last failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<HookStatus>,
     /// Its log files that lost lines (a full disk): how many since the daemon started, and why writes fail
     /// now if they still do.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -835,7 +862,7 @@ pub struct LastChange {
 }
 
 // =============================================================================================
-// Health (protocol 9): what the metrics endpoint, `describe` and `monit` show beyond CPU and memory.
+// Health (protocol 10): what the metrics endpoint, `describe` and `monit` show beyond CPU and memory.
 // =============================================================================================
 
 /// `[daemon] metrics`: where the controller serves the metrics endpoint (`None`: nowhere).
@@ -902,6 +929,163 @@ pub struct ReloadStats {
 }
 
 // ---- end of health ----
+// ===== events, watchdog and hooks (issue 16) ===============================================================
+// The event stream's records. Their JSON, as `herdsman events --json` prints it, is a contract for tools:
+// documented in docs/events.md and versioned by `version` ([`EVENTS_VERSION`]): fields are only added within a
+// version; a change of meaning or a removal bumps it.
+
+/// The version of the event records' JSON (docs/events.md).
+pub const EVENTS_VERSION: u32 = 1;
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventKind {
+    /// A process was started (a worker, a reload's replacement, a job's run).
+    Started,
+    /// A worker got ready.
+    Ready,
+    /// A worker's process ended (by request or not): `exit`, `code` or `signal`, `uptime_ms`.
+    Exited,
+    /// A worker ended without being asked to; the restart policy applies.
+    Crashed,
+    /// A worker was started again (after a crash, its backoff, or a restart).
+    Restarted,
+    /// A worker gave up: too many quick crashes, or its program cannot run.
+    Errored,
+    /// A worker sent no `WATCHDOG=1` for `silent_ms`: it is replaced (or, at start, killed as a crash).
+    Hung,
+    /// A worker stayed above `max_memory_restart`: it is replaced.
+    MemoryLimit,
+    /// A reload replaced one worker (`old_pid`, `pid`, `ready_ms`).
+    ReloadStep,
+    /// A reload's replacement did not get ready (`reason`); the old worker goes on serving.
+    ReloadFailed,
+    /// A worker stopped by request.
+    Stopped,
+    /// An app was deleted.
+    Deleted,
+    /// A scheduled job's run ended well.
+    JobSucceeded,
+    /// A scheduled job's run failed for good (`outcome`, `exit`).
+    JobFailed,
+    /// A hook (`on_event`) failed or timed out (`reason`).
+    HookFailed,
+    /// Connections waited in one of the app's accept queues and no worker accepted any (`reason`: the
+    /// address, how many wait, for how long).
+    NobodyAccepting,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Started => "started",
+            EventKind::Ready => "ready",
+            EventKind::Exited => "exited",
+            EventKind::Crashed => "crashed",
+            EventKind::Restarted => "restarted",
+            EventKind::Errored => "errored",
+            EventKind::Hung => "hung",
+            EventKind::MemoryLimit => "memory-limit",
+            EventKind::ReloadStep => "reload-step",
+            EventKind::ReloadFailed => "reload-failed",
+            EventKind::Stopped => "stopped",
+            EventKind::Deleted => "deleted",
+            EventKind::JobSucceeded => "job-succeeded",
+            EventKind::JobFailed => "job-failed",
+            EventKind::HookFailed => "hook-failed",
+            EventKind::NobodyAccepting => "nobody-accepting",
+        }
+    }
+
+    /// The `on_event` key whose hook runs for this event, if one can.
+    pub fn hook(self) -> Option<&'static str> {
+        match self {
+            EventKind::Crashed => Some("crash"),
+            EventKind::Errored => Some("errored"),
+            EventKind::Hung => Some("hung"),
+            EventKind::MemoryLimit => Some("memory-limit"),
+            EventKind::ReloadFailed => Some("reload-failed"),
+            EventKind::JobFailed => Some("job-failed"),
+            _ => None,
+        }
+    }
+}
+
+/// One event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// [`EVENTS_VERSION`].
+    pub version: u32,
+    /// Counts up from 1 for the keeper's life: a gap means events were dropped from the ring.
+    pub seq: u64,
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    pub event: EventKind,
+    pub app: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(flatten)]
+    pub details: EventDetails,
+}
+
+/// What an event says besides who: each field only where it applies.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EventDetails {
+    /// How a process ended, as `list` shows it ("code 1", "signal SIGKILL").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uptime_ms: Option<u64>,
+    /// The worker's restarts so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restarts: Option<u32>,
+    /// How long a hung worker was silent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub silent_ms: Option<u64>,
+    /// Bytes, for `memory-limit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+    /// The process a reload replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_ms: Option<u64>,
+    /// Why (a failed reload, a hook's failure, an errored worker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// A job's run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+}
+
+/// An app's hooks, for `describe`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookStatus {
+    /// Hooks started.
+    pub ran: u32,
+    /// Hooks that exited non-zero, were killed at their timeout, or could not start.
+    pub failed: u32,
+    /// Events whose hook was not run: one was running and another waited already, or the app had
+    /// fired its allowance for the minute.
+    pub suppressed: u32,
+    /// The last failure and when (milliseconds since the Unix epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure_at_ms: Option<u64>,
+}
+// ===== end of events, watchdog and hooks ===================================================================
 
 /// Errors reading or writing frames.
 #[derive(Debug, thiserror::Error)]

@@ -28,6 +28,7 @@ mod security;
 mod survival;
 mod update;
 mod watch;
+mod watchdog;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;

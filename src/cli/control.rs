@@ -28,7 +28,8 @@ pub fn expect_processes(response: Response) -> Result<()> {
         | Response::JobNext { .. }
         | Response::Triggered { .. }
         | Response::FleetHistory { .. }
-        | Response::FleetStatus { .. } => Ok(()),
+        | Response::FleetStatus { .. }
+        | Response::Event(_) => Ok(()),
         Response::Error { message, .. } => bail!(message),
     }
 }

@@ -166,6 +166,17 @@ fn render(app: &AppDetails, now: u64) -> String {
             None => "none".into(),
         },
     );
+    if let Some(watchdog) = &spec.watchdog {
+        let hung: u32 = app.workers.iter().map(|w| w.hung).sum();
+        field(
+            "watchdog",
+            format!(
+                "{} without WATCHDOG=1 is hung: replaced, then {} (workers found hung {hung} times)",
+                ms(watchdog.period_ms),
+                watchdog.signal().as_str()
+            ),
+        );
+    }
     if let Some(worker) = app.workers.first() {
         let every = match spec.log_rotate {
             Some(crate::logs::RotateEvery::Daily) => Some("daily"),
@@ -257,6 +268,23 @@ fn render(app: &AppDetails, now: u64) -> String {
     for line in health_lines(app) {
         field(line.0, line.1);
     }
+    for (event, command) in &spec.on_event {
+        field("on_event", format!("{event} → {command}"));
+    }
+    if let Some(hooks) = &app.hooks {
+        let mut text = format!(
+            "{} ran, {} failed, {} suppressed (at most one at a time, {} a minute, {} s each)",
+            hooks.ran,
+            hooks.failed,
+            hooks.suppressed,
+            crate::daemon::HOOKS_PER_MINUTE,
+            crate::daemon::HOOK_TIMEOUT.as_secs()
+        );
+        if let (Some(failure), Some(at)) = (&hooks.last_failure, hooks.last_failure_at_ms) {
+            text.push_str(&format!("; last failure: {failure}, {}", when(at, now)));
+        }
+        field("hooks", text);
+    }
     if !spec.depends_on.is_empty() {
         field("depends on", spec.depends_on.join(", "));
     }
@@ -344,6 +372,13 @@ fn render_worker(worker: &ProcessInfo, now: u64) -> String {
             bytes(runtime.heap_used),
             bytes(runtime.heap_total),
             crate::human::duration(runtime.age_ms)
+        );
+    }
+    if worker.hung > 0 || worker.watchdog_misses > 0 {
+        let _ = writeln!(
+            out,
+            "      hung        {} times (watchdog deadlines missed: {})",
+            worker.hung, worker.watchdog_misses
         );
     }
     if !worker.group.is_empty() {

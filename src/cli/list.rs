@@ -165,7 +165,11 @@ fn row(p: &ProcessInfo) -> [String; 10] {
         },
         p.pid.map_or("-".into(), |pid| pid.to_string()),
         status,
-        p.restarts.to_string(),
+        if p.hung > 0 {
+            format!("{} ({} hung)", p.restarts, p.hung)
+        } else {
+            p.restarts.to_string()
+        },
         p.uptime_ms.map_or("-".into(), duration),
         format!("{:.1}%", p.cpu),
         bytes(p.memory),
@@ -201,6 +205,8 @@ mod tests {
             error_file: None,
             last_exit_at_ms: None,
             memory_restarts: 0,
+            watchdog_misses: 0,
+            hung: 0,
             watching: false,
             watch_error: None,
             log_lines: None,

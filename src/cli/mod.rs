@@ -3,6 +3,7 @@
 mod control;
 mod describe;
 mod ecosystem;
+mod events;
 mod fleet;
 mod import;
 mod jobs;
@@ -142,6 +143,16 @@ pub enum Command {
     /// A live dashboard: every worker's CPU, memory and status, the selected one's history and log;
     /// restart, reload or stop it from the keyboard (? shows the keys).
     Monit,
+    /// Follow the daemon's events (started, ready, exited, crashed, restarted, errored, hung,
+    /// memory-limit, reload steps, stopped, deleted, job runs), a line each.
+    Events {
+        /// One JSON object a line: the versioned contract in docs/events.md.
+        #[arg(long)]
+        json: bool,
+        /// First print the events the daemon kept from this long ago (`10m`, `1h`).
+        #[arg(long, value_name = "DURATION")]
+        since: Option<String>,
+    },
     /// Empty apps' logs: truncate the current files and remove the rotated ones.
     Flush {
         /// An app name, a worker id (its app), or `all` [default: all].
@@ -383,6 +394,17 @@ pub struct StartArgs {
     /// (`300M`, `1G`).
     #[arg(long)]
     pub max_memory_restart: Option<String>,
+    /// A worker that sends no WATCHDOG=1 on NOTIFY_SOCKET for this long (`10s`) is hung and replaced (Node
+    /// workers send it from their event loop with no code) [default: off].
+    #[arg(long)]
+    pub watchdog: Option<String>,
+    /// With --watchdog: the first signal a hung worker gets, before the kill signal [default: SIGABRT].
+    #[arg(long)]
+    pub watchdog_signal: Option<String>,
+    /// Run a command for an event: `EVENT=COMMAND` (crash, errored, hung, memory-limit, reload-failed,
+    /// job-failed); repeat for more.
+    #[arg(long, value_name = "EVENT=COMMAND")]
+    pub on_event: Vec<String>,
     /// Rotate a log file when it grows past this (`10M`); 0 never rotates [default: 10M].
     #[arg(long)]
     pub log_max_size: Option<String>,
@@ -665,6 +687,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Signal { signal, target } => control::signal(&home, &signal, &target),
         Command::Logs(args) => logs::run(&home, args),
         Command::Monit => crate::monit::run(&home),
+        Command::Events { json, since } => events::run(&home, json, since.as_deref()),
         Command::Flush { target } => logs::flush(&home, target.as_deref()),
         Command::ReloadLogs => logs::reopen(&home),
         Command::Kill => control::kill(&home),

@@ -394,6 +394,27 @@ fn raw_from_args(args: &StartArgs) -> Result<RawApp> {
             .map(|b| b.parse().map(flag).map_err(anyhow::Error::msg))
             .transpose()
             .context("--balance")?,
+        watchdog: duration(&args.watchdog, "watchdog")?,
+        watchdog_signal: args
+            .watchdog_signal
+            .as_deref()
+            .map(|s| s.parse().map(flag).context("--watchdog-signal"))
+            .transpose()?,
+        on_event: if args.on_event.is_empty() {
+            None
+        } else {
+            let hooks = args
+                .on_event
+                .iter()
+                .map(|entry| match entry.split_once('=') {
+                    Some((event, command)) => {
+                        Ok((event.trim().to_string(), flag(command.to_string())))
+                    }
+                    None => anyhow::bail!("--on-event {entry}: expected EVENT=COMMAND"),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Some(flag(hooks))
+        },
     })
 }
 

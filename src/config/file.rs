@@ -71,6 +71,8 @@ pub enum Kind {
     Balance,
     /// "host" or "fleet".
     Scope,
+    /// A table of event names and command lines.
+    Hooks,
 }
 
 /// One app option: its key in the file (and `--key` on the command line) and what it means.
@@ -221,6 +223,21 @@ pub const FIELDS: &[Field] = &[
         key: "max_memory_restart",
         kind: Kind::Size,
         doc: "Replace a worker (new one ready first) whose memory, its whole process group, stays above this: \"300M\", \"1G\" [default: no limit]",
+    },
+    Field {
+        key: "watchdog",
+        kind: Kind::Duration,
+        doc: "A worker that sends no WATCHDOG=1 on NOTIFY_SOCKET for this long is hung: a successor is started and made ready, then the hung one gets watchdog_signal, the kill signal and SIGKILL (Node workers send it from the event loop with no code) [default: off]",
+    },
+    Field {
+        key: "watchdog_signal",
+        kind: Kind::Signal,
+        doc: "With watchdog: the first signal a hung worker gets, before the kill signal [default: SIGABRT]",
+    },
+    Field {
+        key: "on_event",
+        kind: Kind::Hooks,
+        doc: "Commands run by /bin/sh -c in the app's cwd, as the app's user, for events: crash, errored, hung, memory-limit, reload-failed, job-failed; the event in HERDSMAN_EVENT, HERDSMAN_APP, ... and as JSON on stdin",
     },
     Field {
         key: "log_max_size",
@@ -831,6 +848,44 @@ fn read_env(
     Ok(env)
 }
 
+/// Reads `on_event`: a table of event names and command lines, each with where it was written.
+fn read_hooks(
+    lines: &Lines,
+    key: &str,
+    value: &Spanned<DeValue<'_>>,
+) -> Result<super::raw::RawHooks, Problem> {
+    let DeValue::Table(table) = value.get_ref() else {
+        return Err(wrong(
+            lines,
+            key,
+            value.span().start,
+            "a table of events and commands, such as { crash = \"scripts/notify.sh\" }",
+            value.get_ref(),
+        ));
+    };
+    let mut hooks = Vec::new();
+    for (name, v) in table {
+        let DeValue::String(command) = v.get_ref() else {
+            return Err(wrong(
+                lines,
+                key,
+                v.span().start,
+                "a command line",
+                v.get_ref(),
+            ));
+        };
+        let at = Some(lines.locate(name.span().start));
+        hooks.push((
+            name.get_ref().to_string(),
+            Item {
+                value: command.to_string(),
+                at,
+            },
+        ));
+    }
+    Ok(hooks)
+}
+
 /// Reads one option's value into the app.
 fn set(
     app: &mut RawApp,
@@ -1008,6 +1063,27 @@ fn set(
         "group" => app.group = item(text()?),
         "no_overlap" => app.no_overlap = Some(Item { value: flag()?, at }),
         "max_memory_restart" => app.max_memory_restart = Some(Item { value: size()?, at }),
+        "watchdog" => {
+            app.watchdog = Some(Item {
+                value: duration()?,
+                at,
+            })
+        }
+        "watchdog_signal" => {
+            let signal: SignalName = match value.get_ref() {
+                DeValue::Integer(_) => integer()?.to_string(),
+                _ => text()?,
+            }
+            .parse()
+            .map_err(|e: super::ValueError| fail(e.to_string()))?;
+            app.watchdog_signal = Some(Item { value: signal, at });
+        }
+        "on_event" => {
+            app.on_event = Some(Item {
+                value: read_hooks(lines, key, value)?,
+                at,
+            })
+        }
         "log_max_size" => app.log_max_size = Some(Item { value: size()?, at }),
         "log_keep" => {
             let n = integer()?;
@@ -1187,6 +1263,14 @@ pub fn schema() -> serde_json::Value {
             Kind::CatchUp => json!({ "type": "string", "enum": ["last", "none"] }),
             Kind::Balance => json!({ "type": "string", "enum": super::Balance::NAMES }),
             Kind::Scope => json!({ "type": "string", "enum": ["host", "fleet"] }),
+            Kind::Hooks => {
+                let events: serde_json::Map<String, serde_json::Value> =
+                    super::alerting::HOOK_EVENTS
+                        .iter()
+                        .map(|e| (e.to_string(), json!({ "type": "string", "minLength": 1 })))
+                        .collect();
+                json!({ "type": "object", "properties": events, "additionalProperties": false })
+            }
             Kind::Size => json!({ "oneOf": [
                 { "type": "integer", "minimum": 0, "description": "bytes" },
                 { "type": "string", "pattern": "^[0-9.]+ *([KkMmGg]([Ii]?[Bb])?|[Bb])?$" }

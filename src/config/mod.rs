@@ -1,6 +1,7 @@
 //! What an app is: [`AppSpec`], the one description the CLI builds, the daemon runs, and (later) the ecosystem
 //! file and the dump hold. Everything in it is resolved: paths are absolute and defaults are filled in.
 
+pub mod alerting;
 mod deps;
 pub mod dotenv;
 pub mod file;
@@ -137,6 +138,13 @@ pub struct AppSpec {
     /// worker slot chosen by the kernel (see `daemon/balance/`).
     #[serde(default, skip_serializing_if = "Balance::is_shared")]
     pub balance: Balance,
+    // ----- knowing when something is wrong -----
+    /// A worker that sends no `WATCHDOG=1` for this long is hung and replaced; `None`: off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watchdog: Option<alerting::Watchdog>,
+    /// Commands run for events (`on_event`), by event name (see `alerting::HOOK_EVENTS`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub on_event: alerting::Hooks,
 }
 
 /// How an app's new connections reach its workers (`balance`).
@@ -361,6 +369,8 @@ mod tests {
             job: None,
             cron_restart: None,
             balance: Balance::Shared,
+            watchdog: None,
+            on_event: BTreeMap::new(),
         }
     }
 

@@ -111,7 +111,14 @@ pub struct RawApp {
     pub cron_restart: Option<Item<String>>,
     /// `shared`, `hash` or `sticky` (see [`super::Balance`]).
     pub balance: Option<Item<super::Balance>>,
+    pub watchdog: Option<Item<Duration>>,
+    pub watchdog_signal: Option<Item<SignalName>>,
+    /// `on_event`: each event with its command and where the entry was written.
+    pub on_event: Option<Item<RawHooks>>,
 }
+
+/// `on_event` as written: each event with its command and where the entry is.
+pub type RawHooks = Vec<(String, Item<String>)>;
 
 /// What resolving needs besides the options.
 pub struct Context<'a> {
@@ -273,6 +280,7 @@ impl RawApp {
         let watch = self.resolve_watch(context, &cwd, script_path.as_deref(), &mut problem);
         let log_lines = self.log_lines(&mut problem);
         let (job, cron_restart) = self.resolve_schedules(context, &mut problem);
+        let (watchdog, on_event) = self.resolve_alerting(&cwd, &mut problem);
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -319,6 +327,8 @@ impl RawApp {
             job,
             cron_restart,
             balance: value(&self.balance).unwrap_or_default(),
+            watchdog,
+            on_event,
         };
         let path = spec.env.get("PATH").map(String::as_str);
         if let Some(given) = &spec.interpreter
@@ -358,6 +368,50 @@ impl RawApp {
 }
 
 impl RawApp {
+    /// `watchdog`, `watchdog_signal` and `on_event`, checked: a period of at least 100 ms, a known event
+    /// for each hook, and a hook whose program is a path naming an executable file.
+    fn resolve_alerting(
+        &self,
+        cwd: &Path,
+        problem: &mut impl FnMut(Option<Location>, &str, String),
+    ) -> (Option<super::alerting::Watchdog>, super::alerting::Hooks) {
+        let watchdog = match &self.watchdog {
+            Some(period) if period.value < Duration::from_millis(100) => {
+                problem(
+                    period.at,
+                    "watchdog",
+                    "must be at least 100ms (workers send WATCHDOG=1 at half of it)".into(),
+                );
+                None
+            }
+            Some(period) => Some(super::alerting::Watchdog {
+                period_ms: period.value.as_millis() as u64,
+                signal: value(&self.watchdog_signal),
+            }),
+            None => {
+                if let Some(signal) = &self.watchdog_signal {
+                    problem(
+                        signal.at,
+                        "watchdog_signal",
+                        "is the signal a hung worker gets: add `watchdog` (a period such as \"10s\")"
+                            .into(),
+                    );
+                }
+                None
+            }
+        };
+        let mut hooks = super::alerting::Hooks::new();
+        for (event, command) in self.on_event.iter().flat_map(|i| i.value.iter()) {
+            match super::alerting::check_hook(event, &command.value, cwd) {
+                Some(message) => problem(command.at, "on_event", message),
+                None => {
+                    hooks.insert(event.clone(), command.value.clone());
+                }
+            }
+        }
+        (watchdog, hooks)
+    }
+
     /// `schedule` and the options of a job as a [`JobSpec`], `cron_restart` as a [`CronRestart`]: each
     /// expression parsed in its zone, each option checked, and the options that make no sense together
     /// refused.

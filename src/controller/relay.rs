@@ -101,7 +101,7 @@ async fn serve(
             send(&mut writer, &answer).await?;
             continue;
         }
-        let subscription = matches!(request, Request::Subscribe { .. });
+        let subscription = matches!(request, Request::Subscribe { .. } | Request::Events { .. });
         let mut upstream = match Upstream::open(keeper, &request).await {
             Ok(upstream) => upstream,
             Err(message) => {

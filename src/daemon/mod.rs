@@ -19,6 +19,7 @@ mod controller;
 pub mod fdstore;
 mod groups;
 mod handover;
+mod hook;
 pub mod jobstore;
 mod listener;
 mod metrics;
@@ -30,6 +31,7 @@ mod server;
 mod spawn;
 mod supervisor;
 mod watch;
+mod watchdog;
 mod worker;
 
 use std::fs::{self, File, OpenOptions};
@@ -47,6 +49,7 @@ use tracing::info;
 
 use crate::home::Home;
 pub use handover::upgrade_check;
+pub use supervisor::{HOOK_TIMEOUT, HOOKS_PER_MINUTE};
 use supervisor::{Message, Supervisor};
 
 /// The Node listen preload, written into the home when the daemon starts.

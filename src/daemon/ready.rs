@@ -119,6 +119,12 @@ impl NotifySocket {
             };
             let text = String::from_utf8_lossy(&buffer[..len]);
             if let Some((pid, group)) = pid
+                && text.lines().any(|line| line.trim() == "WATCHDOG=1")
+                && supervisor.send(Message::Heartbeat { pid, group }).is_err()
+            {
+                return;
+            }
+            if let Some((pid, group)) = pid
                 && text.lines().any(|line| line.trim() == "READY=1")
                 && supervisor
                     .send(Message::Ready {
@@ -142,7 +148,7 @@ fn group_of(pid: i32) -> Option<i32> {
 }
 
 /// Reads a Node worker's readiness pipe until the worker closes it: `L` when its server listens, `R` for
-/// `process.send('ready')`, and `M<report>\n` for a runtime report (see `supervisor/health.rs`; a report is
+/// `process.send('ready')`, `W` for a watchdog heartbeat, and `M<report>\n` for a runtime report (see `supervisor/health.rs`; a report is
 /// one write of less than PIPE_BUF bytes, so reports of a worker never interleave).
 pub async fn serve_node_pipe(pipe: OwnedFd, pid: i32, supervisor: mpsc::UnboundedSender<Message>) {
     use tokio::io::AsyncReadExt;
@@ -167,6 +173,15 @@ pub async fn serve_node_pipe(pipe: OwnedFd, pid: i32, supervisor: mpsc::Unbounde
                 let text = report.take().unwrap_or_default();
                 if let Some(report) = RuntimeReport::parse(&String::from_utf8_lossy(&text))
                     && supervisor.send(Message::Runtime { pid, report }).is_err()
+                {
+                    return;
+                }
+                continue;
+            }
+            if byte == b'W' {
+                if supervisor
+                    .send(Message::Heartbeat { pid, group: None })
+                    .is_err()
                 {
                     return;
                 }

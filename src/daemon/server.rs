@@ -133,6 +133,9 @@ async fn connection(
             Ok(Request::Subscribe { interval_ms }) => {
                 return subscription(interval_ms, &mut writer, &supervisor).await;
             }
+            Ok(Request::Events { since_ms }) => {
+                return event_stream(since_ms, &mut writer, &supervisor).await;
+            }
             Ok(request) => {
                 let update = matches!(request, Request::Update { .. });
                 let reload_all = matches!(
@@ -216,6 +219,29 @@ async fn subscription(
     while let Some(snapshot) = snapshots.recv().await {
         // A client that stopped reading (a suspended `monit`) is let go, not waited for.
         match tokio::time::timeout(SUBSCRIBER_WRITE_TIMEOUT, send(writer, &snapshot)).await {
+            Ok(sent) => sent?,
+            Err(_) => return Ok(()),
+        }
+    }
+    Ok(())
+}
+
+/// Streams events until the client goes away or the daemon stops; as [`subscription`], a client that does
+/// not keep up is dropped by the supervisor, never waited for.
+async fn event_stream(
+    since_ms: Option<u64>,
+    writer: &mut (impl AsyncWriteExt + Unpin),
+    supervisor: &mpsc::UnboundedSender<Message>,
+) -> Result<(), FrameError> {
+    let (events, mut stream) = mpsc::channel(super::supervisor::EVENT_QUEUE);
+    if supervisor
+        .send(Message::SubscribeEvents { since_ms, events })
+        .is_err()
+    {
+        return Ok(());
+    }
+    while let Some(event) = stream.recv().await {
+        match tokio::time::timeout(SUBSCRIBER_WRITE_TIMEOUT, send(writer, &event)).await {
             Ok(sent) => sent?,
             Err(_) => return Ok(()),
         }

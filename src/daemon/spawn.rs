@@ -44,6 +44,8 @@ pub struct SpawnRequest<'a> {
     pub inherit: &'a [BorrowedFd<'a>],
     /// Add `LISTEN_PID` (and `LISTEN_PIDFDID`): the first fds are listening sockets.
     pub activation: bool,
+    /// Add `WATCHDOG_PID`: the app has a watchdog.
+    pub watchdog: bool,
     /// Run as this user.
     pub credentials: Option<&'a Credentials>,
 }
@@ -189,6 +191,8 @@ struct Plan {
     /// Index in `env` of `LISTEN_PID=`, and the offset of its digits.
     pid_slot: Option<(usize, usize)>,
     pidfdid_slot: Option<(usize, usize)>,
+    /// Index in `env` of `WATCHDOG_PID=`, and the offset of its digits.
+    watchdog_slot: Option<(usize, usize)>,
     cwd: CString,
     stdin: OwnedFd,
     stdout: RawFd,
@@ -250,6 +254,7 @@ impl Plan {
         let activated = request.activation;
         let pid_slot = activated.then(|| reserve("LISTEN_PID"));
         let pidfdid_slot = (activated && pidfd_ids_supported()).then(|| reserve("LISTEN_PIDFDID"));
+        let watchdog_slot = request.watchdog.then(|| reserve("WATCHDOG_PID"));
         let mut env_ptrs: Vec<*const c_char> = env.iter().map(|e| e.as_ptr().cast()).collect();
         env_ptrs.push(std::ptr::null());
 
@@ -262,6 +267,7 @@ impl Plan {
             env_ptrs,
             pid_slot,
             pidfdid_slot,
+            watchdog_slot,
             cwd: cstring(request.cwd.as_os_str().as_bytes(), "the working directory")?,
             stdin,
             stdout: request.stdout.as_raw_fd(),
@@ -525,6 +531,9 @@ unsafe fn child(plan: &mut Plan, status: RawFd) -> ! {
 
         let pid = libc::getpid();
         if let Some((index, offset)) = plan.pid_slot {
+            write_decimal(plan.env[index].as_mut_ptr().add(offset), pid as u64);
+        }
+        if let Some((index, offset)) = plan.watchdog_slot {
             write_decimal(plan.env[index].as_mut_ptr().add(offset), pid as u64);
         }
         if let Some((index, offset)) = plan.pidfdid_slot {

@@ -34,6 +34,10 @@ pub struct Process {
     /// Started by a keeper that was killed, and adopted by this one: not this keeper's child, so its exit
     /// comes from its pidfd (see `supervisor/adoption.rs`) and its group is signalled only while it lives.
     pub adopted: bool,
+    /// The last `WATCHDOG=1` (its start, until the first): the watchdog measures silence from here. `None`:
+    /// not watched until it sends one (a process handed over or adopted, whose heartbeats may not reach
+    /// this keeper: a Node worker's pipe is not carried over).
+    pub beat: Option<Instant>,
 }
 
 impl Process {
@@ -46,6 +50,7 @@ impl Process {
             ready: false,
             early_exit: None,
             adopted: false,
+            beat: Some(Instant::now()),
         }
     }
 }

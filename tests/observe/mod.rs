@@ -274,4 +274,24 @@ fn a_leaking_worker_is_replaced_ready_first_with_no_failed_request() {
     if !text.contains("memory limit  150.0mb (workers replaced") {
         h.fail(&format!("describe shows the limit and the count:\n{text}"));
     }
+    // And it is an event (issue 16), with the memory and the limit.
+    let mut c = h.command();
+    c.args(["events", "--json", "--since", "10m"]);
+    let stream = crate::helpers::Streaming::spawn(c);
+    let event = h.wait_value("the memory-limit event", 10 * SECOND, || {
+        stream
+            .stdout()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|e| e["event"] == "memory-limit")
+    });
+    assert_eq!(event["limit"], 150 * 1024 * 1024, "{event}");
+    assert!(
+        event["memory"].as_u64().unwrap_or(0) > 150 * 1024 * 1024,
+        "{event}"
+    );
+    assert!(
+        first.contains(&(event["pid"].as_i64().unwrap_or(0) as i32)),
+        "{event}"
+    );
 }

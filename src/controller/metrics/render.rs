@@ -3,7 +3,7 @@
 //!
 //! Families (labels in braces; `app`, `instance`, `id` identify a worker):
 //! - per worker: `herdsman_worker_cpu_percent`, `_memory_bytes`, `_uptime_seconds`, `_restarts_total`,
-//!   `_memory_restarts_total`, `_status{status}` (1 for its status, 0 for the others);
+//!   `_memory_restarts_total`, `_watchdog_misses_total`, `_hung_total`, `_status{status}` (1 for its status, 0 for the others);
 //! - per Node worker (the preload's reports): `herdsman_node_eventloop_delay_p50_seconds`, `_p99_seconds`,
 //!   `herdsman_node_heap_used_bytes`, `herdsman_node_heap_total_bytes`;
 //! - per app: `herdsman_app_workers_desired` (slots not stopped), `herdsman_app_workers_online`,
@@ -172,8 +172,16 @@ pub fn render(processes: &[ProcessInfo], jobs: &[JobInfo], format: Format) -> St
         Gauge,
         "The worker's status: 1 for the one it is in, 0 for the others.",
     );
-    // Watchdog misses (the hung-worker watchdog) go here: a `herdsman_worker_watchdog_misses` counter from
-    // the record's count, beside `herdsman_worker_restarts`.
+    let mut watchdog_misses = Family::new(
+        "herdsman_worker_watchdog_misses",
+        Counter,
+        "Watchdog deadlines the worker's processes missed (no WATCHDOG=1 within `watchdog`).",
+    );
+    let mut hung = Family::new(
+        "herdsman_worker_hung",
+        Counter,
+        "Times a process of the worker was found hung by the watchdog and replaced or killed.",
+    );
     let mut p50 = Family::new(
         "herdsman_node_eventloop_delay_p50_seconds",
         Gauge,
@@ -249,6 +257,8 @@ pub fn render(processes: &[ProcessInfo], jobs: &[JobInfo], format: Format) -> St
             uptime.add(worker(), p.uptime_ms.map_or(0.0, |ms| ms as f64 / 1000.0));
             restarts.add(worker(), f64::from(p.restarts));
             memory_restarts.add(worker(), f64::from(p.memory_restarts));
+            watchdog_misses.add(worker(), f64::from(p.watchdog_misses));
+            hung.add(worker(), f64::from(p.hung));
             for s in STATUSES {
                 let mut labels = worker();
                 labels.push(("status", s.as_str().to_string()));
@@ -359,6 +369,8 @@ pub fn render(processes: &[ProcessInfo], jobs: &[JobInfo], format: Format) -> St
         uptime,
         restarts,
         memory_restarts,
+        watchdog_misses,
+        hung,
         status,
         p50,
         p99,

@@ -30,6 +30,8 @@ fn record(id: u32, name: &str, instance: u32, status: Status) -> ProcessInfo {
         adopted: false,
         job: None,
         balance: Some(crate::config::Balance::Shared),
+        watchdog_misses: 2,
+        hung: 1,
         runtime: Some(NodeRuntime {
             loop_delay_p50_us: 1500,
             loop_delay_p99_us: 20000,

@@ -26,6 +26,10 @@
 //    same pipe `M<p50>,<p99>,<heap used>,<heap total>\n`: the event-loop delay percentiles over the last
 //    interval in microseconds (how late a 100 ms timer fires, as perf_hooks.monitorEventLoopDelay measures
 //    it) and V8's heap in bytes (process.memoryUsage). HERDSMAN_NODE_RUNTIME=off turns it off.
+// 4. Watchdog. With WATCHDOG_USEC (the app's `watchdog`), the worker sends a heartbeat (`W` on the same pipe,
+//    herdsman's WATCHDOG=1 for Node) at half the period from a timer on the event loop: a loop blocked by a
+//    busy route stops it, and herdsman replaces the worker. The timer is unref'd: it never keeps a process
+//    alive.
 'use strict';
 
 (function herdsman() {
@@ -48,6 +52,13 @@
     } catch (_) {
       // The daemon is gone; the worker goes on serving.
     }
+  }
+
+  // The watchdog's heartbeat (see 4. above), in the process herdsman started only (WATCHDOG_PID).
+  const watchdogUsec = Number.parseInt(env.WATCHDOG_USEC, 10);
+  if (ours && watchdogUsec > 0 && Number.parseInt(env.WATCHDOG_PID, 10) === process.pid) {
+    tell('W');
+    setInterval(tell, Math.max(50, Math.floor(watchdogUsec / 2000)), 'W').unref();
   }
 
   let reported = false;

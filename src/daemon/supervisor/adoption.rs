@@ -845,6 +845,7 @@ impl Supervisor {
                 last_exit: slot.last_exit,
                 last_exit_at: slot.last_exit_at_ms.map(from_epoch_ms),
                 memory_restarts: slot.memory_restarts,
+                watchdog: Default::default(),
                 started_once: slot.started_once,
                 epoch: 0,
                 intent: 0,
@@ -865,6 +866,7 @@ impl Supervisor {
                         ready: true,
                         early_exit: None,
                         adopted: true,
+                        beat: None,
                     };
                     worker.state = State::Running(process);
                     if let Some(fd) = pidfds.remove(&recorded.pid) {
@@ -911,6 +913,7 @@ impl Supervisor {
                     last_exit: None,
                     last_exit_at: None,
                     memory_restarts: 0,
+                    watchdog: Default::default(),
                     started_once: true,
                     epoch: 0,
                     intent: 0,
@@ -931,6 +934,7 @@ impl Supervisor {
             let mut process = Process::new(l.process.pid, self.next_serial);
             process.exec_ok = true;
             process.adopted = true;
+            process.beat = None;
             self.watch_adopted(l.process.pid, Some(fd));
             let signal = self
                 .apps

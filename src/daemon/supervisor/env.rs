@@ -20,6 +20,8 @@ pub(super) const RESERVED: &[&str] = &[
     "HERDSMAN_APP",
     "HERDSMAN_INSTANCE",
     "NODE_APP_INSTANCE",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
 ];
 
 /// What a worker's environment is built from, besides the app's spec.
@@ -49,6 +51,13 @@ pub(super) fn worker_env(spec: &AppSpec, context: &EnvContext<'_>) -> Vec<(Strin
     env.insert("HERDSMAN_INSTANCE".into(), instance.clone());
     env.insert("NODE_APP_INSTANCE".into(), instance);
     env.insert("NOTIFY_SOCKET".into(), context.notify_socket.to_string());
+    if let Some(watchdog) = &spec.watchdog {
+        // systemd's watchdog protocol; `WATCHDOG_PID` is written by the child, as `LISTEN_PID` is.
+        env.insert(
+            "WATCHDOG_USEC".into(),
+            (watchdog.period_ms * 1000).to_string(),
+        );
+    }
     if !spec.listen.is_empty() {
         env.insert("LISTEN_FDS".into(), spec.listen.len().to_string());
         let names = vec![spec.name.as_str(); spec.listen.len()].join(":");

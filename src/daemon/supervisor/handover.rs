@@ -362,6 +362,7 @@ impl Supervisor {
                         ready: true,
                         early_exit: None,
                         adopted,
+                        beat: None,
                     };
                     if !known {
                         // An app that could not be taken over cannot keep its workers.
@@ -405,6 +406,7 @@ impl Supervisor {
                     last_exit: w.last_exit,
                     last_exit_at: w.last_exit_at_ms.map(from_epoch_ms),
                     memory_restarts: w.memory_restarts,
+                    watchdog: Default::default(),
                     started_once: w.started_once,
                     epoch: w.epoch,
                     intent: w.intent,

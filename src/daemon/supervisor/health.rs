@@ -201,10 +201,10 @@ impl Supervisor {
         self.arm_queue_watch();
     }
 
-    /// Connections have waited in an app's queue with no worker accepting any: the event `nobody-accepting`.
-    /// Logged for now; this is where the events stream emits it.
+    /// Connections have waited in an app's queue with no worker accepting any: logged, and the event
+    /// `nobody-accepting`.
     fn nobody_accepting_event(
-        &self,
+        &mut self,
         app: &str,
         address: &str,
         slot: Option<u32>,
@@ -221,6 +221,21 @@ impl Supervisor {
             waited_ms = waited.as_millis() as u64,
             "connections are waiting and no worker accepts any: does a worker listen on a port of its own \
              instead of the inherited socket (fd 3), or is every worker stuck?"
+        );
+        let details = crate::protocol::EventDetails {
+            reason: Some(format!(
+                "{depth} connections (queue limit {limit}) have waited on {address} for {} ms and no worker \
+                 accepted any",
+                waited.as_millis()
+            )),
+            ..Default::default()
+        };
+        self.emit(
+            crate::protocol::EventKind::NobodyAccepting,
+            app,
+            slot,
+            None,
+            details,
         );
     }
 }

@@ -21,6 +21,7 @@ use crate::daemon::ready::{self, Source};
 use crate::daemon::spawn::{self, ExecError, SpawnRequest};
 use crate::daemon::worker::{self, AfterCrash, OnExit, Process, RestartPolicy, State};
 use crate::logs::Stream;
+use crate::protocol::{EventDetails, EventKind};
 
 /// Where a process is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +41,7 @@ impl Supervisor {
     }
 
     /// Finds the process with this pid, among those whose leader has not been reaped.
-    fn locate_pid(&self, pid: i32) -> Option<Loc> {
+    pub(super) fn locate_pid(&self, pid: i32) -> Option<Loc> {
         self.find(|p| p.pid == pid, true)
     }
 
@@ -68,7 +69,7 @@ impl Supervisor {
     }
 
     /// The process at a location, to be updated with [`Supervisor::put`].
-    fn process_at(&self, loc: Loc) -> Option<Process> {
+    pub(super) fn process_at(&self, loc: Loc) -> Option<Process> {
         match loc {
             Loc::Slot(id) => match self.workers.get(&id)?.state {
                 State::Running(p) | State::Stopping { process: p, .. } => Some(p),
@@ -79,7 +80,7 @@ impl Supervisor {
         }
     }
 
-    fn put(&mut self, loc: Loc, process: Process) {
+    pub(super) fn put(&mut self, loc: Loc, process: Process) {
         match loc {
             Loc::Slot(id) => {
                 if let Some(w) = self.workers.get_mut(&id) {
@@ -176,6 +177,7 @@ impl Supervisor {
             stderr: err.as_fd(),
             inherit: &inherit,
             activation,
+            watchdog: app.spec.watchdog.is_some(),
             credentials: app.credentials.as_ref(),
         };
         let spawned = match spawn::spawn(&request) {
@@ -188,6 +190,10 @@ impl Supervisor {
         self.logs.bind(spawned.pid);
         // The worker has its copies; the keeper sees EOF once the worker's whole group is gone.
         drop((out, err));
+        let watchdog = app
+            .spec
+            .watchdog
+            .map(|w| Duration::from_millis(w.period_ms));
         let (wait_ready, listen_timeout, grace) = (
             app.spec.wait_ready,
             Duration::from_millis(app.spec.listen_timeout_ms),
@@ -216,6 +222,10 @@ impl Supervisor {
             self.metrics.track(pid);
         }
         self.job_spawned(id, &process);
+        self.emit_worker(EventKind::Started, id, Some(pid), EventDetails::default());
+        if let Some(period) = watchdog {
+            self.arm_watchdog(process.started + period);
+        }
         Ok(process)
     }
 
@@ -265,6 +275,20 @@ impl Supervisor {
                 }
             }
         }
+    }
+
+    /// A `restarted` event about a slot just started again.
+    fn emit_restarted(&mut self, id: u32, restarts: u32) {
+        let pid = self
+            .workers
+            .get(&id)
+            .and_then(|w| w.state.process())
+            .map(|p| p.pid);
+        let details = EventDetails {
+            restarts: Some(restarts),
+            ..EventDetails::default()
+        };
+        self.emit_worker(EventKind::Restarted, id, pid, details);
     }
 
     pub(super) fn arm(&self, delay: Duration, timer: Timer) {
@@ -325,6 +349,19 @@ impl Supervisor {
 
     /// Stops a process that is no longer in a slot: `signal` to its group, SIGKILL after the kill timeout.
     pub(super) fn retire(&mut self, app: &str, instance: u32, process: Process, signal: Signal) {
+        self.retire_with(app, instance, process, signal, true);
+    }
+
+    /// [`Supervisor::retire`], arming the kill timeout only with `arm_kill` (a hung process's is armed
+    /// once it has had the kill signal: see `watchdog.rs`).
+    pub(super) fn retire_with(
+        &mut self,
+        app: &str,
+        instance: u32,
+        process: Process,
+        signal: Signal,
+        arm_kill: bool,
+    ) {
         let timeout = self.apps.get(app).map_or(Duration::ZERO, |a| {
             Duration::from_millis(a.spec.kill_timeout_ms)
         });
@@ -335,12 +372,14 @@ impl Supervisor {
             process,
             leader_gone: process.early_exit.is_some(),
         });
-        self.arm(
-            timeout,
-            Timer::Kill {
-                serial: process.serial,
-            },
-        );
+        if arm_kill {
+            self.arm(
+                timeout,
+                Timer::Kill {
+                    serial: process.serial,
+                },
+            );
+        }
         self.finish_retiring(self.retiring.len() - 1);
     }
 
@@ -369,17 +408,22 @@ impl Supervisor {
         match worker.on_exit {
             OnExit::Restart => {
                 worker.restarts += 1;
+                let restarts = worker.restarts;
                 self.start_worker(id);
+                self.emit_restarted(id, restarts);
             }
             OnExit::Remove => {
                 worker.state = State::Stopped;
                 self.remove_worker(id);
             }
-            OnExit::Stop | OnExit::Crash => worker.state = State::Stopped,
+            OnExit::Stop | OnExit::Crash => {
+                worker.state = State::Stopped;
+                self.emit_worker(EventKind::Stopped, id, None, EventDetails::default());
+            }
         }
     }
 
-    fn finish_retiring(&mut self, index: usize) {
+    pub(super) fn finish_retiring(&mut self, index: usize) {
         let Some(r) = self.retiring.get(index) else {
             return;
         };
@@ -401,6 +445,8 @@ impl Supervisor {
             .flatten()
             .chain(self.retiring.iter().map(|r| r.process))
             .map(|p| p.pid)
+            // A hook carries its event's HERDSMAN_APP and HERDSMAN_INSTANCE, and is no escapee.
+            .chain(self.hook_pids())
             .collect();
         let escapees = crate::daemon::adopted::escapees(app, instance, &known);
         for &pid in &escapees {
@@ -422,6 +468,9 @@ impl Supervisor {
         match timer {
             Timer::Sample => self.sample_tick(),
             Timer::AcceptQueues => self.queue_tick(),
+            Timer::Watchdog { generation } => self.watchdog_tick(generation),
+            Timer::HookTimeout { pid, serial } => self.hook_timeout(pid, serial),
+            Timer::HungKill { serial } => self.hung_kill(serial),
             Timer::GiveBack => {
                 self.give_back_armed = false;
                 // A thousand apps defined at once leave megabytes of freed requests and answers in the
@@ -445,7 +494,9 @@ impl Supervisor {
                 };
                 if worker.epoch == epoch && matches!(worker.state, State::Waiting { .. }) {
                     worker.restarts += 1;
+                    let restarts = worker.restarts;
                     self.start_worker(id);
+                    self.emit_restarted(id, restarts);
                 }
             }
             Timer::Kill { serial } => {
@@ -553,6 +604,11 @@ impl Supervisor {
                         } else {
                             warn!(app = %worker.app, instance = worker.instance, error = %e, "worker did not start");
                             worker.state = State::Errored;
+                            let details = EventDetails {
+                                reason: Some(e.to_string()),
+                                ..EventDetails::default()
+                            };
+                            self.emit_worker(EventKind::Errored, id, None, details);
                         }
                         return;
                     }
@@ -589,7 +645,7 @@ impl Supervisor {
         }
     }
 
-    fn app_of(&self, loc: Loc) -> Option<&super::app::App> {
+    pub(super) fn app_of(&self, loc: Loc) -> Option<&super::app::App> {
         let name = match loc {
             Loc::Slot(id) | Loc::Successor(id) => &self.workers.get(&id)?.app,
             Loc::Retiring(i) => &self.retiring.get(i)?.app,
@@ -618,6 +674,13 @@ impl Supervisor {
         let Some(mut process) = self.process_at(loc) else {
             return;
         };
+        if let Loc::Slot(id) | Loc::Successor(id) = loc {
+            let details = EventDetails {
+                ready_ms: Some(process.started.elapsed().as_millis() as u64),
+                ..EventDetails::default()
+            };
+            self.emit_worker(EventKind::Ready, id, Some(process.pid), details);
+        }
         process.ready = true;
         match loc {
             Loc::Slot(id) => {
@@ -636,6 +699,12 @@ impl Supervisor {
                 worker.epoch += 1;
                 worker.on_exit = OnExit::Crash;
                 if let State::Running(old) = old {
+                    if self.retire_hung(id, old) {
+                        return;
+                    }
+                    let Some(worker) = self.workers.get(&id) else {
+                        return;
+                    };
                     let (app, instance) = (worker.app.clone(), worker.instance);
                     let signal = self
                         .apps
@@ -674,6 +743,7 @@ impl Supervisor {
             };
             self.metrics.forget(pid.as_raw());
             self.logs.reaped(pid.as_raw());
+            self.hook_exited(pid.as_raw(), status);
             if let Some(loc) = self.locate_pid(pid.as_raw()) {
                 self.process_exited(loc, status);
             }
@@ -784,6 +854,12 @@ impl Supervisor {
                     None => how,
                 });
                 worker.last_exit_at = Some(SystemTime::now());
+                let reason = worker.last_exit.clone();
+                let mut details = super::events::exit_details(status, Some(uptime));
+                self.emit_worker(EventKind::Exited, id, Some(process.pid), details.clone());
+                let Some(worker) = self.workers.get_mut(&id) else {
+                    return;
+                };
                 // What the worker left running in its group, or outside it, goes with it. (An adopted
                 // worker may have been reaped by its parent already: see `groups.rs`.)
                 signal_group(process.pid, process.adopted, Some(Signal::SIGKILL));
@@ -821,11 +897,24 @@ impl Supervisor {
                     worker.state = State::Stopped;
                     return;
                 }
+                details.reason = reason;
+                details.restarts = Some(worker.restarts);
+                self.emit_worker(EventKind::Crashed, id, Some(process.pid), details);
                 self.crashed(id, uptime, process.ready);
             }
             State::Stopping { process, .. } => {
                 worker.last_exit = Some(how);
                 worker.last_exit_at = Some(SystemTime::now());
+                let uptime = process.started.elapsed();
+                self.emit_worker(
+                    EventKind::Exited,
+                    id,
+                    Some(process.pid),
+                    super::events::exit_details(status, Some(uptime)),
+                );
+                let Some(worker) = self.workers.get_mut(&id) else {
+                    return;
+                };
                 worker.state = State::Stopping {
                     process,
                     leader_gone: true,
@@ -837,7 +926,7 @@ impl Supervisor {
     }
 
     /// A reload's replacement failed: kill it, and leave the slot's current process serving.
-    fn fail_successor(&mut self, id: u32, reason: String) {
+    pub(super) fn fail_successor(&mut self, id: u32, reason: String) {
         let Some(worker) = self.workers.get_mut(&id) else {
             return;
         };
@@ -847,9 +936,15 @@ impl Supervisor {
         warn!(app = %worker.app, instance = worker.instance, %reason, "reload of this worker failed");
         worker.last_exit = Some(reason.clone());
         worker.last_exit_at = Some(SystemTime::now());
-        worker.reload_failure = Some(reason);
+        worker.reload_failure = Some(reason.clone());
         let (app, instance) = (worker.app.clone(), worker.instance);
         self.retire(&app, instance, successor, Signal::SIGKILL);
+        let details = EventDetails {
+            reason: Some(reason),
+            ..EventDetails::default()
+        };
+        self.emit_worker(EventKind::ReloadFailed, id, Some(successor.pid), details);
+        self.hung_replacement_failed(id);
     }
 
     fn crashed(&mut self, id: u32, uptime: Duration, ready: bool) {
@@ -871,7 +966,9 @@ impl Supervisor {
         match decision {
             AfterCrash::Restart => {
                 worker.restarts += 1;
+                let restarts = worker.restarts;
                 self.start_worker(id);
+                self.emit_restarted(id, restarts);
             }
             AfterCrash::Wait(delay) => {
                 info!(app = %worker.app, instance = worker.instance, ?delay, "backing off before the next start");
@@ -884,6 +981,12 @@ impl Supervisor {
             AfterCrash::GiveUp => {
                 warn!(app = %worker.app, instance = worker.instance, unstable, "too many quick crashes: errored");
                 worker.state = State::Errored;
+                let details = EventDetails {
+                    reason: Some(format!("{unstable} quick crashes in a row")),
+                    restarts: Some(worker.restarts),
+                    ..EventDetails::default()
+                };
+                self.emit_worker(EventKind::Errored, id, None, details);
             }
         }
     }

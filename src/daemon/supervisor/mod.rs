@@ -17,13 +17,16 @@ mod app;
 mod apply;
 mod balancing;
 mod env;
+mod events;
 pub mod handover;
 pub mod health;
+mod hooks;
 mod jobs;
 mod lifecycle;
 mod observe;
 mod preload;
 mod rollout;
+mod watchdog;
 mod watching;
 
 use std::collections::BTreeMap;
@@ -43,6 +46,8 @@ use super::worker::{OnExit, Process, State};
 use crate::config::AppSpec;
 use crate::protocol::{ApplyAction, ApplyRequest, ErrorKind, Request, Response, Selection};
 use app::App;
+pub use events::EVENT_QUEUE;
+pub use hooks::{PER_MINUTE as HOOKS_PER_MINUTE, TIMEOUT as HOOK_TIMEOUT};
 pub use observe::SUBSCRIBER_QUEUE;
 use rollout::{Lane, LaneAction, Rollout};
 
@@ -72,6 +77,12 @@ pub enum Message {
         interval_ms: u64,
         events: mpsc::Sender<Response>,
     },
+    /// The event stream (`herdsman events`): the events kept since `since_ms`, then each new one, until
+    /// the receiver closes or falls behind (see `events.rs`).
+    SubscribeEvents {
+        since_ms: Option<u64>,
+        events: mpsc::Sender<Response>,
+    },
     /// SIGTERM or SIGINT to the daemon: stop every app, then return.
     Shutdown,
     /// A watched app's files changed, or its watcher failed (see `daemon/watch/`).
@@ -83,6 +94,11 @@ pub enum Message {
     Exited {
         pid: i32,
         status: Option<i32>,
+    },
+    /// `WATCHDOG=1` from a process or a member of its group (see `watchdog.rs`).
+    Heartbeat {
+        pid: i32,
+        group: Option<i32>,
     },
     /// A fleet store task's answer: a claim, an unanswered store, a run to stop (see `jobs/fleet.rs`).
     Fleet(jobs::FleetReport),
@@ -114,6 +130,12 @@ pub enum Timer {
     Job(jobs::JobTimer),
     /// A while after a request that defined or removed apps: the heap it left free goes back to the system.
     GiveBack,
+    /// A hook ran out of time (see `hooks.rs`).
+    HookTimeout { pid: i32, serial: u64 },
+    /// The earliest watchdog deadline (see `watchdog.rs`); a stale generation is ignored.
+    Watchdog { generation: u64 },
+    /// A hung process had its watchdog signal's time: the kill signal (or SIGKILL, for one hung at start).
+    HungKill { serial: u64 },
     /// A worker taken out of its app's selection has drained: stop it now (see `balancing.rs`).
     Drain {
         worker: u32,
@@ -135,6 +157,8 @@ struct Worker {
     last_exit_at: Option<SystemTime>,
     /// Times the worker was replaced for its memory.
     memory_restarts: u32,
+    /// Its watchdog's counts, and the hung process being replaced (see `watchdog.rs`).
+    watchdog: watchdog::SlotWatch,
     /// A process of this slot was executed once: from then on a failed `execve` is retried like a crash.
     started_once: bool,
     /// Bumped whenever the slot's backoff timer becomes stale.
@@ -235,6 +259,12 @@ pub struct Supervisor {
     jobs: jobs::Jobs,
     /// Node runtime reports and accept-queue histories (see `health.rs`).
     health: health::Health,
+    /// The watchdog's one timer (see `watchdog.rs`).
+    watchdog_armed: watchdog::Armed,
+    /// The last events, and the streams that follow them (see `events.rs`).
+    events: events::EventLog,
+    /// Each app's hooks in progress and counts (see `hooks.rs`).
+    hooks: hooks::Hooks,
 }
 
 type Reply = Result<Vec<u32>, Response>;
@@ -284,6 +314,9 @@ impl Supervisor {
             jobs: jobs::Jobs::default(),
             health: health::Health::default(),
             give_back_armed: false,
+            watchdog_armed: Default::default(),
+            events: Default::default(),
+            hooks: Default::default(),
         }
     }
 
@@ -343,12 +376,16 @@ impl Supervisor {
                     self.subscribe(interval_ms, events);
                 }
             }
+            Message::SubscribeEvents { since_ms, events } => {
+                self.subscribe_events(since_ms, events);
+            }
             Message::Shutdown => self.begin_shutdown(None),
             Message::Watch(report) => self.watch_report(report),
             Message::Reexec => self.reexec(),
             Message::Exited { pid, status } => self.adopted_exited(pid, status),
             Message::Fleet(report) => self.fleet_report(report),
             Message::Runtime { pid, report } => self.runtime_report(pid, report),
+            Message::Heartbeat { pid, group } => self.heartbeat(pid, group),
         }
     }
 
@@ -366,6 +403,7 @@ impl Supervisor {
                 | Request::Version
                 | Request::Describe { .. }
                 | Request::Subscribe { .. }
+                | Request::Events { .. }
                 | Request::Job(_)
                 | Request::SetMetrics(_)
         ) {
@@ -513,7 +551,7 @@ impl Supervisor {
                 let _ = reply.send(self.describe(&target));
                 return;
             }
-            Request::Subscribe { .. } => {
+            Request::Subscribe { .. } | Request::Events { .. } => {
                 // The control server turns a subscription into `Message::Subscribe`.
                 let message = "a subscription needs a connection of its own";
                 let _ = reply.send(Response::error(ErrorKind::BadRequest, message));
@@ -599,6 +637,7 @@ impl Supervisor {
                 last_exit: None,
                 last_exit_at: None,
                 memory_restarts: 0,
+                watchdog: Default::default(),
                 started_once: false,
                 epoch: 0,
                 intent: 0,
@@ -936,10 +975,12 @@ impl Supervisor {
         let workers = &self.workers;
         let retiring = &self.retiring;
         let removed = &mut self.jobs.dirty;
+        let mut deleted: Vec<String> = Vec::new();
         self.apps.retain(|name, app| {
             if app.workers.is_empty() {
                 info!(app = %name, "app deleted");
                 *removed = true;
+                deleted.push(name.clone());
                 return false;
             }
             // A process on its way out still holds its slot's socket, which stays in the kernel's group
@@ -961,6 +1002,16 @@ impl Supervisor {
             }
             true
         });
+        for name in deleted {
+            self.emit(
+                crate::protocol::EventKind::Deleted,
+                &name,
+                None,
+                None,
+                Default::default(),
+            );
+            self.forget_hooks(&name);
+        }
         self.sync_balance();
         self.sync_jobs();
 

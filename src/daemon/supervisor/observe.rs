@@ -207,6 +207,17 @@ impl Supervisor {
             }
         }
         for (id, pid, memory, limit) in over {
+            let details = crate::protocol::EventDetails {
+                memory: Some(memory),
+                limit: Some(limit),
+                ..Default::default()
+            };
+            self.emit_worker(
+                crate::protocol::EventKind::MemoryLimit,
+                id,
+                Some(pid),
+                details,
+            );
             let Some(worker) = self.workers.get(&id) else {
                 continue;
             };
@@ -287,6 +298,8 @@ impl Supervisor {
                     error_file: Some(app.err_path.display().to_string()),
                     last_exit_at_ms: w.last_exit_at.map(unix_ms),
                     memory_restarts: w.memory_restarts,
+                    watchdog_misses: w.watchdog.misses,
+                    hung: w.watchdog.hung,
                     watching: app.spec.watch.is_some(),
                     watch_error: app.watch.as_ref().and_then(|w| w.failure.clone()),
                     log_lines: (app.spec.log_lines != Default::default())
@@ -356,7 +369,9 @@ impl Supervisor {
                 }
                 let mut command = vec![app.command.program.display().to_string()];
                 command.extend(app.command.argv.iter().skip(1).cloned());
+                let hooks = self.hook_status(name);
                 Some(AppDetails {
+                    hooks,
                     spec,
                     command,
                     listening: match &app.slots {

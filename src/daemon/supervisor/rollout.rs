@@ -420,6 +420,17 @@ impl Supervisor {
                         let _ = rollout
                             .reply
                             .send(Response::Progress { step: done.clone() });
+                        let details = crate::protocol::EventDetails {
+                            old_pid: done.old_pid,
+                            ready_ms: Some(done.ready_ms),
+                            ..Default::default()
+                        };
+                        self.emit_worker(
+                            crate::protocol::EventKind::ReloadStep,
+                            done.id,
+                            i32::try_from(done.new_pid).ok(),
+                            details,
+                        );
                         rollout.steps.push(done);
                         lane.current.remove(index);
                     }

@@ -40,6 +40,8 @@ fn worker(id: u32, name: &str, instance: u32, status: Status) -> ProcessInfo {
         error_file: Some(format!("/var/log/{name}-err.log")),
         last_exit_at_ms: None,
         memory_restarts: 0,
+        watchdog_misses: 0,
+        hung: 0,
         watching: false,
         watch_error: None,
         log_lines: None,

@@ -1067,8 +1067,30 @@ impl Supervisor {
             self.arm_retry(name, next, delay);
         } else {
             job.save();
+            let details = crate::protocol::EventDetails {
+                exit: Some(exit.clone()),
+                code: exit_code,
+                run_id: Some(start.run_id.clone()),
+                outcome: Some(outcome.as_str().to_string()),
+                ..Default::default()
+            };
             if outcome.is_failure() {
                 self.on_failure(name, start, outcome, &exit);
+                self.emit(
+                    crate::protocol::EventKind::JobFailed,
+                    name,
+                    None,
+                    None,
+                    details,
+                );
+            } else if outcome == RunOutcome::Ok {
+                self.emit(
+                    crate::protocol::EventKind::JobSucceeded,
+                    name,
+                    None,
+                    None,
+                    details,
+                );
             }
         }
     }
@@ -1140,43 +1162,30 @@ impl Supervisor {
             .create(true)
             .append(true)
             .open(&start.log);
-        let mut child = std::process::Command::new("/bin/sh");
-        child
-            .args(["-c", &command])
-            .current_dir(&app.spec.cwd)
-            .env_clear()
-            .envs(app.spec.env.iter())
-            .env("HERDSMAN_JOB", name)
-            .env("HERDSMAN_RUN_ID", &start.run_id)
-            .env("HERDSMAN_ATTEMPT", start.attempt.to_string())
-            .env("HERDSMAN_OUTCOME", outcome.as_str())
-            .env("HERDSMAN_EXIT", exit)
-            .env("HERDSMAN_LOG", &start.log)
-            .stdin(std::process::Stdio::null());
-        if let Ok(file) = output {
-            if let Ok(copy) = file.try_clone() {
-                child.stdout(copy);
-            }
-            child.stderr(file);
-        }
-        if let Some(c) = &app.credentials {
-            use std::os::unix::process::CommandExt;
-            let (uid, gid, groups) = (c.uid, c.gid, c.groups.clone());
-            // SAFETY: setgroups, setgid and setuid are async-signal-safe, and nothing is allocated here.
-            unsafe {
-                child.pre_exec(move || {
-                    if libc::setgroups(groups.len(), groups.as_ptr()) != 0
-                        || libc::setgid(gid) != 0
-                        || libc::setuid(uid) != 0
-                    {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
-        }
-        match child.spawn() {
-            Ok(hook) => info!(job = %name, pid = hook.id(), "on_failure started"),
+        let mut env: Vec<(String, String)> = app
+            .spec
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        env.extend([
+            ("HERDSMAN_JOB".to_string(), name.to_string()),
+            ("HERDSMAN_RUN_ID".to_string(), start.run_id.clone()),
+            ("HERDSMAN_ATTEMPT".to_string(), start.attempt.to_string()),
+            ("HERDSMAN_OUTCOME".to_string(), outcome.as_str().to_string()),
+            ("HERDSMAN_EXIT".to_string(), exit.to_string()),
+            ("HERDSMAN_LOG".to_string(), start.log.display().to_string()),
+        ]);
+        let hook = crate::daemon::hook::Hook {
+            command: &command,
+            cwd: &app.spec.cwd,
+            env,
+            credentials: app.credentials.as_ref(),
+            stdin: None,
+            output: output.ok(),
+        };
+        match crate::daemon::hook::spawn(hook) {
+            Ok(pid) => info!(job = %name, pid, "on_failure started"),
             Err(e) => warn!(job = %name, error = %e, "cannot run on_failure"),
         }
     }
