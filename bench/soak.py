@@ -32,7 +32,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import Probe, ScenarioError, free_port  # noqa: E402
+from bench import Probe, ScenarioError, _stat_fields, free_port, start_time  # noqa: E402
 
 HELLO = os.path.join(ROOT, "examples", "hello.js")
 PROBED = ("probe-a", "probe-b")
@@ -43,26 +43,12 @@ def log(*words):
     print(f"[{time.strftime('%H:%M:%S')}]", *words, flush=True)
 
 
-def stat_fields(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            text = f.read()
-    except OSError:
-        return None
-    return text[text.rfind(")") + 2:].split()
-
-
-def start_time(pid):
-    fields = stat_fields(pid)
-    return fields[19] if fields else None
-
-
 def children_map():
     kids = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
-        fields = stat_fields(int(name))
+        fields = _stat_fields(int(name))
         if fields:
             kids.setdefault(int(fields[1]), []).append((int(name), fields[0]))
     return kids

@@ -180,6 +180,17 @@ struct Worker {
     spawn_failure: Option<String>,
 }
 
+impl Worker {
+    /// The slot's processes that run: its current one, and a reload's successor.
+    fn pids(&self) -> impl Iterator<Item = i32> {
+        self.state
+            .process()
+            .map(|p| p.pid)
+            .into_iter()
+            .chain(self.successor.map(|p| p.pid))
+    }
+}
+
 /// A process no longer in any slot (replaced by a reload) that is being stopped.
 struct Retiring {
     app: String,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use super::{Supervisor, Timer};
+use super::{Supervisor, Timer, Worker};
 use crate::daemon::metrics::Sample;
 use crate::daemon::worker::State;
 use crate::protocol::{
@@ -161,11 +161,7 @@ impl Supervisor {
     /// Samples every running process (and every successor a reload is bringing up); `describe` also reads
     /// their command lines.
     pub(super) fn sample_now(&mut self, with_commands: bool) {
-        let mut pids: Vec<i32> = Vec::new();
-        for worker in self.workers.values() {
-            pids.extend(worker.state.process().map(|p| p.pid));
-            pids.extend(worker.successor.map(|p| p.pid));
-        }
+        let pids: Vec<i32> = self.workers.values().flat_map(Worker::pids).collect();
         self.observer.samples = self.metrics.sample(&pids, with_commands);
         self.observer
             .strikes

@@ -13,7 +13,7 @@
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::Supervisor;
+use super::{Supervisor, Worker};
 use crate::daemon::watch::{self, Decision, Gate, Report, ReportKind, Target, Watch};
 use crate::daemon::worker::State;
 use crate::protocol::{Response, Selection};
@@ -148,13 +148,7 @@ impl Supervisor {
         app.workers
             .iter()
             .filter_map(|id| self.workers.get(id))
-            .flat_map(|w| {
-                w.state
-                    .process()
-                    .map(|p| p.pid)
-                    .into_iter()
-                    .chain(w.successor.map(|p| p.pid))
-            })
+            .flat_map(Worker::pids)
             .collect()
     }
 
