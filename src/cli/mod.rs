@@ -4,7 +4,7 @@ mod control;
 mod describe;
 mod ecosystem;
 mod fleet;
-mod import;
+pub(crate) mod import;
 mod jobs;
 mod list;
 mod logs;

@@ -42,6 +42,7 @@ use super::worker::{OnExit, Process, State};
 use crate::config::AppSpec;
 use crate::protocol::{ApplyAction, ApplyRequest, ErrorKind, Request, Response, Selection};
 use app::App;
+pub use adoption::{AppRecord, Record, decode_apps, decode_record};
 pub use observe::SUBSCRIBER_QUEUE;
 use rollout::{Lane, LaneAction, Rollout};
 
