@@ -15,8 +15,11 @@ use jiff::Timestamp;
 use crate::config::AppSpec;
 use crate::protocol::{self, ApplyAction, ApplyRequest, FrameError, Hello, Request, Response};
 
+/// A target's entry point.
+pub type Target = fn(&[u8]);
+
 /// The targets, by the names of their corpus directories (`fuzz/corpus/<name>/`).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("protocol", protocol_frames),
     ("keeper", keeper_requests),
     ("config", ecosystem_file),
@@ -54,7 +57,8 @@ fn frames(data: &[u8]) -> Vec<Vec<u8>> {
 /// A spec, as the CLI sends it, must come back the same from the daemon's decoder.
 fn round_trip_spec(spec: &AppSpec) {
     let bytes = protocol::encode_frame(spec).expect("a spec encodes");
-    let back: AppSpec = protocol::decode(&bytes[..bytes.len() - 1]).expect("an encoded spec decodes");
+    let back: AppSpec =
+        protocol::decode(&bytes[..bytes.len() - 1]).expect("an encoded spec decodes");
     assert_eq!(&back, spec, "a spec changed on the wire");
 }
 
@@ -176,9 +180,8 @@ pub fn log_lines(data: &[u8]) {
     let (format, lines) = split_first_line(data);
     let format = String::from_utf8_lossy(format);
     let text = String::from_utf8_lossy(lines);
-    let date_format = (!format.is_empty()
-        && LineFormat::check_date_format(&format).is_ok())
-    .then(|| format.to_string());
+    let date_format = (!format.is_empty() && LineFormat::check_date_format(&format).is_ok())
+        .then(|| format.to_string());
     let formats = [LogTimezone::Utc, LogTimezone::Local].map(|timezone| LineFormat {
         date_format: date_format.clone(),
         timezone,

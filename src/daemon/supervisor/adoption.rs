@@ -130,9 +130,12 @@ pub fn decode_record(bytes: &[u8]) -> Result<Record<String>, String> {
             Err(format!("is of another format ({})", record.format))
         }
         // The keeper names its apps' files `state-apps-*.json`, next to the record: never another path.
-        Ok(record) if !record.apps.starts_with("state-apps-") || record.apps.contains('/') => Err(
-            format!("names an apps' file that is not one of its own ({:?})", record.apps),
-        ),
+        Ok(record) if !record.apps.starts_with("state-apps-") || record.apps.contains('/') => {
+            Err(format!(
+                "names an apps' file that is not one of its own ({:?})",
+                record.apps
+            ))
+        }
         Ok(record) => Ok(record),
         Err(e) => Err(format!("cannot be read ({e})")),
     }

@@ -41,8 +41,8 @@ use super::spawn::ExecError;
 use super::worker::{OnExit, Process, State};
 use crate::config::AppSpec;
 use crate::protocol::{ApplyAction, ApplyRequest, ErrorKind, Request, Response, Selection};
-use app::App;
 pub use adoption::{AppRecord, Record, decode_apps, decode_record};
+use app::App;
 pub use observe::SUBSCRIBER_QUEUE;
 use rollout::{Lane, LaneAction, Rollout};
 
