@@ -19,6 +19,8 @@ pub mod controller;
 pub mod daemon;
 mod descriptors;
 pub mod fleet;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod home;
 pub mod human;
 pub mod logs;

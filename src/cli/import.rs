@@ -69,7 +69,14 @@ pub fn is_pm2_file(target: &str) -> bool {
 
 /// Reads a PM2 file and converts every app of it.
 pub fn convert_file(input: &Path) -> Result<Converted> {
-    let config = read_pm2(input)?;
+    convert_text(&read_pm2(input)?, input)
+}
+
+/// Converts the JSON text of a PM2 file (as [`convert_file`] reads it from `input`, which the errors and
+/// the TOML's header name).
+pub fn convert_text(text: &str, input: &Path) -> Result<Converted> {
+    let config: Value = serde_json::from_str(text)
+        .with_context(|| format!("{} is not a PM2 ecosystem file", input.display()))?;
     let apps = match &config {
         Value::Object(map) => map.get("apps").cloned().unwrap_or(Value::Null),
         Value::Array(_) => config.clone(),
@@ -109,8 +116,8 @@ pub fn convert_file(input: &Path) -> Result<Converted> {
     })
 }
 
-/// The file's value: JSON read directly, JavaScript evaluated by node (as PM2 does).
-fn read_pm2(input: &Path) -> Result<Value> {
+/// The file's JSON text: read directly, or JavaScript evaluated by node (as PM2 does).
+fn read_pm2(input: &Path) -> Result<String> {
     let text = if input.extension().is_some_and(|e| e == "json") {
         std::fs::read_to_string(input)
             .with_context(|| format!("cannot read {}", input.display()))?
@@ -132,8 +139,7 @@ fn read_pm2(input: &Path) -> Result<Value> {
         }
         String::from_utf8(out.stdout).context("node printed something that is not UTF-8")?
     };
-    serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a PM2 ecosystem file", input.display()))
+    Ok(text)
 }
 
 /// PM2 options with no herdsman equivalent, and why.

@@ -5,7 +5,7 @@ mod describe;
 mod ecosystem;
 mod events;
 mod fleet;
-mod import;
+pub(crate) mod import;
 mod jobs;
 mod list;
 mod logs;

@@ -30,8 +30,21 @@ pub struct DotenvError {
 /// Reads a file's variables; `Err` says why the file cannot be read, or where each problem is
 /// (`PATH:LINE:COLUMN: message`).
 pub fn read(path: &Path) -> Result<BTreeMap<String, String>, Vec<String>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| vec![format!("cannot read env file {}: {e}", path.display())])?;
+    use std::io::Read;
+    let cannot = |why: String| vec![format!("cannot read env file {}: {why}", path.display())];
+    // A FIFO would block the read, a device (`/dev/zero`) would never end it: only a regular file of a
+    // sane size is read.
+    let meta = std::fs::metadata(path).map_err(|e| cannot(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(cannot("not a regular file".into()));
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(ENV_FILE_MAX + 1).read_to_string(&mut text))
+        .map_err(|e| cannot(e.to_string()))?;
+    if text.len() as u64 > ENV_FILE_MAX {
+        return Err(cannot(format!("larger than {} MiB", ENV_FILE_MAX >> 20)));
+    }
     parse(&text).map_err(|errors| {
         errors
             .iter()
@@ -47,6 +60,9 @@ pub fn read(path: &Path) -> Result<BTreeMap<String, String>, Vec<String>> {
             .collect()
     })
 }
+
+/// The largest env file read.
+const ENV_FILE_MAX: u64 = 1 << 20;
 
 /// Parses dotenv text. Reports every malformed line, not just the first.
 pub fn parse(text: &str) -> Result<BTreeMap<String, String>, Vec<DotenvError>> {
@@ -267,5 +283,17 @@ mod tests {
         assert!(errors[2].message.contains("unterminated"));
         let trailing = parse("X='a' b\n").expect_err("text after the quote");
         assert_eq!((trailing[0].at.line, trailing[0].at.column), (1, 7));
+    }
+
+    #[test]
+    fn a_device_or_a_fifo_is_not_read() {
+        let errors = read(Path::new("/dev/zero")).expect_err("not a regular file");
+        assert!(errors[0].contains("not a regular file"), "{errors:?}");
+        let dir = std::env::temp_dir().join(format!("herdsman-dotenv-fifo-{}", std::process::id()));
+        let _ = std::fs::remove_file(&dir);
+        nix::unistd::mkfifo(&dir, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+        let errors = read(&dir).expect_err("a FIFO is not read");
+        let _ = std::fs::remove_file(&dir);
+        assert!(errors[0].contains("not a regular file"), "{errors:?}");
     }
 }

@@ -286,25 +286,9 @@ impl Store {
                 return;
             }
         }
-        // Each job's lines, in order, applied to its snapshot.
-        let mut jobs: Vec<(String, u32, Stored)> = Vec::new();
-        let mut index: HashMap<String, usize> = HashMap::new();
-        for raw in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            let Ok(line) = serde_json::from_slice::<ReadLine>(raw) else {
-                continue; // torn by a daemon killed while writing it
-            };
-            let at = *index.entry(line.job.clone()).or_insert_with(|| {
-                let stored = read_snapshot(&self.snapshot_path(&line.job));
-                jobs.push((line.job.clone(), line.keep, stored));
-                jobs.len() - 1
-            });
-            jobs[at].1 = line.keep;
-            jobs[at].2.apply(line.state);
-        }
+        let jobs = replay(&bytes, |job| read_snapshot(&self.snapshot_path(job)));
         let mut written = true;
-        for (name, keep, mut stored) in jobs {
-            let dropped = stored.trim(keep);
-            stored.format = FORMAT;
+        for (name, stored, dropped) in jobs {
             let saved = serde_json::to_vec(&stored)
                 .map_err(std::io::Error::other)
                 .and_then(|bytes| {
@@ -348,6 +332,34 @@ impl Store {
     }
 }
 
+/// The journal's lines applied, in order, to each job's snapshot (`snapshot` reads it): each job it names,
+/// with its state trimmed to the `keep` of its last line, and the runs that trimming dropped.
+pub fn replay(
+    journal: &[u8],
+    mut snapshot: impl FnMut(&str) -> Stored,
+) -> Vec<(String, Stored, Vec<RunRecord>)> {
+    let mut jobs: Vec<(String, u32, Stored)> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for raw in journal.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let Ok(line) = serde_json::from_slice::<ReadLine>(raw) else {
+            continue; // torn by a daemon killed while writing it
+        };
+        let at = *index.entry(line.job.clone()).or_insert_with(|| {
+            jobs.push((line.job.clone(), line.keep, snapshot(&line.job)));
+            jobs.len() - 1
+        });
+        jobs[at].1 = line.keep;
+        jobs[at].2.apply(line.state);
+    }
+    jobs.into_iter()
+        .map(|(name, keep, mut stored)| {
+            let dropped = stored.trim(keep);
+            stored.format = FORMAT;
+            (name, stored, dropped)
+        })
+        .collect()
+}
+
 /// Reads a job's snapshot; a job never stored, or whose file cannot be read, starts empty (said in the log).
 fn read_snapshot(path: &Path) -> Stored {
     let bytes = match crate::daemon::persist::read_private(path) {
@@ -358,16 +370,18 @@ fn read_snapshot(path: &Path) -> Stored {
             return Stored::default();
         }
     };
-    match serde_json::from_slice::<Stored>(&bytes) {
-        Ok(stored) if stored.format == FORMAT => stored,
-        Ok(stored) => {
-            warn!(path = %path.display(), format = stored.format, "a job's history of another format: it starts empty");
-            Stored::default()
-        }
-        Err(e) => {
-            warn!(path = %path.display(), error = %e, "a job's history is damaged: it starts empty");
-            Stored::default()
-        }
+    decode_snapshot(&bytes).unwrap_or_else(|why| {
+        warn!(path = %path.display(), "a job's history {why}: it starts empty");
+        Stored::default()
+    })
+}
+
+/// A job's snapshot from its file's bytes; `Err` says what is wrong with it.
+pub fn decode_snapshot(bytes: &[u8]) -> Result<Stored, String> {
+    match serde_json::from_slice::<Stored>(bytes) {
+        Ok(stored) if stored.format == FORMAT => Ok(stored),
+        Ok(stored) => Err(format!("is of another format ({})", stored.format)),
+        Err(e) => Err(format!("is damaged ({e})")),
     }
 }
 

@@ -50,6 +50,11 @@ use tracing::info;
 use crate::home::Home;
 pub use handover::upgrade_check;
 pub use supervisor::{HOOK_TIMEOUT, HOOKS_PER_MINUTE};
+
+/// The record of what ran (`state.json` and the apps' file it names) that a new keeper adopts, as read.
+pub mod state_record {
+    pub use super::supervisor::{AppRecord, Record, decode_apps, decode_record};
+}
 use supervisor::{Message, Supervisor};
 
 /// The Node listen preload, written into the home when the daemon starts.

@@ -90,6 +90,11 @@ pub fn load(path: &Path) -> Result<Option<Vec<AppSpec>>, String> {
         Ok(None) => return Ok(None),
         Err(e) => return Err(format!("cannot read the dump {}: {e}", path.display())),
     };
+    decode(&bytes, path).map(Some)
+}
+
+/// The apps of a dump's bytes, read from `path` (which the errors name).
+pub fn decode(bytes: &[u8], path: &Path) -> Result<Vec<AppSpec>, String> {
     let refused = |why: String| format!("the dump {} was not loaded: {why}", path.display());
     // Look at the header alone first, so a dump of another version is named as such.
     #[derive(Deserialize)]
@@ -97,7 +102,7 @@ pub fn load(path: &Path) -> Result<Option<Vec<AppSpec>>, String> {
         format: Option<String>,
         version: Option<u32>,
     }
-    let header: Header = serde_json::from_slice(&bytes).map_err(|e| {
+    let header: Header = serde_json::from_slice(bytes).map_err(|e| {
         refused(format!(
             "it is damaged or cut short ({e}); save again with `herdsman save`"
         ))
@@ -120,9 +125,9 @@ pub fn load(path: &Path) -> Result<Option<Vec<AppSpec>>, String> {
         }
         None => return Err(refused("it has no version".into())),
     }
-    let dump: Dump = serde_json::from_slice(&bytes)
+    let dump: Dump = serde_json::from_slice(bytes)
         .map_err(|e| refused(format!("its apps cannot be read ({e})")))?;
-    Ok(Some(dump.apps))
+    Ok(dump.apps)
 }
 
 #[cfg(test)]

@@ -137,11 +137,23 @@ impl Schedule {
             message,
         };
         if !expr.starts_with('@') {
-            let count = expr.split_whitespace().count();
-            if field_names(count).is_none() {
+            let fields: Vec<&str> = expr.split_whitespace().collect();
+            let Some(names) = field_names(fields.len()) else {
                 return Err(refused(format!(
                     "expected 5 fields (minute hour day-of-month month day-of-week), 6 (with leading \
-                     seconds) or 7 (and a year), found {count}"
+                     seconds) or 7 (and a year), found {}",
+                    fields.len()
+                )));
+            };
+            // croner takes an empty item (`1,,2`, `,`) as no value at all: a time field that matches
+            // nothing makes its search for a fire time take many seconds before it gives up.
+            if let Some((name, field)) = names
+                .iter()
+                .zip(&fields)
+                .find(|(_, field)| field.split(',').any(str::is_empty))
+            {
+                return Err(refused(format!(
+                    "the {name} field `{field}` has an empty item"
                 )));
             }
         }
@@ -287,6 +299,23 @@ mod tests {
         assert!(error.to_string().contains("never fires"), "{error}");
         let error = Schedule::parse("0 3 * * *", Some("Mars/Olympus")).expect_err("zone");
         assert!(error.to_string().contains("Mars/Olympus"), "{error}");
+    }
+
+    #[test]
+    fn an_empty_item_in_a_field_is_refused_before_any_search() {
+        // Found by fuzzing (fuzz/regressions/cron/): croner read them as fields that match nothing, and its
+        // search for a fire time ran for seconds (a minute and more for a seconds field) before giving up.
+        for (expr, field) in [
+            ("*/5 , * * * *", "minute field `,`"),
+            ("* , * * *", "hour field `,`"),
+            (",  * 7 * * * *", "second field `,`"),
+            ("0 1,,2 * * *", "hour field `1,,2`"),
+            ("0 9-17/2 * JAN-MAR, *", "month field `JAN-MAR,`"),
+        ] {
+            let error = Schedule::parse(expr, Some("UTC")).expect_err(expr);
+            assert!(error.to_string().contains(field), "{expr}: {error}");
+            assert!(error.to_string().contains("empty item"), "{expr}: {error}");
+        }
     }
 
     #[test]

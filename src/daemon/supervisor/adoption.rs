@@ -122,6 +122,30 @@ struct Leaving {
     process: Recorded,
 }
 
+/// The record (`state.json`) from its bytes, with the name of its apps' file; `Err` says why it is not
+/// adopted.
+pub fn decode_record(bytes: &[u8]) -> Result<Record<String>, String> {
+    match serde_json::from_slice::<Record<String>>(bytes) {
+        Ok(record) if record.format != FORMAT => {
+            Err(format!("is of another format ({})", record.format))
+        }
+        // The keeper names its apps' files `state-apps-*.json`, next to the record: never another path.
+        Ok(record) if !record.apps.starts_with("state-apps-") || record.apps.contains('/') => {
+            Err(format!(
+                "names an apps' file that is not one of its own ({:?})",
+                record.apps
+            ))
+        }
+        Ok(record) => Ok(record),
+        Err(e) => Err(format!("cannot be read ({e})")),
+    }
+}
+
+/// The apps of a record, from the bytes of the apps' file it names.
+pub fn decode_apps(bytes: &[u8]) -> Result<Vec<AppRecord>, String> {
+    serde_json::from_slice(bytes).map_err(|e| e.to_string())
+}
+
 /// The record's upkeep: where it goes, and what was last written.
 pub struct Keeping {
     path: PathBuf,
@@ -179,7 +203,7 @@ impl Keeping {
         let path = self.sibling(&record.apps);
         let read = crate::daemon::persist::read_private(&path).and_then(|bytes| {
             let bytes = bytes.ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
-            serde_json::from_slice::<Vec<AppRecord>>(&bytes).map_err(std::io::Error::other)
+            decode_apps(&bytes).map_err(std::io::Error::other)
         });
         match read {
             Ok(apps) => Some(Record {
@@ -679,17 +703,10 @@ impl Supervisor {
     pub fn adopt_and_record(&mut self, path: PathBuf) {
         let keeping = Keeping::new(path);
         let record = match crate::daemon::persist::read_private(&keeping.path) {
-            Ok(Some(bytes)) => match serde_json::from_slice::<Record<String>>(&bytes) {
-                Ok(record) if record.format == FORMAT => keeping.read_apps(record),
-                Ok(record) => {
-                    warn!(
-                        format = record.format,
-                        "the record of what ran is of another format: not adopted"
-                    );
-                    None
-                }
-                Err(e) => {
-                    warn!(error = %e, "the record of what ran cannot be read: not adopted");
+            Ok(Some(bytes)) => match decode_record(&bytes) {
+                Ok(record) => keeping.read_apps(record),
+                Err(why) => {
+                    warn!("the record of what ran {why}: not adopted");
                     None
                 }
             },

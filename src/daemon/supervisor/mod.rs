@@ -45,6 +45,7 @@ use super::spawn::ExecError;
 use super::worker::{OnExit, Process, State};
 use crate::config::AppSpec;
 use crate::protocol::{ApplyAction, ApplyRequest, ErrorKind, Request, Response, Selection};
+pub use adoption::{AppRecord, Record, decode_apps, decode_record};
 use app::App;
 pub use events::EVENT_QUEUE;
 pub use hooks::{PER_MINUTE as HOOKS_PER_MINUTE, TIMEOUT as HOOK_TIMEOUT};
