@@ -1,6 +1,7 @@
 #!/bin/sh
 # Runs one fuzz target under AFL++ until it has made EXECS executions (or SECONDS have passed), at the lowest
-# priority. Findings go to $FUZZ_OUT/<target> (default: fuzz/out/<target>); see README.md.
+# priority. Findings go to $FUZZ_OUT/<target> (default: fuzz/out/<target>); see README.md. With
+# FUZZ_INSTANCE=NAME it runs as a further instance (AFL++'s -S NAME) beside one already fuzzing the target.
 #
 #   fuzz/run.sh TARGET [EXECS] [SECONDS]
 set -eu
@@ -25,5 +26,5 @@ esac
 mkdir -p "$out"
 export AFL_SKIP_CPUFREQ=1 AFL_NO_AFFINITY=1 AFL_NO_UI=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1
 # shellcheck disable=SC2086
-exec nice -n 19 cargo afl fuzz -i "$here/corpus/$target" -o "$out/$target" $dicts -t 2000 \
+exec nice -n 19 cargo afl fuzz -i "$here/corpus/$target" -o "$out/$target" ${FUZZ_INSTANCE:+-S "$FUZZ_INSTANCE"} $dicts -t 2000 \
     -E "$execs" -V "$seconds" -- "$bin"

@@ -59,7 +59,7 @@ fn last_error(log: &std::path::Path, from: u64) -> Option<String> {
 fn greeting(line: &[u8]) -> Result<Hello> {
     match protocol::decode::<Hello>(line) {
         Ok(hello) => Ok(hello),
-        Err(e) => match protocol::decode::<Response>(line) {
+        Err(e) => match Response::decode(line) {
             Ok(Response::Error { message, .. }) => Err(anyhow!("{message}")),
             _ => bail!(
                 "unexpected greeting from the daemon ({e}); is the CLI the same version as the daemon?"
@@ -273,7 +273,9 @@ impl Client {
     }
 
     fn read_response(&mut self) -> Result<Response> {
-        match protocol::read_frame(&mut self.reader) {
+        let frame = protocol::read_line(&mut self.reader)
+            .and_then(|line| Ok(line.map(|l| Response::decode(&l)).transpose()?));
+        match frame {
             Ok(Some(response)) => Ok(response),
             Ok(None) => Err(anyhow!(
                 "the daemon stopped answering in the middle of this request (its controller exited; the \

@@ -68,8 +68,22 @@ pub fn protocol_frames(data: &[u8]) {
     for line in frames(data) {
         let _ = protocol::decode::<Request>(&line);
         let _ = protocol::decode::<Hello>(&line);
-        if let Ok(response) = protocol::decode::<Response>(&line) {
-            let _ = response.is_progress();
+        let generic = protocol::decode::<Response>(&line);
+        match (&generic, Response::decode(&line)) {
+            (Ok(generic), Ok(fast)) => {
+                let _ = generic.is_progress();
+                assert_eq!(
+                    serde_json::to_string(generic).ok(),
+                    serde_json::to_string(&fast).ok(),
+                    "the fast decode of an answer differs from serde's"
+                );
+            }
+            (Err(_), Err(_)) => {}
+            (generic, fast) => panic!(
+                "the fast decode of an answer and serde's disagree: {:?} against {:?}",
+                generic.as_ref().err(),
+                fast.err()
+            ),
         }
         let _ = Response::line_is_progress(&line);
         let _ = protocol::read_frame::<Request>(&mut BufReader::new(&line[..]));

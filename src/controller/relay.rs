@@ -187,7 +187,7 @@ impl Upstream {
         let mut line = protocol::read_line_async(&mut self.reader).await.ok()??;
         let progress = match Response::line_is_progress(&line) {
             Some(progress) => progress,
-            None => protocol::decode::<Response>(&line).ok()?.is_progress(),
+            None => Response::decode(&line).ok()?.is_progress(),
         };
         line.push(b'\n');
         Some((line, progress))

@@ -15,6 +15,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::procstat::{self, Stat};
@@ -66,8 +67,9 @@ pub struct Metrics {
     /// Each worker's family (the worker first), as the last full pass found it, less those gone since.
     families: HashMap<i32, Vec<i32>>,
     full_at: Option<Instant>,
-    /// The last sample (without command lines), and when it was taken.
-    last: HashMap<i32, Sample>,
+    /// The last sample (without command lines), and when it was taken. Shared with its readers: a sample
+    /// reused within [`REUSE`] is not copied.
+    last: Arc<HashMap<i32, Sample>>,
     last_at: Option<Instant>,
     reuse: Duration,
 }
@@ -82,7 +84,7 @@ impl Metrics {
             readings: HashMap::new(),
             families: HashMap::new(),
             full_at: None,
-            last: HashMap::new(),
+            last: Arc::default(),
             last_at: None,
             reuse: REUSE,
         }
@@ -99,38 +101,37 @@ impl Metrics {
     pub fn forget(&mut self, pid: i32) {
         self.readings.remove(&pid);
         self.families.remove(&pid);
-        self.last.remove(&pid);
+        if self.last.contains_key(&pid) {
+            Arc::make_mut(&mut self.last).remove(&pid);
+        }
     }
 
     /// Samples each leader's family. A leader that cannot be read is missing. Command lines are read only
     /// `with_commands` (they cost a read per process, and come with a full pass).
-    pub fn sample(&mut self, leaders: &[i32], with_commands: bool) -> HashMap<i32, Sample> {
+    pub fn sample(&mut self, leaders: &[i32], with_commands: bool) -> Arc<HashMap<i32, Sample>> {
         if leaders.is_empty() {
             self.readings.clear();
             self.families.clear();
-            return HashMap::new();
+            return Arc::default();
         }
         let now = Instant::now();
         let fresh_enough = self
             .last_at
             .is_some_and(|at| now.duration_since(at) < self.reuse);
         if fresh_enough && !with_commands {
+            // The last sample, with the leaders it lacks added (it may hold leaders gone since: readers look
+            // samples up by pid).
             let new: Vec<i32> = leaders
                 .iter()
                 .copied()
                 .filter(|l| !self.last.contains_key(l))
                 .collect();
-            let mut samples: HashMap<i32, Sample> = leaders
-                .iter()
-                .filter_map(|l| Some((*l, self.last.get(l)?.clone())))
-                .collect();
             if !new.is_empty() {
                 let stats = self.known_pass(&new);
-                samples.extend(self.add_up(&new, &stats, false, now));
-                self.last
-                    .extend(samples.iter().map(|(l, s)| (*l, s.clone())));
+                let added = self.add_up(&new, &stats, false, now);
+                Arc::make_mut(&mut self.last).extend(added);
             }
-            return samples;
+            return Arc::clone(&self.last);
         }
         let since_full = self.full_at.map(|at| now.duration_since(at));
         let new_worker = leaders.iter().any(|l| !self.families.contains_key(l));
@@ -144,16 +145,19 @@ impl Metrics {
         let samples = self.add_up(leaders, &stats, with_commands, now);
         self.readings.retain(|pid, _| stats.contains_key(pid));
         self.families.retain(|leader, _| leaders.contains(leader));
-        self.last = samples.clone();
+        self.last_at = Some(now);
         if with_commands {
-            for sample in self.last.values_mut() {
+            let mut kept = samples.clone();
+            for sample in kept.values_mut() {
                 for member in &mut sample.members {
                     member.command = String::new();
                 }
             }
+            self.last = Arc::new(kept);
+            return Arc::new(samples);
         }
-        self.last_at = Some(now);
-        samples
+        self.last = Arc::new(samples);
+        Arc::clone(&self.last)
     }
 
     /// Each leader's figures from the stats read: the sums over its family.

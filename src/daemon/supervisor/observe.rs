@@ -38,8 +38,8 @@ pub struct Subscriber {
 #[derive(Default)]
 pub struct Observer {
     pub subscribers: Vec<Subscriber>,
-    /// The latest sample of each process, by pid.
-    pub samples: HashMap<i32, Sample>,
+    /// The latest sample of each process, by pid (shared with the sampler, which may reuse it).
+    pub samples: std::sync::Arc<HashMap<i32, Sample>>,
     /// Samples in a row above the memory limit, by worker id.
     pub strikes: HashMap<u32, u32>,
     /// A sampling timer is pending.
@@ -87,6 +87,12 @@ pub fn shown_value(name: &str, value: &str) -> String {
         }
     }
     value.to_string()
+}
+
+/// A path as text (`display` walks the bytes in chunks even when they are valid UTF-8, as they nearly always are).
+fn path_text(path: &std::path::Path) -> String {
+    path.to_str()
+        .map_or_else(|| path.display().to_string(), str::to_string)
 }
 
 fn unix_ms(time: SystemTime) -> u64 {
@@ -290,8 +296,8 @@ impl Supervisor {
                         _ => None,
                     },
                     last_exit: w.last_exit.clone(),
-                    out_file: Some(app.out_path.display().to_string()),
-                    error_file: Some(app.err_path.display().to_string()),
+                    out_file: Some(path_text(&app.out_path)),
+                    error_file: Some(path_text(&app.err_path)),
                     last_exit_at_ms: w.last_exit_at.map(unix_ms),
                     memory_restarts: w.memory_restarts,
                     watchdog_misses: w.watchdog.misses,
