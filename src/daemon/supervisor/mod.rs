@@ -110,26 +110,6 @@ pub enum Message {
     },
 }
 
-impl Message {
-    /// A request that only reads the state: answering it changes no app, worker or job.
-    fn reads_only(&self) -> bool {
-        matches!(
-            self,
-            Message::Request {
-                request: Request::Ping
-                    | Request::List
-                    | Request::Version
-                    | Request::Describe { .. }
-                    | Request::Job(
-                        crate::protocol::JobRequest::List
-                            | crate::protocol::JobRequest::Next { .. }
-                    ),
-                ..
-            }
-        )
-    }
-}
-
 /// Timers, each naming what it is about so a stale one is recognised and ignored.
 #[derive(Debug, Clone, Copy)]
 pub enum Timer {
@@ -360,21 +340,16 @@ impl Supervisor {
         mut sigchld: SignalStream,
     ) -> (Vec<Replier>, bool) {
         self.reap();
-        let mut changed = true;
         while !self.done {
             tokio::select! {
                 message = rx.recv() => match message {
                     Some(message) => {
-                        changed = !message.reads_only();
                         self.handle(message);
                         // A burst (a thousand jobs' fire times, their exits) is handled in one turn: what
                         // follows each turn (settling, the jobs' and the record's writes) is paid once for it.
                         for _ in 0..BATCH {
                             match rx.try_recv() {
-                                Ok(message) if !self.done => {
-                                    changed |= !message.reads_only();
-                                    self.handle(message);
-                                }
+                                Ok(message) if !self.done => self.handle(message),
                                 _ => break,
                             }
                         }
@@ -382,11 +357,6 @@ impl Supervisor {
                     None => self.begin_shutdown(None),
                 },
                 _ = sigchld.recv() => self.reap(),
-            }
-            // What follows a turn looks at every app and worker: a turn that only read (a thousand workers'
-            // `list`) has nothing for it to do.
-            if !std::mem::replace(&mut changed, true) {
-                continue;
             }
             self.settle();
             self.flush_jobs();
