@@ -251,7 +251,7 @@ impl Client {
         let quick = matches!(
             request,
             Request::Ping
-                | Request::List
+                | Request::List { .. }
                 | Request::Describe { .. }
                 | Request::Version
                 | Request::Signal { .. }

@@ -15,6 +15,8 @@ use std::collections::BTreeMap;
 
 use crate::config::{AppSpec, SignalName};
 
+pub mod wire;
+
 /// Bumped whenever a type here changes shape; the client refuses a daemon that speaks another version.
 /// 5: [`Selection`] gained `regex`, `glob` and `many`; [`Request::Restart`] gained `env`.
 /// 6: [`Request::Version`]; the daemon is a keeper and a controller (the CLI talks to the controller).
@@ -26,7 +28,8 @@ use crate::config::{AppSpec, SignalName};
 /// `accept_queues`, `nobody_accepting` and `reloads`.
 /// 11: events, watchdog and hooks: [`Request::Events`], [`Response::Event`], [`ProcessInfo`]'s
 /// `watchdog_misses` and `hung`, [`AppDetails`]'s `hooks`, a spec's `watchdog` and `on_event`.
-pub const PROTOCOL_VERSION: u32 = 11;
+/// 12: compact frames: the records of `list`, `jobs` and `describe` leave their defaults out ([`wire`]).
+pub const PROTOCOL_VERSION: u32 = 12;
 
 /// The largest frame either side accepts (a start request carries the caller's environment).
 pub const MAX_FRAME: usize = 4 << 20;
@@ -178,8 +181,12 @@ pub enum Request {
     Start(StartRequest),
     /// Start the selected workers of existing apps that are stopped or errored.
     StartExisting { target: Selection },
-    /// Every worker, as [`ProcessInfo`] records.
-    List,
+    /// Every worker, as [`ProcessInfo`] records. `brief`: without the log files' paths (what the table
+    /// shows, for a smaller answer).
+    List {
+        #[serde(default)]
+        brief: bool,
+    },
     /// Stop the selected workers gracefully; an app with no running worker left closes its sockets.
     Stop { target: Selection },
     /// Stop then start the selected workers; the sockets stay open. With `env`, the apps' environment is
@@ -296,17 +303,23 @@ pub struct JobInfo {
     pub timezone: String,
     pub state: JobState,
     /// The next fire time (jitter included), in milliseconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "wire::none")]
     pub next_ms: Option<u64>,
     /// The same, on the job's wall clock.
+    #[serde(default, skip_serializing_if = "wire::none")]
     pub next_local: Option<String>,
     /// The runs in progress.
+    #[serde(default, skip_serializing_if = "wire::default")]
     pub running: Vec<RunRecord>,
+    #[serde(default, skip_serializing_if = "wire::none")]
     pub last: Option<RunRecord>,
     /// Runs that ended ok, and that failed (failed, timed out, killed), since the job was created.
+    #[serde(default, skip_serializing_if = "wire::default")]
     pub ok: u64,
+    #[serde(default, skip_serializing_if = "wire::default")]
     pub failed: u64,
     /// Runs whose next attempt waits for its backoff (their run ids).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "wire::default")]
     pub retrying: Vec<String>,
     /// A `scope = "fleet"` job's fleet, this host's name in it, and which host ran the last run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -397,20 +410,28 @@ pub struct RunRecord {
     /// `<job>@<nominal fire time, RFC 3339 UTC>`, or `<job>@manual-<time>` for a run asked for by hand.
     pub run_id: String,
     /// The nominal fire time, in milliseconds since the Unix epoch (none for a manual run).
+    #[serde(default, skip_serializing_if = "wire::none")]
     pub scheduled_at_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "wire::none")]
     pub started_at_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "wire::none")]
     pub ended_at_ms: Option<u64>,
     pub outcome: RunOutcome,
     /// How its process ended ("code 1", "signal SIGKILL"), or why it did not run.
+    #[serde(default, skip_serializing_if = "wire::none")]
     pub exit: Option<String>,
     /// Its exit code, when it exited.
+    #[serde(default, skip_serializing_if = "wire::none")]
     pub exit_code: Option<i32>,
     /// 1 for the first attempt; retries count up under the same run id.
     pub attempt: u32,
+    #[serde(default, skip_serializing_if = "wire::none")]
     pub pid: Option<u32>,
     /// The file holding the run's output.
+    #[serde(default, skip_serializing_if = "wire::none")]
     pub log: Option<String>,
     /// More about the outcome ("replaced by ...", "stopped by `herdsman stop`", ...).
+    #[serde(default, skip_serializing_if = "wire::none")]
     pub detail: Option<String>,
 }
 
@@ -760,34 +781,43 @@ pub struct ProcessInfo {
     /// 0-based instance number within the app.
     pub instance: u32,
     pub mode: Mode,
+    #[serde(default, skip_serializing_if = "wire::none")]
     pub pid: Option<u32>,
     pub status: Status,
+    #[serde(default, skip_serializing_if = "wire::default")]
     pub restarts: u32,
+    #[serde(default, skip_serializing_if = "wire::none")]
     pub uptime_ms: Option<u64>,
     /// Percent of one core.
+    #[serde(default, skip_serializing_if = "wire::default")]
     pub cpu: f32,
     /// Resident set size in bytes.
     pub memory: u64,
+    #[serde(default, skip_serializing_if = "wire::none")]
     pub listen: Option<String>,
     /// While `waiting`: how long until the next start.
+    #[serde(default, skip_serializing_if = "wire::none")]
     pub restart_in_ms: Option<u64>,
     /// How the last run ended ("code 1", "signal SIGKILL"), or why it could not start.
+    #[serde(default, skip_serializing_if = "wire::none")]
     pub last_exit: Option<String>,
     /// The app's log files.
+    #[serde(default, skip_serializing_if = "wire::none")]
     pub out_file: Option<String>,
+    #[serde(default, skip_serializing_if = "wire::none")]
     pub error_file: Option<String>,
     /// When the last run ended, in milliseconds since the Unix epoch.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "wire::none")]
     pub last_exit_at_ms: Option<u64>,
     /// Times the worker was replaced for using more memory than `max_memory_restart`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "wire::default")]
     pub memory_restarts: u32,
     /// The app reloads when its files change (`watch`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "wire::default")]
     pub watching: bool,
     /// Why the last reload after a change failed (the old workers kept serving), or why watching failed;
     /// `null` once a reload after a change succeeds.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "wire::none")]
     pub watch_error: Option<String>,
     /// How the app writes its log lines, when not the default (`log_prefix`, `log_format`,
     /// `log_date_format`, `log_timezone`): readers use it to read the times back.
@@ -825,10 +855,10 @@ pub struct ProcessInfo {
     pub reloads: Option<ReloadStats>,
     // ---- end of health ----
     /// Watchdog deadlines (`watchdog`) the worker's processes missed.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "wire::default")]
     pub watchdog_misses: u32,
     /// Times a process of the worker was found hung (no `WATCHDOG=1` in time) and replaced or killed.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "wire::default")]
     pub hung: u32,
 }
 
@@ -837,8 +867,10 @@ pub struct ProcessInfo {
 pub struct JobSummary {
     pub state: JobState,
     /// The next fire time (jitter included), in milliseconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "wire::none")]
     pub next_ms: Option<u64>,
     /// How the last run ended.
+    #[serde(default, skip_serializing_if = "wire::none")]
     pub last_outcome: Option<RunOutcome>,
 }
 
@@ -969,10 +1001,14 @@ pub struct AcceptQueue {
 /// An app's reloads (rollouts that replaced running workers) since the keeper started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct ReloadStats {
+    #[serde(default, skip_serializing_if = "wire::default")]
     pub ok: u64,
+    #[serde(default, skip_serializing_if = "wire::default")]
     pub failed: u64,
     /// Their durations added up, in seconds, and the last one's.
+    #[serde(default, skip_serializing_if = "wire::default")]
     pub seconds_total: f64,
+    #[serde(default, skip_serializing_if = "wire::none")]
     pub last_seconds: Option<f64>,
 }
 
@@ -1207,9 +1243,9 @@ pub fn read_frame<T: for<'de> Deserialize<'de>>(
     }
 }
 
-/// Encodes one frame, newline included.
+/// Encodes one frame, newline included, in compact mode (see [`wire`]).
 pub fn encode_frame<T: Serialize>(value: &T) -> Result<Vec<u8>, FrameError> {
-    let mut bytes = serde_json::to_vec(value)?;
+    let mut bytes = wire::compact(|| serde_json::to_vec(value))?;
     bytes.push(b'\n');
     if bytes.len() > MAX_FRAME {
         return Err(FrameError::TooLarge);
@@ -1309,12 +1345,12 @@ mod tests {
             target: Selection::Name("api".into()),
         })
         .expect("encode");
-        bytes.extend(encode_frame(&Request::List).expect("encode"));
+        bytes.extend(encode_frame(&Request::List { brief: false }).expect("encode"));
         let mut reader = BufReader::new(&bytes[..]);
         let first: Request = read_frame(&mut reader).expect("read").expect("frame");
         assert!(matches!(first, Request::Stop { target: Selection::Name(n) } if n == "api"));
         let second: Request = read_frame(&mut reader).expect("read").expect("frame");
-        assert!(matches!(second, Request::List));
+        assert!(matches!(second, Request::List { .. }));
         assert!(read_frame::<Request>(&mut reader).expect("read").is_none());
     }
 

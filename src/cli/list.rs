@@ -13,7 +13,7 @@ pub fn run(home: &Home, json: bool) -> Result<()> {
     // A read-only command: with no daemon there is nothing running, and nothing is started to say so.
     let processes = match Client::connect(home)? {
         None => Vec::new(),
-        Some(mut client) => match client.request(&Request::List)? {
+        Some(mut client) => match client.request(&Request::List { brief: !json })? {
             Response::Processes { processes } => processes,
             Response::Error { message, .. } => bail!(message),
             _ => bail!("unexpected answer to list; is the CLI the same version as the daemon?"),

@@ -278,7 +278,7 @@ pub fn resolve(
 ) -> Result<(BTreeMap<String, AppLogs>, Option<u32>)> {
     let selection = Selection::parse(target.unwrap_or("all"));
     let known = match Client::connect(home)? {
-        Some(mut client) => match client.request(&Request::List)? {
+        Some(mut client) => match client.request(&Request::List { brief: false })? {
             Response::Processes { processes } => Some(processes),
             Response::Error { message, .. } => bail!(message),
             _ => None,

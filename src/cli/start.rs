@@ -115,7 +115,7 @@ pub fn caller_env() -> BTreeMap<String, String> {
 
 /// `-f`: PM2 would start a second copy under the same name; herdsman's names are unique, so say what to do.
 fn refuse_duplicate(client: &mut Client, name: &str) -> Result<()> {
-    if let Response::Processes { processes } = client.request(&Request::List)?
+    if let Response::Processes { processes } = client.request(&Request::List { brief: true })?
         && processes.iter().any(|p| p.name == name)
     {
         bail!(

@@ -1,8 +1,9 @@
-//! One process's line of `/proc/<pid>/stat`, read with one open and one read into a stack buffer: what
-//! the sampler needs (parent, group, CPU ticks, resident pages, start time) and no more.
+//! One process's line of `/proc/<pid>/stat`, read with one read into a stack buffer, from a file opened
+//! once and kept or opened for the one read: what the sampler needs (parent, group, CPU ticks, resident
+//! pages, start time) and no more.
 
 use std::fs::File;
-use std::io::Read;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 /// The fields of `/proc/<pid>/stat` the daemon uses.
@@ -29,15 +30,25 @@ impl Stat {
 
 /// Reads `/proc/<pid>/stat` under `proc_root`. `None` when the process is gone or the line is not one.
 pub fn read(proc_root: &Path, pid: i32) -> Option<Stat> {
+    read_from(&open(proc_root, pid)?)
+}
+
+/// Opens `/proc/<pid>/stat` under `proc_root`, to read it again and again with [`read_from`]. The file
+/// names that one process for good: once it is gone (reaped), reading fails, even if its pid is reused.
+pub fn open(proc_root: &Path, pid: i32) -> Option<File> {
     let mut path = proc_root.to_path_buf();
     path.push(pid.to_string());
     path.push("stat");
+    File::open(path).ok()
+}
+
+/// Reads a stat file from its start. `None` when the process is gone or the line is not one.
+pub fn read_from(file: &File) -> Option<Stat> {
     // A stat line is a few hundred bytes; the command name inside is at most 64.
     let mut buf = [0u8; 1024];
-    let mut file = File::open(path).ok()?;
     let mut len = 0;
     while len < buf.len() {
-        match file.read(&mut buf[len..]) {
+        match file.read_at(&mut buf[len..], len as u64) {
             Ok(0) => break,
             Ok(n) => len += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}

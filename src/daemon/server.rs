@@ -274,7 +274,7 @@ mod tests {
         assert!(read_line(&mut client).await.contains("protocol"));
 
         // A request the supervisor takes longer than the idle timeout to answer (a long stop).
-        send_request(&mut client, &Request::List).await;
+        send_request(&mut client, &Request::List { brief: false }).await;
         let Some(Message::Request { reply, .. }) = rx.recv().await else {
             panic!("no request reached the supervisor");
         };

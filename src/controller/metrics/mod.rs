@@ -236,10 +236,11 @@ impl Endpoint {
 
     /// Asks the keeper for the records and jobs, and renders them.
     async fn page(&self, format: Format) -> Result<String, String> {
-        let processes = match super::relay::ask(&self.keeper, &Request::List).await? {
-            Response::Processes { processes } => processes,
-            other => return Err(format!("unexpected answer from the keeper: {other:?}")),
-        };
+        let processes =
+            match super::relay::ask(&self.keeper, &Request::List { brief: true }).await? {
+                Response::Processes { processes } => processes,
+                other => return Err(format!("unexpected answer from the keeper: {other:?}")),
+            };
         let jobs = match super::relay::ask(&self.keeper, &Request::Job(JobRequest::List)).await? {
             Response::Jobs { jobs } => jobs,
             _ => Vec::new(),

@@ -411,7 +411,7 @@ impl Supervisor {
         if !matches!(
             request,
             Request::Ping
-                | Request::List
+                | Request::List { .. }
                 | Request::Version
                 | Request::Describe { .. }
                 | Request::Subscribe { .. }
@@ -430,8 +430,8 @@ impl Supervisor {
                 let _ = reply.send(Response::Ok);
                 return;
             }
-            Request::List => {
-                let _ = reply.send(self.processes());
+            Request::List { brief } => {
+                let _ = reply.send(self.processes(brief));
                 return;
             }
             Request::Version => {
@@ -490,7 +490,7 @@ impl Supervisor {
                 let response = match persist::save(&path, &specs) {
                     Ok(()) => {
                         info!(apps = specs.len(), path = %path.display(), "saved");
-                        self.processes()
+                        self.processes(false)
                     }
                     Err(message) => Response::error(ErrorKind::Os, message),
                 };
@@ -821,7 +821,7 @@ impl Supervisor {
         for pid in pids {
             let _ = kill(Pid::from_raw(pid), signal);
         }
-        self.processes()
+        self.processes(false)
     }
 
     /// Stops the selected workers, each app only after the apps that depend on it (`depends_on`).
@@ -1045,7 +1045,7 @@ impl Supervisor {
             } else if let Some(error) = self.spawn_failures(&pending) {
                 let _ = reply.send(Response::error(ErrorKind::Os, error));
             } else {
-                let _ = reply.send(self.processes());
+                let _ = reply.send(self.processes(false));
             }
         }
     }

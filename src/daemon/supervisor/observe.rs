@@ -246,23 +246,24 @@ impl Supervisor {
     }
 
     /// The process table, freshly sampled.
-    pub(super) fn processes(&mut self) -> Response {
+    pub(super) fn processes(&mut self, brief: bool) -> Response {
         self.sample_now(false);
         Response::Processes {
-            processes: self.records(false),
+            processes: self.records(if brief { Detail::Brief } else { Detail::Full }),
         }
     }
 
     fn snapshot(&self) -> Response {
         Response::Snapshot {
             at_ms: unix_ms(SystemTime::now()),
-            processes: self.records(false),
+            processes: self.records(Detail::Full),
         }
     }
 
-    /// Every worker as a record, from the latest samples; with `group`, each member of its family too.
-    fn records(&self, group: bool) -> Vec<ProcessInfo> {
+    /// Every worker as a record, from the latest samples, with what `detail` asks for.
+    fn records(&self, detail: Detail) -> Vec<ProcessInfo> {
         let now = Instant::now();
+        let paths = detail != Detail::Brief;
         self.workers
             .iter()
             .filter_map(|(&id, w)| {
@@ -296,8 +297,8 @@ impl Supervisor {
                         _ => None,
                     },
                     last_exit: w.last_exit.clone(),
-                    out_file: Some(path_text(&app.out_path)),
-                    error_file: Some(path_text(&app.err_path)),
+                    out_file: paths.then(|| path_text(&app.out_path)),
+                    error_file: paths.then(|| path_text(&app.err_path)),
                     last_exit_at_ms: w.last_exit_at.map(unix_ms),
                     memory_restarts: w.memory_restarts,
                     watchdog_misses: w.watchdog.misses,
@@ -306,8 +307,8 @@ impl Supervisor {
                     watch_error: app.watch.as_ref().and_then(|w| w.failure.clone()),
                     log_lines: (app.spec.log_lines != Default::default())
                         .then(|| app.spec.log_lines.clone()),
-                    group: match (group, sample) {
-                        (true, Some(sample)) => sample
+                    group: match (detail, sample) {
+                        (Detail::Group, Some(sample)) => sample
                             .members
                             .iter()
                             .map(|m| GroupMember {
@@ -353,7 +354,7 @@ impl Supervisor {
         }
         self.sample_now(true);
         self.logs.collect_reports();
-        let records = self.records(true);
+        let records = self.records(Detail::Group);
         let apps = names
             .iter()
             .filter_map(|name| {
@@ -404,6 +405,17 @@ impl Supervisor {
             .collect();
         Response::Described { apps }
     }
+}
+
+/// How much of each worker a list of records carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Detail {
+    /// What the table shows: no log paths.
+    Brief,
+    /// Every field but the family.
+    Full,
+    /// Every field, and each member of the worker's family (`describe`).
+    Group,
 }
 
 #[cfg(test)]

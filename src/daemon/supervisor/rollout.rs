@@ -245,7 +245,7 @@ impl Supervisor {
         for rollout in finished {
             self.record_outcome(&rollout, None);
             let response = if rollout.failures.is_empty() {
-                let Response::Processes { processes } = self.processes() else {
+                let Response::Processes { processes } = self.processes(false) else {
                     continue;
                 };
                 Response::Reloaded {
