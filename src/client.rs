@@ -131,7 +131,8 @@ impl Client {
         let writer = stream
             .try_clone()
             .context("cannot use the control socket")?;
-        let mut reader = BufReader::new(stream);
+        // An answer of a thousand records is hundreds of kilobytes: read it in large pieces.
+        let mut reader = BufReader::with_capacity(protocol::READ_CHUNK, stream);
         let hello: Hello = match protocol::read_line(&mut reader) {
             Ok(Some(line)) => greeting(&line)?,
             Err(FrameError::Io(e)) if timed_out(&e) => bail!(

@@ -28,11 +28,16 @@ pub mod wire;
 /// `accept_queues`, `nobody_accepting` and `reloads`.
 /// 11: events, watchdog and hooks: [`Request::Events`], [`Response::Event`], [`ProcessInfo`]'s
 /// `watchdog_misses` and `hung`, [`AppDetails`]'s `hooks`, a spec's `watchdog` and `on_event`.
-/// 12: compact frames: the records of `list`, `jobs` and `describe` leave their defaults out ([`wire`]).
+/// 12: compact frames: the records of `list`, `jobs` and `describe` leave their defaults out ([`wire`]);
+/// [`Request::List`] and [`JobRequest::List`] gained `brief`.
 pub const PROTOCOL_VERSION: u32 = 12;
 
 /// The largest frame either side accepts (a start request carries the caller's environment).
 pub const MAX_FRAME: usize = 4 << 20;
+
+/// How much a reader of answers asks the socket for at once: an answer of a thousand records is hundreds
+/// of kilobytes.
+pub const READ_CHUNK: usize = 64 * 1024;
 
 /// The daemon's first frame on every connection. A peer it refuses (another user on the control socket;
 /// anyone but its controller on the keeper's) gets one `Response::Error` saying why in its place, then EOF.
@@ -263,8 +268,12 @@ pub enum Request {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "job_request", rename_all = "snake_case")]
 pub enum JobRequest {
-    /// Every job, answered with [`Response::Jobs`].
-    List,
+    /// Every job, answered with [`Response::Jobs`]. `brief`: what the table shows, for a smaller answer:
+    /// each job's last run carries its id, outcome, exit and attempt only.
+    List {
+        #[serde(default)]
+        brief: bool,
+    },
     /// A job's runs, newest last, answered with [`Response::JobHistory`].
     History {
         name: String,

@@ -77,7 +77,7 @@ pub fn run(home: &Home, action: Option<JobsAction>, json: bool) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match action {
         None => {
-            let Response::Jobs { jobs } = ask(home, JobRequest::List)? else {
+            let Response::Jobs { jobs } = ask(home, JobRequest::List { brief: !json })? else {
                 bail!("unexpected answer to jobs");
             };
             if json {
@@ -351,7 +351,7 @@ fn follow(home: &Home, job: &str, run_id: &str) -> Result<i32> {
         let attempts: Vec<&RunRecord> = runs.iter().filter(|r| r.run_id == run_id).collect();
         copy_new_output(&attempts, &mut printed)?;
         let last = attempts.last();
-        let retrying = match ask(home, JobRequest::List)? {
+        let retrying = match ask(home, JobRequest::List { brief: true })? {
             Response::Jobs { jobs } => jobs
                 .iter()
                 .any(|j| j.name == job && j.retrying.iter().any(|r| r == run_id)),

@@ -146,7 +146,7 @@ impl Upstream {
             )
         })?;
         let (reader, mut writer) = stream.into_split();
-        let mut reader = BufReader::new(reader);
+        let mut reader = BufReader::with_capacity(protocol::READ_CHUNK, reader);
         let hello: Hello = match protocol::read_line_async(&mut reader).await {
             Ok(Some(line)) => {
                 protocol::decode(&line).map_err(|e| format!("the keeper's greeting: {e}"))?

@@ -261,7 +261,7 @@ impl JobsPoller {
                 self.client.insert(client)
             }
         };
-        let jobs = match client.request(&Request::Job(JobRequest::List))? {
+        let jobs = match client.request(&Request::Job(JobRequest::List { brief: false }))? {
             Response::Jobs { jobs } => jobs,
             // An older daemon: no jobs there.
             Response::Error { .. } => return Ok(None),

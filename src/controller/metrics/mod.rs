@@ -241,7 +241,12 @@ impl Endpoint {
                 Response::Processes { processes } => processes,
                 other => return Err(format!("unexpected answer from the keeper: {other:?}")),
             };
-        let jobs = match super::relay::ask(&self.keeper, &Request::Job(JobRequest::List)).await? {
+        let jobs = match super::relay::ask(
+            &self.keeper,
+            &Request::Job(JobRequest::List { brief: false }),
+        )
+        .await?
+        {
             Response::Jobs { jobs } => jobs,
             _ => Vec::new(),
         };

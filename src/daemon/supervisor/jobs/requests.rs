@@ -70,12 +70,12 @@ impl Supervisor {
             )
         };
         match request {
-            JobRequest::List => Response::Jobs {
+            JobRequest::List { brief } => Response::Jobs {
                 jobs: self
                     .jobs
                     .jobs
                     .keys()
-                    .filter_map(|name| self.job_info(name))
+                    .filter_map(|name| self.job_info(name, brief))
                     .collect(),
             },
             JobRequest::FleetStatus => Response::error(ErrorKind::Invalid, "fleet status"),
@@ -208,7 +208,7 @@ impl Supervisor {
         }
     }
 
-    fn job_info(&self, name: &str) -> Option<JobInfo> {
+    fn job_info(&self, name: &str, brief: bool) -> Option<JobInfo> {
         let job = self.jobs.jobs.get(name)?;
         let running: Vec<RunRecord> = job
             .runs
@@ -222,10 +222,7 @@ impl Supervisor {
                     .cloned()
             })
             .collect();
-        let next = job
-            .next
-            .as_ref()
-            .filter(|_| job.stored.enabled && !job.stored.paused);
+        let next = upcoming(job);
         Some(JobInfo {
             name: name.to_string(),
             schedule: job.spec.schedule.clone(),
@@ -245,13 +242,22 @@ impl Supervisor {
                     .to_string()
             }),
             running,
-            last: job
-                .stored
-                .runs
-                .iter()
-                .rev()
-                .find(|r| r.outcome != RunOutcome::Running)
-                .cloned(),
+            last: last_ended(job).map(|r| match brief {
+                true => RunRecord {
+                    run_id: r.run_id.clone(),
+                    outcome: r.outcome,
+                    exit: r.exit.clone(),
+                    attempt: r.attempt,
+                    scheduled_at_ms: None,
+                    started_at_ms: None,
+                    ended_at_ms: None,
+                    exit_code: None,
+                    pid: None,
+                    log: None,
+                    detail: None,
+                },
+                false => r.clone(),
+            }),
             ok: job.stored.ok,
             failed: job.stored.failed,
             retrying: job.retries.values().map(|r| r.run_id.clone()).collect(),
@@ -270,11 +276,28 @@ impl Supervisor {
 
     /// A job's state for `list`.
     pub(in crate::daemon::supervisor) fn job_summary(&self, app: &str) -> Option<JobSummary> {
-        let info = self.job_info(app)?;
+        let job = self.jobs.jobs.get(app)?;
+        let next = upcoming(job);
         Some(JobSummary {
-            state: info.state,
-            next_ms: info.next_ms,
-            last_outcome: info.last.map(|r| r.outcome),
+            state: job.state(),
+            next_ms: next.map(|(_, due)| ms(*due)),
+            last_outcome: last_ended(job).map(|r| r.outcome),
         })
     }
+}
+
+/// A job's next fire time, unless it is disabled or paused.
+fn upcoming(job: &Job) -> Option<&(super::Fire, Timestamp)> {
+    job.next
+        .as_ref()
+        .filter(|_| job.stored.enabled && !job.stored.paused)
+}
+
+/// A job's last run that ended.
+fn last_ended(job: &Job) -> Option<&RunRecord> {
+    job.stored
+        .runs
+        .iter()
+        .rev()
+        .find(|r| r.outcome != RunOutcome::Running)
 }
