@@ -416,11 +416,14 @@ def connection_split(port):
     return sorted(counts.values(), reverse=True)
 
 
-def hyperfine(argv, env, runs, warmup, p95=False, timeout=300):
-    """The median time of argv in ms (p95=True: (median, p95))."""
+def hyperfine(argv, env, runs, warmup, p95=False, timeout=300, prepare=None):
+    """The median time of argv in ms (p95=True: (median, p95)); `prepare` runs before each run, untimed."""
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
         cmd = ["hyperfine", "-N", "--style", "none", "--warmup", str(warmup), "--runs", str(runs),
-               "--export-json", f.name, " ".join(argv)]
+               "--export-json", f.name]
+        if prepare:
+            cmd += ["--prepare", prepare]
+        cmd.append(" ".join(argv))
         try:
             out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -827,6 +830,9 @@ class Config:
         self.jobs_count = 100 if quick else 1000  # jobs on */10 s...
         self.jobs_load_s = 20 if quick else 60  # ...for this long: the keeper's CPU and RSS
         self.jobs_settle_s = 1.0 if quick else 5.0  # after `herdsman daemon`, before the idle window
+        self.thousand_workers = 100 if quick else 1000  # the thousand scenario's workers, in each mode
+        self.thousand_idle_s = 3.0 if quick else 10.0  # their idle CPU is measured over this long
+        self.thousand_spaced_runs = 5 if quick else 20  # `list` 0.6 s apart
         self.jobs_idle_s = 2.0 if quick else 10.0  # the same keeper idle (no job) before, for this long
         self.jobs_hf_runs = 20  # `herdsman jobs` calls with jobs_count jobs
         self.hung_s = 8.0 if quick else 15.0  # the probe's window after `/block`
@@ -1426,6 +1432,64 @@ def scenario_balance(sup, cfg):
     return out
 
 
+def _write_fleet_file(path, apps, instances=1, ports=()):
+    """An ecosystem.toml of `apps` apps running /bin/sleep (no interpreter): fork mode, or with `ports`, cluster
+    mode (app i listens on ports[i], `instances` workers each)."""
+    with open(path, "w") as f:
+        for i in range(apps):
+            f.write(f'[[apps]]\nname = "s-{i}"\nscript = "/bin/sleep"\nargs = ["100000"]\ninterpreter = "none"\n')
+            if ports:
+                f.write(f'instances = {instances}\nlisten = "127.0.0.1:{ports[i]}"\n')
+            f.write("\n")
+
+
+def _wait_online(sup, count, deadline_s=120):
+    deadline = time.monotonic() + deadline_s
+    while True:
+        online = sup.online()
+        if online >= count:
+            return
+        if time.monotonic() > deadline:
+            raise ScenarioError(f"{sup.name}: {online} of {count} workers online after {deadline_s} s")
+        time.sleep(0.25)
+
+
+def scenario_thousand(sup, cfg):
+    """thousand_workers (--quick: 100) /bin/sleep workers, herdsman only: in fork mode (one app each, from one
+    ecosystem.toml), then in cluster mode (10 apps, each on its own port). For each: `start FILE` until it returns,
+    the keeper's RSS and the keeper's, controller's and log keeper's CPU over thousand_idle_s once all are online,
+    `list` back to back and 0.6 s apart (the keeper samples /proc again for the second), `stop all`."""
+    out = {}
+    n = cfg.thousand_workers
+    sup.start_daemon()
+    keeper = sup.daemon_pid()
+    time.sleep(cfg.settle_s)
+    out["thousand_idle_rss"] = (rss_bytes(keeper) or 0) / MIB
+    ports = [free_port() for _ in range(10)]
+    for mode, apps, instances, listen in (("fork", n, 1, ()), ("cluster", 10, n // 10, ports)):
+        path = os.path.join(sup.home, f"{mode}.toml")
+        _write_fleet_file(path, apps, instances, listen)
+        t = time.monotonic()
+        sup.cli("start", path, timeout=120)
+        out[f"thousand_{mode}_start"] = time.monotonic() - t
+        _wait_online(sup, n)
+        time.sleep(cfg.settle_s)
+        own = sup.supervisor_pids()
+        meter = CpuMeter(own).start()
+        time.sleep(cfg.thousand_idle_s)
+        out[f"thousand_{mode}_idle_cpu"] = meter.stop()
+        out[f"thousand_{mode}_rss"] = (rss_bytes(keeper) or 0) / MIB
+        out[f"thousand_{mode}_pss_own"] = sum(pss_bytes(p) or 0 for p in own) / MIB
+        out[f"thousand_{mode}_list"] = hyperfine(sup.list_argv(), sup.env, cfg.hf_runs["herdsman"], cfg.hf_warmup)
+        out[f"thousand_{mode}_list_spaced"] = hyperfine(sup.list_argv(), sup.env, cfg.thousand_spaced_runs, 0,
+                                                        prepare="sleep 0.6")
+        t = time.monotonic()
+        sup.cli("stop", "all", timeout=120)
+        out[f"thousand_{mode}_stop"] = time.monotonic() - t
+        sup.cli("delete", "all", timeout=120)
+    return out
+
+
 SCENARIOS = {
     "serve": (scenario_serve, ("herdsman", "pm2", "baseline")),
     "start": (scenario_start, ("plain", "herdsman", "pm2", "baseline")),
@@ -1438,10 +1502,12 @@ SCENARIOS = {
     "jobs": (scenario_jobs, ("herdsman", "pm2")),
     "balance": (scenario_balance, ("herdsman", "pm2", "baseline")),
     "hung": (scenario_hung, ("herdsman", "pm2")),
+    "thousand": (scenario_thousand, ("herdsman",)),
 }
 # a generous bound per (scenario, supervisor) run; SIGALRM ends a run that goes past it
 BOUND_S = {"serve": 120, "start": 120, "crash": 120, "reload": 120, "restart": 120, "crashloop": 60, "idle": 420,
-           "survive": 120, "jobs": 300, "balance": 180, "hung": 120}
+           "survive": 120, "jobs": 300, "balance": 180, "hung": 120,
+           "thousand": 600}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -1665,6 +1731,27 @@ ROWS += [
     ("jobs_cli", _G, f"{_N}: `herdsman jobs`, median of 20 (hyperfine)", "ms", 1, _max_target(5.0, "≤ 5 ms"), None),
     ("jobs_cli_p95", _G, f"{_N}: `herdsman jobs`, p95 of 20", "ms", 1, _max_target(5.0, "≤ 5 ms"), None),
 ]
+_G = "A thousand workers"
+_N = "1000 /bin/sleep workers (--quick: 100), herdsman only"
+ROWS += [
+    ("thousand_idle_rss", _G, "the keeper idle before (no app): RSS", "MiB", 1, None, None),
+]
+for _mode, _what in (("fork", "fork mode, an app each"), ("cluster", "cluster mode, 10 apps")):
+    ROWS += [
+        (f"thousand_{_mode}_start", _G, f"{_N}, {_what}: `start ecosystem.toml`", "s", 2,
+         _max_target(2.0, "≤ 2 s"), None),
+        (f"thousand_{_mode}_list", _G, f"{_N}, {_what}: `list`, back to back (median, hyperfine)", "ms", 1,
+         _max_target(5.0, "≤ 5 ms"), None),
+        (f"thousand_{_mode}_list_spaced", _G, f"{_N}, {_what}: `list` 0.6 s apart (each samples /proc)", "ms", 1,
+         None, None),
+        (f"thousand_{_mode}_stop", _G, f"{_N}, {_what}: `stop all`", "s", 2, _max_target(1.0, "≤ 1 s"), None),
+        (f"thousand_{_mode}_rss", _G, f"{_N}, {_what}: the keeper's RSS", "MiB", 1, _max_target(12.0, "≤ 12 MiB"),
+         None),
+        (f"thousand_{_mode}_pss_own", _G, f"{_N}, {_what}: keeper + controller + log keeper PSS", "MiB", 1, None,
+         None),
+        (f"thousand_{_mode}_idle_cpu", _G, f"{_N}, {_what}: keeper + controller + log keeper CPU, idle", "% core",
+         2, _max_target(0.1, "≈ 0 (≤ 0.1 %)"), None),
+    ]
 SUPS = ("herdsman", "pm2", "baseline")
 
 
