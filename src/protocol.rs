@@ -186,8 +186,8 @@ pub enum Request {
     Start(StartRequest),
     /// Start the selected workers of existing apps that are stopped or errored.
     StartExisting { target: Selection },
-    /// Every worker, as [`ProcessInfo`] records. `brief`: without the log files' paths (what the table
-    /// shows, for a smaller answer).
+    /// Every worker, as [`ProcessInfo`] records. `brief`: what the table shows, for a smaller answer: no
+    /// log paths, `runtime` or `reloads`, and `accept_queues` only where `nobody_accepting`.
     List {
         #[serde(default)]
         brief: bool,

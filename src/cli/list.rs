@@ -49,19 +49,18 @@ pub fn table(processes: &[ProcessInfo], colour: bool) -> String {
             *width = (*width).max(cell.chars().count());
         }
     }
-    let mut text = String::new();
+    let mut text = String::with_capacity(rows.len() * widths.iter().map(|w| w + 2).sum::<usize>());
     let line = |cells: &[String; 10], status: Option<Status>, text: &mut String| {
         for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
             let pad = width - cell.chars().count();
-            let painted = match (i, status) {
+            match (i, status) {
                 (4, Some(status)) if colour => {
-                    format!("\x1b[{}m{cell}\x1b[0m", status_colour(status))
+                    text.push_str(&format!("\x1b[{}m{cell}\x1b[0m", status_colour(status)));
                 }
-                _ => cell.clone(),
-            };
-            text.push_str(&painted);
+                _ => text.push_str(cell),
+            }
             if i + 1 < cells.len() {
-                text.push_str(&" ".repeat(pad + 2));
+                text.extend(std::iter::repeat_n(' ', pad + 2));
             }
         }
         text.push('\n');

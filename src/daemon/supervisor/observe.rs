@@ -263,7 +263,7 @@ impl Supervisor {
     /// Every worker as a record, from the latest samples, with what `detail` asks for.
     fn records(&self, detail: Detail) -> Vec<ProcessInfo> {
         let now = Instant::now();
-        let paths = detail != Detail::Brief;
+        let full = detail != Detail::Brief;
         self.workers
             .iter()
             .filter_map(|(&id, w)| {
@@ -271,6 +271,7 @@ impl Supervisor {
                 let pid = w.state.process().map(|p| p.pid);
                 let sample = pid.and_then(|p| self.observer.samples.get(&p));
                 let listen: Vec<String> = app.spec.listen.iter().map(ToString::to_string).collect();
+                let nobody_accepting = self.nobody_accepting(&w.app);
                 Some(ProcessInfo {
                     id,
                     name: w.app.clone(),
@@ -297,8 +298,8 @@ impl Supervisor {
                         _ => None,
                     },
                     last_exit: w.last_exit.clone(),
-                    out_file: paths.then(|| path_text(&app.out_path)),
-                    error_file: paths.then(|| path_text(&app.err_path)),
+                    out_file: full.then(|| path_text(&app.out_path)),
+                    error_file: full.then(|| path_text(&app.err_path)),
                     last_exit_at_ms: w.last_exit_at.map(unix_ms),
                     memory_restarts: w.memory_restarts,
                     watchdog_misses: w.watchdog.misses,
@@ -323,10 +324,15 @@ impl Supervisor {
                     adopted: w.state.process().is_some_and(|p| p.adopted),
                     balance: (!listen.is_empty()).then_some(app.spec.balance),
                     job: self.job_summary(&w.app),
-                    runtime: pid.and_then(|p| self.runtime_of(p, now)),
-                    accept_queues: self.queues_of(&w.app, id, now),
-                    nobody_accepting: self.nobody_accepting(&w.app),
-                    reloads: app.spec.job.is_none().then_some(app.reloads),
+                    runtime: pid.filter(|_| full).and_then(|p| self.runtime_of(p, now)),
+                    // The table shows the queues of an app that nobody accepts from.
+                    accept_queues: if full || nobody_accepting {
+                        self.queues_of(&w.app, id, now)
+                    } else {
+                        Vec::new()
+                    },
+                    nobody_accepting,
+                    reloads: (full && app.spec.job.is_none()).then_some(app.reloads),
                 })
             })
             .collect()
@@ -410,7 +416,8 @@ impl Supervisor {
 /// How much of each worker a list of records carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Detail {
-    /// What the table shows: no log paths.
+    /// What the table shows: no log paths, Node runtime or reload figures, and accept queues only for an
+    /// app nobody accepts from.
     Brief,
     /// Every field but the family.
     Full,
