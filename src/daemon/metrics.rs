@@ -13,10 +13,11 @@
 //! [`NEW_WORKER_PASS`]), and for `describe` (which lists each member): with 1000 workers on a host of
 //! 1100 processes, a `list` reads 1000 small files, not 1100 plus every process's details.
 //!
-//! The stat file of each known process is kept open and read again from its start (a read, not an
-//! open, a read and a close: a third of the cost), up to a quarter of the descriptor limit, so that the
-//! files held never starve a start of descriptors. A file held names its process for good: once that
-//! process is gone its reads fail, even if its pid is reused.
+//! A known process is not read through its stat line again (the kernel's formatting of it is most of
+//! a sample's cost): its `statm` file is kept open and read again from its start for its memory, up to a
+//! quarter of the descriptor limit so that the files held never starve a start of descriptors, and its
+//! CPU time comes from its process CPU clock (every figure's, so that they add up the same way). A file
+//! held names its process for good: once that process is gone its reads fail, even if its pid is reused.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -57,23 +58,28 @@ const REUSE: Duration = Duration::from_millis(500);
 /// Longest command line kept for a member.
 const COMMAND_MAX: usize = 120;
 
-/// The last reading of a process: its CPU figure and the ticks it was measured from.
+/// The last reading of a process: its CPU figure and the CPU time it was measured from.
 struct Reading {
     start: u64,
-    ticks: u64,
+    cpu_ns: u64,
     at: Instant,
     cpu: f32,
 }
 
+/// A member's `statm` file, and its start time (read from its stat line when the file was opened).
+struct Held {
+    statm: File,
+    start: u64,
+}
+
 pub struct Metrics {
     proc_root: PathBuf,
-    ticks_per_s: u64,
     page: u64,
     readings: HashMap<i32, Reading>,
     /// Each worker's family (the worker first), as the last full pass found it, less those gone since.
     families: HashMap<i32, Vec<i32>>,
-    /// The stat files of the families' members, kept open, at most `hold_max`.
-    files: HashMap<i32, File>,
+    /// The families' members' `statm` files, kept open, at most `hold_max`.
+    files: HashMap<i32, Held>,
     hold_max: usize,
     full_at: Option<Instant>,
     /// The last sample (without command lines), and when it was taken. Shared with its readers: a sample
@@ -85,11 +91,9 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let (ticks_per_s, page) = procstat::units();
         Metrics {
             proc_root: PathBuf::from("/proc"),
-            ticks_per_s,
-            page,
+            page: procstat::page_size(),
             readings: HashMap::new(),
             families: HashMap::new(),
             files: HashMap::new(),
@@ -263,22 +267,27 @@ impl Metrics {
             let known: HashSet<i32> = family.iter().copied().collect();
             let mut kept: Vec<i32> = Vec::with_capacity(family.len());
             for &pid in family.iter() {
-                let held = match self.files.get(&pid) {
-                    Some(file) => Some(file),
-                    None if self.files.len() < self.hold_max => {
-                        match procstat::open(&self.proc_root, pid) {
-                            Some(file) => Some(&*self.files.entry(pid).or_insert(file)),
-                            None => continue,
+                if let Some(held) = self.files.get(&pid) {
+                    match procstat::resident(&held.statm) {
+                        Some(rss_pages) => {
+                            kept.push(pid);
+                            let stat = Stat {
+                                state: b'S',
+                                ppid: 0,
+                                pgrp: 0,
+                                start: held.start,
+                                rss_pages,
+                            };
+                            stats.insert(pid, stat);
+                        }
+                        None => {
+                            self.files.remove(&pid);
                         }
                     }
-                    None => None,
-                };
-                let stat = match held {
-                    Some(file) => procstat::read_from(file),
-                    None => procstat::read(&self.proc_root, pid),
-                };
-                let Some(stat) = stat.filter(|s| !s.is_gone()) else {
-                    self.files.remove(&pid);
+                    continue;
+                }
+                let Some(stat) = procstat::read(&self.proc_root, pid).filter(|s| !s.is_gone())
+                else {
                     continue;
                 };
                 let related = pid == leader
@@ -287,6 +296,12 @@ impl Metrics {
                 if related {
                     kept.push(pid);
                     stats.insert(pid, stat);
+                    if self.files.len() < self.hold_max
+                        && let Some(statm) = procstat::open(&self.proc_root, pid, "statm")
+                    {
+                        let start = stat.start;
+                        self.files.insert(pid, Held { statm, start });
+                    }
                 }
             }
             *family = kept;
@@ -294,11 +309,15 @@ impl Metrics {
         stats
     }
 
-    /// Records a reading of `pid` and returns its CPU figure (% of one core).
+    /// Records a reading of `pid` and returns its CPU figure (% of one core); 0 when its CPU clock cannot
+    /// be read (it is gone).
     fn read(&mut self, pid: i32, stat: &Stat, now: Instant) -> f32 {
+        let Some(cpu_ns) = procstat::cpu_ns(pid) else {
+            return 0.0;
+        };
         let fresh = Reading {
             start: stat.start,
-            ticks: stat.ticks,
+            cpu_ns,
             at: now,
             cpu: 0.0,
         };
@@ -308,7 +327,7 @@ impl Metrics {
                 if elapsed < CPU_WINDOW {
                     return last.cpu;
                 }
-                let used = stat.ticks.saturating_sub(last.ticks) as f64 / self.ticks_per_s as f64;
+                let used = cpu_ns.saturating_sub(last.cpu_ns) as f64 / 1e9;
                 let cpu = (used / elapsed.as_secs_f64() * 100.0) as f32;
                 *last = Reading { cpu, ..fresh };
                 cpu

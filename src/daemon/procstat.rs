@@ -1,6 +1,7 @@
-//! One process's line of `/proc/<pid>/stat`, read with one read into a stack buffer, from a file opened
-//! once and kept or opened for the one read: what the sampler needs (parent, group, CPU ticks, resident
-//! pages, start time) and no more.
+//! What the sampler reads of a process. Its line of `/proc/<pid>/stat` (parent, group, state, start
+//! time, resident pages), read with one read into a stack buffer; and, for a process already known, what
+//! costs far less than the kernel's formatting of that line: its resident pages from `/proc/<pid>/statm`
+//! (a file kept open and read again from its start) and its CPU time from its process CPU clock.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -13,8 +14,6 @@ pub struct Stat {
     pub state: u8,
     pub ppid: i32,
     pub pgrp: i32,
-    /// utime + stime (fields 14 and 15), in clock ticks.
-    pub ticks: u64,
     /// Field 22, in clock ticks since boot: with the pid, it names one process for good.
     pub start: u64,
     /// Field 24: resident set size, in pages.
@@ -30,22 +29,53 @@ impl Stat {
 
 /// Reads `/proc/<pid>/stat` under `proc_root`. `None` when the process is gone or the line is not one.
 pub fn read(proc_root: &Path, pid: i32) -> Option<Stat> {
-    read_from(&open(proc_root, pid)?)
+    // A stat line is a few hundred bytes; the command name inside is at most 64.
+    let mut buf = [0u8; 1024];
+    let len = read_all(&open(proc_root, pid, "stat")?, &mut buf)?;
+    parse(&buf[..len])
 }
 
-/// Opens `/proc/<pid>/stat` under `proc_root`, to read it again and again with [`read_from`]. The file
-/// names that one process for good: once it is gone (reaped), reading fails, even if its pid is reused.
-pub fn open(proc_root: &Path, pid: i32) -> Option<File> {
+/// Opens `/proc/<pid>/<name>` under `proc_root`. The file names that one process for good: once it is
+/// gone (reaped), reading it fails, even if its pid is reused.
+pub fn open(proc_root: &Path, pid: i32, name: &str) -> Option<File> {
     let mut path = proc_root.to_path_buf();
     path.push(pid.to_string());
-    path.push("stat");
+    path.push(name);
     File::open(path).ok()
 }
 
-/// Reads a stat file from its start. `None` when the process is gone or the line is not one.
-pub fn read_from(file: &File) -> Option<Stat> {
-    // A stat line is a few hundred bytes; the command name inside is at most 64.
-    let mut buf = [0u8; 1024];
+/// Resident pages, from a `/proc/<pid>/statm` file read from its start. `None` when the process is gone,
+/// or a zombie (no memory at all).
+pub fn resident(statm: &File) -> Option<u64> {
+    let mut buf = [0u8; 128];
+    let len = read_all(statm, &mut buf)?;
+    let mut fields = std::str::from_utf8(&buf[..len])
+        .ok()?
+        .split_ascii_whitespace();
+    let size: u64 = fields.next()?.parse().ok()?;
+    let resident = fields.next()?.parse().ok()?;
+    (size > 0).then_some(resident)
+}
+
+/// The CPU time a process (all its threads) used, in nanoseconds, from its process CPU clock: one system
+/// call, no text. `None` when it is gone.
+pub fn cpu_ns(pid: i32) -> Option<u64> {
+    // The kernel's process CPU clock ids (what glibc's clock_getcpuclockid makes): the pid, inverted and
+    // shifted, with CPUCLOCK_SCHED (2): the scheduler's count, the most precise.
+    let clock: libc::clockid_t = (!pid << 3) | 2;
+    let mut time = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime fills a plain struct.
+    if unsafe { libc::clock_gettime(clock, &mut time) } != 0 {
+        return None;
+    }
+    Some(u64::try_from(time.tv_sec).ok()? * 1_000_000_000 + u64::try_from(time.tv_nsec).ok()?)
+}
+
+/// Reads a /proc file from its start into `buf`; the length read.
+fn read_all(file: &File, buf: &mut [u8]) -> Option<usize> {
     let mut len = 0;
     while len < buf.len() {
         match file.read_at(&mut buf[len..], len as u64) {
@@ -55,7 +85,7 @@ pub fn read_from(file: &File) -> Option<Stat> {
             Err(_) => return None,
         }
     }
-    parse(&buf[..len])
+    Some(len)
 }
 
 /// Parses a stat line. The command name (field 2) is in parentheses and may hold anything, spaces and
@@ -68,10 +98,7 @@ pub fn parse(line: &[u8]) -> Option<Stat> {
     let state = *fields.next()?.as_bytes().first()?;
     let ppid = fields.next()?.parse().ok()?; // 4
     let pgrp = fields.next()?.parse().ok()?; // 5
-    let mut fields = fields.skip(8); // 6..=13
-    let utime: u64 = fields.next()?.parse().ok()?; // 14
-    let stime: u64 = fields.next()?.parse().ok()?; // 15
-    let mut fields = fields.skip(6); // 16..=21
+    let mut fields = fields.skip(16); // 6..=21
     let start = fields.next()?.parse().ok()?; // 22
     let _vsize = fields.next()?; // 23
     let rss_pages = fields.next()?.parse::<i64>().ok()?.max(0) as u64; // 24
@@ -79,25 +106,16 @@ pub fn parse(line: &[u8]) -> Option<Stat> {
         state,
         ppid,
         pgrp,
-        ticks: utime.saturating_add(stime),
         start,
         rss_pages,
     })
 }
 
-/// Clock ticks per second and the page size, from sysconf.
-pub fn units() -> (u64, u64) {
-    // SAFETY: sysconf with constant arguments.
-    let (ticks, page) = unsafe {
-        (
-            libc::sysconf(libc::_SC_CLK_TCK),
-            libc::sysconf(libc::_SC_PAGESIZE),
-        )
-    };
-    (
-        u64::try_from(ticks).ok().filter(|&t| t > 0).unwrap_or(100),
-        u64::try_from(page).ok().filter(|&p| p > 0).unwrap_or(4096),
-    )
+/// The page size, from sysconf.
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf with a constant argument.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(page).ok().filter(|&p| p > 0).unwrap_or(4096)
 }
 
 /// The command line of a process (arguments joined by spaces), or its name when it has none (a kernel
@@ -141,7 +159,6 @@ mod tests {
                 state: b'S',
                 ppid: 1,
                 pgrp: 4242,
-                ticks: 10,
                 start: 123456,
                 rss_pages: 250,
             }
@@ -167,6 +184,14 @@ mod tests {
         assert_eq!(stat.ppid, nix::unistd::getppid().as_raw());
         assert!(stat.rss_pages > 0);
         assert!(!stat.is_gone());
+        let statm = open(Path::new("/proc"), me, "statm").expect("this process's statm");
+        assert!(resident(&statm).is_some_and(|pages| pages > 0));
+        let used = cpu_ns(me).expect("this process's CPU clock");
+        let busy = std::time::Instant::now();
+        while busy.elapsed() < std::time::Duration::from_millis(20) {
+            std::hint::black_box(busy.elapsed());
+        }
+        assert!(cpu_ns(me).is_some_and(|later| later >= used + 10_000_000));
         assert!(pids(Path::new("/proc")).contains(&me));
         let command = command(Path::new("/proc"), me).expect("this process's command line");
         assert!(!command.is_empty());
