@@ -237,7 +237,7 @@ impl Endpoint {
     /// Asks the keeper for the records and jobs, and renders them.
     async fn page(&self, format: Format) -> Result<String, String> {
         let processes =
-            match super::relay::ask(&self.keeper, &Request::List { brief: true }).await? {
+            match super::relay::ask(&self.keeper, &Request::List { brief: false }).await? {
                 Response::Processes { processes } => processes,
                 other => return Err(format!("unexpected answer from the keeper: {other:?}")),
             };
