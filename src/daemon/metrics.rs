@@ -271,6 +271,8 @@ impl Metrics {
                     match procstat::resident(&held.statm) {
                         Some(rss_pages) => {
                             kept.push(pid);
+                            // Its parent and group are not read again: the file held pins the process,
+                            // and only its memory and start time are used from here.
                             let stat = Stat {
                                 state: b'S',
                                 ppid: 0,
