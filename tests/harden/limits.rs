@@ -240,8 +240,11 @@ fn a_thousand_starts_and_deletes_leak_no_descriptor() {
     }
     let eco = crate::helpers::write_file(&h.scratch("eco"), "ecosystem.toml", &file);
     let eco = eco.display().to_string();
+    // Each round's `list` has the sampler read every worker, keeping their statm files open until they are
+    // gone.
     let round = |h: &Herdsman| {
         h.cmd(&["start", &eco]).ok();
+        h.cmd(&["list"]).ok();
         h.cmd(&["delete", "all"]).ok();
     };
     // A first round starts what lives as long as the daemon (the log keeper, the metrics, ...).
