@@ -4,8 +4,9 @@
 //! A worker's figures are those of its whole family: the worker and every process descended from it
 //! (a gunicorn master with its workers, `npm start` with its node), and the orphans of its process group
 //! that the daemon, a subreaper, inherited. CPU is the share of one core used since the previous reading
-//! (at least [`CPU_WINDOW`] before), so the first sample of a process after it starts reads low; a worker
-//! is read once when it starts so that the first `list` already has a figure.
+//! (at least [`CPU_WINDOW`] before), so the first sample of a process after it starts reads low; a worker's
+//! first reading is taken at its fork (its CPU clock starts at zero there, nothing is read) so that the
+//! first `list` already has a figure.
 //!
 //! A sample reads only the processes herdsman knows: each worker and the descendants found by the last
 //! full pass, one `/proc/<pid>/stat` each. A full pass (every process's stat, to find the families) is
@@ -58,6 +59,9 @@ const REUSE: Duration = Duration::from_millis(500);
 /// Longest command line kept for a member.
 const COMMAND_MAX: usize = 120;
 
+/// The start time of a reading taken at a fork, before the process's stat was read.
+const UNREAD: u64 = u64::MAX;
+
 /// The last reading of a process: its CPU figure and the CPU time it was measured from.
 struct Reading {
     start: u64,
@@ -105,11 +109,24 @@ impl Metrics {
         }
     }
 
-    /// Takes the first reading of a new worker.
+    /// Takes the first reading of a worker found running (adopted).
     pub fn track(&mut self, pid: i32) {
         if let Some(stat) = procstat::read(&self.proc_root, pid) {
             self.read(pid, &stat, Instant::now());
         }
+    }
+
+    /// Takes the first reading of a child the daemon has just forked, without reading anything: its CPU
+    /// clock starts at zero at the fork, and its pid names it until the daemon reaps it (and forgets it),
+    /// so its start time is taken from its first sample.
+    pub fn spawned(&mut self, pid: i32) {
+        let first = Reading {
+            start: UNREAD,
+            cpu_ns: 0,
+            at: Instant::now(),
+            cpu: 0.0,
+        };
+        self.readings.insert(pid, first);
     }
 
     /// Drops a worker that exited.
@@ -324,7 +341,7 @@ impl Metrics {
             cpu: 0.0,
         };
         match self.readings.get_mut(&pid) {
-            Some(last) if last.start == stat.start => {
+            Some(last) if last.start == stat.start || last.start == UNREAD => {
                 let elapsed = now.duration_since(last.at);
                 if elapsed < CPU_WINDOW {
                     return last.cpu;

@@ -3,7 +3,7 @@
 //! Its control channel is one end of a `SOCK_SEQPACKET` socketpair, inherited from the daemon. For each
 //! output stream of each process it spawns, the daemon sends one message: a JSON [`Header`] (app,
 //! instance, stream, file, rotation limits) with the pipe's read end attached (`SCM_RIGHTS`). The keeper
-//! then reads that pipe until EOF, in a plain `poll(2)` loop: it splits the output into lines (a line
+//! then reads that pipe until EOF, in an `epoll(7)` loop (a wake costs the same with 2 pipes or 2000): it splits the output into lines (a line
 //! longer than [`MAX_LINE`] is cut; an unterminated last line is ended at EOF), prefixes each with the
 //! time it was read and the instance, and appends them to the file ([`super::output`]).
 //!
@@ -74,7 +74,10 @@ struct Shared {
 
 struct Keeper {
     control: Option<OwnedFd>,
-    pipes: Vec<Pipe>,
+    /// The pipes being read, by their token in `epoll`.
+    pipes: HashMap<u64, Pipe>,
+    next_token: u64,
+    epoll: Epoll,
     outputs: HashMap<PathBuf, Shared>,
     /// Lines were written since the outputs were last looked at for a report.
     dirty: bool,
@@ -128,7 +131,7 @@ pub fn run(control_fd: RawFd) -> Result<()> {
         let mut action: libc::sigaction = std::mem::zeroed();
         action.sa_sigaction = on_terminate as *const () as libc::sighandler_t;
         libc::sigemptyset(&mut action.sa_mask);
-        // No SA_RESTART: poll returns EINTR, and the flag is looked at.
+        // No SA_RESTART: epoll_wait returns EINTR, and the flag is looked at.
         libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
         action.sa_sigaction = on_reopen as *const () as libc::sighandler_t;
         libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut());
@@ -140,9 +143,13 @@ pub fn run(control_fd: RawFd) -> Result<()> {
         }
     }
     tracing::info!(pid = std::process::id(), "log keeper running");
+    let epoll = Epoll::new()?;
+    epoll.add(control.as_raw_fd(), CONTROL)?;
     let mut keeper = Keeper {
         control: Some(control),
-        pipes: Vec::new(),
+        pipes: HashMap::new(),
+        next_token: CONTROL + 1,
+        epoll,
         outputs: HashMap::new(),
         dirty: false,
         reported_at: Instant::now(),
@@ -156,8 +163,10 @@ pub fn run(control_fd: RawFd) -> Result<()> {
 impl Keeper {
     fn run(&mut self) {
         let mut buffer = vec![0u8; MAX_LINE];
+        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; MAX_EVENTS];
         while self.control.is_some() || !self.pipes.is_empty() {
-            if TERMINATE.load(Ordering::Relaxed) && self.control.take().is_some() {
+            if TERMINATE.load(Ordering::Relaxed) && self.control.is_some() {
+                self.close_control();
                 tracing::info!("SIGTERM: no new streams; draining the ones open");
                 continue;
             }
@@ -167,10 +176,6 @@ impl Keeper {
                 }
                 tracing::info!(logs = self.outputs.len(), "SIGUSR1: logs reopened by path");
             }
-            let mut fds: Vec<libc::pollfd> = Vec::with_capacity(self.pipes.len() + 1);
-            let control = self.control.as_ref().map(AsRawFd::as_raw_fd).unwrap_or(-1);
-            fds.push(pollfd(control));
-            fds.extend(self.pipes.iter().map(|p| pollfd(p.file.as_raw_fd())));
             // Wake up for a report that is due, else only for input.
             let timeout = if self.dirty {
                 REPORT_EVERY
@@ -179,22 +184,25 @@ impl Keeper {
             } else {
                 -1
             };
-            // SAFETY: `fds` is a valid array of `fds.len()` pollfd structures (a negative fd is skipped).
-            let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
-            if ready < 0 {
-                let error = std::io::Error::last_os_error();
-                if error.kind() != std::io::ErrorKind::Interrupted {
-                    tracing::error!(%error, "poll failed");
-                    std::thread::sleep(std::time::Duration::from_millis(100));
+            let ready = match self.epoll.wait(&mut events, timeout) {
+                Ok(ready) => ready,
+                Err(error) => {
+                    if error.kind() != std::io::ErrorKind::Interrupted {
+                        tracing::error!(%error, "epoll_wait failed");
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                    }
+                    continue;
                 }
-                continue;
-            }
-            for index in (0..self.pipes.len()).rev() {
-                if fds[index + 1].revents != 0 {
-                    self.read_pipe(index, &mut buffer);
+            };
+            // The pipes first, then a new one from the control channel.
+            let mut control_ready = false;
+            for event in &events[..ready] {
+                match event.u64 {
+                    CONTROL => control_ready = true,
+                    token => self.read_pipe(token, &mut buffer),
                 }
             }
-            if fds[0].revents != 0 {
+            if control_ready {
                 self.receive();
             }
             if self.dirty && self.reported_at.elapsed() >= REPORT_EVERY {
@@ -250,13 +258,13 @@ impl Keeper {
             Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => return,
             Err(error) => {
                 tracing::warn!(%error, "control channel failed: no new streams");
-                self.control = None;
+                self.close_control();
                 return;
             }
         };
         if bytes == 0 && fds.is_empty() {
             tracing::info!("the daemon closed the control channel");
-            self.control = None;
+            self.close_control();
             return;
         }
         let header: Header = match serde_json::from_slice(&buf[..bytes]) {
@@ -298,20 +306,36 @@ impl Keeper {
         shared.output.every = header.rotate;
         shared.output.zone = header.format.timezone;
         shared.output.compress = header.compress;
-        self.pipes.push(Pipe {
-            file: File::from(fd),
-            app: header.app,
-            instance: header.instance,
-            stream: header.stream,
-            format: header.format,
-            path: header.path,
-            partial: Vec::new(),
-        });
+        let token = self.next_token;
+        if let Err(error) = self.epoll.add(fd.as_raw_fd(), token) {
+            // Only when the kernel is out of watches (`max_user_watches`): the stream is not read.
+            tracing::warn!(app = %header.app, %error, "cannot watch this stream: its lines are not read");
+            shared.users -= 1;
+            if shared.users == 0 {
+                self.outputs.remove(&header.path);
+            }
+            return;
+        }
+        self.next_token += 1;
+        self.pipes.insert(
+            token,
+            Pipe {
+                file: File::from(fd),
+                app: header.app,
+                instance: header.instance,
+                stream: header.stream,
+                format: header.format,
+                path: header.path,
+                partial: Vec::new(),
+            },
+        );
     }
 
     /// Reads what a pipe has and writes its complete lines; at EOF, its last line too, and lets it go.
-    fn read_pipe(&mut self, index: usize, buffer: &mut [u8]) {
-        let pipe = &mut self.pipes[index];
+    fn read_pipe(&mut self, token: u64, buffer: &mut [u8]) {
+        let Some(pipe) = self.pipes.get_mut(&token) else {
+            return;
+        };
         let read = match pipe.file.read(buffer) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return,
@@ -362,7 +386,83 @@ impl Keeper {
             }
             self.outputs.remove(&path);
         }
-        self.pipes.swap_remove(index);
+        // Removed by hand: the daemon holds a copy of the pipe, so closing ours would not remove it.
+        self.epoll.remove(pipe.file.as_raw_fd());
+        self.pipes.remove(&token);
+    }
+
+    /// Stops taking new streams.
+    fn close_control(&mut self) {
+        if let Some(control) = self.control.take() {
+            self.epoll.remove(control.as_raw_fd());
+        }
+    }
+}
+
+/// The control channel's token in `epoll`; the pipes' come after it.
+const CONTROL: u64 = 0;
+/// Events taken per wake.
+const MAX_EVENTS: usize = 256;
+
+/// An `epoll` instance watching descriptors for input (level-triggered), each under a token.
+struct Epoll(OwnedFd);
+
+impl Epoll {
+    fn new() -> std::io::Result<Epoll> {
+        // SAFETY: epoll_create1 returns a new descriptor or -1.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: the descriptor was just created and is owned here.
+        Ok(Epoll(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    fn add(&self, fd: RawFd, token: u64) -> std::io::Result<()> {
+        let mut event = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: token,
+        };
+        // SAFETY: both descriptors are open; `event` is a valid epoll_event.
+        let done =
+            unsafe { libc::epoll_ctl(self.0.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut event) };
+        if done < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    fn remove(&self, fd: RawFd) {
+        // SAFETY: a null event is allowed for EPOLL_CTL_DEL; an fd not watched only gets an error.
+        unsafe {
+            libc::epoll_ctl(
+                self.0.as_raw_fd(),
+                libc::EPOLL_CTL_DEL,
+                fd,
+                std::ptr::null_mut(),
+            );
+        }
+    }
+
+    /// Waits up to `timeout` ms (-1: for ever) and returns how many of `events` were filled.
+    fn wait(
+        &self,
+        events: &mut [libc::epoll_event],
+        timeout: libc::c_int,
+    ) -> std::io::Result<usize> {
+        // SAFETY: `events` is a valid array of `events.len()` epoll_event structures.
+        let ready = unsafe {
+            libc::epoll_wait(
+                self.0.as_raw_fd(),
+                events.as_mut_ptr(),
+                events.len() as libc::c_int,
+                timeout,
+            )
+        };
+        if ready < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(ready as usize)
     }
 }
 
@@ -390,14 +490,6 @@ fn char_boundary(chunk: &[u8]) -> usize {
         };
     }
     len
-}
-
-fn pollfd(fd: RawFd) -> libc::pollfd {
-    libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    }
 }
 
 #[cfg(test)]

@@ -219,7 +219,7 @@ impl Supervisor {
         }
         // A job's run is read when sampled: a thousand short runs cost no reading each.
         if run.is_none() {
-            self.metrics.track(pid);
+            self.metrics.spawned(pid);
         }
         self.job_spawned(id, &process);
         self.emit_worker(EventKind::Started, id, Some(pid), EventDetails::default());
@@ -293,8 +293,11 @@ impl Supervisor {
 
     pub(super) fn arm(&self, delay: Duration, timer: Timer) {
         let tx = self.tx.clone();
+        // The deadline is taken now, not when the task first runs: a long turn (a thousand spawns) would
+        // otherwise push every timer it armed back by its own length.
+        let deadline = tokio::time::Instant::now() + delay;
         tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
+            tokio::time::sleep_until(deadline).await;
             let _ = tx.send(Message::Timer(timer));
         });
     }
