@@ -79,6 +79,11 @@ pub fn protocol_frames(data: &[u8]) {
                 );
             }
             (Err(_), Err(_)) => {}
+            // A field the answer does not use is skipped by the fast decode unread, as serde skips an
+            // unknown field of a struct; the general decode buffers it, so a lone surrogate or a number out
+            // of range there fails only the latter. That is the one difference allowed: on a document that
+            // is not valid JSON as serde reads it.
+            (Err(_), Ok(_)) if serde_json::from_slice::<serde_json::Value>(&line).is_err() => {}
             (generic, fast) => panic!(
                 "the fast decode of an answer and serde's disagree: {:?} against {:?}",
                 generic.as_ref().err(),

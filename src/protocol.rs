@@ -639,7 +639,9 @@ impl Response {
     /// Decodes an answer. The large answers (records of every worker or job) are decoded straight into
     /// their fields once their tag is known: serde decodes an internally tagged enum by first copying the
     /// whole document into a tree of its own, which for a thousand records costs more than the decode. The
-    /// result is the same as `serde_json::from_slice::<Response>` (a test and the fuzz target check it).
+    /// result is the same as `serde_json::from_slice::<Response>` (a test and the fuzz target check it),
+    /// but for one leniency: a field the answer does not use is skipped unread, so a lone surrogate or a
+    /// number out of range there is not refused.
     pub fn decode(line: &[u8]) -> Result<Response, serde_json::Error> {
         #[derive(Deserialize)]
         struct Tag<'a> {
@@ -1234,6 +1236,19 @@ mod tests {
 
     #[test]
     fn frames_round_trip_and_split_on_newlines() {
+
+    #[test]
+    fn the_fast_decode_skips_a_malformed_value_in_a_field_it_does_not_use() {
+        // Found by the `protocol` fuzz target (`fuzz/regressions/protocol/`): serde's decode of the
+        // tagged enum buffers every value and refuses these; the fast one never reads the field.
+        for junk in [r#""\ud800""#, "1e400"] {
+            let line = format!(r#"{{"response":"jobs","jobs":[],"unused":{junk}}}"#);
+            assert!(serde_json::from_slice::<Response>(line.as_bytes()).is_err());
+            assert!(serde_json::from_slice::<serde_json::Value>(line.as_bytes()).is_err());
+            let fast = Response::decode(line.as_bytes()).expect("the fast decode skips it");
+            assert!(matches!(fast, Response::Jobs { jobs } if jobs.is_empty()));
+        }
+    }
         let mut bytes = encode_frame(&Request::Stop {
             target: Selection::Name("api".into()),
         })
