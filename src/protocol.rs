@@ -1235,9 +1235,6 @@ mod tests {
     }
 
     #[test]
-    fn frames_round_trip_and_split_on_newlines() {
-
-    #[test]
     fn the_fast_decode_skips_a_malformed_value_in_a_field_it_does_not_use() {
         // Found by the `protocol` fuzz target (`fuzz/regressions/protocol/`): serde's decode of the
         // tagged enum buffers every value and refuses these; the fast one never reads the field.
@@ -1249,6 +1246,9 @@ mod tests {
             assert!(matches!(fast, Response::Jobs { jobs } if jobs.is_empty()));
         }
     }
+
+    #[test]
+    fn frames_round_trip_and_split_on_newlines() {
         let mut bytes = encode_frame(&Request::Stop {
             target: Selection::Name("api".into()),
         })
