@@ -21,6 +21,7 @@ mod descriptors;
 pub mod fleet;
 #[doc(hidden)]
 pub mod fuzzing;
+mod heap;
 pub mod home;
 pub mod human;
 pub mod logs;

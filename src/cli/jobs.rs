@@ -49,19 +49,28 @@ fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
             *width = (*width).max(cell.chars().count());
         }
     }
-    let mut out = String::new();
-    let mut line = |cells: Vec<&str>| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        out.push_str(padded.join("  ").trim_end());
+    // One buffer for the whole table: no copy of a cell, no string per padded cell.
+    let line_width: usize = widths.iter().map(|w| w + 2).sum();
+    let mut out = String::with_capacity((rows.len() + 1) * line_width);
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let start = out.len();
+        for (i, (cell, width)) in cells.zip(&widths).enumerate() {
+            if i > 0 {
+                out.push_str("  ");
+            }
+            out.push_str(cell);
+            out.extend(std::iter::repeat_n(
+                ' ',
+                width.saturating_sub(cell.chars().count()),
+            ));
+        }
+        let end = start + out[start..].trim_end().len();
+        out.truncate(end);
         out.push('\n');
     };
-    line(headers.to_vec());
+    line(&mut headers.iter().copied());
     for row in rows {
-        line(row.iter().map(String::as_str).collect());
+        line(&mut row.iter().map(String::as_str));
     }
     out
 }
@@ -469,4 +478,22 @@ pub fn run_logs(home: &Home, job: Option<&str>, run_id: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::table;
+
+    #[test]
+    fn a_table_pads_each_column_to_its_widest_cell_and_ends_lines_without_spaces() {
+        let rows = vec![
+            vec!["nightly-report".to_string(), "é".to_string(), String::new()],
+            vec!["a".to_string(), String::new(), String::new()],
+        ];
+        let text = table(&["name", "state", ""], &rows);
+        assert_eq!(
+            text, "name            state\nnightly-report  é\na\n",
+            "a character of several bytes is one column; trailing padding is trimmed"
+        );
+    }
 }

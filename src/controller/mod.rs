@@ -39,6 +39,7 @@ pub fn run(home: &Home, listen_fd: RawFd, keeper_pid: i32) -> Result<()> {
     // Of the two, the kernel should pick the controller when memory runs out: it comes back; the keeper
     // holds the workers. Raising one's own score needs no privilege.
     let _ = std::fs::write("/proc/self/oom_score_adj", "500");
+    crate::heap::tune();
     // SAFETY: the descriptor was inherited for us alone (the keeper cleared close-on-exec on it only).
     let listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(listen_fd) };
     listener

@@ -28,6 +28,8 @@ pub async fn connection(stream: UnixStream, keeper: &Path, metrics: &Arc<Endpoin
     if let Err(e) = serve(stream, keeper, metrics).await {
         debug!(error = %e, "control connection ended");
     }
+    // A large request (a thousand apps) is decoded into many small blocks, all freed by now.
+    crate::heap::give_back_if_large();
 }
 
 async fn send(
@@ -78,6 +80,7 @@ async fn serve(
             }
             Err(e) => return Err(e),
         };
+        crate::heap::note_frame(line.len());
         let request = match protocol::decode::<Request>(&line) {
             Ok(request) => request,
             Err(e) => {

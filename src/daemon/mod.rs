@@ -89,11 +89,7 @@ pub fn run(home: Home, options: Options) -> Result<Outcome> {
         Some(h) => spawn::restore_fd_limit(h.context.nofile),
         None => spawn::raise_fd_limit(),
     }
-    // Answers and requests of a thousand records are hundreds of kilobytes, freed as soon as they are
-    // sent. A fixed threshold keeps such blocks in their own mappings, given back when freed; the C
-    // library's default raises it after the first free, and they then fragment the heap for good.
-    // SAFETY: mallopt with integer arguments.
-    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024) };
+    crate::heap::tune();
     home.create()?;
     let lock = match &handover {
         // SAFETY: inherited for this alone; the lock is the open file's, so the home stays locked.

@@ -142,6 +142,7 @@ pub fn run(control_fd: RawFd) -> Result<()> {
             libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }
     }
+    crate::heap::tune();
     tracing::info!(pid = std::process::id(), "log keeper running");
     let epoll = Epoll::new()?;
     epoll.add(control.as_raw_fd(), CONTROL)?;

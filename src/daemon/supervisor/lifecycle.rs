@@ -478,8 +478,7 @@ impl Supervisor {
                 self.give_back_armed = false;
                 // A thousand apps defined at once leave megabytes of freed requests and answers in the
                 // heap, which the C library keeps unless asked.
-                // SAFETY: malloc_trim only releases free memory of the C library's heap.
-                unsafe { libc::malloc_trim(0) };
+                crate::heap::give_back();
             }
             Timer::Drain {
                 worker,
