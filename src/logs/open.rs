@@ -8,11 +8,12 @@
 //! [`crate::secure_fs`]). A FIFO, a device or a link is refused with an error naming the path, before
 //! anything blocks on it. `/dev/null` is the one exception: it discards the lines.
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::secure_fs::{Dir, Error};
 
@@ -26,6 +27,12 @@ pub fn discards(path: &Path) -> bool {
 
 /// A log's directory, checked (created if missing and `create`), and the log's name in it.
 pub fn locate(path: &Path, create: bool) -> Result<(Dir, OsString), Error> {
+    let (parent, name) = split(path)?;
+    Ok((Dir::walk(parent, create)?, name.to_os_string()))
+}
+
+/// A log's directory (`.` for a bare name) and its name.
+fn split(path: &Path) -> Result<(&Path, &std::ffi::OsStr), Error> {
     let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
         return Err(Error::Io {
             action: "open",
@@ -33,12 +40,10 @@ pub fn locate(path: &Path, create: bool) -> Result<(Dir, OsString), Error> {
             source: io::Error::new(io::ErrorKind::InvalidInput, "not a file name"),
         });
     };
-    let parent = if parent.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        parent
-    };
-    Ok((Dir::walk(parent, create)?, name.to_os_string()))
+    if parent.as_os_str().is_empty() {
+        return Ok((Path::new("."), name));
+    }
+    Ok((parent, name))
 }
 
 /// Says why a log cannot be used, and for a directory others can write, what to do about it.
@@ -64,4 +69,57 @@ pub fn open_append(path: &Path) -> Result<File, String> {
     }
     let (dir, name) = locate(path, true).map_err(|e| explain(path, &e))?;
     dir.open_append(&name, true).map_err(|e| explain(path, &e))
+}
+
+/// Opens logs like [`open_append`], walking (and checking) each directory once: a file of a thousand apps
+/// has two thousand logs, most of them in one directory. For one request: a directory checked now is not
+/// checked again for the next log in it.
+#[derive(Default)]
+pub struct Opener {
+    dirs: HashMap<PathBuf, Dir>,
+}
+
+impl Opener {
+    pub fn open_append(&mut self, path: &Path) -> Result<File, String> {
+        if discards(path) {
+            return open_append(path);
+        }
+        let (parent, name) = split(path).map_err(|e| explain(path, &e))?;
+        let dir = match self.dirs.entry(parent.to_path_buf()) {
+            std::collections::hash_map::Entry::Occupied(known) => known.into_mut(),
+            std::collections::hash_map::Entry::Vacant(new) => {
+                new.insert(Dir::walk(parent, true).map_err(|e| explain(path, &e))?)
+            }
+        };
+        dir.open_append(name, true).map_err(|e| explain(path, &e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Opener;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_opener_checks_each_directory_once_and_refuses_what_a_single_open_refuses() {
+        let root = tempfile::tempdir().expect("tempdir");
+        std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o700))
+            .expect("chmod");
+        let mut opener = Opener::default();
+        for name in ["a-out.log", "a-err.log", "deeper/b-out.log"] {
+            opener
+                .open_append(&root.path().join(name))
+                .expect("a log in a directory of our own");
+            assert!(root.path().join(name).is_file(), "{name} was created");
+        }
+        assert_eq!(opener.dirs.len(), 2, "one walk per directory");
+        // A link where the log should be is refused, by the cached directory too.
+        std::os::unix::fs::symlink("/etc/passwd", root.path().join("link.log")).expect("link");
+        let error = opener
+            .open_append(&root.path().join("link.log"))
+            .expect_err("never through a link");
+        assert!(error.contains("link.log"), "{error}");
+        let single = super::open_append(&root.path().join("link.log")).expect_err("refused");
+        assert_eq!(error, single);
+    }
 }

@@ -55,6 +55,7 @@ impl App {
         home: &Home,
         previous: &mut Vec<Listener>,
         previous_slots: &mut Option<SlotSockets>,
+        logs: &mut crate::logs::open::Opener,
     ) -> Result<App, String> {
         check_name(&spec.name).map_err(|e| e.to_string())?;
         match std::fs::metadata(&spec.script) {
@@ -90,8 +91,8 @@ impl App {
         }
         let mut app = App::assemble(spec, command, home)?;
         // Checked now, so a path that cannot be written fails the start; the keeper opens them itself.
-        open_log(&app.out_path)?;
-        open_log(&app.err_path)?;
+        logs.open_append(&app.out_path)?;
+        logs.open_append(&app.err_path)?;
         if app.slots.is_some() {
             // The same addresses and mode keep the sockets of the slots (and their order in the kernel).
             match previous_slots.take() {

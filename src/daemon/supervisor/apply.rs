@@ -218,6 +218,7 @@ impl Supervisor {
     fn plan(&mut self, specs: Vec<AppSpec>, action: ApplyAction) -> Result<Vec<Plan>, Response> {
         let mut plans = Vec::new();
         let mut errors = Vec::new();
+        let mut logs = crate::logs::open::Opener::default();
         for spec in specs {
             let name = spec.name.clone();
             if let Some(message) = self.address_conflict(&spec) {
@@ -225,7 +226,8 @@ impl Supervisor {
                 continue;
             }
             match self.apps.get_mut(&name) {
-                None => match App::prepare(spec, &self.home, &mut Vec::new(), &mut None) {
+                None => match App::prepare(spec, &self.home, &mut Vec::new(), &mut None, &mut logs)
+                {
                     Ok(app) => plans.push(Plan::Create(Box::new(app))),
                     Err(e) => errors.push(format!("app '{name}': {e}")),
                 },
@@ -242,7 +244,13 @@ impl Supervisor {
                     }
                     // A hash or sticky app keeps its slots' sockets (see `App::prepare`).
                     let mut slots = existing.slots.take();
-                    match App::prepare(spec, &self.home, &mut existing.listeners, &mut slots) {
+                    match App::prepare(
+                        spec,
+                        &self.home,
+                        &mut existing.listeners,
+                        &mut slots,
+                        &mut logs,
+                    ) {
                         Ok(app) => plans.push(Plan::Update(Box::new(app))),
                         Err(e) => errors.push(format!("app '{name}': {e}")),
                     }

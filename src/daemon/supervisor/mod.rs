@@ -624,7 +624,8 @@ impl Supervisor {
                 format!("app '{name}': {message}"),
             ));
         }
-        let app = App::prepare(spec, &self.home, &mut Vec::new(), &mut None)
+        let logs = &mut crate::logs::open::Opener::default();
+        let app = App::prepare(spec, &self.home, &mut Vec::new(), &mut None, logs)
             .map_err(|e| Response::error(ErrorKind::Invalid, format!("app '{name}': {e}")))?;
         let count = app.spec.instances.resolve(self.cores);
         // The program only: arguments can carry secrets, which are never logged.
