@@ -293,11 +293,8 @@ impl Supervisor {
 
     pub(super) fn arm(&self, delay: Duration, timer: Timer) {
         let tx = self.tx.clone();
-        // The deadline is taken now, not when the task first runs: a long turn (a thousand spawns) would
-        // otherwise push every timer it armed back by its own length.
-        let deadline = tokio::time::Instant::now() + delay;
         tokio::spawn(async move {
-            tokio::time::sleep_until(deadline).await;
+            tokio::time::sleep(delay).await;
             let _ = tx.send(Message::Timer(timer));
         });
     }

@@ -264,19 +264,28 @@ impl Supervisor {
     fn records(&self, detail: Detail) -> Vec<ProcessInfo> {
         let now = Instant::now();
         let full = detail != Detail::Brief;
+        // What is the same for every worker of an app, worked out once per app: an app's workers are
+        // usually next to each other in slot order, so the last app's is kept.
+        let mut last: Option<(&str, Option<String>, bool)> = None;
         self.workers
             .iter()
             .filter_map(|(&id, w)| {
                 let app = self.apps.get(&w.app)?;
                 let pid = w.state.process().map(|p| p.pid);
                 let sample = pid.and_then(|p| self.observer.samples.get(&p));
-                let listen: Vec<String> = app.spec.listen.iter().map(ToString::to_string).collect();
-                let nobody_accepting = self.nobody_accepting(&w.app);
+                if last.as_ref().is_none_or(|(name, ..)| *name != w.app) {
+                    let listen: Vec<String> =
+                        app.spec.listen.iter().map(ToString::to_string).collect();
+                    let listen = (!listen.is_empty()).then(|| listen.join(", "));
+                    last = Some((&w.app, listen, self.nobody_accepting(&w.app)));
+                }
+                let (_, listen, nobody_accepting) = last.as_ref()?;
+                let (listen, nobody_accepting) = (listen.clone(), *nobody_accepting);
                 Some(ProcessInfo {
                     id,
                     name: w.app.clone(),
                     instance: w.instance,
-                    mode: if listen.is_empty() {
+                    mode: if listen.is_none() {
                         Mode::Fork
                     } else {
                         Mode::Cluster
@@ -290,7 +299,8 @@ impl Supervisor {
                         .map(|s| now.duration_since(s).as_millis() as u64),
                     cpu: sample.map_or(0.0, |s| s.cpu),
                     memory: sample.map_or(0, |s| s.memory),
-                    listen: (!listen.is_empty()).then(|| listen.join(", ")),
+                    balance: listen.as_ref().map(|_| app.spec.balance),
+                    listen,
                     restart_in_ms: match w.state {
                         State::Waiting { until } => {
                             Some(until.saturating_duration_since(now).as_millis() as u64)
@@ -322,7 +332,6 @@ impl Supervisor {
                         _ => Vec::new(),
                     },
                     adopted: w.state.process().is_some_and(|p| p.adopted),
-                    balance: (!listen.is_empty()).then_some(app.spec.balance),
                     job: self.job_summary(&w.app),
                     runtime: pid.filter(|_| full).and_then(|p| self.runtime_of(p, now)),
                     // The table shows the queues of an app that nobody accepts from.
