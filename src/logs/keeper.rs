@@ -3,9 +3,10 @@
 //! Its control channel is one end of a `SOCK_SEQPACKET` socketpair, inherited from the daemon. For each
 //! output stream of each process it spawns, the daemon sends one message: a JSON [`Header`] (app,
 //! instance, stream, file, rotation limits) with the pipe's read end attached (`SCM_RIGHTS`). The keeper
-//! then reads that pipe until EOF, in an `epoll(7)` loop (a wake costs the same with 2 pipes or 2000): it splits the output into lines (a line
-//! longer than [`MAX_LINE`] is cut; an unterminated last line is ended at EOF), prefixes each with the
-//! time it was read and the instance, and appends them to the file ([`super::output`]).
+//! then reads that pipe until EOF, in an `epoll(7)` loop (a wake costs the same with 2 pipes or 2000): it
+//! splits the output into lines (a line longer than [`MAX_LINE`] is cut; an unterminated last line is
+//! ended at EOF), prefixes each with the time it was read and the instance, and appends them to the file
+//! ([`super::output`]).
 //!
 //! It outlives the daemon on purpose: a daemon killed with SIGKILL leaves its workers serving, and their
 //! output still reaches the files. It exits once its control channel is closed (the daemon exited) and
