@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// Blocks at least this large are mapped on their own.
 const MMAP_THRESHOLD: libc::c_int = 128 * 1024;
 /// A frame at least this long leaves enough freed memory behind to be worth giving back.
-pub const LARGE_FRAME: usize = 256 * 1024;
+const LARGE_FRAME: usize = 256 * 1024;
 
 static LARGE_SEEN: AtomicBool = AtomicBool::new(false);
 

@@ -29,6 +29,7 @@
 
 mod compress;
 pub mod daemon_log;
+mod epoll;
 pub mod filter;
 pub mod follow;
 pub mod format;

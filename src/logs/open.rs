@@ -60,15 +60,7 @@ pub fn explain(path: &Path, error: &Error) -> String {
 
 /// Opens a log for appending, creating it and its missing directories.
 pub fn open_append(path: &Path) -> Result<File, String> {
-    if discards(path) {
-        return OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(DISCARD)
-            .map_err(|e| format!("cannot open {DISCARD}: {e}"));
-    }
-    let (dir, name) = locate(path, true).map_err(|e| explain(path, &e))?;
-    dir.open_append(&name, true).map_err(|e| explain(path, &e))
+    Opener::default().open_append(path)
 }
 
 /// Opens logs like [`open_append`], walking (and checking) each directory once: a file of a thousand apps
@@ -82,7 +74,11 @@ pub struct Opener {
 impl Opener {
     pub fn open_append(&mut self, path: &Path) -> Result<File, String> {
         if discards(path) {
-            return open_append(path);
+            return OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(DISCARD)
+                .map_err(|e| format!("cannot open {DISCARD}: {e}"));
         }
         let (parent, name) = split(path).map_err(|e| explain(path, &e))?;
         let dir = match self.dirs.entry(parent.to_path_buf()) {

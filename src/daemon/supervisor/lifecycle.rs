@@ -293,6 +293,10 @@ impl Supervisor {
 
     pub(super) fn arm(&self, delay: Duration, timer: Timer) {
         let tx = self.tx.clone();
+        // The delay counts from when the task first runs, after the turn that armed it. On purpose: the
+        // timers armed by one long turn (a fire time's thousand runs) then come due together and are
+        // handled in few turns; counted from the arm, each came as a turn of its own, paying the per-turn
+        // passes over every app (+20 % CPU with 1000 jobs).
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             let _ = tx.send(Message::Timer(timer));
