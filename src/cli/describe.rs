@@ -597,7 +597,7 @@ mod tests {
             ..Default::default()
         };
         let mut spec = raw.resolve(&context).expect("valid");
-        spec.job = Some(JobSpec {
+        spec.job = Some(Box::new(JobSpec {
             schedule: "0 3 * * *".into(),
             timezone: Some("Europe/Berlin".into()),
             overlap: Overlap::Replace,
@@ -610,7 +610,7 @@ mod tests {
             history: defaults::HISTORY,
             on_failure: Some("page-oncall".into()),
             fleet: None,
-        });
+        }));
         let lines = schedule_lines(&spec);
         let keys: Vec<&str> = lines.iter().map(|(k, _)| *k).collect();
         assert_eq!(
@@ -635,10 +635,10 @@ mod tests {
         assert_eq!(lines[4].1, "20m");
         assert_eq!(lines[5].1, "3, after 10s doubling to 10m");
         spec.job = None;
-        spec.cron_restart = Some(CronRestart {
+        spec.cron_restart = Some(Box::new(CronRestart {
             schedule: "@daily".into(),
             timezone: None,
-        });
+        }));
         let lines = schedule_lines(&spec);
         assert_eq!(lines[0].0, "cron restart");
         assert!(lines[1].1.ends_with("(the host's)"), "{lines:?}");

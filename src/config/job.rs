@@ -181,7 +181,7 @@ cron_restart = "0 4 * * *"
         .expect("valid");
         assert_eq!(
             apps[0].job,
-            Some(JobSpec {
+            Some(Box::new(JobSpec {
                 schedule: "0 3 * * *".into(),
                 timezone: Some("Europe/Berlin".into()),
                 overlap: Overlap::Replace,
@@ -194,17 +194,17 @@ cron_restart = "0 4 * * *"
                 history: 50,
                 on_failure: Some("scripts/page-oncall.sh".into()),
                 fleet: None,
-            })
+            }))
         );
         assert_eq!(apps[0].cron_restart, None);
         assert!(!apps[0].autorestart, "autorestart resolves as given");
         assert_eq!(apps[1].job, None);
         assert_eq!(
             apps[1].cron_restart,
-            Some(CronRestart {
+            Some(Box::new(CronRestart {
                 schedule: "0 4 * * *".into(),
                 timezone: None,
-            })
+            }))
         );
     }
 
@@ -213,7 +213,7 @@ cron_restart = "0 4 * * *"
         let apps = load("[[apps]]\nscript = \"job.js\"\nschedule = \"@hourly\"\n").expect("valid");
         assert_eq!(
             apps[0].job,
-            Some(JobSpec {
+            Some(Box::new(JobSpec {
                 schedule: "@hourly".into(),
                 timezone: None,
                 overlap: Overlap::Skip,
@@ -226,7 +226,7 @@ cron_restart = "0 4 * * *"
                 history: defaults::HISTORY,
                 on_failure: None,
                 fleet: None,
-            })
+            }))
         );
         // Seconds, a year, L, W and #.
         for expr in [

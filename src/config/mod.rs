@@ -61,7 +61,9 @@ pub struct AppSpec {
     /// Empty: fork mode. Otherwise cluster mode; the sockets reach each worker as fds 3, 4, ...
     pub listen: Vec<ListenAddr>,
     /// The complete environment of the workers, before herdsman adds its own variables. Shared: the apps
-    /// of one file or command usually have the same, and the daemon keeps it once for all of them.
+    /// of one file or command usually have the same, and the daemon keeps it once for all of them: each is
+    /// shared as it is decoded, so a request of a thousand apps never holds a thousand copies at once.
+    #[serde(deserialize_with = "decode_shared_env")]
     pub env: Arc<BTreeMap<String, String>>,
     pub kill_signal: SignalName,
     pub kill_timeout_ms: u64,
@@ -115,7 +117,7 @@ pub struct AppSpec {
     pub runner: Option<String>,
     /// Watch mode: reload the app (new workers ready first) when its files change; `None`: off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub watch: Option<WatchSpec>,
+    pub watch: Option<Box<WatchSpec>>,
     /// How each line is written to the log files (`log_prefix`, `log_format`, `log_date_format`,
     /// `log_timezone`).
     #[serde(default)]
@@ -129,10 +131,10 @@ pub struct AppSpec {
     // ----- scheduling -----
     /// A scheduled job (`schedule` and its options): one process per run, never restarted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub job: Option<job::JobSpec>,
+    pub job: Option<Box<job::JobSpec>>,
     /// Reload the app on this schedule (PM2's `cron_restart`, as a zero-downtime reload).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cron_restart: Option<job::CronRestart>,
+    pub cron_restart: Option<Box<job::CronRestart>>,
     // ----- balancing -----
     /// How new connections are spread over the workers (`balance`): one shared socket, or one socket per
     /// worker slot chosen by the kernel (see `daemon/balance/`).
@@ -148,6 +150,38 @@ pub struct AppSpec {
 }
 
 /// How an app's new connections reach its workers (`balance`).
+type Env = BTreeMap<String, String>;
+
+/// `env`, or an equal environment given out recently: the apps of one file or command usually have the
+/// same (the caller's), kept once instead of once per app.
+pub fn shared_env(env: Arc<Env>) -> Arc<Env> {
+    use std::sync::Weak;
+    thread_local! {
+        /// The environments given out last.
+        static RECENT: std::cell::RefCell<Vec<Weak<Env>>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    RECENT.with(|recent| {
+        let mut recent = recent.borrow_mut();
+        recent.retain(|weak| weak.strong_count() > 0);
+        if let Some(same) = recent
+            .iter()
+            .filter_map(Weak::upgrade)
+            .find(|known| Arc::ptr_eq(known, &env) || **known == *env)
+        {
+            return same;
+        }
+        if recent.len() >= 8 {
+            recent.remove(0);
+        }
+        recent.push(Arc::downgrade(&env));
+        env
+    })
+}
+
+fn decode_shared_env<'de, D: serde::Deserializer<'de>>(decoder: D) -> Result<Arc<Env>, D::Error> {
+    Env::deserialize(decoder).map(|env| shared_env(Arc::new(env)))
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Balance {

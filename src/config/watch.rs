@@ -142,7 +142,7 @@ mod tests {
             ..app
         }
         .resolve(&context)
-        .map(|spec| spec.watch)
+        .map(|spec| spec.watch.map(|w| *w))
         .map_err(|problems| problems.into_iter().map(|p| p.message).collect())
     }
 

@@ -63,6 +63,10 @@ pub struct Credentials {
 pub struct Spawned {
     pub pid: i32,
     pub exec_status: OwnedFd,
+    /// The child's start time as `/proc/PID/stat` gives it (field 22, clock ticks since boot), when the
+    /// spawn could tell it for certain: the boot-time clock read before and after `clone` fell in the
+    /// same tick.
+    pub start: Option<u64>,
 }
 
 /// The step of the child's set-up that failed.
@@ -194,7 +198,8 @@ struct Plan {
     /// Index in `env` of `WATCHDOG_PID=`, and the offset of its digits.
     watchdog_slot: Option<(usize, usize)>,
     cwd: CString,
-    stdin: OwnedFd,
+    /// /dev/null, opened once for every worker (see [`dev_null`]).
+    stdin: RawFd,
     stdout: RawFd,
     stderr: RawFd,
     inherit: Vec<RawFd>,
@@ -203,6 +208,8 @@ struct Plan {
     /// The descriptor limit to give back to the program (see [`raise_fd_limit`]).
     nofile: Option<libc::rlimit>,
     scratch: Vec<RawFd>,
+    /// Started with `CLONE_FILES`: the child shares the daemon's table until `unshare_below_parked`.
+    share_files: bool,
 }
 
 fn cstring(bytes: &[u8], what: &str) -> io::Result<CString> {
@@ -258,7 +265,7 @@ impl Plan {
         let mut env_ptrs: Vec<*const c_char> = env.iter().map(|e| e.as_ptr().cast()).collect();
         env_ptrs.push(std::ptr::null());
 
-        let stdin = std::fs::File::open("/dev/null")?.into();
+        let stdin = dev_null()?;
         Ok(Plan {
             program,
             _argv: argv,
@@ -280,7 +287,15 @@ impl Plan {
                 .unwrap_or_default(),
             nofile: ORIGINAL_NOFILE.get().copied(),
             scratch: vec![-1; request.inherit.len()],
+            share_files: false,
         })
+    }
+
+    /// The daemon's descriptors the child moves into place.
+    fn needed(&self) -> impl Iterator<Item = RawFd> + '_ {
+        [self.stdin, self.stdout, self.stderr]
+            .into_iter()
+            .chain(self.inherit.iter().copied())
     }
 }
 
@@ -303,7 +318,13 @@ pub fn spawn(request: &SpawnRequest<'_>) -> io::Result<Spawned> {
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut previous);
     }
+    // The child shares the daemon's descriptor table until it has taken a copy of the part below the
+    // parked descriptors, if everything it needs is there: no copy of the whole table at each spawn.
+    plan.share_files = plan.needed().all(|fd| fd < crate::descriptors::PARKED_BASE)
+        && write.as_raw_fd() < crate::descriptors::PARKED_BASE;
+    let before = boot_ticks();
     let forked = start_child(&mut plan, write.as_raw_fd());
+    let after = boot_ticks();
     // SAFETY: restores the mask saved above.
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &previous, std::ptr::null_mut()) };
     match forked {
@@ -316,9 +337,44 @@ pub fn spawn(request: &SpawnRequest<'_>) -> io::Result<Spawned> {
             Ok(Spawned {
                 pid,
                 exec_status: read,
+                start: before.filter(|&b| Some(b) == after),
             })
         }
     }
+}
+
+/// /dev/null, the standard input of every worker: opened at the first spawn and kept (close-on-exec).
+fn dev_null() -> io::Result<RawFd> {
+    static NULL: std::sync::OnceLock<OwnedFd> = std::sync::OnceLock::new();
+    if let Some(null) = NULL.get() {
+        return Ok(null.as_raw_fd());
+    }
+    let opened: OwnedFd = std::fs::File::open("/dev/null")?.into();
+    Ok(NULL.get_or_init(|| opened).as_raw_fd())
+}
+
+/// The boot-time clock in the clock ticks of `/proc/PID/stat`'s start time (the kernel's `nsec_to_clock_t`
+/// of the same clock, taken when a process is created).
+fn boot_ticks() -> Option<u64> {
+    static NS_PER_TICK: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let per_tick = *NS_PER_TICK.get_or_init(|| {
+        // SAFETY: sysconf with a constant argument.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        match u64::try_from(hz) {
+            Ok(hz) if hz > 0 && 1_000_000_000 % hz == 0 => 1_000_000_000 / hz,
+            _ => 0,
+        }
+    });
+    if per_tick == 0 {
+        return None;
+    }
+    // SAFETY: timespec is plain data; clock_gettime fills it.
+    let mut now: libc::timespec = unsafe { std::mem::zeroed() };
+    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut now) } != 0 {
+        return None;
+    }
+    let ns = u64::try_from(now.tv_sec).ok()? * 1_000_000_000 + u64::try_from(now.tv_nsec).ok()?;
+    Some(ns / per_tick)
 }
 
 /// The child's stack while it shares the daemon's memory (it needs a few kilobytes).
@@ -372,7 +428,14 @@ fn start_child_on(plan: &mut Plan, status: RawFd, stack: &mut [u8]) -> libc::pid
         libc::clone(
             child_entry,
             top.cast(),
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            libc::CLONE_VM
+                | libc::CLONE_VFORK
+                | libc::SIGCHLD
+                | if plan.share_files {
+                    libc::CLONE_FILES
+                } else {
+                    0
+                },
             (&mut args as *mut ChildArgs).cast(),
         )
     };
@@ -492,6 +555,11 @@ unsafe fn child(plan: &mut Plan, status: RawFd) -> ! {
                 libc::signal(signal, libc::SIG_DFL);
             }
         }
+        // A table of its own first: until then each descriptor is the daemon's. (After a plain `fork`
+        // the table is its own already: this only closes the parked copies.)
+        if crate::descriptors::unshare_below_parked().is_err() {
+            fail(status, 0);
+        }
         // A session of its own: its group (= its pid) exists before the parent goes on, and no worker of
         // another session (another app) can join it.
         if libc::setsid() < 0 {
@@ -510,7 +578,7 @@ unsafe fn child(plan: &mut Plan, status: RawFd) -> ! {
             fail(status, 0);
         }
         let status = moved;
-        if libc::dup2(plan.stdin.as_raw_fd(), 0) < 0
+        if libc::dup2(plan.stdin, 0) < 0
             || libc::dup2(plan.stdout, 1) < 0
             || libc::dup2(plan.stderr, 2) < 0
         {
@@ -584,6 +652,34 @@ unsafe fn child(plan: &mut Plan, status: RawFd) -> ! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_start_time_from_the_boot_clock_is_the_one_proc_gives() {
+        // A child created between two readings of the same tick started in that tick.
+        for _ in 0..50 {
+            let before = boot_ticks().expect("the boot-time clock");
+            let mut child = std::process::Command::new("sleep")
+                .arg("5")
+                .spawn()
+                .expect("sleep starts");
+            let after = boot_ticks().expect("the boot-time clock");
+            let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id()));
+            let _ = child.kill();
+            let _ = child.wait();
+            if before != after {
+                continue;
+            }
+            let stat = stat.expect("the child's stat");
+            let start: u64 = stat[stat.rfind(')').expect("a command name") + 1..]
+                .split_whitespace()
+                .nth(19)
+                .and_then(|f| f.parse().ok())
+                .expect("field 22");
+            assert_eq!(start, before);
+            return;
+        }
+        panic!("no spawn fell within one clock tick in 50 tries");
+    }
 
     #[test]
     fn the_status_pipe_reads_as_a_session_byte_then_an_optional_report() {

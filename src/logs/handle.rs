@@ -133,7 +133,8 @@ impl Keeper {
             .map_err(|e| format!("cannot create a pipe: {e}"))?;
         let keeper = self.hand_over(header, &read)?;
         // Best effort: without a copy the pipe still works; it just does not outlive its keeper.
-        if let Ok(copy) = read.try_clone() {
+        // Parked high: the workers started from now on do not copy it (see `descriptors::PARKED_BASE`).
+        if let Ok(copy) = crate::descriptors::park(std::os::fd::AsFd::as_fd(&read)) {
             self.pending.push(Held {
                 header: header.clone(),
                 read: copy,

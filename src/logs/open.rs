@@ -89,6 +89,30 @@ impl Opener {
         };
         dir.open_append(name, true).map_err(|e| explain(path, &e))
     }
+
+    /// Checks that a log can be used, as [`Opener::open_append`] would, without creating it: its
+    /// directory is walked and checked (and created if missing), and a log that exists is opened as
+    /// there. A missing one is left to whoever writes it first (the log keeper, when it is handed the
+    /// worker's pipe), which creates it with the same checks: a thousand apps started at once do not
+    /// wait for two thousand files to be created one after another.
+    pub fn check(&mut self, path: &Path) -> Result<(), String> {
+        if discards(path) {
+            return Ok(());
+        }
+        let (parent, name) = split(path).map_err(|e| explain(path, &e))?;
+        let dir = match self.dirs.entry(parent.to_path_buf()) {
+            std::collections::hash_map::Entry::Occupied(known) => known.into_mut(),
+            std::collections::hash_map::Entry::Vacant(new) => {
+                new.insert(Dir::walk(parent, true).map_err(|e| explain(path, &e))?)
+            }
+        };
+        if matches!(dir.stat(name), Err(nix::errno::Errno::ENOENT)) {
+            return Ok(());
+        }
+        dir.open_append(name, true)
+            .map(drop)
+            .map_err(|e| explain(path, &e))
+    }
 }
 
 #[cfg(test)]
@@ -117,5 +141,29 @@ mod tests {
         assert!(error.contains("link.log"), "{error}");
         let single = super::open_append(&root.path().join("link.log")).expect_err("refused");
         assert_eq!(error, single);
+    }
+
+    #[test]
+    fn a_check_creates_the_directory_not_the_log_and_refuses_what_an_open_refuses() {
+        let root = tempfile::tempdir().expect("tempdir");
+        std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o700))
+            .expect("chmod");
+        let mut opener = Opener::default();
+        let log = root.path().join("deeper/a-out.log");
+        opener.check(&log).expect("a log in a directory of our own");
+        assert!(root.path().join("deeper").is_dir(), "the directory is made");
+        assert!(!log.exists(), "the log is left to its writer");
+        std::fs::write(&log, "").expect("write");
+        opener.check(&log).expect("an existing log");
+        std::os::unix::fs::symlink("/etc/passwd", root.path().join("link.log")).expect("link");
+        let error = opener
+            .check(&root.path().join("link.log"))
+            .expect_err("never through a link");
+        let single = super::open_append(&root.path().join("link.log")).expect_err("refused");
+        assert_eq!(error, single);
+        std::fs::create_dir(root.path().join("dir.log")).expect("mkdir");
+        opener
+            .check(&root.path().join("dir.log"))
+            .expect_err("a directory is no log");
     }
 }

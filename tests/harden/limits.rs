@@ -272,19 +272,25 @@ fn a_thousand_starts_and_deletes_leak_no_descriptor() {
     );
     if settled.is_none() {
         let now = daemon_fds(&h);
-        let mut extra = Vec::new();
-        for (role, table) in &now {
-            for (fd, link) in table {
-                if before.get(role).and_then(|b| b.get(fd)) != Some(link) {
-                    extra.push(format!("{role} fd {fd} -> {link}"));
+        let changes = |from: &BTreeMap<&'static str, BTreeMap<u32, String>>,
+                       to: &BTreeMap<&'static str, BTreeMap<u32, String>>| {
+            let mut changed = Vec::new();
+            for (role, table) in to {
+                for (fd, link) in table {
+                    if from.get(role).and_then(|b| b.get(fd)) != Some(link) {
+                        changed.push(format!("{role} fd {fd} -> {link}"));
+                    }
                 }
             }
-        }
+            changed
+        };
         h.fail(&format!(
-            "descriptors after {} starts and deletes: {:?}, before: {:?}; new or changed: {extra:?}",
+            "descriptors after {} starts and deletes: {:?}, before: {:?}; new or changed: {:?}; gone: {:?}",
             APPS * ROUNDS,
             counts(&now),
-            counts(&before)
+            counts(&before),
+            changes(&before, &now),
+            changes(&now, &before)
         ));
     }
 }

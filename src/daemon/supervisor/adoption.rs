@@ -167,6 +167,9 @@ pub struct Keeping {
     deferred: bool,
     /// Start times of the processes recorded, read once each.
     starts: HashMap<i32, u64>,
+    /// Start times known from the spawn (see [`spawn::Spawned::start`]), for processes not recorded yet:
+    /// no `/proc` read for them.
+    spawned: HashMap<i32, u64>,
     /// A failed write was logged; the next success is too.
     failing: bool,
 }
@@ -192,6 +195,7 @@ impl Keeping {
             last_write: None,
             deferred: false,
             starts: HashMap::new(),
+            spawned: HashMap::new(),
             failing: false,
         }
     }
@@ -527,6 +531,14 @@ impl Supervisor {
 
     /// What the record depends on, hashed: apps and their slots, each slot's process, successor and
     /// counters, and the processes being stopped.
+    /// A process this keeper just started, with its start time if the spawn knew it: the record then
+    /// need not read it from `/proc`. It is still written at once (see `keep_record`).
+    pub(super) fn note_spawned(&mut self, pid: i32, start: Option<u64>) {
+        if let (Some(keeping), Some(start)) = (&mut self.record, start) {
+            keeping.spawned.insert(pid, start);
+        }
+    }
+
     fn apps_fingerprint(&self) -> u64 {
         let mut hasher = Fnv::default();
         for (name, app) in &self.apps {
@@ -666,12 +678,15 @@ impl Supervisor {
             return (slots, Vec::new(), next_id);
         };
         keeping.starts.retain(|pid, _| live.contains(pid));
+        keeping.spawned.retain(|pid, _| live.contains(pid));
         let proc_root = Path::new("/proc");
         let mut start_of = |pid: i32| {
-            *keeping
-                .starts
-                .entry(pid)
-                .or_insert_with(|| process_start(proc_root, pid).map_or(0, |(_, start)| start))
+            *keeping.starts.entry(pid).or_insert_with(|| {
+                keeping
+                    .spawned
+                    .remove(&pid)
+                    .unwrap_or_else(|| process_start(proc_root, pid).map_or(0, |(_, start)| start))
+            })
         };
         for slot in &mut slots {
             if let Some(p) = &mut slot.process {
@@ -828,7 +843,7 @@ impl Supervisor {
                         listener.store();
                     }
                     kept_apps.insert(name.clone());
-                    self.apps.insert(name, restored);
+                    self.apps.insert(name, Box::new(restored));
                 }
                 Err(message) => {
                     error!(app = %name, %message, "cannot take the app back: its surviving workers are stopped");
@@ -903,7 +918,7 @@ impl Supervisor {
                 }
                 (None, _) => {}
             }
-            self.workers.insert(slot.id, worker);
+            self.workers.insert(slot.id, Box::new(worker));
         }
         // Slots left out of the record (a job's between runs): there again, down.
         let missing: Vec<(String, u32, u32)> = self
@@ -920,7 +935,7 @@ impl Supervisor {
         for (app, id, instance) in missing {
             self.workers.insert(
                 id,
-                Worker {
+                Box::new(Worker {
                     app,
                     instance,
                     state: State::Stopped,
@@ -939,7 +954,7 @@ impl Supervisor {
                     kill_reason: None,
                     draining: None,
                     spawn_failure: None,
-                },
+                }),
             );
         }
         let mut stopped = 0;

@@ -90,9 +90,10 @@ impl App {
             ));
         }
         let mut app = App::assemble(spec, command, home)?;
-        // Checked now, so a path that cannot be written fails the start; the keeper opens them itself.
-        logs.open_append(&app.out_path)?;
-        logs.open_append(&app.err_path)?;
+        // Checked now, so a path that cannot be written fails the start; the log keeper opens (and if
+        // need be creates) them itself.
+        logs.check(&app.out_path)?;
+        logs.check(&app.err_path)?;
         if app.slots.is_some() {
             // The same addresses and mode keep the sockets of the slots (and their order in the kernel).
             match previous_slots.take() {
@@ -129,7 +130,7 @@ impl App {
 
     /// The app with its user, preload and log paths, and no socket.
     fn assemble(mut spec: AppSpec, command: CommandLine, home: &Home) -> Result<App, String> {
-        spec.env = shared_env(std::mem::take(&mut spec.env));
+        spec.env = crate::config::shared_env(std::mem::take(&mut spec.env));
         let (credentials, user_env) = credentials(&spec)?;
         let preload = match &credentials {
             Some(c) if spec.is_node() && c.uid != nix::unistd::geteuid().as_raw() => {
@@ -327,32 +328,4 @@ fn credentials(spec: &AppSpec) -> Result<(Option<Credentials>, UserEnv), String>
         groups,
     };
     Ok((Some(credentials), env))
-}
-
-type Env = std::collections::BTreeMap<String, String>;
-
-/// `env`, or an equal environment another app already holds: the apps of one file or command usually
-/// have the same (the caller's), kept once instead of once per app.
-fn shared_env(env: std::sync::Arc<Env>) -> std::sync::Arc<Env> {
-    use std::sync::{Arc, Weak};
-    thread_local! {
-        /// The environments given out last.
-        static RECENT: std::cell::RefCell<Vec<Weak<Env>>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-    RECENT.with(|recent| {
-        let mut recent = recent.borrow_mut();
-        recent.retain(|weak| weak.strong_count() > 0);
-        if let Some(same) = recent
-            .iter()
-            .filter_map(Weak::upgrade)
-            .find(|known| Arc::ptr_eq(known, &env) || **known == *env)
-        {
-            return same;
-        }
-        if recent.len() >= 8 {
-            recent.remove(0);
-        }
-        recent.push(Arc::downgrade(&env));
-        env
-    })
 }

@@ -71,7 +71,7 @@ impl Supervisor {
                         let name = app.spec.name.clone();
                         let needs = app.spec.depends_on.clone();
                         let count = app.spec.instances.resolve(self.cores);
-                        self.apps.insert(name.clone(), *app);
+                        self.apps.insert(name.clone(), app);
                         let slots: Vec<u32> = (0..count).map(|i| self.add_slot(&name, i)).collect();
                         note(format!("{name}: new: starting {count} worker(s)"));
                         lanes.push(Lane::new(&name, slots, LaneAction::Replace, needs).parallel());
@@ -303,7 +303,7 @@ impl Supervisor {
             .filter_map(|id| Some((self.workers.get(id)?.instance, *id)))
             .collect();
         slots.sort();
-        self.apps.insert(name.clone(), app);
+        self.apps.insert(name.clone(), Box::new(app));
         for &(_, id) in slots.iter().skip(count) {
             self.take_over(&[id]);
             let _ = self.stop_selected(&Selection::Id(id), OnExit::Remove);

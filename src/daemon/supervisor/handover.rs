@@ -337,7 +337,7 @@ impl Supervisor {
                         }
                     }
                     restored.workers = app.workers;
-                    supervisor.apps.insert(name, restored);
+                    supervisor.apps.insert(name, Box::new(restored));
                 }
                 Err(message) => error!(app = %name, %message, "cannot take the app over"),
             }
@@ -396,7 +396,7 @@ impl Supervisor {
             }
             supervisor.workers.insert(
                 w.id,
-                Worker {
+                Box::new(Worker {
                     app: w.app,
                     instance: w.instance,
                     state,
@@ -415,7 +415,7 @@ impl Supervisor {
                     kill_reason: None,
                     draining: None,
                     spawn_failure: None,
-                },
+                }),
             );
         }
         info!(

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use tracing::{info, warn};
 
-use super::{Supervisor, Timer, Worker};
+use super::{Supervisor, Timer};
 use crate::daemon::accept_queue::{self, Change, QUEUE_INTERVAL, Stall};
 use crate::protocol::{AcceptQueue, NodeRuntime};
 
@@ -186,7 +186,7 @@ impl Supervisor {
         }
         self.health.queues.retain(|k, _| seen.contains(k));
         // Runtime reports of processes that are gone.
-        let live: Vec<i32> = self.workers.values().flat_map(Worker::pids).collect();
+        let live: Vec<i32> = self.workers.values().flat_map(|w| w.pids()).collect();
         self.health.runtime.retain(|pid, _| live.contains(pid));
         self.arm_queue_watch();
     }

@@ -202,6 +202,7 @@ impl Supervisor {
         info!(app = %worker.app, instance = worker.instance, pid = spawned.pid, "process spawned");
         let ours: Option<OwnedFd> = channel.map(|(ours, _theirs)| ours);
 
+        self.note_spawned(spawned.pid, spawned.start);
         self.next_serial += 1;
         let process = Process::new(spawned.pid, self.next_serial);
         let (tx, serial, pid) = (self.tx.clone(), process.serial, process.pid);
@@ -476,10 +477,14 @@ impl Supervisor {
             Timer::HookTimeout { pid, serial } => self.hook_timeout(pid, serial),
             Timer::HungKill { serial } => self.hung_kill(serial),
             Timer::GiveBack => {
-                self.give_back_armed = false;
                 // A thousand apps defined at once leave megabytes of freed requests and answers in the
-                // heap, which the C library keeps unless asked.
+                // heap, which the C library keeps unless asked. Settling them (their starts, timers and
+                // records) frees as much again: while a request waits, once more after it.
                 crate::heap::give_back();
+                self.give_back_armed = !self.pending.is_empty() || !self.rollouts.is_empty();
+                if self.give_back_armed {
+                    self.arm(super::GIVE_BACK_AFTER, Timer::GiveBack);
+                }
             }
             Timer::Drain {
                 worker,
@@ -653,7 +658,7 @@ impl Supervisor {
             Loc::Slot(id) | Loc::Successor(id) => &self.workers.get(&id)?.app,
             Loc::Retiring(i) => &self.retiring.get(i)?.app,
         };
-        self.apps.get(name)
+        self.apps.get(name).map(|app| &**app)
     }
 
     /// `READY=1` or a Node readiness message, from a process or a member of its group.

@@ -229,8 +229,8 @@ pub struct Supervisor {
     /// A [`Timer::GiveBack`] is armed.
     give_back_armed: bool,
     home: crate::home::Home,
-    apps: BTreeMap<String, App>,
-    workers: BTreeMap<u32, Worker>,
+    apps: BTreeMap<String, Box<App>>,
+    workers: BTreeMap<u32, Box<Worker>>,
     retiring: Vec<Retiring>,
     next_id: u32,
     next_serial: u64,
@@ -284,6 +284,8 @@ type Reply = Result<Vec<u32>, Response>;
 /// How long after a request that defined or removed apps the free heap is given back: its answer has
 /// been written by then.
 const GIVE_BACK_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+/// A `list` of this many processes or more leaves enough freed memory behind to be worth giving back.
+const LARGE_LIST: usize = 256;
 
 /// At most this many more messages are handled in one turn of the loop when they are already waiting.
 const BATCH: usize = 255;
@@ -374,6 +376,13 @@ impl Supervisor {
         (std::mem::take(&mut self.kill_replies), self.failed)
     }
 
+    /// Gives the heap back in [`GIVE_BACK_AFTER`], unless that is already planned.
+    fn arm_give_back(&mut self) {
+        if !std::mem::replace(&mut self.give_back_armed, true) {
+            self.arm(GIVE_BACK_AFTER, Timer::GiveBack);
+        }
+    }
+
     fn handle(&mut self, message: Message) {
         match message {
             Message::Request { request, reply } => self.request(request, reply),
@@ -421,9 +430,7 @@ impl Supervisor {
         ) {
             self.touch_record();
             self.jobs.dirty = true;
-            if !std::mem::replace(&mut self.give_back_armed, true) {
-                self.arm(GIVE_BACK_AFTER, Timer::GiveBack);
-            }
+            self.arm_give_back();
         }
         let (until, outcome) = match request {
             Request::Ping => {
@@ -431,6 +438,12 @@ impl Supervisor {
                 return;
             }
             Request::List { brief } => {
+                // A list of hundreds of processes is built and encoded in the heap: given back a second
+                // later, at most once a second (never per `list`: back to back, each would pay the page
+                // faults of the memory given back by the one before).
+                if self.workers.len() >= LARGE_LIST {
+                    self.arm_give_back();
+                }
                 let _ = reply.send(self.processes(brief));
                 return;
             }
@@ -630,7 +643,7 @@ impl Supervisor {
         let count = app.spec.instances.resolve(self.cores);
         // The program only: arguments can carry secrets, which are never logged.
         info!(app = %name, workers = count, program = %app.command.program.display(), "app created");
-        self.apps.insert(name.clone(), app);
+        self.apps.insert(name.clone(), Box::new(app));
         Ok((0..count).map(|i| self.add_slot(&name, i)).collect())
     }
 
@@ -640,7 +653,7 @@ impl Supervisor {
         self.next_id += 1;
         self.workers.insert(
             id,
-            Worker {
+            Box::new(Worker {
                 app: app.to_string(),
                 instance,
                 state: State::Stopped,
@@ -659,7 +672,7 @@ impl Supervisor {
                 kill_reason: None,
                 draining: None,
                 spawn_failure: None,
-            },
+            }),
         );
         if let Some(app) = self.apps.get_mut(app) {
             app.workers.push(id);

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use super::{Supervisor, Timer, Worker};
+use super::{Supervisor, Timer};
 use crate::daemon::metrics::Sample;
 use crate::daemon::worker::State;
 use crate::protocol::{
@@ -167,7 +167,7 @@ impl Supervisor {
     /// Samples every running process (and every successor a reload is bringing up); `describe` also reads
     /// their command lines.
     pub(super) fn sample_now(&mut self, with_commands: bool) {
-        let pids: Vec<i32> = self.workers.values().flat_map(Worker::pids).collect();
+        let pids: Vec<i32> = self.workers.values().flat_map(|w| w.pids()).collect();
         self.observer.samples = self.metrics.sample(&pids, with_commands);
         self.observer
             .strikes

@@ -13,7 +13,7 @@
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::{Supervisor, Worker};
+use super::Supervisor;
 use crate::daemon::watch::{self, Decision, Gate, Report, ReportKind, Target, Watch};
 use crate::daemon::worker::State;
 use crate::protocol::{Response, Selection};
@@ -148,7 +148,7 @@ impl Supervisor {
         app.workers
             .iter()
             .filter_map(|id| self.workers.get(id))
-            .flat_map(Worker::pids)
+            .flat_map(|w| w.pids())
             .collect()
     }
 
@@ -167,7 +167,7 @@ impl Supervisor {
         let target = Target {
             app: name.to_string(),
             generation: self.watch_generation,
-            spec,
+            spec: *spec,
             cwd: app.spec.cwd.clone(),
             script: app.spec.script.clone(),
             logs: vec![app.out_path.clone(), app.err_path.clone()],

@@ -259,8 +259,8 @@ impl Supervisor {
             .apps
             .iter()
             .filter(|(name, app)| {
-                app.spec.job.as_ref() != jobs.jobs.get(*name).map(|j| &j.spec)
-                    || app.spec.cron_restart.as_ref() != jobs.reloads.get(*name).map(|r| &r.spec)
+                app.spec.job.as_deref() != jobs.jobs.get(*name).map(|j| &j.spec)
+                    || app.spec.cron_restart.as_deref() != jobs.reloads.get(*name).map(|r| &r.spec)
             })
             .map(|(name, _)| name.clone())
             .collect();
@@ -292,10 +292,10 @@ impl Supervisor {
             };
             let (job, cron) = (app.spec.job.clone(), app.spec.cron_restart.clone());
             match (job, self.jobs.jobs.contains_key(&name)) {
-                (Some(spec), false) => self.register_job(&name, spec),
+                (Some(spec), false) => self.register_job(&name, *spec),
                 (Some(spec), true) => {
-                    if self.jobs.jobs.get(&name).is_some_and(|j| j.spec != spec) {
-                        self.respec_job(&name, spec);
+                    if self.jobs.jobs.get(&name).is_some_and(|j| j.spec != *spec) {
+                        self.respec_job(&name, *spec);
                     }
                 }
                 (None, true) => {
@@ -308,7 +308,7 @@ impl Supervisor {
             match cron {
                 Some(spec) => {
                     if self.jobs.reloads.get(&name).map(|r| &r.spec) != Some(&spec) {
-                        self.register_cron_reload(&name, spec);
+                        self.register_cron_reload(&name, *spec);
                     }
                 }
                 None => {
@@ -834,7 +834,7 @@ impl Supervisor {
         if !self.jobs.jobs.contains_key(&name) {
             // Created just now: registered before its first start.
             let spec = self.apps.get(&name)?.spec.job.clone()?;
-            self.register_job(&name, spec);
+            self.register_job(&name, *spec);
         }
         let job = self.jobs.jobs.get_mut(&name)?;
         if job.starting.contains_key(&id) {
@@ -931,7 +931,7 @@ impl Supervisor {
             && let Some(spec) = self.apps.get(&name).and_then(|a| a.spec.job.clone())
         {
             // An adopted run that ended before its job was registered again.
-            self.register_job(&name, spec);
+            self.register_job(&name, *spec);
         }
         let Some(job) = self.jobs.jobs.get_mut(&name) else {
             return false;
