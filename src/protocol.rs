@@ -411,7 +411,7 @@ impl JobState {
 }
 
 /// One run of a job (one attempt).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct RunRecord {
     /// `<job>@<nominal fire time, RFC 3339 UTC>`, or `<job>@manual-<time>` for a run asked for by hand.
     pub run_id: String,
@@ -442,7 +442,7 @@ pub struct RunRecord {
 }
 
 /// How a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunOutcome {
     Running,

@@ -94,8 +94,10 @@ pub(super) struct Job {
     retries: HashMap<u64, RunStart>,
     /// Its state changed since it was last written (written at the end of the loop turn; see `flush_jobs`).
     unsaved: bool,
-    /// Its runs as last written: a line of the journal carries only those that changed since.
-    written: Vec<RunRecord>,
+    /// A digest of each of its runs as last written: a line of the journal carries only those that
+    /// changed since. (Digests, not copies: with a thousand jobs, copies of their histories were
+    /// megabytes.)
+    written: Vec<u64>,
     /// The directory of its run logs exists.
     log_dir_ready: bool,
 }
@@ -162,6 +164,14 @@ impl Default for Jobs {
             fleet: fleet::FleetJobs::default(),
         }
     }
+}
+
+/// What [`Job::written`] keeps of a run as written.
+fn digest(run: &RunRecord) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    run.hash(&mut hasher);
+    hasher.finish()
 }
 
 fn ms(at: Timestamp) -> u64 {
@@ -1244,14 +1254,14 @@ impl Supervisor {
                 .stored
                 .runs
                 .iter()
-                .filter(|r| !job.written.contains(r))
+                .filter(|r| !job.written.contains(&digest(r)))
                 .cloned()
                 .collect();
             let runs = std::mem::replace(&mut job.stored.runs, changed);
             store.put(name, job.spec.history, &job.stored);
             job.stored.runs = runs;
             job.stored.keep_in_memory();
-            job.written.clone_from(&job.stored.runs);
+            job.written = job.stored.runs.iter().map(digest).collect();
         }
         store.flush();
     }
