@@ -80,6 +80,12 @@ impl Opener {
                 .open(DISCARD)
                 .map_err(|e| format!("cannot open {DISCARD}: {e}"));
         }
+        let (dir, name) = self.locate(path)?;
+        dir.open_append(name, true).map_err(|e| explain(path, &e))
+    }
+
+    /// The log's directory, walked and checked (and created if missing) once per request, and its name.
+    fn locate<'a>(&mut self, path: &'a Path) -> Result<(&Dir, &'a std::ffi::OsStr), String> {
         let (parent, name) = split(path).map_err(|e| explain(path, &e))?;
         let dir = match self.dirs.entry(parent.to_path_buf()) {
             std::collections::hash_map::Entry::Occupied(known) => known.into_mut(),
@@ -87,7 +93,7 @@ impl Opener {
                 new.insert(Dir::walk(parent, true).map_err(|e| explain(path, &e))?)
             }
         };
-        dir.open_append(name, true).map_err(|e| explain(path, &e))
+        Ok((dir, name))
     }
 
     /// Checks that a log can be used, as [`Opener::open_append`] would, without creating it: its
@@ -99,13 +105,7 @@ impl Opener {
         if discards(path) {
             return Ok(());
         }
-        let (parent, name) = split(path).map_err(|e| explain(path, &e))?;
-        let dir = match self.dirs.entry(parent.to_path_buf()) {
-            std::collections::hash_map::Entry::Occupied(known) => known.into_mut(),
-            std::collections::hash_map::Entry::Vacant(new) => {
-                new.insert(Dir::walk(parent, true).map_err(|e| explain(path, &e))?)
-            }
-        };
+        let (dir, name) = self.locate(path)?;
         if matches!(dir.stat(name), Err(nix::errno::Errno::ENOENT)) {
             return Ok(());
         }
