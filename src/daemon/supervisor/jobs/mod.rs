@@ -95,8 +95,8 @@ pub(super) struct Job {
     /// Its state changed since it was last written (written at the end of the loop turn; see `flush_jobs`).
     unsaved: bool,
     /// A digest of each of its runs as last written: a line of the journal carries only those that
-    /// changed since. (Digests, not copies: with a thousand jobs, copies of their histories were
-    /// megabytes.)
+    /// changed since. (Digests, not copies of the runs kept in memory: 8 bytes a run instead of its
+    /// strings.)
     written: Vec<u64>,
     /// The directory of its run logs exists.
     log_dir_ready: bool,
